@@ -1,0 +1,278 @@
+//! DNS-01 solver configuration. certwright does not solve DNS-01 yet; these
+//! types exist so that existing Issuers deserialize, validate and round-trip,
+//! and so that such solvers can be reported as unsupported by name.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::meta::SecretKeySelector;
+
+/// DNS-01 solver: exactly one provider publishes the `_acme-challenge` TXT record.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "[has(self.akamai), has(self.cloudDNS), has(self.cloudflare), has(self.route53), has(self.azureDNS), has(self.digitalocean), has(self.acmeDNS), has(self.rfc2136), has(self.webhook)].filter(x, x).size() == 1",
+     "message": "exactly one DNS-01 provider must be set"}
+]))]
+pub struct Dns01Solver {
+    /// Whether to follow CNAMEs from `_acme-challenge.<name>` to the zone to
+    /// update: `None` (the default) or `Follow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cname_strategy: Option<CnameStrategy>,
+    /// Akamai Edge DNS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub akamai: Option<AkamaiProvider>,
+    /// Google Cloud DNS.
+    #[serde(rename = "cloudDNS", default, skip_serializing_if = "Option::is_none")]
+    pub cloud_dns: Option<CloudDnsProvider>,
+    /// Cloudflare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudflare: Option<CloudflareProvider>,
+    /// AWS Route 53.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route53: Option<Route53Provider>,
+    /// Azure DNS.
+    #[serde(rename = "azureDNS", default, skip_serializing_if = "Option::is_none")]
+    pub azure_dns: Option<AzureDnsProvider>,
+    /// DigitalOcean Domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digitalocean: Option<DigitalOceanProvider>,
+    /// An acme-dns server.
+    #[serde(rename = "acmeDNS", default, skip_serializing_if = "Option::is_none")]
+    pub acme_dns: Option<AcmeDnsProvider>,
+    /// RFC 2136 dynamic updates to an authoritative server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rfc2136: Option<Rfc2136Provider>,
+    /// An external webhook solver (cert-manager's webhook API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookProvider>,
+}
+
+/// CNAME handling of a DNS-01 solver.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CnameStrategy {
+    None,
+    Follow,
+}
+
+/// Akamai Edge DNS credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AkamaiProvider {
+    /// Host of the Akamai API client.
+    pub service_consumer_domain: String,
+    /// Secret entry with the client token.
+    pub client_token_secret_ref: SecretKeySelector,
+    /// Secret entry with the client secret.
+    pub client_secret_secret_ref: SecretKeySelector,
+    /// Secret entry with the access token.
+    pub access_token_secret_ref: SecretKeySelector,
+}
+
+/// Google Cloud DNS settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudDnsProvider {
+    /// Secret entry with a service account key; ambient credentials when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_secret_ref: Option<SecretKeySelector>,
+    /// Google Cloud project of the zone.
+    pub project: String,
+    /// Managed zone to write to; found automatically when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosted_zone_name: Option<String>,
+}
+
+/// Cloudflare credentials: an API token (preferred) or a global API key with its email.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudflareProvider {
+    /// Account email, needed only with `apiKeySecretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Secret entry with a global API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeySelector>,
+    /// Secret entry with a scoped API token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_token_secret_ref: Option<SecretKeySelector>,
+}
+
+/// AWS Route 53 settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Route53Provider {
+    /// Authenticate with a bound ServiceAccount token (AssumeRoleWithWebIdentity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Route53Auth>,
+    /// Access key ID given inline; excludes `accessKeyIDSecretRef`.
+    #[serde(rename = "accessKeyID", default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// Secret entry with the access key ID; excludes `accessKeyID`.
+    #[serde(rename = "accessKeyIDSecretRef", default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id_secret_ref: Option<SecretKeySelector>,
+    /// Secret entry with the secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_secret_ref: Option<SecretKeySelector>,
+    /// ARN of a role to assume with the credentials above or ambient ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Hosted zone to write to, skipping the zone lookup.
+    #[serde(rename = "hostedZoneID", default, skip_serializing_if = "Option::is_none")]
+    pub hosted_zone_id: Option<String>,
+    /// AWS region used to pick the credential scope and partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// Route 53 authentication through Kubernetes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Route53Auth {
+    /// Use a token of a ServiceAccount.
+    pub kubernetes: Route53KubernetesAuth,
+}
+
+/// A ServiceAccount whose bound token is exchanged for AWS credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Route53KubernetesAuth {
+    /// The ServiceAccount to request a token for.
+    pub service_account_ref: ServiceAccountRef,
+}
+
+/// A ServiceAccount to request a short-lived token for.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountRef {
+    /// Name of the ServiceAccount.
+    pub name: String,
+    /// Extra audiences of the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub audiences: Option<Vec<String>>,
+}
+
+/// Azure DNS settings: a service principal (clientID, clientSecretSecretRef,
+/// tenantID) or a managed identity.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureDnsProvider {
+    /// Client ID of the service principal.
+    #[serde(rename = "clientID", default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Secret entry with the service principal's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_secret_ref: Option<SecretKeySelector>,
+    /// Azure subscription of the zone.
+    #[serde(rename = "subscriptionID")]
+    pub subscription_id: String,
+    /// Tenant of the service principal.
+    #[serde(rename = "tenantID", default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Resource group of the zone.
+    pub resource_group_name: String,
+    /// Name of the zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosted_zone_name: Option<String>,
+    /// Azure cloud; `AzurePublicCloud` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<AzureEnvironment>,
+    /// Workload identity or managed service identity; excludes the service principal fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_identity: Option<AzureManagedIdentity>,
+    /// Public (the default) or private DNS zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_type: Option<AzureZoneType>,
+}
+
+/// An Azure cloud.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AzureEnvironment {
+    AzurePublicCloud,
+    AzureChinaCloud,
+    AzureGermanCloud,
+    AzureUSGovernmentCloud,
+}
+
+/// Kind of Azure DNS zone.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AzureZoneType {
+    AzurePublicZone,
+    AzurePrivateZone,
+}
+
+/// An Azure managed identity.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureManagedIdentity {
+    /// Client ID of the identity; excludes `resourceID`.
+    #[serde(rename = "clientID", default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Resource ID of the identity; excludes `clientID`.
+    #[serde(rename = "resourceID", default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    /// Tenant of the identity.
+    #[serde(rename = "tenantID", default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+}
+
+/// DigitalOcean credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DigitalOceanProvider {
+    /// Secret entry with an API token.
+    pub token_secret_ref: SecretKeySelector,
+}
+
+/// An acme-dns server and account.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcmeDnsProvider {
+    /// URL of the acme-dns server.
+    pub host: String,
+    /// Secret entry with the acme-dns account JSON.
+    pub account_secret_ref: SecretKeySelector,
+}
+
+/// RFC 2136 dynamic DNS update settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rfc2136Provider {
+    /// Authoritative server as `host[:port]`; IPv6 hosts in brackets.
+    pub nameserver: String,
+    /// Secret entry with the TSIG key; required with `tsigKeyName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsig_secret_secret_ref: Option<SecretKeySelector>,
+    /// TSIG key name; required with `tsigSecretSecretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsig_key_name: Option<String>,
+    /// TSIG algorithm: `HMACMD5` (the default), `HMACSHA1`, `HMACSHA256` or `HMACSHA512`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsig_algorithm: Option<String>,
+    /// Transport of the updates: `UDP` (the default) or `TCP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Rfc2136Protocol>,
+}
+
+/// Transport of RFC 2136 updates.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Rfc2136Protocol {
+    TCP,
+    UDP,
+}
+
+/// An external DNS-01 webhook solver.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookProvider {
+    /// API group the webhook serves ChallengePayloads under.
+    pub group_name: String,
+    /// Name of the solver inside the webhook.
+    pub solver_name: String,
+    /// Solver-specific configuration, passed to the webhook as is. Reference
+    /// Secrets here rather than embedding credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::meta::any_json_schema")]
+    pub config: Option<serde_json::Value>,
+}

@@ -1,0 +1,135 @@
+//! Small types shared by several kinds: references, condition status and the
+//! key usages that Certificates and CertificateRequests both carry.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Schema for a base64-encoded byte field (`format: byte`), used with
+/// `#[schemars(schema_with = "...")]` on `k8s_openapi::ByteString` fields.
+pub fn bytes_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "format": "byte" })
+}
+
+/// Schema for a free-form JSON value kept as is by the API server.
+pub fn any_json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// A reference to the Issuer or ClusterIssuer that signs a request.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerReference {
+    /// Name of the Issuer or ClusterIssuer.
+    pub name: String,
+    /// Kind of the issuer: `Issuer` (the default) or `ClusterIssuer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// API group of the issuer; empty or `cert-manager.io` for the issuers certwright serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// Points at one entry of a Secret in the namespace the referring object
+/// resolves Secrets in.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeySelector {
+    /// Name of the Secret.
+    pub name: String,
+    /// Key inside the Secret's `data`; where it may be left out, the field
+    /// that uses the selector says which key is used instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// Names an object in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectReference {
+    /// Name of the referenced object.
+    pub name: String,
+}
+
+/// Status of a condition.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+/// A condition on a Certificate or an Issuer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Type of the condition, e.g. `Ready` or `Issuing`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Whether the condition holds: `True`, `False` or `Unknown`.
+    pub status: ConditionStatus,
+    /// When the status last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// One-word, machine-readable cause of the last transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable detail of the last transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The `metadata.generation` this condition was computed from; older than
+    /// the object's generation means the condition is stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// A key usage or extended key usage (RFC 5280 4.2.1.3 and 4.2.1.12).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum KeyUsage {
+    #[serde(rename = "signing")]
+    Signing,
+    #[serde(rename = "digital signature")]
+    DigitalSignature,
+    #[serde(rename = "content commitment")]
+    ContentCommitment,
+    #[serde(rename = "key encipherment")]
+    KeyEncipherment,
+    #[serde(rename = "key agreement")]
+    KeyAgreement,
+    #[serde(rename = "data encipherment")]
+    DataEncipherment,
+    #[serde(rename = "cert sign")]
+    CertSign,
+    #[serde(rename = "crl sign")]
+    CrlSign,
+    #[serde(rename = "encipher only")]
+    EncipherOnly,
+    #[serde(rename = "decipher only")]
+    DecipherOnly,
+    #[serde(rename = "any")]
+    Any,
+    #[serde(rename = "server auth")]
+    ServerAuth,
+    #[serde(rename = "client auth")]
+    ClientAuth,
+    #[serde(rename = "code signing")]
+    CodeSigning,
+    #[serde(rename = "email protection")]
+    EmailProtection,
+    #[serde(rename = "s/mime")]
+    SMime,
+    #[serde(rename = "ipsec end system")]
+    IpsecEndSystem,
+    #[serde(rename = "ipsec tunnel")]
+    IpsecTunnel,
+    #[serde(rename = "ipsec user")]
+    IpsecUser,
+    #[serde(rename = "timestamping")]
+    Timestamping,
+    #[serde(rename = "ocsp signing")]
+    OcspSigning,
+    #[serde(rename = "microsoft sgc")]
+    MicrosoftSgc,
+    #[serde(rename = "netscape sgc")]
+    NetscapeSgc,
+}

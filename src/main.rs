@@ -1,0 +1,57 @@
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+use certwright::api;
+use certwright::cli::{Cli, Command, Format};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("certwright: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Crds { output } => print_crds(output),
+        Command::Version { output } => print_version(output),
+        Command::Controller | Command::Solver | Command::Status | Command::Renew | Command::Check => {
+            bail!("this subcommand is not available in certwright {} yet", env!("CARGO_PKG_VERSION"))
+        }
+    }
+}
+
+fn print_crds(output: Format) -> anyhow::Result<()> {
+    let text = match output {
+        Format::Yaml | Format::Text => api::crds_yaml().context("rendering CRDs as YAML")?,
+        Format::Json => {
+            let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": api::crds() });
+            serde_json::to_string_pretty(&list).context("rendering CRDs as JSON")? + "\n"
+        }
+    };
+    std::io::stdout().write_all(text.as_bytes()).context("writing to stdout")
+}
+
+fn print_version(output: Format) -> anyhow::Result<()> {
+    let info = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "apiGroups": ["cert-manager.io/v1", "acme.cert-manager.io/v1"],
+        "kubernetesApi": "v1.33",
+    });
+    let text = match output {
+        Format::Text => format!(
+            "certwright {} (serves cert-manager.io/v1, acme.cert-manager.io/v1; Kubernetes API v1.33)\n",
+            env!("CARGO_PKG_VERSION")
+        ),
+        Format::Yaml => serde_yaml_ng::to_string(&info)?,
+        Format::Json => serde_json::to_string_pretty(&info)? + "\n",
+    };
+    std::io::stdout().write_all(text.as_bytes()).context("writing to stdout")
+}
