@@ -1,0 +1,8 @@
+//! Test support for certwright, never shipped in the controller binary.
+//!
+//! - [`schema`]: validates custom resources against a CRD's openAPIV3Schema
+//!   the way a real API server does (pruning, types, required, enum, formats,
+//!   bounds, list types, CEL rules), so tests and the API emulator can answer
+//!   422 Invalid with Kubernetes-shaped field errors.
+
+pub mod schema;
