@@ -22,8 +22,15 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Crds { output } => print_crds(output),
         Command::Version { output } => print_version(output),
-        Command::Controller | Command::Solver | Command::Status | Command::Renew | Command::Check => {
-            bail!("this subcommand is not available in certwright {} yet", env!("CARGO_PKG_VERSION"))
+        Command::Controller
+        | Command::Solver
+        | Command::Status
+        | Command::Renew
+        | Command::Check => {
+            bail!(
+                "this subcommand is not available in certwright {} yet",
+                env!("CARGO_PKG_VERSION")
+            )
         }
     }
 }
@@ -32,11 +39,14 @@ fn print_crds(output: Format) -> anyhow::Result<()> {
     let text = match output {
         Format::Yaml | Format::Text => api::crds_yaml().context("rendering CRDs as YAML")?,
         Format::Json => {
-            let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": api::crds() });
+            let list =
+                serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": api::crds() });
             serde_json::to_string_pretty(&list).context("rendering CRDs as JSON")? + "\n"
         }
     };
-    std::io::stdout().write_all(text.as_bytes()).context("writing to stdout")
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("writing to stdout")
 }
 
 fn print_version(output: Format) -> anyhow::Result<()> {
@@ -53,5 +63,7 @@ fn print_version(output: Format) -> anyhow::Result<()> {
         Format::Yaml => serde_yaml_ng::to_string(&info)?,
         Format::Json => serde_json::to_string_pretty(&info)? + "\n",
     };
-    std::io::stdout().write_all(text.as_bytes()).context("writing to stdout")
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("writing to stdout")
 }

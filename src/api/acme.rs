@@ -40,7 +40,11 @@ pub struct AcmeIssuer {
     pub ca_bundle: Option<ByteString>,
     /// INSECURE: do not verify the ACME server's TLS certificate. For test CAs
     /// only. Excludes `caBundle`. Defaults to false.
-    #[serde(rename = "skipTLSVerify", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "skipTLSVerify",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub skip_tls_verify: Option<bool>,
     /// Credentials binding the new account to an existing account at the CA (EAB).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -22,11 +22,30 @@ use super::meta::{Condition, IssuerReference, KeyUsage, SecretKeySelector};
     shortname = "certs",
     category = "cert-manager",
     doc = "A Certificate asks for an X.509 certificate and its private key to be kept valid in the Secret named by spec.secretName, renewed before it expires.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].status"
+    ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretName"),
-    printcolumn(name = "Issuer", type_ = "string", json_path = ".spec.issuerRef.name", priority = 1),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].message", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp", description = "Time since the object was created.")
+    printcolumn(
+        name = "Issuer",
+        type_ = "string",
+        json_path = ".spec.issuerRef.name",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].message",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "Time since the object was created."
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [

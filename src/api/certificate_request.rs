@@ -23,13 +23,35 @@ use super::meta::{ConditionStatus, IssuerReference, KeyUsage};
     shortname = "crs",
     category = "cert-manager",
     doc = "A CertificateRequest asks an issuer to sign one CSR. It is answered once: with a certificate (Ready=True) or a failure (Ready=False, reason Failed); its spec never changes.",
-    printcolumn(name = "Approved", type_ = "string", json_path = ".status.conditions[?(@.type == \"Approved\")].status"),
-    printcolumn(name = "Denied", type_ = "string", json_path = ".status.conditions[?(@.type == \"Denied\")].status"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].status"),
+    printcolumn(
+        name = "Approved",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Approved\")].status"
+    ),
+    printcolumn(
+        name = "Denied",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Denied\")].status"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].status"
+    ),
     printcolumn(name = "Issuer", type_ = "string", json_path = ".spec.issuerRef.name"),
     printcolumn(name = "Requester", type_ = "string", json_path = ".spec.username"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].message", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp", description = "Time since the object was created.")
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].message",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "Time since the object was created."
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateRequestSpec {

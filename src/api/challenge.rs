@@ -23,8 +23,18 @@ use super::order::AcmeState;
     doc = "A Challenge presents one ACME token for one name, checks that it is reachable, asks the CA to validate it and cleans up afterwards.",
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Domain", type_ = "string", json_path = ".spec.dnsName"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp", description = "Time since the object was created.")
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "Time since the object was created."
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ChallengeSpec {

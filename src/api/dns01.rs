@@ -106,10 +106,18 @@ pub struct Route53Provider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<Route53Auth>,
     /// Access key ID given inline; excludes `accessKeyIDSecretRef`.
-    #[serde(rename = "accessKeyID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessKeyID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_key_id: Option<String>,
     /// Secret entry with the access key ID; excludes `accessKeyID`.
-    #[serde(rename = "accessKeyIDSecretRef", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessKeyIDSecretRef",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_key_id_secret_ref: Option<SecretKeySelector>,
     /// Secret entry with the secret access key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,7 +126,11 @@ pub struct Route53Provider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// Hosted zone to write to, skipping the zone lookup.
-    #[serde(rename = "hostedZoneID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostedZoneID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hosted_zone_id: Option<String>,
     /// AWS region used to pick the credential scope and partition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -210,7 +222,11 @@ pub struct AzureManagedIdentity {
     #[serde(rename = "clientID", default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// Resource ID of the identity; excludes `clientID`.
-    #[serde(rename = "resourceID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_id: Option<String>,
     /// Tenant of the identity.
     #[serde(rename = "tenantID", default, skip_serializing_if = "Option::is_none")]

@@ -24,7 +24,11 @@ pub struct Http01Solver {
     pub ingress: Option<Http01IngressSolver>,
     /// Route the token through a Gateway API HTTPRoute attached to
     /// `parentRefs` (not yet implemented by certwright; reported as unsupported).
-    #[serde(rename = "gatewayHTTPRoute", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayHTTPRoute",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_http_route: Option<Http01GatewayHttpRouteSolver>,
 }
 
@@ -198,7 +202,11 @@ pub struct SolverResources {
 #[serde(rename_all = "camelCase")]
 pub struct SolverPodSecurityContext {
     /// SELinux context for all containers.
-    #[serde(rename = "seLinuxOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "seLinuxOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub se_linux_options: Option<SELinuxOptions>,
     /// UID the containers run as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,7 +229,11 @@ pub struct SolverPodSecurityContext {
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub sysctls: Option<Vec<Sysctl>>,
     /// When volume ownership is changed: `OnRootMismatch` or `Always` (the default).
-    #[serde(rename = "fsGroupChangePolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fsGroupChangePolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fs_group_change_policy: Option<String>,
     /// Seccomp profile of the containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -22,9 +22,23 @@ use super::meta::{Condition, LocalObjectReference, SecretKeySelector};
     shortname = "iss",
     category = "cert-manager",
     doc = "An Issuer signs certificates for Certificates and CertificateRequests in its own namespace.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].status"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].message", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp", description = "Time since the object was created.")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].message",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "Time since the object was created."
+    )
 )]
 pub struct IssuerSpec {
     /// The issuer type and its settings.
@@ -43,9 +57,23 @@ pub struct IssuerSpec {
     shortname = "ciss",
     category = "cert-manager",
     doc = "A ClusterIssuer signs certificates for Certificates and CertificateRequests in any namespace.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].status"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].message", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp", description = "Time since the object was created.")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].message",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "Time since the object was created."
+    )
 )]
 pub struct ClusterIssuerSpec {
     /// The issuer type and its settings.
@@ -106,7 +134,11 @@ pub struct CaIssuer {
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub ocsp_servers: Option<Vec<String>>,
     /// Issuing-certificate URLs (authority information access) to put in issued certificates.
-    #[serde(rename = "issuingCertificateURLs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "issuingCertificateURLs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub issuing_certificate_urls: Option<Vec<String>>,
 }

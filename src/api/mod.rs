@@ -1,6 +1,10 @@
 //! The cert-manager-compatible API served by certwright: Rust types for the
 //! six kinds (one file per kind, no logic) and the CRDs derived from them.
 
+// kube's `printcolumn(name = .., type_ = ..)` repeats the same keys in each
+// column, which clippy mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod acme;
 pub mod certificate;
 pub mod certificate_request;
@@ -13,9 +17,13 @@ pub mod order;
 
 pub use acme::{AcmeChallengeSolver, AcmeIssuer};
 pub use certificate::{Certificate, CertificateSpec, CertificateStatus};
-pub use certificate_request::{CertificateRequest, CertificateRequestSpec, CertificateRequestStatus};
+pub use certificate_request::{
+    CertificateRequest, CertificateRequestSpec, CertificateRequestStatus,
+};
 pub use challenge::{Challenge, ChallengeSpec, ChallengeStatus};
-pub use issuer::{ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerConfig, IssuerSpec, IssuerStatus};
+pub use issuer::{
+    ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerConfig, IssuerSpec, IssuerStatus,
+};
 pub use order::{Order, OrderSpec, OrderStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -52,7 +60,11 @@ pub fn crds_yaml() -> Result<String, serde_yaml_ng::Error> {
 /// stored.
 fn tidy(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
-        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
             let mut value = serde_json::to_value(&*schema).unwrap_or_default();
             strip_nullable(&mut value);
             if let Ok(stripped) = serde_json::from_value(value) {

@@ -21,9 +21,24 @@ use super::meta::IssuerReference;
     category = "cert-manager-acme",
     doc = "An Order is one ACME order placed for one CertificateRequest; it creates a Challenge per authorization still to prove and is finalized with the request's CSR.",
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
-    printcolumn(name = "Issuer", type_ = "string", json_path = ".spec.issuerRef.name", priority = 1),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp", description = "Time since the object was created.")
+    printcolumn(
+        name = "Issuer",
+        type_ = "string",
+        json_path = ".spec.issuerRef.name",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "Time since the object was created."
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct OrderSpec {
@@ -74,7 +89,11 @@ pub struct OrderStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// URL to finalize the order at.
-    #[serde(rename = "finalizeURL", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finalizeURL",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finalize_url: Option<String>,
     /// The order's authorizations as the CA returned them.
     #[serde(default, skip_serializing_if = "Option::is_none")]

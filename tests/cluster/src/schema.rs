@@ -38,7 +38,11 @@ pub struct FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = if self.path.is_empty() { "<root>" } else { &self.path };
+        let path = if self.path.is_empty() {
+            "<root>"
+        } else {
+            &self.path
+        };
         match self.error_type {
             ErrorType::Required => write!(f, "{path}: Required value")?,
             ErrorType::Invalid => write!(f, "{path}: Invalid value: {}", self.value)?,
@@ -68,7 +72,11 @@ pub struct Outcome {
 impl Outcome {
     /// All errors as one message, `; `-separated, the way a 422 Status lists them.
     pub fn message(&self) -> String {
-        self.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        self.errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -108,7 +116,11 @@ impl Validator {
     pub fn from_schema(schema: Value) -> Result<Self, String> {
         let cel = kube_cel::compile_schema(&schema);
         if cel.has_errors() {
-            let errors: Vec<String> = cel.compilation_errors().iter().map(|e| e.to_string()).collect();
+            let errors: Vec<String> = cel
+                .compilation_errors()
+                .iter()
+                .map(|e| e.to_string())
+                .collect();
             return Err(format!("CEL rules do not compile: {}", errors.join("; ")));
         }
         Ok(Self { schema, cel })
@@ -121,8 +133,14 @@ impl Validator {
 
     /// Validates an object replacing `old` (transition rules see `oldSelf`).
     pub fn validate_update(&self, object: &Value, old: Option<&Value>) -> Outcome {
-        let mut outcome = Outcome { object: object.clone(), ..Outcome::default() };
-        let mut walk = Walk { pruned: Vec::new(), errors: Vec::new() };
+        let mut outcome = Outcome {
+            object: object.clone(),
+            ..Outcome::default()
+        };
+        let mut walk = Walk {
+            pruned: Vec::new(),
+            errors: Vec::new(),
+        };
         walk.node(&self.schema, &mut outcome.object, "", true);
         outcome.pruned = walk.pruned;
         outcome.errors = walk.errors;
@@ -151,7 +169,11 @@ struct Walk {
 }
 
 fn child(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -172,24 +194,39 @@ fn flag(schema: &Map<String, Value>, key: &str) -> bool {
 
 impl Walk {
     fn invalid(&mut self, path: &str, value: Value, detail: String) {
-        self.errors.push(FieldError { path: path.to_string(), error_type: ErrorType::Invalid, value, detail });
+        self.errors.push(FieldError {
+            path: path.to_string(),
+            error_type: ErrorType::Invalid,
+            value,
+            detail,
+        });
     }
 
     /// Validates `value` against `schema`, pruning unknown fields in place.
     /// `root` marks the top of an object (or an embedded resource), where
     /// apiVersion, kind and metadata are always kept.
     fn node(&mut self, schema: &Value, value: &mut Value, path: &str, root: bool) {
-        let Some(schema) = schema.as_object() else { return };
+        let Some(schema) = schema.as_object() else {
+            return;
+        };
         if value.is_null() {
             if !flag(schema, "nullable") {
-                self.invalid(path, Value::String("null".into()), format!("{path} in body must not be null"));
+                self.invalid(
+                    path,
+                    Value::String("null".into()),
+                    format!("{path} in body must not be null"),
+                );
             }
             return;
         }
         if flag(schema, "x-kubernetes-int-or-string") {
             if !(value.is_string() || type_name(value) == "integer") {
                 let t = type_name(value);
-                self.invalid(path, Value::String(t.into()), format!("{path} in body must be of type int-or-string: \"{t}\""));
+                self.invalid(
+                    path,
+                    Value::String(t.into()),
+                    format!("{path} in body must be of type int-or-string: \"{t}\""),
+                );
             }
             return;
         }
@@ -198,7 +235,11 @@ impl Walk {
             let actual = type_name(value);
             let matches = actual == expected || (expected == "number" && actual == "integer");
             if !matches {
-                self.invalid(path, Value::String(actual.into()), format!("{path} in body must be of type {expected}: \"{actual}\""));
+                self.invalid(
+                    path,
+                    Value::String(actual.into()),
+                    format!("{path} in body must be of type {expected}: \"{actual}\""),
+                );
                 return;
             }
         }
@@ -213,7 +254,13 @@ impl Walk {
         self.combinators(schema, value, path);
     }
 
-    fn object(&mut self, schema: &Map<String, Value>, map: &mut Map<String, Value>, path: &str, root: bool) {
+    fn object(
+        &mut self,
+        schema: &Map<String, Value>,
+        map: &mut Map<String, Value>,
+        path: &str,
+        root: bool,
+    ) {
         let props = schema.get("properties").and_then(Value::as_object);
         let additional = schema.get("additionalProperties");
         let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
@@ -221,7 +268,8 @@ impl Walk {
         let keys: Vec<String> = map.keys().cloned().collect();
         for key in keys {
             let path_k = child(path, &key);
-            let keep_meta = (root || embedded) && matches!(key.as_str(), "apiVersion" | "kind" | "metadata");
+            let keep_meta =
+                (root || embedded) && matches!(key.as_str(), "apiVersion" | "kind" | "metadata");
             let sub = props.and_then(|p| p.get(&key)).or(match additional {
                 Some(Value::Object(_)) => additional,
                 _ => None,
@@ -229,7 +277,10 @@ impl Walk {
             match sub {
                 Some(sub) => {
                     let is_null = map.get(&key).is_some_and(Value::is_null);
-                    let nullable = sub.get("nullable").and_then(Value::as_bool).unwrap_or(false);
+                    let nullable = sub
+                        .get("nullable")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
                     if is_null && !nullable {
                         // Kubernetes drops nulls of non-nullable fields before validation.
                         map.remove(&key);
@@ -241,7 +292,11 @@ impl Walk {
                 }
                 None if keep_meta => {
                     if key == "metadata" && !map.get(&key).is_some_and(Value::is_object) {
-                        self.invalid(&path_k, Value::String("metadata".into()), "must be an object".into());
+                        self.invalid(
+                            &path_k,
+                            Value::String("metadata".into()),
+                            "must be an object".into(),
+                        );
                     }
                 }
                 None if preserve || additional == Some(&Value::Bool(true)) => {}
@@ -278,7 +333,15 @@ impl Walk {
     fn array(&mut self, schema: &Map<String, Value>, items: &mut [Value], path: &str) {
         if let Some(item_schema) = schema.get("items") {
             for (i, item) in items.iter_mut().enumerate() {
-                self.node(item_schema, item, &format!("{path}[{i}]"), flag(item_schema.as_object().unwrap_or(&Map::new()), "x-kubernetes-embedded-resource"));
+                self.node(
+                    item_schema,
+                    item,
+                    &format!("{path}[{i}]"),
+                    flag(
+                        item_schema.as_object().unwrap_or(&Map::new()),
+                        "x-kubernetes-embedded-resource",
+                    ),
+                );
             }
         }
         if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
@@ -294,7 +357,11 @@ impl Walk {
         if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
             && (items.len() as u64) < min
         {
-            self.invalid(path, Value::from(items.len()), format!("{path} in body should have at least {min} items"));
+            self.invalid(
+                path,
+                Value::from(items.len()),
+                format!("{path} in body should have at least {min} items"),
+            );
         }
         match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
             Some("set") => {
@@ -327,7 +394,12 @@ impl Walk {
     }
 
     fn duplicate(&mut self, path: &str, value: Value) {
-        self.errors.push(FieldError { path: path.to_string(), error_type: ErrorType::Duplicate, value, detail: String::new() });
+        self.errors.push(FieldError {
+            path: path.to_string(),
+            error_type: ErrorType::Duplicate,
+            value,
+            detail: String::new(),
+        });
     }
 
     fn string(&mut self, schema: &Map<String, Value>, s: &str, path: &str) {
@@ -345,24 +417,39 @@ impl Walk {
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
             && chars < min
         {
-            self.invalid(path, Value::String(s.into()), format!("{path} in body should be at least {min} chars long"));
+            self.invalid(
+                path,
+                Value::String(s.into()),
+                format!("{path} in body should be at least {min} chars long"),
+            );
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
             match regex::Regex::new(pattern) {
-                Ok(re) if !re.is_match(s) => {
-                    self.invalid(path, Value::String(s.into()), format!("{path} in body should match '{pattern}'"))
-                }
+                Ok(re) if !re.is_match(s) => self.invalid(
+                    path,
+                    Value::String(s.into()),
+                    format!("{path} in body should match '{pattern}'"),
+                ),
                 Ok(_) => {}
-                Err(e) => self.invalid(path, Value::String(s.into()), format!("schema pattern does not compile: {e}")),
+                Err(e) => self.invalid(
+                    path,
+                    Value::String(s.into()),
+                    format!("schema pattern does not compile: {e}"),
+                ),
             }
         }
         match schema.get("format").and_then(Value::as_str) {
-            Some("date-time") if !is_rfc3339(s) => {
-                self.invalid(path, Value::String(s.into()), format!("{path} in body must be of type date-time: \"{s}\""))
-            }
-            Some("byte") if base64::engine::general_purpose::STANDARD.decode(s).is_err() => {
-                self.invalid(path, Value::String(s.into()), format!("{path} in body must be of type byte: \"{s}\""))
-            }
+            Some("date-time") if !is_rfc3339(s) => self.invalid(
+                path,
+                Value::String(s.into()),
+                format!("{path} in body must be of type date-time: \"{s}\""),
+            ),
+            Some("byte") if base64::engine::general_purpose::STANDARD.decode(s).is_err() => self
+                .invalid(
+                    path,
+                    Value::String(s.into()),
+                    format!("{path} in body must be of type byte: \"{s}\""),
+                ),
             _ => {}
         }
     }
@@ -370,32 +457,55 @@ impl Walk {
     fn number(&mut self, schema: &Map<String, Value>, value: &Value, path: &str) {
         let Some(n) = value.as_f64() else { return };
         match schema.get("format").and_then(Value::as_str) {
-            Some("int32") if value.as_i64().is_none_or(|i| i32::try_from(i).is_err()) => {
-                self.invalid(path, value.clone(), format!("{path} in body must be of type int32: \"{value}\""))
-            }
-            Some("int64") if value.as_i64().is_none() => {
-                self.invalid(path, value.clone(), format!("{path} in body must be of type int64: \"{value}\""))
-            }
+            Some("int32") if value.as_i64().is_none_or(|i| i32::try_from(i).is_err()) => self
+                .invalid(
+                    path,
+                    value.clone(),
+                    format!("{path} in body must be of type int32: \"{value}\""),
+                ),
+            Some("int64") if value.as_i64().is_none() => self.invalid(
+                path,
+                value.clone(),
+                format!("{path} in body must be of type int64: \"{value}\""),
+            ),
             _ => {}
         }
         if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
             let exclusive = flag(schema, "exclusiveMinimum");
             if n < min || (exclusive && n == min) {
-                let op = if exclusive { "greater than" } else { "greater than or equal to" };
-                self.invalid(path, value.clone(), format!("{path} in body should be {op} {min}"));
+                let op = if exclusive {
+                    "greater than"
+                } else {
+                    "greater than or equal to"
+                };
+                self.invalid(
+                    path,
+                    value.clone(),
+                    format!("{path} in body should be {op} {min}"),
+                );
             }
         }
         if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
             let exclusive = flag(schema, "exclusiveMaximum");
             if n > max || (exclusive && n == max) {
-                let op = if exclusive { "less than" } else { "less than or equal to" };
-                self.invalid(path, value.clone(), format!("{path} in body should be {op} {max}"));
+                let op = if exclusive {
+                    "less than"
+                } else {
+                    "less than or equal to"
+                };
+                self.invalid(
+                    path,
+                    value.clone(),
+                    format!("{path} in body should be {op} {max}"),
+                );
             }
         }
     }
 
     fn enumeration(&mut self, schema: &Map<String, Value>, value: &Value, path: &str) {
-        let Some(allowed) = schema.get("enum").and_then(Value::as_array) else { return };
+        let Some(allowed) = schema.get("enum").and_then(Value::as_array) else {
+            return;
+        };
         if !allowed.contains(value) {
             let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
             self.errors.push(FieldError {
@@ -411,7 +521,10 @@ impl Walk {
     /// schemas forbid them to add fields), so they never prune.
     fn combinators(&mut self, schema: &Map<String, Value>, value: &Value, path: &str) {
         let passes = |sub: &Value| {
-            let mut probe = Walk { pruned: Vec::new(), errors: Vec::new() };
+            let mut probe = Walk {
+                pruned: Vec::new(),
+                errors: Vec::new(),
+            };
             let mut copy = value.clone();
             probe.node(sub, &mut copy, path, false);
             probe.errors.is_empty()
@@ -419,7 +532,10 @@ impl Walk {
         if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
             for sub in all {
                 let mut copy = value.clone();
-                let mut probe = Walk { pruned: Vec::new(), errors: Vec::new() };
+                let mut probe = Walk {
+                    pruned: Vec::new(),
+                    errors: Vec::new(),
+                };
                 probe.node(sub, &mut copy, path, false);
                 self.errors.extend(probe.errors);
             }
@@ -427,17 +543,29 @@ impl Walk {
         if let Some(any) = schema.get("anyOf").and_then(Value::as_array)
             && !any.iter().any(passes)
         {
-            self.invalid(path, value.clone(), format!("{path} in body must match at least one schema in anyOf"));
+            self.invalid(
+                path,
+                value.clone(),
+                format!("{path} in body must match at least one schema in anyOf"),
+            );
         }
         if let Some(one) = schema.get("oneOf").and_then(Value::as_array)
             && one.iter().filter(|s| passes(s)).count() != 1
         {
-            self.invalid(path, value.clone(), format!("{path} in body must match exactly one schema in oneOf"));
+            self.invalid(
+                path,
+                value.clone(),
+                format!("{path} in body must match exactly one schema in oneOf"),
+            );
         }
         if let Some(not) = schema.get("not")
             && passes(not)
         {
-            self.invalid(path, value.clone(), format!("{path} in body must not match the schema in not"));
+            self.invalid(
+                path,
+                value.clone(),
+                format!("{path} in body must not match the schema in not"),
+            );
         }
     }
 }
@@ -445,11 +573,26 @@ impl Walk {
 /// RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
 fn is_rfc3339(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
-    if b.len() < 20 || !digits(0..4) || b[4] != b'-' || !digits(5..7) || b[7] != b'-' || !digits(8..10) {
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r.clone())
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    if b.len() < 20
+        || !digits(0..4)
+        || b[4] != b'-'
+        || !digits(5..7)
+        || b[7] != b'-'
+        || !digits(8..10)
+    {
         return false;
     }
-    if !matches!(b[10], b'T' | b't' | b' ') || !digits(11..13) || b[13] != b':' || !digits(14..16) || b[16] != b':' || !digits(17..19) {
+    if !matches!(b[10], b'T' | b't' | b' ')
+        || !digits(11..13)
+        || b[13] != b':'
+        || !digits(14..16)
+        || b[16] != b':'
+        || !digits(17..19)
+    {
         return false;
     }
     let mut i = 19;
@@ -481,12 +624,17 @@ mod tests {
 
     #[test]
     fn prunes_unknown_fields_but_keeps_root_metadata() {
-        let v = validator(json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {"a": {"type": "string"}}}}}));
+        let v = validator(
+            json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {"a": {"type": "string"}}}}}),
+        );
         let out = v.validate(&json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "n"}, "spec": {"a": "1", "b": 2}, "extra": true}));
         assert!(out.errors.is_empty(), "{}", out.message());
         // Object keys are visited in sorted order.
         assert_eq!(out.pruned, vec!["extra".to_string(), "spec.b".to_string()]);
-        assert_eq!(out.object, json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "n"}, "spec": {"a": "1"}}));
+        assert_eq!(
+            out.object,
+            json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "n"}, "spec": {"a": "1"}})
+        );
     }
 
     #[test]
@@ -494,37 +642,53 @@ mod tests {
         let v = validator(json!({"type": "object", "properties": {
             "free": {"x-kubernetes-preserve-unknown-fields": true},
             "labels": {"type": "object", "additionalProperties": {"type": "string"}}}}));
-        let out = v.validate(&json!({"free": {"any": [1, {"x": null}]}, "labels": {"a": "b", "c": 1}}));
+        let out =
+            v.validate(&json!({"free": {"any": [1, {"x": null}]}, "labels": {"a": "b", "c": 1}}));
         assert_eq!(out.pruned, Vec::<String>::new());
-        assert_eq!(out.message(), "labels.c: Invalid value: \"integer\": labels.c in body must be of type string: \"integer\"");
+        assert_eq!(
+            out.message(),
+            "labels.c: Invalid value: \"integer\": labels.c in body must be of type string: \"integer\""
+        );
     }
 
     #[test]
     fn reports_required_type_enum_and_bounds_like_the_api_server() {
-        let v = validator(json!({"type": "object", "required": ["name"], "properties": {
+        let v = validator(
+            json!({"type": "object", "required": ["name"], "properties": {
             "name": {"type": "string", "maxLength": 3},
             "list": {"type": "array", "items": {"type": "string"}},
             "algo": {"type": "string", "enum": ["RSA", "ECDSA"]},
             "pct": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 99},
             "when": {"type": "string", "format": "date-time"},
-            "blob": {"type": "string", "format": "byte"}}}));
-        let out = v.validate(&json!({"list": "a", "algo": "DSA", "pct": 100, "when": "yesterday", "blob": "%%"}));
+            "blob": {"type": "string", "format": "byte"}}}),
+        );
+        let out = v.validate(
+            &json!({"list": "a", "algo": "DSA", "pct": 100, "when": "yesterday", "blob": "%%"}),
+        );
         let messages: Vec<String> = out.errors.iter().map(ToString::to_string).collect();
-        assert_eq!(messages, vec![
-            "algo: Unsupported value: \"DSA\": supported values: \"RSA\", \"ECDSA\"",
-            "blob: Invalid value: \"%%\": blob in body must be of type byte: \"%%\"",
-            "list: Invalid value: \"string\": list in body must be of type array: \"string\"",
-            "pct: Invalid value: 100: pct in body should be less than or equal to 99",
-            "when: Invalid value: \"yesterday\": when in body must be of type date-time: \"yesterday\"",
-            "name: Required value",
-        ]);
+        assert_eq!(
+            messages,
+            vec![
+                "algo: Unsupported value: \"DSA\": supported values: \"RSA\", \"ECDSA\"",
+                "blob: Invalid value: \"%%\": blob in body must be of type byte: \"%%\"",
+                "list: Invalid value: \"string\": list in body must be of type array: \"string\"",
+                "pct: Invalid value: 100: pct in body should be less than or equal to 99",
+                "when: Invalid value: \"yesterday\": when in body must be of type date-time: \"yesterday\"",
+                "name: Required value",
+            ]
+        );
         let long = v.validate(&json!({"name": "abcd"}));
-        assert_eq!(long.message(), "name: Too long: may not be more than 3 characters");
+        assert_eq!(
+            long.message(),
+            "name: Too long: may not be more than 3 characters"
+        );
     }
 
     #[test]
     fn nulls_are_dropped_unless_nullable() {
-        let v = validator(json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string", "nullable": true}}}));
+        let v = validator(
+            json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string", "nullable": true}}}),
+        );
         let out = v.validate(&json!({"a": null, "b": null}));
         assert!(out.errors.is_empty(), "{}", out.message());
         assert_eq!(out.object, json!({"b": null}));
@@ -532,16 +696,23 @@ mod tests {
 
     #[test]
     fn list_map_keys_must_be_unique() {
-        let v = validator(json!({"type": "object", "properties": {"conditions": {"type": "array",
+        let v = validator(
+            json!({"type": "object", "properties": {"conditions": {"type": "array",
             "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
-            "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}, "status": {"type": "string"}}}}}}));
+            "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}, "status": {"type": "string"}}}}}}),
+        );
         let out = v.validate(&json!({"conditions": [{"type": "Ready", "status": "True"}, {"type": "Ready", "status": "False"}]}));
-        assert_eq!(out.message(), "conditions[1]: Duplicate value: {\"type\":\"Ready\"}");
+        assert_eq!(
+            out.message(),
+            "conditions[1]: Duplicate value: {\"type\":\"Ready\"}"
+        );
     }
 
     #[test]
     fn int_or_string_accepts_both_and_nothing_else() {
-        let v = validator(json!({"type": "object", "properties": {"q": {"x-kubernetes-int-or-string": true}}}));
+        let v = validator(
+            json!({"type": "object", "properties": {"q": {"x-kubernetes-int-or-string": true}}}),
+        );
         assert!(v.validate(&json!({"q": 5})).errors.is_empty());
         assert!(v.validate(&json!({"q": "100m"})).errors.is_empty());
         assert_eq!(v.validate(&json!({"q": true})).errors.len(), 1);
@@ -549,9 +720,11 @@ mod tests {
 
     #[test]
     fn cel_rules_run_after_structural_checks() {
-        let v = validator(json!({"type": "object", "properties": {"spec": {"type": "object",
+        let v = validator(
+            json!({"type": "object", "properties": {"spec": {"type": "object",
             "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
-            "x-kubernetes-validations": [{"rule": "!(has(self.a) && has(self.b))", "message": "a and b are mutually exclusive"}]}}}));
+            "x-kubernetes-validations": [{"rule": "!(has(self.a) && has(self.b))", "message": "a and b are mutually exclusive"}]}}}),
+        );
         assert!(v.validate(&json!({"spec": {"a": "x"}})).errors.is_empty());
         let out = v.validate(&json!({"spec": {"a": "x", "b": "y"}}));
         assert_eq!(out.errors.len(), 1);
@@ -568,10 +741,19 @@ mod tests {
 
     #[test]
     fn rfc3339_forms() {
-        for ok in ["2024-01-02T03:04:05Z", "2024-01-02T03:04:05.123Z", "2024-01-02T03:04:05+02:00"] {
+        for ok in [
+            "2024-01-02T03:04:05Z",
+            "2024-01-02T03:04:05.123Z",
+            "2024-01-02T03:04:05+02:00",
+        ] {
             assert!(is_rfc3339(ok), "{ok}");
         }
-        for bad in ["2024-01-02", "2024-01-02T03:04:05", "2024-01-02T03:04:05.Z", "yesterday"] {
+        for bad in [
+            "2024-01-02",
+            "2024-01-02T03:04:05",
+            "2024-01-02T03:04:05.Z",
+            "yesterday",
+        ] {
             assert!(!is_rfc3339(bad), "{bad}");
         }
     }
