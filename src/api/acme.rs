@@ -14,6 +14,7 @@ use super::meta::SecretKeySelector;
 
 /// An account at an RFC 8555 (ACME) certificate authority, and how to prove
 /// control of the names it is asked to certify.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -23,55 +24,46 @@ use super::meta::SecretKeySelector;
 pub struct AcmeIssuer {
     /// Contact email registered with the account. Optional but recommended:
     /// the CA uses it for expiry and account notices. May change after registration.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// URL of the CA's ACME directory, e.g.
     /// `https://acme-staging-v02.api.letsencrypt.org/directory`. Only RFC 8555 servers are supported.
     pub server: String,
     /// When the CA offers alternate chains, pick the first whose top-most
     /// certificate was issued by this common name. Best effort.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub preferred_chain: Option<String>,
     /// Base64-encoded PEM bundle of CAs trusted for the ACME server's TLS
     /// certificate, instead of the system roots. Excludes `skipTLSVerify`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // schemars cannot see through schema_with that the field is optional.
+    #[serde(default)]
     #[schemars(schema_with = "super::meta::bytes_schema")]
     pub ca_bundle: Option<ByteString>,
     /// INSECURE: do not verify the ACME server's TLS certificate. For test CAs
     /// only. Excludes `caBundle`. Defaults to false.
-    #[serde(
-        rename = "skipTLSVerify",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "skipTLSVerify")]
     pub skip_tls_verify: Option<bool>,
     /// Credentials binding the new account to an existing account at the CA (EAB).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_account_binding: Option<ExternalAccountBinding>,
     /// Secret holding the account's private key; generated on first use unless
     /// `disableAccountKeyGeneration` is set. `key` defaults to `tls.key`.
     pub private_key_secret_ref: SecretKeySelector,
     /// Solvers for the CA's challenges; the most specific selector matching a
     /// DNS name wins.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub solvers: Option<Vec<AcmeChallengeSolver>>,
     /// If true, never generate an account key: the key must already be in
     /// `privateKeySecretRef`. Defaults to false.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_account_key_generation: Option<bool>,
     /// Ask the CA for a notAfter matching the Certificate's `duration`. Many
     /// CAs, Let's Encrypt among them, reject this. Defaults to false.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_duration_feature: Option<bool>,
     /// Certificate profile to request, from those the CA lists in its directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
 }
 
 /// External account binding: associates the ACME account with an account the
 /// CA already knows.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalAccountBinding {
@@ -81,7 +73,6 @@ pub struct ExternalAccountBinding {
     /// Secret entry holding the HMAC key given by the CA, unpadded base64url.
     pub key_secret_ref: SecretKeySelector,
     /// Deprecated and ignored: the MAC algorithm is always HS256.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_algorithm: Option<HmacKeyAlgorithm>,
 }
 
@@ -94,6 +85,7 @@ pub enum HmacKeyAlgorithm {
 }
 
 /// One way of solving challenges, optionally limited to some names.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -103,48 +95,41 @@ pub enum HmacKeyAlgorithm {
 pub struct AcmeChallengeSolver {
     /// Which Certificates and DNS names this solver is for. Without a
     /// selector the solver is the fallback for every name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<CertificateDnsNameSelector>,
     /// Solve HTTP-01 challenges by serving the token over plain HTTP on port
     /// 80 of the name. Cannot prove wildcard names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http01: Option<Http01Solver>,
     /// Solve DNS-01 challenges with a TXT record (not yet implemented by
     /// certwright; such solvers are reported as unsupported).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns01: Option<Dns01Solver>,
 }
 
 /// Selects Certificates by label and names by exact name or by zone.
 /// Precedence: a `dnsNames` match over a `dnsZones` match (the longest zone
 /// wins), then more matching labels, then the earlier solver.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateDnsNameSelector {
     /// Labels the Certificate must carry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub match_labels: Option<BTreeMap<String, String>>,
     /// Exact DNS names this solver is for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub dns_names: Option<Vec<String>>,
     /// DNS zones this solver is for; a name matches a zone it is equal to or under.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub dns_zones: Option<Vec<String>>,
 }
 
 /// What the issuers controller learned about the ACME account.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AcmeIssuerStatus {
     /// The account URL at the CA.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
     /// The email last registered with the account, to notice changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_registered_email: Option<String>,
     /// Hash of the account key last registered, to notice a replaced key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_private_key_hash: Option<String>,
 }

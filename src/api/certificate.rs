@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::meta::{Condition, IssuerReference, KeyUsage, SecretKeySelector};
 
 /// A certificate to keep issued, valid and renewed in the Secret `spec.secretName`.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "cert-manager.io",
@@ -62,153 +63,126 @@ pub struct CertificateSpec {
     pub secret_name: String,
     /// Labels and annotations to keep on the Secret, next to the
     /// `cert-manager.io/*` annotations (which they cannot override).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_template: Option<SecretTemplate>,
     /// Subject common name. Ignored by TLS clients when any subject
     /// alternative name is set; keep it to 64 characters or fewer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_name: Option<String>,
     /// DNS subject alternative names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub dns_names: Option<Vec<String>>,
     /// IP address subject alternative names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub ip_addresses: Option<Vec<String>>,
     /// URI subject alternative names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub uris: Option<Vec<String>>,
     /// Email subject alternative names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub email_addresses: Option<Vec<String>>,
     /// otherName subject alternative names with UTF-8 string values, e.g. a
     /// UPN (OID 1.3.6.1.4.1.311.20.2.3). The OID is not checked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub other_names: Option<Vec<OtherName>>,
     /// The whole subject as an RFC 4514 string, attribute order kept, e.g.
     /// `CN=foo,DC=corp,DC=example,DC=com`. Excludes `commonName` and `subject`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub literal_subject: Option<String>,
     /// Subject attributes other than the common name. Excludes `literalSubject`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<X509Subject>,
     /// Requested lifetime as a Go duration (e.g. `2160h`); the CA may ignore
     /// it. 90 days when unset; at least 1 hour.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     /// How long before expiry to renew, as a Go duration (e.g. `360h`). One
     /// third of the issued lifetime when unset; at least 5 minutes. Excludes
     /// `renewBeforePercentage`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_before: Option<String>,
     /// Like `renewBefore`, as a percentage (1 to 99) of the issued lifetime.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 99))]
     pub renew_before_percentage: Option<i32>,
     /// The Issuer or ClusterIssuer that signs this certificate. An Issuer must
     /// be in the Certificate's namespace.
     pub issuer_ref: IssuerReference,
     /// Algorithm, size, encoding and rotation of the private key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key: Option<CertificatePrivateKey>,
     /// Key usages and extended key usages; `digital signature` and `key
     /// encipherment` when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub usages: Option<Vec<KeyUsage>>,
     /// Whether the usages are also encoded in the CSR. Defaults to true;
     /// turn off only for issuers that reject those extensions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encode_usages_in_request: Option<bool>,
     /// How many CertificateRequests of this Certificate to keep, oldest pruned
     /// first. At least 1; 1 when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub revision_history_limit: Option<i32>,
     /// Ask for a CA certificate (adds the `cert sign` usage). ACME CAs refuse.
-    #[serde(rename = "isCA", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "isCA")]
     pub is_ca: Option<bool>,
     /// Extra keystores (JKS, PKCS#12) to write into the Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keystores: Option<CertificateKeystores>,
     /// Extra encodings of the key and chain to write into the Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub additional_output_formats: Option<Vec<AdditionalOutputFormat>>,
     /// X.509 name constraints, for CA certificates only (alpha in cert-manager).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_constraints: Option<NameConstraints>,
     /// Signature algorithm to request; must fit the key algorithm.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature_algorithm: Option<SignatureAlgorithm>,
 }
 
 /// Labels and annotations copied to the Certificate's Secret.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretTemplate {
     /// Annotations to set on the Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
     /// Labels to set on the Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// An otherName subject alternative name.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OtherName {
     /// Object identifier in dotted form, e.g. `1.2.840.113556.1.4.221`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oid: Option<String>,
     /// The UTF-8 string value.
-    #[serde(rename = "utf8Value", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "utf8Value")]
     pub utf8_value: Option<String>,
 }
 
 /// Subject attributes of the certificate.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct X509Subject {
     /// Organizations (O).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub organizations: Option<Vec<String>>,
     /// Countries (C).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub countries: Option<Vec<String>>,
     /// Organizational units (OU).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub organizational_units: Option<Vec<String>>,
     /// Localities, i.e. cities (L).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub localities: Option<Vec<String>>,
     /// States or provinces (ST).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub provinces: Option<Vec<String>>,
     /// Street addresses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub street_addresses: Option<Vec<String>>,
     /// Postal codes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub postal_codes: Option<Vec<String>>,
     /// Subject serial number attribute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
 }
 
 /// Private key settings.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -220,17 +194,13 @@ pub struct X509Subject {
 pub struct CertificatePrivateKey {
     /// `Always` (the default) generates a new key on every issuance; `Never`
     /// reuses the key already in the Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_policy: Option<RotationPolicy>,
     /// Encoding of `tls.key`: `PKCS1` (the default; SEC1 for ECDSA) or `PKCS8`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<PrivateKeyEncoding>,
     /// `RSA` (the default), `ECDSA` or `Ed25519`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<PrivateKeyAlgorithm>,
     /// Key size in bits: RSA 2048 (default) to 8192; ECDSA 256 (default), 384
     /// or 521; ignored for Ed25519.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i64>,
 }
 
@@ -279,18 +249,18 @@ pub enum SignatureAlgorithm {
 }
 
 /// Keystores written next to the PEM files.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateKeystores {
     /// A Java keystore `keystore.jks` (and `truststore.jks` when the CA is known).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jks: Option<JksKeystore>,
     /// A PKCS#12 file `keystore.p12` (and `truststore.p12` when the CA is known).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkcs12: Option<Pkcs12Keystore>,
 }
 
 /// JKS keystore settings.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -301,17 +271,15 @@ pub struct JksKeystore {
     /// Whether to write the keystore.
     pub create: bool,
     /// Alias of the key entry; `certificate` when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
     /// Secret entry with the keystore password; excludes `password`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeySelector>,
     /// The keystore password given inline; excludes `passwordSecretRef`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
 }
 
 /// PKCS#12 keystore settings.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -322,13 +290,10 @@ pub struct Pkcs12Keystore {
     /// Whether to write the keystore.
     pub create: bool,
     /// Secret entry with the keystore password; excludes `password`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeySelector>,
     /// The keystore password given inline; excludes `passwordSecretRef`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// Encryption profile: `LegacyRC2` (the default), `LegacyDES` or `Modern2023`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Pkcs12Profile>,
 }
 
@@ -343,6 +308,7 @@ pub enum Pkcs12Profile {
 }
 
 /// An extra output format.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdditionalOutputFormat {
@@ -361,71 +327,59 @@ pub enum OutputFormatType {
 }
 
 /// X.509 name constraints.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NameConstraints {
     /// Mark the extension critical.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub critical: Option<bool>,
     /// Names that issued certificates must fall within.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permitted: Option<NameConstraintItem>,
     /// Names that issued certificates must not use, whatever `permitted` says.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excluded: Option<NameConstraintItem>,
 }
 
 /// One side of the name constraints.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NameConstraintItem {
     /// DNS domains.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub dns_domains: Option<Vec<String>>,
     /// IP ranges in CIDR notation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub ip_ranges: Option<Vec<String>>,
     /// Email addresses or domains.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub email_addresses: Option<Vec<String>>,
     /// URI domains.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub uri_domains: Option<Vec<String>>,
 }
 
 /// Observed state of a Certificate.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateStatus {
     /// Conditions: `Ready` (the Secret holds a valid certificate matching the
     /// spec) and `Issuing` (an issuance is under way).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Option<Vec<Condition>>,
     /// When the last issuance failed; unset after a success.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_time: Option<Time>,
     /// Start of validity of the certificate in the Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Time>,
     /// End of validity of the certificate in the Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<Time>,
     /// When the next renewal starts; unset when none is scheduled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_time: Option<Time>,
     /// Revision of the certificate in the Secret; the next CertificateRequest
     /// carries this plus one in `cert-manager.io/certificate-revision`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i64>,
     /// Secret holding the private key for the issuance under way.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_private_key_secret_name: Option<String>,
     /// Consecutive failed issuances; drives the retry backoff. Unset after a success.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_issuance_attempts: Option<i64>,
 }

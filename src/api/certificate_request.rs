@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::meta::{ConditionStatus, IssuerReference, KeyUsage};
 
 /// A one-shot request to sign a CSR, answered once with a certificate or a failure.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "cert-manager.io",
@@ -56,7 +57,6 @@ use super::meta::{ConditionStatus, IssuerReference, KeyUsage};
 #[serde(rename_all = "camelCase")]
 pub struct CertificateRequestSpec {
     /// Requested lifetime as a Go duration; the issuer may ignore it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     /// The Issuer or ClusterIssuer asked to sign.
     pub issuer_ref: IssuerReference,
@@ -65,49 +65,46 @@ pub struct CertificateRequestSpec {
     #[schemars(schema_with = "super::meta::bytes_schema")]
     pub request: ByteString,
     /// Ask for a CA certificate (adds `cert sign` to the usages).
-    #[serde(rename = "isCA", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "isCA")]
     pub is_ca: Option<bool>,
     /// Key usages and extended key usages requested.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub usages: Option<Vec<KeyUsage>>,
     /// User who created the request (set on creation, immutable).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// UID of the user who created the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
     /// Groups of the user who created the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub groups: Option<Vec<String>>,
     /// Extra attributes of the user who created the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// Observed state of a CertificateRequest.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateRequestStatus {
     /// Conditions: `Approved`, `Denied`, `InvalidRequest` and `Ready`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Option<Vec<CertificateRequestCondition>>,
     /// The signed certificate and its chain, PEM-encoded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // schemars cannot see through schema_with that the field is optional.
+    #[serde(default)]
     #[schemars(schema_with = "super::meta::bytes_schema")]
     pub certificate: Option<ByteString>,
     /// The issuing CA's certificate, PEM-encoded, when the issuer knows it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // schemars cannot see through schema_with that the field is optional.
+    #[serde(default)]
     #[schemars(schema_with = "super::meta::bytes_schema")]
     pub ca: Option<ByteString>,
     /// When the request failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_time: Option<Time>,
 }
 
 /// A condition on a CertificateRequest.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateRequestCondition {
@@ -117,12 +114,9 @@ pub struct CertificateRequestCondition {
     /// Whether the condition holds: `True`, `False` or `Unknown`.
     pub status: ConditionStatus,
     /// When the status last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
     /// One-word, machine-readable cause of the last transition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Human-readable detail of the last transition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

@@ -11,6 +11,7 @@ use super::meta::{ConditionStatus, IssuerReference};
 use super::order::AcmeState;
 
 /// One ACME challenge: the token to present for a name, and its progress.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "acme.cert-manager.io",
@@ -46,7 +47,6 @@ pub struct ChallengeSpec {
     /// The name to prove; for `*.example.com` this is `example.com`.
     pub dns_name: String,
     /// Whether the authorization is for a wildcard name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wildcard: Option<bool>,
     /// `HTTP-01` or `DNS-01`.
     #[serde(rename = "type")]
@@ -73,37 +73,32 @@ pub enum ChallengeType {
 }
 
 /// Observed state of a Challenge.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChallengeStatus {
     /// Whether a controller is working on the challenge; false once it
     /// reached a final state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processing: Option<bool>,
     /// Whether the token is currently presented (route and server in place);
     /// says nothing about reachability.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presented: Option<bool>,
     /// Why the challenge is in its state; the last self-check or CA error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// State of the challenge at the CA.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<AcmeState>,
     /// Conditions: `Presented`, `Solved` (reachable as the CA will see it)
     /// and `Accepted` (validated by the CA).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Option<Vec<ChallengeCondition>>,
     /// Progress of the solver's readiness checks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub solver: Option<ChallengeSolverStatus>,
     /// When the challenge is due to be looked at again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_reconcile: Option<Time>,
 }
 
 /// A condition on a Challenge.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChallengeCondition {
@@ -113,50 +108,44 @@ pub struct ChallengeCondition {
     /// Whether the condition holds: `True`, `False` or `Unknown`.
     pub status: ConditionStatus,
     /// When the status last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
     /// One-word, machine-readable cause of the last transition.
     pub reason: String,
     /// Human-readable detail of the last transition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
 /// Progress of the solver's readiness checks.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChallengeSolverStatus {
     /// DNS-01 propagation checks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<ChallengeSolverStatusDns>,
     /// HTTP-01 reachability checks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<ChallengeSolverStatusHttp>,
 }
 
 /// DNS-01 propagation progress.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChallengeSolverStatusDns {
     /// TTL of the TXT record, as a Go duration.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
     /// When the record was last seen at the authoritative servers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_success: Option<Time>,
     /// Fully qualified name of the TXT record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fqdn: Option<String>,
 }
 
 /// HTTP-01 reachability progress.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChallengeSolverStatusHttp {
     /// Successful checks needed before the CA is asked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_successes: Option<i64>,
     /// Successful checks so far.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub successes: Option<i64>,
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::meta::SecretKeySelector;
 
 /// DNS-01 solver: exactly one provider publishes the `_acme-challenge` TXT record.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -17,34 +18,27 @@ use super::meta::SecretKeySelector;
 pub struct Dns01Solver {
     /// Whether to follow CNAMEs from `_acme-challenge.<name>` to the zone to
     /// update: `None` (the default) or `Follow`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cname_strategy: Option<CnameStrategy>,
     /// Akamai Edge DNS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub akamai: Option<AkamaiProvider>,
     /// Google Cloud DNS.
-    #[serde(rename = "cloudDNS", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "cloudDNS")]
     pub cloud_dns: Option<CloudDnsProvider>,
     /// Cloudflare.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloudflare: Option<CloudflareProvider>,
     /// AWS Route 53.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route53: Option<Route53Provider>,
     /// Azure DNS.
-    #[serde(rename = "azureDNS", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "azureDNS")]
     pub azure_dns: Option<AzureDnsProvider>,
     /// DigitalOcean Domains.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digitalocean: Option<DigitalOceanProvider>,
     /// An acme-dns server.
-    #[serde(rename = "acmeDNS", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "acmeDNS")]
     pub acme_dns: Option<AcmeDnsProvider>,
     /// RFC 2136 dynamic updates to an authoritative server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rfc2136: Option<Rfc2136Provider>,
     /// An external webhook solver (cert-manager's webhook API).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookProvider>,
 }
 
@@ -56,6 +50,7 @@ pub enum CnameStrategy {
 }
 
 /// Akamai Edge DNS credentials.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AkamaiProvider {
@@ -70,74 +65,57 @@ pub struct AkamaiProvider {
 }
 
 /// Google Cloud DNS settings.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CloudDnsProvider {
     /// Secret entry with a service account key; ambient credentials when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_secret_ref: Option<SecretKeySelector>,
     /// Google Cloud project of the zone.
     pub project: String,
     /// Managed zone to write to; found automatically when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosted_zone_name: Option<String>,
 }
 
 /// Cloudflare credentials: an API token (preferred) or a global API key with its email.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CloudflareProvider {
     /// Account email, needed only with `apiKeySecretRef`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// Secret entry with a global API key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret_ref: Option<SecretKeySelector>,
     /// Secret entry with a scoped API token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_token_secret_ref: Option<SecretKeySelector>,
 }
 
 /// AWS Route 53 settings.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Route53Provider {
     /// Authenticate with a bound ServiceAccount token (AssumeRoleWithWebIdentity).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<Route53Auth>,
     /// Access key ID given inline; excludes `accessKeyIDSecretRef`.
-    #[serde(
-        rename = "accessKeyID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "accessKeyID")]
     pub access_key_id: Option<String>,
     /// Secret entry with the access key ID; excludes `accessKeyID`.
-    #[serde(
-        rename = "accessKeyIDSecretRef",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "accessKeyIDSecretRef")]
     pub access_key_id_secret_ref: Option<SecretKeySelector>,
     /// Secret entry with the secret access key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key_secret_ref: Option<SecretKeySelector>,
     /// ARN of a role to assume with the credentials above or ambient ones.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// Hosted zone to write to, skipping the zone lookup.
-    #[serde(
-        rename = "hostedZoneID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "hostedZoneID")]
     pub hosted_zone_id: Option<String>,
     /// AWS region used to pick the credential scope and partition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
 }
 
 /// Route 53 authentication through Kubernetes.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Route53Auth {
@@ -146,6 +124,7 @@ pub struct Route53Auth {
 }
 
 /// A ServiceAccount whose bound token is exchanged for AWS credentials.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Route53KubernetesAuth {
@@ -154,47 +133,43 @@ pub struct Route53KubernetesAuth {
 }
 
 /// A ServiceAccount to request a short-lived token for.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceAccountRef {
     /// Name of the ServiceAccount.
     pub name: String,
     /// Extra audiences of the token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub audiences: Option<Vec<String>>,
 }
 
 /// Azure DNS settings: a service principal (clientID, clientSecretSecretRef,
 /// tenantID) or a managed identity.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AzureDnsProvider {
     /// Client ID of the service principal.
-    #[serde(rename = "clientID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "clientID")]
     pub client_id: Option<String>,
     /// Secret entry with the service principal's password.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_secret_ref: Option<SecretKeySelector>,
     /// Azure subscription of the zone.
     #[serde(rename = "subscriptionID")]
     pub subscription_id: String,
     /// Tenant of the service principal.
-    #[serde(rename = "tenantID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "tenantID")]
     pub tenant_id: Option<String>,
     /// Resource group of the zone.
     pub resource_group_name: String,
     /// Name of the zone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosted_zone_name: Option<String>,
     /// Azure cloud; `AzurePublicCloud` when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<AzureEnvironment>,
     /// Workload identity or managed service identity; excludes the service principal fields.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_identity: Option<AzureManagedIdentity>,
     /// Public (the default) or private DNS zone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone_type: Option<AzureZoneType>,
 }
 
@@ -215,25 +190,23 @@ pub enum AzureZoneType {
 }
 
 /// An Azure managed identity.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AzureManagedIdentity {
     /// Client ID of the identity; excludes `resourceID`.
-    #[serde(rename = "clientID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "clientID")]
     pub client_id: Option<String>,
     /// Resource ID of the identity; excludes `clientID`.
-    #[serde(
-        rename = "resourceID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "resourceID")]
     pub resource_id: Option<String>,
     /// Tenant of the identity.
-    #[serde(rename = "tenantID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "tenantID")]
     pub tenant_id: Option<String>,
 }
 
 /// DigitalOcean credentials.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DigitalOceanProvider {
@@ -242,6 +215,7 @@ pub struct DigitalOceanProvider {
 }
 
 /// An acme-dns server and account.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AcmeDnsProvider {
@@ -252,22 +226,19 @@ pub struct AcmeDnsProvider {
 }
 
 /// RFC 2136 dynamic DNS update settings.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Rfc2136Provider {
     /// Authoritative server as `host[:port]`; IPv6 hosts in brackets.
     pub nameserver: String,
     /// Secret entry with the TSIG key; required with `tsigKeyName`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tsig_secret_secret_ref: Option<SecretKeySelector>,
     /// TSIG key name; required with `tsigSecretSecretRef`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tsig_key_name: Option<String>,
     /// TSIG algorithm: `HMACMD5` (the default), `HMACSHA1`, `HMACSHA256` or `HMACSHA512`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tsig_algorithm: Option<String>,
     /// Transport of the updates: `UDP` (the default) or `TCP`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<Rfc2136Protocol>,
 }
 
@@ -279,6 +250,7 @@ pub enum Rfc2136Protocol {
 }
 
 /// An external DNS-01 webhook solver.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookProvider {
@@ -288,7 +260,8 @@ pub struct WebhookProvider {
     pub solver_name: String,
     /// Solver-specific configuration, passed to the webhook as is. Reference
     /// Secrets here rather than embedding credentials.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // schemars cannot see through schema_with that the field is optional.
+    #[serde(default)]
     #[schemars(schema_with = "super::meta::any_json_schema")]
     pub config: Option<serde_json::Value>,
 }

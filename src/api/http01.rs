@@ -11,6 +11,7 @@ use super::meta::LocalObjectReference;
 
 /// HTTP-01 solver: route `/.well-known/acme-challenge/<token>` through an
 /// Ingress or a Gateway API HTTPRoute.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -20,15 +21,10 @@ use super::meta::LocalObjectReference;
 pub struct Http01Solver {
     /// Route the token through an Ingress: a new one per challenge, or an
     /// existing one named by `name` that is edited in place.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<Http01IngressSolver>,
     /// Route the token through a Gateway API HTTPRoute attached to
     /// `parentRefs` (not yet implemented by certwright; reported as unsupported).
-    #[serde(
-        rename = "gatewayHTTPRoute",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "gatewayHTTPRoute")]
     pub gateway_http_route: Option<Http01GatewayHttpRouteSolver>,
 }
 
@@ -40,6 +36,7 @@ pub enum SolverServiceType {
 }
 
 /// Ingress-based HTTP-01 solver.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -49,193 +46,156 @@ pub enum SolverServiceType {
 pub struct Http01IngressSolver {
     /// Type of the Service in front of a solver Pod (pod mode): `NodePort`
     /// (the default) or `ClusterIP`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_type: Option<SolverServiceType>,
     /// `spec.ingressClassName` of the solver Ingress. The recommended way to
     /// pick the ingress controller.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress_class_name: Option<String>,
     /// Value of the legacy `kubernetes.io/ingress.class` annotation on the
     /// solver Ingress.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
     /// Name of an existing Ingress to add the challenge route to, instead of
     /// creating one (for controllers that tie one address to one Ingress).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Overrides for solver Pods (pod mode).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<SolverPodTemplate>,
     /// Labels and annotations for the solver Ingress.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress_template: Option<SolverIngressTemplate>,
 }
 
 /// Gateway API HTTPRoute-based HTTP-01 solver.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Http01GatewayHttpRouteSolver {
     /// Type of the Service in front of a solver Pod: `NodePort` (the default) or `ClusterIP`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_type: Option<SolverServiceType>,
     /// Labels put on the HTTPRoutes created for challenges.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
     /// Gateways (or other parents) the HTTPRoute attaches to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub parent_refs: Option<Vec<ParentReference>>,
     /// Overrides for solver Pods.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<SolverPodTemplate>,
 }
 
 /// A Gateway API parent reference (usually a Gateway).
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ParentReference {
     /// API group of the parent; `gateway.networking.k8s.io` when unset, `""` for core.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub group: Option<String>,
     /// Kind of the parent; `Gateway` when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub kind: Option<String>,
     /// Namespace of the parent; the route's own when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,
     /// Name of the parent.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Section of the parent, e.g. a Gateway listener name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub section_name: Option<String>,
     /// Port of the parent to attach to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
 }
 
 /// Labels and annotations added to a generated object.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SolverObjectMeta {
     /// Annotations to add; on a clash they override certwright's own.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
     /// Labels to add; on a clash they override certwright's own.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// Overrides for the solver Ingress.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SolverIngressTemplate {
     /// Labels and annotations for the solver Ingress.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<SolverObjectMeta>,
 }
 
 /// Overrides for solver Pods; only the fields listed here are honoured.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SolverPodTemplate {
     /// Labels and annotations for the solver Pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<SolverObjectMeta>,
     /// Scheduling, identity and security overrides for the solver Pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<SolverPodSpec>,
 }
 
 /// The subset of a PodSpec a solver Pod takes from its template.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SolverPodSpec {
     /// Node labels the Pod must be scheduled on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<BTreeMap<String, String>>,
     /// Scheduling affinity of the Pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
     /// Taints the Pod tolerates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub tolerations: Option<Vec<Toleration>>,
     /// PriorityClass of the Pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
     /// ServiceAccount the Pod runs as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
     /// Secrets used to pull the solver image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
     /// Pod-level security settings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SolverPodSecurityContext>,
     /// Compute resources of the solver container; they override the
     /// controller-wide defaults (limits must not be below those requests).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<SolverResources>,
 }
 
 /// Requests and limits of the solver container.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SolverResources {
     /// Upper bounds, e.g. `cpu: 100m`, `memory: 64Mi`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<BTreeMap<String, Quantity>>,
     /// Guaranteed amounts; default to the limits when only limits are given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<BTreeMap<String, Quantity>>,
 }
 
 /// The subset of a PodSecurityContext a solver Pod takes from its template.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SolverPodSecurityContext {
     /// SELinux context for all containers.
-    #[serde(
-        rename = "seLinuxOptions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "seLinuxOptions")]
     pub se_linux_options: Option<SELinuxOptions>,
     /// UID the containers run as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_as_user: Option<i64>,
     /// GID the containers run as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_as_group: Option<i64>,
     /// Refuse to start containers that would run as UID 0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_as_non_root: Option<bool>,
     /// Extra groups for the first process of each container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub supplemental_groups: Option<Vec<i64>>,
     /// Group that owns the Pod's volumes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fs_group: Option<i64>,
     /// Namespaced sysctls for the Pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub sysctls: Option<Vec<Sysctl>>,
     /// When volume ownership is changed: `OnRootMismatch` or `Always` (the default).
-    #[serde(
-        rename = "fsGroupChangePolicy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "fsGroupChangePolicy")]
     pub fs_group_change_policy: Option<String>,
     /// Seccomp profile of the containers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp_profile: Option<SeccompProfile>,
 }

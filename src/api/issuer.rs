@@ -12,6 +12,7 @@ use super::dns01::ServiceAccountRef;
 use super::meta::{Condition, LocalObjectReference, SecretKeySelector};
 
 /// An authority that signs certificates for Certificates in its own namespace.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "cert-manager.io",
@@ -48,6 +49,7 @@ pub struct IssuerSpec {
 
 /// An authority that signs certificates for Certificates in any namespace.
 /// Its Secrets live in the controller's cluster resource namespace.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "cert-manager.io",
@@ -82,6 +84,7 @@ pub struct ClusterIssuerSpec {
 }
 
 /// The settings shared by Issuers and ClusterIssuers: exactly one issuer type.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -90,70 +93,60 @@ pub struct ClusterIssuerSpec {
 ]))]
 pub struct IssuerConfig {
     /// Obtain certificates from an RFC 8555 (ACME) CA.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme: Option<AcmeIssuer>,
     /// Sign with a CA key pair kept in a Secret (not supported by certwright).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<CaIssuer>,
     /// Sign through a HashiCorp Vault PKI backend (not supported by certwright).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault: Option<VaultIssuer>,
     /// Self-sign with the request's own key (not supported by certwright).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_signed: Option<SelfSignedIssuer>,
     /// Sign through Venafi / CyberArk Certificate Manager (not supported by certwright).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub venafi: Option<VenafiIssuer>,
 }
 
 /// Observed state of an Issuer or ClusterIssuer.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuerStatus {
     /// Conditions of the issuer; `Ready` says whether it can sign.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Option<Vec<Condition>>,
     /// ACME account details, for ACME issuers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme: Option<AcmeIssuerStatus>,
 }
 
 /// A CA whose key pair is kept in a Secret.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CaIssuer {
     /// Secret (`kubernetes.io/tls`) holding the CA certificate and key.
     pub secret_name: String,
     /// CRL distribution point URLs to put in issued certificates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub crl_distribution_points: Option<Vec<String>>,
     /// OCSP responder URLs to put in issued certificates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub ocsp_servers: Option<Vec<String>>,
     /// Issuing-certificate URLs (authority information access) to put in issued certificates.
-    #[serde(
-        rename = "issuingCertificateURLs",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "issuingCertificateURLs")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub issuing_certificate_urls: Option<Vec<String>>,
 }
 
 /// Self-signing with the request's own key.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SelfSignedIssuer {
     /// CRL distribution point URLs to put in issued certificates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub crl_distribution_points: Option<Vec<String>>,
 }
 
 /// A HashiCorp Vault PKI backend.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -166,29 +159,26 @@ pub struct VaultIssuer {
     /// Address of the Vault server, e.g. `https://vault.example.com:8200`.
     pub server: String,
     /// Host name to verify Vault's TLS certificate against.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
     /// Path of the PKI backend's sign endpoint, e.g. `pki/sign/my-role`.
     pub path: String,
     /// Vault Enterprise namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Base64-encoded PEM bundle of CAs trusted for Vault's TLS certificate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // schemars cannot see through schema_with that the field is optional.
+    #[serde(default)]
     #[schemars(schema_with = "super::meta::bytes_schema")]
     pub ca_bundle: Option<ByteString>,
     /// Secret entry with a PEM CA bundle; `key` defaults to `ca.crt`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle_secret_ref: Option<SecretKeySelector>,
     /// Secret entry with a PEM client certificate for mutual TLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cert_secret_ref: Option<SecretKeySelector>,
     /// Secret entry with the PEM client key for mutual TLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key_secret_ref: Option<SecretKeySelector>,
 }
 
 /// One way of logging in to Vault.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -197,20 +187,17 @@ pub struct VaultIssuer {
 ]))]
 pub struct VaultAuth {
     /// Secret entry with a Vault token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret_ref: Option<SecretKeySelector>,
     /// AppRole login.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_role: Option<VaultAppRole>,
     /// TLS client certificate login.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<VaultClientCertificateAuth>,
     /// Kubernetes ServiceAccount token login.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<VaultKubernetesAuth>,
 }
 
 /// Vault AppRole login.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultAppRole {
@@ -223,38 +210,35 @@ pub struct VaultAppRole {
 }
 
 /// Vault TLS certificate login.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultClientCertificateAuth {
     /// Mount path of the cert backend; `/v1/auth/cert` when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_path: Option<String>,
     /// Certificate role to log in as; any matching role when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `kubernetes.io/tls` Secret with the client certificate and key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
 }
 
 /// Vault Kubernetes login.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultKubernetesAuth {
     /// Mount path of the Kubernetes backend; `/v1/auth/kubernetes` when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_path: Option<String>,
     /// Secret entry with a ServiceAccount token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeySelector>,
     /// ServiceAccount to request a bound token for, instead of a stored token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_ref: Option<ServiceAccountRef>,
     /// Vault role to log in as.
     pub role: String,
 }
 
 /// A Venafi / CyberArk Certificate Manager policy zone.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -264,14 +248,13 @@ pub struct VenafiIssuer {
     /// Policy zone every request is made in.
     pub zone: String,
     /// Self-hosted (TPP) connection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpp: Option<VenafiTpp>,
     /// SaaS connection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud: Option<VenafiCloud>,
 }
 
 /// Connection to a self-hosted Venafi TPP.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VenafiTpp {
@@ -280,20 +263,20 @@ pub struct VenafiTpp {
     /// Secret with `access-token`, or `username` and `password`.
     pub credentials_ref: LocalObjectReference,
     /// Base64-encoded PEM bundle of CAs trusted for the server's TLS certificate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // schemars cannot see through schema_with that the field is optional.
+    #[serde(default)]
     #[schemars(schema_with = "super::meta::bytes_schema")]
     pub ca_bundle: Option<ByteString>,
     /// Secret entry with a CA bundle; excludes `caBundle`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle_secret_ref: Option<SecretKeySelector>,
 }
 
 /// Connection to the Venafi SaaS.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VenafiCloud {
     /// Base URL of the service; `https://api.venafi.cloud/` when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Secret entry with the API token.
     pub api_token_secret_ref: SecretKeySelector,

@@ -17,21 +17,21 @@ pub fn any_json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 /// A reference to the Issuer or ClusterIssuer that signs a request.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuerReference {
     /// Name of the Issuer or ClusterIssuer.
     pub name: String,
     /// Kind of the issuer: `Issuer` (the default) or `ClusterIssuer`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// API group of the issuer; empty or `cert-manager.io` for the issuers certwright serves.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
 }
 
 /// Points at one entry of a Secret in the namespace the referring object
 /// resolves Secrets in.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeySelector {
@@ -39,11 +39,11 @@ pub struct SecretKeySelector {
     pub name: String,
     /// Key inside the Secret's `data`; where it may be left out, the field
     /// that uses the selector says which key is used instead.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
 }
 
 /// Names an object in the same namespace.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalObjectReference {
@@ -60,6 +60,7 @@ pub enum ConditionStatus {
 }
 
 /// A condition on a Certificate or an Issuer.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
@@ -69,17 +70,13 @@ pub struct Condition {
     /// Whether the condition holds: `True`, `False` or `Unknown`.
     pub status: ConditionStatus,
     /// When the status last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
     /// One-word, machine-readable cause of the last transition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Human-readable detail of the last transition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// The `metadata.generation` this condition was computed from; older than
     /// the object's generation means the condition is stale.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
 

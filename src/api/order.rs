@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::meta::IssuerReference;
 
 /// An order at an ACME CA for the names of one CSR.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "acme.cert-manager.io",
@@ -48,22 +49,17 @@ pub struct OrderSpec {
     /// The ACME Issuer or ClusterIssuer to order from.
     pub issuer_ref: IssuerReference,
     /// Common name of the CSR; must also be among `dnsNames` or `ipAddresses`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_name: Option<String>,
     /// DNS names to authorize; equal to the CSR's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub dns_names: Option<Vec<String>>,
     /// IP addresses to authorize; equal to the CSR's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub ip_addresses: Option<Vec<String>>,
     /// Requested lifetime, sent as the order's notAfter when the issuer
     /// enables the duration feature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     /// Certificate profile requested from the CA.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
 }
 
@@ -82,61 +78,52 @@ pub enum AcmeState {
 }
 
 /// Observed state of an Order.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderStatus {
     /// URL of the order at the CA; set once, right after the order is placed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// URL to finalize the order at.
-    #[serde(
-        rename = "finalizeURL",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "finalizeURL")]
     pub finalize_url: Option<String>,
     /// The order's authorizations as the CA returned them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub authorizations: Option<Vec<AcmeAuthorization>>,
     /// The PEM certificate chain, once the order is valid and finalized.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // schemars cannot see through schema_with that the field is optional.
+    #[serde(default)]
     #[schemars(schema_with = "super::meta::bytes_schema")]
     pub certificate: Option<ByteString>,
     /// Current state; `valid`, `invalid`, `expired` and `errored` are final.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<AcmeState>,
     /// Why the order is in its state, e.g. the CA's problem detail.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// When the order failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_time: Option<Time>,
 }
 
 /// An authorization of an order.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AcmeAuthorization {
     /// URL of the authorization.
     pub url: String,
     /// The name to prove; for a wildcard, the name without `*.`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identifier: Option<String>,
     /// Whether the authorization is for a wildcard name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wildcard: Option<bool>,
     /// State when first fetched; an authorization already `valid` (reused by
     /// the CA) needs no Challenge.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_state: Option<AcmeState>,
     /// Challenges the CA offers for it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub challenges: Option<Vec<AcmeChallenge>>,
 }
 
 /// A challenge offered by the CA.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AcmeChallenge {
