@@ -9,6 +9,7 @@ use certwright::cli::{Cli, Command, Format};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    certwright::install_crypto_provider();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
