@@ -4,5 +4,8 @@
 //!   the way a real API server does (pruning, types, required, enum, formats,
 //!   bounds, list types, CEL rules), so tests and the API emulator can answer
 //!   422 Invalid with Kubernetes-shaped field errors.
+//! - [`apiserver`]: a Kubernetes API server emulator on loopback for the real
+//!   `kube` client and `kubectl`.
 
+pub mod apiserver;
 pub mod schema;

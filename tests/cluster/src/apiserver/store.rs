@@ -1,0 +1,953 @@
+//! The object store and the semantics a controller depends on: one strictly
+//! increasing resourceVersion, uid and creationTimestamp, generation bumps
+//! on spec changes, status subresources, optimistic concurrency, finalizers
+//! and deletionTimestamp, ownerReference garbage collection, namespace
+//! deletion, CRD registration and schema validation, and a bounded event
+//! history that watches replay from.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
+
+use super::error::ApiError;
+use super::registry::{Registry, ResourceType};
+use super::selector::{FieldSelector, LabelSelector};
+
+/// (group, plural, namespace, name); namespace is empty for cluster-scoped objects.
+pub type ObjectKey = (String, String, String, String);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as watches see it.
+#[derive(Clone, Debug)]
+pub struct WatchEvent {
+    pub rv: u64,
+    pub event_type: EventType,
+    pub group: String,
+    pub plural: String,
+    pub namespace: String,
+    pub object: Value,
+}
+
+/// Live watch events.
+pub type EventReceiver = broadcast::Receiver<Arc<WatchEvent>>;
+
+/// How dependents are treated when their owner is deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    Background,
+    Foreground,
+    Orphan,
+}
+
+/// What a list or watch is restricted to.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub namespace: Option<String>,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Filter {
+    pub fn matches(&self, namespace: &str, object: &Value) -> bool {
+        self.namespace.as_deref().is_none_or(|ns| ns == namespace)
+            && self.labels.matches(object)
+            && self.fields.matches(object)
+    }
+}
+
+struct State {
+    rv: u64,
+    uid_seq: u64,
+    registry: Registry,
+    objects: BTreeMap<ObjectKey, Value>,
+    history: VecDeque<Arc<WatchEvent>>,
+}
+
+/// The emulator's whole state. Cheap to share behind an `Arc`.
+pub struct Store {
+    state: Mutex<State>,
+    events: broadcast::Sender<Arc<WatchEvent>>,
+    /// Bumped to end every open watch.
+    closer: tokio::sync::watch::Sender<u64>,
+    history_limit: usize,
+}
+
+/// RFC 3339 in UTC with second precision, as Kubernetes writes timestamps.
+pub fn now_rfc3339() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn meta(object: &Value) -> &Value {
+    &object["metadata"]
+}
+
+fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
+    if !object["metadata"].is_object() {
+        object["metadata"] = json!({});
+    }
+    object["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
+}
+
+fn finalizers(object: &Value) -> Vec<String> {
+    meta(object)["finalizers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Everything but type, metadata and status: what `generation` tracks.
+fn spec_part(object: &Value) -> Value {
+    let mut v = object.clone();
+    if let Some(m) = v.as_object_mut() {
+        for k in ["apiVersion", "kind", "metadata", "status"] {
+            m.remove(k);
+        }
+    }
+    v
+}
+
+impl Store {
+    pub fn new(history_limit: usize) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        let store = Self {
+            state: Mutex::new(State {
+                rv: 0,
+                uid_seq: 0,
+                registry: Registry::with_builtins(),
+                objects: BTreeMap::new(),
+                history: VecDeque::new(),
+            }),
+            events,
+            closer: tokio::sync::watch::Sender::new(0),
+            history_limit,
+        };
+        for ns in ["default", "kube-system", "kube-public"] {
+            let ns_type = store
+                .resource("", "v1", "namespaces")
+                .expect("namespaces are built in");
+            let _ = store.create(
+                &ns_type,
+                "",
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            );
+        }
+        store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is a bug in the emulator; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<ResourceType> {
+        self.lock().registry.get(group, version, plural).cloned()
+    }
+
+    pub fn registry(&self) -> Registry {
+        self.lock().registry.clone()
+    }
+
+    pub fn current_rv(&self) -> u64 {
+        self.lock().rv
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<WatchEvent>> {
+        self.events.subscribe()
+    }
+
+    /// Events after `rv` still in the history, and a receiver for later ones,
+    /// taken atomically; `Err` when `rv` is older than the history (410 Gone).
+    pub fn watch_from(&self, rv: u64) -> Result<(Vec<Arc<WatchEvent>>, EventReceiver), ApiError> {
+        let state = self.lock();
+        let rx = self.events.subscribe();
+        let oldest = state.history.front().map(|e| e.rv).unwrap_or(state.rv + 1);
+        if rv + 1 < oldest && rv < state.rv {
+            return Err(ApiError::gone(format!(
+                "too old resource version: {rv} ({})",
+                oldest - 1
+            )));
+        }
+        Ok((
+            state
+                .history
+                .iter()
+                .filter(|e| e.rv > rv)
+                .cloned()
+                .collect(),
+            rx,
+        ))
+    }
+
+    pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let state = self.lock();
+        let key = (
+            rt.group.clone(),
+            rt.plural.clone(),
+            namespace.to_string(),
+            name.to_string(),
+        );
+        state
+            .objects
+            .get(&key)
+            .map(|o| with_api_version(o, rt))
+            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
+    }
+
+    /// Matching objects, and the resourceVersion the list is consistent with.
+    pub fn list(&self, rt: &ResourceType, filter: &Filter) -> (Vec<Value>, u64) {
+        let state = self.lock();
+        let items = state
+            .objects
+            .iter()
+            .filter(|((g, p, ns, _), o)| *g == rt.group && *p == rt.plural && filter.matches(ns, o))
+            .map(|(_, o)| with_api_version(o, rt))
+            .collect();
+        (items, state.rv)
+    }
+
+    pub fn create(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        mut object: Value,
+    ) -> Result<Value, ApiError> {
+        let mut state = self.lock();
+        if !object.is_object() {
+            return Err(ApiError::bad_request("the body must be a JSON object"));
+        }
+        check_kind(rt, &object)?;
+        let body_ns = meta(&object)["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if rt.namespaced {
+            if !body_ns.is_empty() && body_ns != namespace {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            let ns_key = (
+                String::new(),
+                "namespaces".to_string(),
+                String::new(),
+                namespace.to_string(),
+            );
+            match state.objects.get(&ns_key) {
+                None => return Err(ApiError::not_found("", "namespaces", namespace)),
+                Some(ns) if !meta(ns)["deletionTimestamp"].is_null() => {
+                    return Err(ApiError {
+                        code: 403,
+                        reason: "Forbidden",
+                        message: format!(
+                            "unable to create new content in namespace {namespace} because it is being terminated"
+                        ),
+                        details: Value::Null,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        let name = match meta(&object)["name"].as_str().filter(|n| !n.is_empty()) {
+            Some(n) => n.to_string(),
+            None => match meta(&object)["generateName"].as_str() {
+                Some(prefix) => format!("{prefix}{}", random_suffix(state.uid_seq + state.rv)),
+                None => {
+                    return Err(ApiError::invalid(
+                        &rt.kind,
+                        "",
+                        &rt.group,
+                        vec![(
+                            "FieldValueRequired".into(),
+                            "metadata.name".into(),
+                            "metadata.name: Required value: name or generateName is required"
+                                .into(),
+                        )],
+                    ));
+                }
+            },
+        };
+        let key = (
+            rt.group.clone(),
+            rt.plural.clone(),
+            if rt.namespaced {
+                namespace.to_string()
+            } else {
+                String::new()
+            },
+            name.clone(),
+        );
+        if state.objects.contains_key(&key) {
+            return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
+        }
+        if rt.status && rt.validator.is_some() {
+            // Custom resources with a status subresource ignore status on create.
+            object.as_object_mut().map(|o| o.remove("status"));
+        }
+        state.uid_seq += 1;
+        let uid = make_uid(state.uid_seq);
+        {
+            let m = meta_mut(&mut object);
+            m.insert("name".into(), json!(name));
+            if rt.namespaced {
+                m.insert("namespace".into(), json!(namespace));
+            } else {
+                m.remove("namespace");
+            }
+            m.insert("uid".into(), json!(uid));
+            m.insert("creationTimestamp".into(), json!(now_rfc3339()));
+            m.insert("generation".into(), json!(1));
+            for server_set in [
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "resourceVersion",
+                "selfLink",
+            ] {
+                m.remove(server_set);
+            }
+        }
+        let object = validate(rt, object, None)?;
+        if rt.plural == "customresourcedefinitions" && rt.group == "apiextensions.k8s.io" {
+            state.registry.register_crd(&object).map_err(|e| {
+                ApiError::invalid(
+                    &rt.kind,
+                    &name,
+                    &rt.group,
+                    vec![("FieldValueInvalid".into(), "spec".into(), e)],
+                )
+            })?;
+        }
+        Ok(self.commit(&mut state, key, object, EventType::Added, rt))
+    }
+
+    /// PUT of the main resource (`subresource` None) or of `/status`.
+    pub fn update(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        object: Value,
+        subresource: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let mut state = self.lock();
+        self.replace(&mut state, rt, namespace, name, object, subresource)
+    }
+
+    /// Applies `change` to the current object, then stores it as an update.
+    /// The resourceVersion is checked only if `change` sets one.
+    pub fn patch(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        subresource: Option<&str>,
+        change: impl FnOnce(&mut Value) -> Result<(), ApiError>,
+    ) -> Result<Value, ApiError> {
+        let mut state = self.lock();
+        let key = (
+            rt.group.clone(),
+            rt.plural.clone(),
+            namespace.to_string(),
+            name.to_string(),
+        );
+        let current = state
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        let mut patched = with_api_version(&current, rt);
+        meta_mut(&mut patched).remove("resourceVersion");
+        change(&mut patched)?;
+        if meta(&patched)["resourceVersion"].is_null() {
+            let rv = meta(&current)["resourceVersion"].clone();
+            meta_mut(&mut patched).insert("resourceVersion".into(), rv);
+        }
+        self.replace(&mut state, rt, namespace, name, patched, subresource)
+    }
+
+    fn replace(
+        &self,
+        state: &mut State,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        mut object: Value,
+        subresource: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        if !object.is_object() {
+            return Err(ApiError::bad_request("the body must be a JSON object"));
+        }
+        check_kind(rt, &object)?;
+        if subresource == Some("status") && !rt.status {
+            return Err(ApiError::not_found(
+                &rt.group,
+                &format!("{}/status", rt.plural),
+                name,
+            ));
+        }
+        let key = (
+            rt.group.clone(),
+            rt.plural.clone(),
+            namespace.to_string(),
+            name.to_string(),
+        );
+        let old = state
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        if let Some(body_name) = meta(&object)["name"].as_str()
+            && body_name != name
+        {
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
+        }
+        if let Some(rv) = meta(&object)["resourceVersion"].as_str()
+            && Some(rv) != meta(&old)["resourceVersion"].as_str()
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
+        if subresource == Some("status") {
+            // Only status changes through /status.
+            let status = object.get("status").cloned();
+            object = old.clone();
+            match status {
+                Some(s) => object["status"] = s,
+                None => {
+                    object.as_object_mut().map(|o| o.remove("status"));
+                }
+            }
+        } else if rt.status {
+            // The main resource ignores status when there is a subresource for it.
+            match old.get("status") {
+                Some(s) => object["status"] = s.clone(),
+                None => {
+                    object.as_object_mut().map(|o| o.remove("status"));
+                }
+            }
+        }
+        let deleting = !meta(&old)["deletionTimestamp"].is_null();
+        if deleting {
+            let before = finalizers(&old);
+            if finalizers(&object).iter().any(|f| !before.contains(f)) {
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    name,
+                    &rt.group,
+                    vec![(
+                        "FieldValueForbidden".into(),
+                        "metadata.finalizers".into(),
+                        "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted".into(),
+                    )],
+                ));
+            }
+        }
+        {
+            let old_meta = meta(&old).clone();
+            let m = meta_mut(&mut object);
+            for kept in [
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
+                match old_meta.get(kept) {
+                    Some(v) => m.insert(kept.into(), v.clone()),
+                    None => m.remove(kept),
+                };
+            }
+            m.remove("resourceVersion");
+        }
+        if spec_part(&object) != spec_part(&old) {
+            let generation = meta(&old)["generation"].as_i64().unwrap_or(0) + 1;
+            meta_mut(&mut object).insert("generation".into(), json!(generation));
+        }
+        let object = validate(rt, object, Some(&old))?;
+        let mut unchanged = old.clone();
+        meta_mut(&mut unchanged).remove("resourceVersion");
+        if strip_api(&object) == strip_api(&unchanged) {
+            return Ok(with_api_version(&old, rt));
+        }
+        if rt.plural == "customresourcedefinitions" && rt.group == "apiextensions.k8s.io" {
+            state.registry.register_crd(&object).map_err(|e| {
+                ApiError::invalid(
+                    &rt.kind,
+                    name,
+                    &rt.group,
+                    vec![("FieldValueInvalid".into(), "spec".into(), e)],
+                )
+            })?;
+        }
+        let stored = self.commit(state, key.clone(), object, EventType::Modified, rt);
+        if deleting && finalizers(&stored).is_empty() {
+            return Ok(self.remove(state, &key));
+        }
+        Ok(stored)
+    }
+
+    pub fn delete(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        propagation: Propagation,
+    ) -> Result<Value, ApiError> {
+        let mut state = self.lock();
+        let key = (
+            rt.group.clone(),
+            rt.plural.clone(),
+            namespace.to_string(),
+            name.to_string(),
+        );
+        self.delete_key(&mut state, &key, propagation)
+            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
+    }
+
+    fn delete_key(
+        &self,
+        state: &mut State,
+        key: &ObjectKey,
+        propagation: Propagation,
+    ) -> Option<Value> {
+        let old = state.objects.get(key).cloned()?;
+        let rt = type_of(state, key);
+        if !meta(&old)["deletionTimestamp"].is_null() {
+            return Some(old);
+        }
+        let uid = meta(&old)["uid"].as_str().unwrap_or("").to_string();
+        if propagation == Propagation::Orphan {
+            self.orphan_dependents(state, &uid);
+        }
+        let is_namespace = key.0.is_empty() && key.1 == "namespaces";
+        let mut fins = finalizers(&old);
+        if propagation == Propagation::Foreground && self.has_dependents(state, &uid) {
+            fins.push("foregroundDeletion".into());
+        }
+        if fins.is_empty() && !is_namespace {
+            return Some(self.remove(state, key));
+        }
+        let mut marked = old;
+        {
+            let m = meta_mut(&mut marked);
+            m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            m.insert("finalizers".into(), json!(fins));
+            if fins.is_empty() {
+                m.remove("finalizers");
+            }
+        }
+        if is_namespace {
+            marked["status"] = json!({"phase": "Terminating"});
+        }
+        let stored = self.commit(state, key.clone(), marked, EventType::Modified, &rt);
+        if propagation == Propagation::Foreground {
+            for dep in self.dependents(state, &uid) {
+                self.delete_key(state, &dep, Propagation::Foreground);
+            }
+            self.finish_foreground(state, &uid);
+        }
+        if is_namespace {
+            let inside: Vec<ObjectKey> = state
+                .objects
+                .keys()
+                .filter(|k| k.2 == key.3)
+                .cloned()
+                .collect();
+            for k in inside {
+                self.delete_key(state, &k, Propagation::Background);
+            }
+            self.finish_namespace(state, &key.3);
+        }
+        state.objects.get(key).cloned().or(Some(stored))
+    }
+
+    /// Removes an object for good, then collects what depended on it.
+    fn remove(&self, state: &mut State, key: &ObjectKey) -> Value {
+        let Some(mut object) = state.objects.remove(key) else {
+            return Value::Null;
+        };
+        let rt = type_of(state, key);
+        state.rv += 1;
+        meta_mut(&mut object).insert("resourceVersion".into(), json!(state.rv.to_string()));
+        let object = with_api_version(&object, &rt);
+        self.emit(state, EventType::Deleted, key, object.clone());
+        if key.0 == "apiextensions.k8s.io" && key.1 == "customresourcedefinitions" {
+            let group = object["spec"]["group"].as_str().unwrap_or("").to_string();
+            let plural = object["spec"]["names"]["plural"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            state.registry.unregister_crd(&group, &plural);
+            let instances: Vec<ObjectKey> = state
+                .objects
+                .keys()
+                .filter(|k| k.0 == group && k.1 == plural)
+                .cloned()
+                .collect();
+            for k in instances {
+                self.remove(state, &k);
+            }
+        }
+        let uid = meta(&object)["uid"].as_str().unwrap_or("").to_string();
+        self.collect_garbage(state, &uid);
+        // Owners waiting in foreground deletion may be done now.
+        for owner in meta(&object)["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            self.finish_foreground(state, owner["uid"].as_str().unwrap_or(""));
+        }
+        if !key.2.is_empty() {
+            self.finish_namespace(state, &key.2);
+        }
+        object
+    }
+
+    fn dependents(&self, state: &State, owner_uid: &str) -> Vec<ObjectKey> {
+        state
+            .objects
+            .iter()
+            .filter(|(_, o)| {
+                meta(o)["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid))
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    fn has_dependents(&self, state: &State, owner_uid: &str) -> bool {
+        !self.dependents(state, owner_uid).is_empty()
+    }
+
+    fn uid_exists(state: &State, uid: &str) -> bool {
+        state.objects.values().any(|o| meta(o)["uid"] == uid)
+    }
+
+    /// Background garbage collection: a dependent whose owners are all gone
+    /// is deleted; one that still has an owner loses the dangling reference.
+    fn collect_garbage(&self, state: &mut State, owner_uid: &str) {
+        for key in self.dependents(state, owner_uid) {
+            let Some(dep) = state.objects.get(&key).cloned() else {
+                continue;
+            };
+            let refs = meta(&dep)["ownerReferences"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let alive: Vec<Value> = refs
+                .into_iter()
+                .filter(|r| {
+                    r["uid"] != owner_uid
+                        && Self::uid_exists(state, r["uid"].as_str().unwrap_or(""))
+                })
+                .collect();
+            if alive.is_empty() {
+                self.delete_key(state, &key, Propagation::Background);
+            } else {
+                let mut updated = dep;
+                meta_mut(&mut updated).insert("ownerReferences".into(), json!(alive));
+                let rt = type_of(state, &key);
+                self.commit(state, key, updated, EventType::Modified, &rt);
+            }
+        }
+    }
+
+    fn orphan_dependents(&self, state: &mut State, owner_uid: &str) {
+        for key in self.dependents(state, owner_uid) {
+            let Some(mut dep) = state.objects.get(&key).cloned() else {
+                continue;
+            };
+            let refs: Vec<Value> = meta(&dep)["ownerReferences"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r["uid"] != owner_uid)
+                .collect();
+            let m = meta_mut(&mut dep);
+            if refs.is_empty() {
+                m.remove("ownerReferences");
+            } else {
+                m.insert("ownerReferences".into(), json!(refs));
+            }
+            let rt = type_of(state, &key);
+            self.commit(state, key, dep, EventType::Modified, &rt);
+        }
+    }
+
+    /// Drops the `foregroundDeletion` finalizer of an owner whose dependents are gone.
+    fn finish_foreground(&self, state: &mut State, owner_uid: &str) {
+        if self.has_dependents(state, owner_uid) {
+            return;
+        }
+        let Some(key) = state
+            .objects
+            .iter()
+            .find(|(_, o)| meta(o)["uid"] == owner_uid)
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        let Some(mut owner) = state.objects.get(&key).cloned() else {
+            return;
+        };
+        let rest: Vec<String> = finalizers(&owner)
+            .into_iter()
+            .filter(|f| f != "foregroundDeletion")
+            .collect();
+        if rest.len() == finalizers(&owner).len() {
+            return;
+        }
+        if rest.is_empty() {
+            self.remove(state, &key);
+        } else {
+            meta_mut(&mut owner).insert("finalizers".into(), json!(rest));
+            let rt = type_of(state, &key);
+            self.commit(state, key, owner, EventType::Modified, &rt);
+        }
+    }
+
+    /// Removes a terminating namespace once nothing is left in it.
+    fn finish_namespace(&self, state: &mut State, namespace: &str) {
+        let key = (
+            String::new(),
+            "namespaces".to_string(),
+            String::new(),
+            namespace.to_string(),
+        );
+        let terminating = state.objects.get(&key).is_some_and(|ns| {
+            !meta(ns)["deletionTimestamp"].is_null() && finalizers(ns).is_empty()
+        });
+        if terminating && !state.objects.keys().any(|k| k.2 == namespace) {
+            self.remove(state, &key);
+        }
+    }
+
+    fn commit(
+        &self,
+        state: &mut State,
+        key: ObjectKey,
+        mut object: Value,
+        event_type: EventType,
+        rt: &ResourceType,
+    ) -> Value {
+        state.rv += 1;
+        meta_mut(&mut object).insert("resourceVersion".into(), json!(state.rv.to_string()));
+        let stored = strip_api(&object);
+        state.objects.insert(key.clone(), stored);
+        let object = with_api_version(&object, rt);
+        self.emit(state, event_type, &key, object.clone());
+        object
+    }
+
+    fn emit(&self, state: &mut State, event_type: EventType, key: &ObjectKey, object: Value) {
+        let event = Arc::new(WatchEvent {
+            rv: state.rv,
+            event_type,
+            group: key.0.clone(),
+            plural: key.1.clone(),
+            namespace: key.2.clone(),
+            object,
+        });
+        state.history.push_back(event.clone());
+        while state.history.len() > self.history_limit {
+            state.history.pop_front();
+        }
+        // No receiver is fine: nobody is watching.
+        let _ = self.events.send(event);
+    }
+
+    /// A receiver that changes when every open watch must end.
+    pub fn watch_closer(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.closer.subscribe()
+    }
+
+    /// Ends every open watch; clients reconnect from their last version.
+    pub fn close_watches(&self) {
+        self.closer.send_modify(|n| *n += 1);
+    }
+
+    /// Forgets all history: watches from any earlier version get 410 Gone.
+    pub fn compact(&self) {
+        let mut state = self.lock();
+        state.history.clear();
+    }
+}
+
+/// The resource type of a stored key (any served version of it).
+fn type_of(state: &State, key: &ObjectKey) -> ResourceType {
+    state
+        .registry
+        .all()
+        .find(|t| t.group == key.0 && t.plural == key.1)
+        .cloned()
+        .unwrap_or_else(|| ResourceType {
+            group: key.0.clone(),
+            version: "v1".into(),
+            kind: String::new(),
+            plural: key.1.clone(),
+            singular: String::new(),
+            namespaced: !key.2.is_empty(),
+            short_names: Vec::new(),
+            categories: Vec::new(),
+            status: false,
+            validator: None,
+            printer_columns: Vec::new(),
+        })
+}
+
+fn strip_api(object: &Value) -> Value {
+    let mut v = object.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    v
+}
+
+/// The stored object as served at `rt`'s version.
+fn with_api_version(object: &Value, rt: &ResourceType) -> Value {
+    let mut out = Map::new();
+    out.insert("apiVersion".into(), json!(rt.api_version()));
+    out.insert("kind".into(), json!(rt.kind));
+    if let Some(m) = object.as_object() {
+        for (k, v) in m {
+            if k != "apiVersion" && k != "kind" {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+fn check_kind(rt: &ResourceType, object: &Value) -> Result<(), ApiError> {
+    if let Some(kind) = object["kind"].as_str()
+        && kind != rt.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the body is a {kind}, but the request is for {}",
+            rt.plural
+        )));
+    }
+    Ok(())
+}
+
+/// Schema validation and pruning for custom resources; 422 on errors.
+fn validate(rt: &ResourceType, object: Value, old: Option<&Value>) -> Result<Value, ApiError> {
+    let Some(validator) = &rt.validator else {
+        return Ok(object);
+    };
+    let mut full = object;
+    full["apiVersion"] = json!(rt.api_version());
+    full["kind"] = json!(rt.kind);
+    let old_full = old.map(|o| with_api_version(o, rt));
+    let outcome = validator.validate_update(&full, old_full.as_ref());
+    if outcome.errors.is_empty() {
+        return Ok(outcome.object);
+    }
+    let name = meta(&full)["name"].as_str().unwrap_or("").to_string();
+    let causes = outcome
+        .errors
+        .iter()
+        .map(|e| {
+            let reason = match e.error_type {
+                crate::schema::ErrorType::Required => "FieldValueRequired",
+                crate::schema::ErrorType::Unsupported => "FieldValueNotSupported",
+                crate::schema::ErrorType::Duplicate => "FieldValueDuplicate",
+                crate::schema::ErrorType::TooLong => "FieldValueTooLong",
+                crate::schema::ErrorType::TooMany => "FieldValueTooMany",
+                crate::schema::ErrorType::Invalid => "FieldValueInvalid",
+            };
+            (reason.to_string(), e.path.clone(), e.to_string())
+        })
+        .collect();
+    Err(ApiError::invalid(&rt.kind, &name, &rt.group, causes))
+}
+
+fn make_uid(seq: u64) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        nanos,
+        (seq >> 32) & 0xffff,
+        (seq >> 20) & 0xfff,
+        (seq >> 8) & 0xfff,
+        seq
+    )
+}
+
+/// Five characters from Kubernetes' generateName alphabet.
+fn random_suffix(seed: u64) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = nanos ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..5)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
+        })
+        .collect()
+}
