@@ -2,8 +2,11 @@
 //! loopback, for the real `kube` client and `kubectl`: see `store` for the
 //! semantics, `http` for the protocol.
 
+mod admission;
 pub mod error;
+mod gc;
 pub mod http;
+mod ids;
 pub mod patch;
 pub mod registry;
 pub mod selector;

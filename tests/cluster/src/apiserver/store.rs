@@ -7,12 +7,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
+use super::admission::validate;
 use super::error::ApiError;
+pub use super::ids::now_rfc3339;
+use super::ids::{make_uid, random_suffix};
 use super::registry::{Registry, ResourceType};
 use super::selector::{FieldSelector, LabelSelector};
 
@@ -74,12 +76,12 @@ impl Filter {
     }
 }
 
-struct State {
-    rv: u64,
-    uid_seq: u64,
-    registry: Registry,
-    objects: BTreeMap<ObjectKey, Value>,
-    history: VecDeque<Arc<WatchEvent>>,
+pub(super) struct State {
+    pub(super) rv: u64,
+    pub(super) uid_seq: u64,
+    pub(super) registry: Registry,
+    pub(super) objects: BTreeMap<ObjectKey, Value>,
+    pub(super) history: VecDeque<Arc<WatchEvent>>,
 }
 
 /// The emulator's whole state. Cheap to share behind an `Arc`.
@@ -91,36 +93,11 @@ pub struct Store {
     history_limit: usize,
 }
 
-/// RFC 3339 in UTC with second precision, as Kubernetes writes timestamps.
-pub fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-fn meta(object: &Value) -> &Value {
+pub(super) fn meta(object: &Value) -> &Value {
     &object["metadata"]
 }
 
-fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
+pub(super) fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
     if !object["metadata"].is_object() {
         object["metadata"] = json!({});
     }
@@ -129,7 +106,7 @@ fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
         .expect("metadata is an object")
 }
 
-fn finalizers(object: &Value) -> Vec<String> {
+pub(super) fn finalizers(object: &Value) -> Vec<String> {
     meta(object)["finalizers"]
         .as_array()
         .map(|a| {
@@ -556,7 +533,7 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
     }
 
-    fn delete_key(
+    pub(super) fn delete_key(
         &self,
         state: &mut State,
         key: &ObjectKey,
@@ -615,7 +592,7 @@ impl Store {
     }
 
     /// Removes an object for good, then collects what depended on it.
-    fn remove(&self, state: &mut State, key: &ObjectKey) -> Value {
+    pub(super) fn remove(&self, state: &mut State, key: &ObjectKey) -> Value {
         let Some(mut object) = state.objects.remove(key) else {
             return Value::Null;
         };
@@ -657,128 +634,7 @@ impl Store {
         object
     }
 
-    fn dependents(&self, state: &State, owner_uid: &str) -> Vec<ObjectKey> {
-        state
-            .objects
-            .iter()
-            .filter(|(_, o)| {
-                meta(o)["ownerReferences"]
-                    .as_array()
-                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid))
-            })
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
-
-    fn has_dependents(&self, state: &State, owner_uid: &str) -> bool {
-        !self.dependents(state, owner_uid).is_empty()
-    }
-
-    fn uid_exists(state: &State, uid: &str) -> bool {
-        state.objects.values().any(|o| meta(o)["uid"] == uid)
-    }
-
-    /// Background garbage collection: a dependent whose owners are all gone
-    /// is deleted; one that still has an owner loses the dangling reference.
-    fn collect_garbage(&self, state: &mut State, owner_uid: &str) {
-        for key in self.dependents(state, owner_uid) {
-            let Some(dep) = state.objects.get(&key).cloned() else {
-                continue;
-            };
-            let refs = meta(&dep)["ownerReferences"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let alive: Vec<Value> = refs
-                .into_iter()
-                .filter(|r| {
-                    r["uid"] != owner_uid
-                        && Self::uid_exists(state, r["uid"].as_str().unwrap_or(""))
-                })
-                .collect();
-            if alive.is_empty() {
-                self.delete_key(state, &key, Propagation::Background);
-            } else {
-                let mut updated = dep;
-                meta_mut(&mut updated).insert("ownerReferences".into(), json!(alive));
-                let rt = type_of(state, &key);
-                self.commit(state, key, updated, EventType::Modified, &rt);
-            }
-        }
-    }
-
-    fn orphan_dependents(&self, state: &mut State, owner_uid: &str) {
-        for key in self.dependents(state, owner_uid) {
-            let Some(mut dep) = state.objects.get(&key).cloned() else {
-                continue;
-            };
-            let refs: Vec<Value> = meta(&dep)["ownerReferences"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|r| r["uid"] != owner_uid)
-                .collect();
-            let m = meta_mut(&mut dep);
-            if refs.is_empty() {
-                m.remove("ownerReferences");
-            } else {
-                m.insert("ownerReferences".into(), json!(refs));
-            }
-            let rt = type_of(state, &key);
-            self.commit(state, key, dep, EventType::Modified, &rt);
-        }
-    }
-
-    /// Drops the `foregroundDeletion` finalizer of an owner whose dependents are gone.
-    fn finish_foreground(&self, state: &mut State, owner_uid: &str) {
-        if self.has_dependents(state, owner_uid) {
-            return;
-        }
-        let Some(key) = state
-            .objects
-            .iter()
-            .find(|(_, o)| meta(o)["uid"] == owner_uid)
-            .map(|(k, _)| k.clone())
-        else {
-            return;
-        };
-        let Some(mut owner) = state.objects.get(&key).cloned() else {
-            return;
-        };
-        let rest: Vec<String> = finalizers(&owner)
-            .into_iter()
-            .filter(|f| f != "foregroundDeletion")
-            .collect();
-        if rest.len() == finalizers(&owner).len() {
-            return;
-        }
-        if rest.is_empty() {
-            self.remove(state, &key);
-        } else {
-            meta_mut(&mut owner).insert("finalizers".into(), json!(rest));
-            let rt = type_of(state, &key);
-            self.commit(state, key, owner, EventType::Modified, &rt);
-        }
-    }
-
-    /// Removes a terminating namespace once nothing is left in it.
-    fn finish_namespace(&self, state: &mut State, namespace: &str) {
-        let key = (
-            String::new(),
-            "namespaces".to_string(),
-            String::new(),
-            namespace.to_string(),
-        );
-        let terminating = state.objects.get(&key).is_some_and(|ns| {
-            !meta(ns)["deletionTimestamp"].is_null() && finalizers(ns).is_empty()
-        });
-        if terminating && !state.objects.keys().any(|k| k.2 == namespace) {
-            self.remove(state, &key);
-        }
-    }
-
-    fn commit(
+    pub(super) fn commit(
         &self,
         state: &mut State,
         key: ObjectKey,
@@ -830,7 +686,7 @@ impl Store {
 }
 
 /// The resource type of a stored key (any served version of it).
-fn type_of(state: &State, key: &ObjectKey) -> ResourceType {
+pub(super) fn type_of(state: &State, key: &ObjectKey) -> ResourceType {
     state
         .registry
         .all()
@@ -861,7 +717,7 @@ fn strip_api(object: &Value) -> Value {
 }
 
 /// The stored object as served at `rt`'s version.
-fn with_api_version(object: &Value, rt: &ResourceType) -> Value {
+pub(super) fn with_api_version(object: &Value, rt: &ResourceType) -> Value {
     let mut out = Map::new();
     out.insert("apiVersion".into(), json!(rt.api_version()));
     out.insert("kind".into(), json!(rt.kind));
@@ -885,69 +741,4 @@ fn check_kind(rt: &ResourceType, object: &Value) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-/// Schema validation and pruning for custom resources; 422 on errors.
-fn validate(rt: &ResourceType, object: Value, old: Option<&Value>) -> Result<Value, ApiError> {
-    let Some(validator) = &rt.validator else {
-        return Ok(object);
-    };
-    let mut full = object;
-    full["apiVersion"] = json!(rt.api_version());
-    full["kind"] = json!(rt.kind);
-    let old_full = old.map(|o| with_api_version(o, rt));
-    let outcome = validator.validate_update(&full, old_full.as_ref());
-    if outcome.errors.is_empty() {
-        return Ok(outcome.object);
-    }
-    let name = meta(&full)["name"].as_str().unwrap_or("").to_string();
-    let causes = outcome
-        .errors
-        .iter()
-        .map(|e| {
-            let reason = match e.error_type {
-                crate::schema::ErrorType::Required => "FieldValueRequired",
-                crate::schema::ErrorType::Unsupported => "FieldValueNotSupported",
-                crate::schema::ErrorType::Duplicate => "FieldValueDuplicate",
-                crate::schema::ErrorType::TooLong => "FieldValueTooLong",
-                crate::schema::ErrorType::TooMany => "FieldValueTooMany",
-                crate::schema::ErrorType::Invalid => "FieldValueInvalid",
-            };
-            (reason.to_string(), e.path.clone(), e.to_string())
-        })
-        .collect();
-    Err(ApiError::invalid(&rt.kind, &name, &rt.group, causes))
-}
-
-fn make_uid(seq: u64) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
-        nanos,
-        (seq >> 32) & 0xffff,
-        (seq >> 20) & 0xfff,
-        (seq >> 8) & 0xfff,
-        seq
-    )
-}
-
-/// Five characters from Kubernetes' generateName alphabet.
-fn random_suffix(seed: u64) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let mut x = nanos ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..5)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
-        })
-        .collect()
 }
