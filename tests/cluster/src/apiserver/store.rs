@@ -49,6 +49,16 @@ pub struct WatchEvent {
     pub object: Value,
 }
 
+/// The storage key of a named object of `rt`.
+fn object_key(rt: &ResourceType, namespace: &str, name: &str) -> ObjectKey {
+    (
+        rt.group.clone(),
+        rt.plural.clone(),
+        namespace.to_string(),
+        name.to_string(),
+    )
+}
+
 /// Live watch events.
 pub type EventReceiver = broadcast::Receiver<Arc<WatchEvent>>;
 
@@ -202,12 +212,7 @@ impl Store {
 
     pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Value, ApiError> {
         let state = self.lock();
-        let key = (
-            rt.group.clone(),
-            rt.plural.clone(),
-            namespace.to_string(),
-            name.to_string(),
-        );
+        let key = object_key(rt, namespace, name);
         state
             .objects
             .get(&key)
@@ -365,12 +370,7 @@ impl Store {
         change: impl FnOnce(&mut Value) -> Result<(), ApiError>,
     ) -> Result<Value, ApiError> {
         let mut state = self.lock();
-        let key = (
-            rt.group.clone(),
-            rt.plural.clone(),
-            namespace.to_string(),
-            name.to_string(),
-        );
+        let key = object_key(rt, namespace, name);
         let current = state
             .objects
             .get(&key)
@@ -406,12 +406,7 @@ impl Store {
                 name,
             ));
         }
-        let key = (
-            rt.group.clone(),
-            rt.plural.clone(),
-            namespace.to_string(),
-            name.to_string(),
-        );
+        let key = object_key(rt, namespace, name);
         let old = state
             .objects
             .get(&key)
@@ -523,12 +518,7 @@ impl Store {
         propagation: Propagation,
     ) -> Result<Value, ApiError> {
         let mut state = self.lock();
-        let key = (
-            rt.group.clone(),
-            rt.plural.clone(),
-            namespace.to_string(),
-            name.to_string(),
-        );
+        let key = object_key(rt, namespace, name);
         self.delete_key(&mut state, &key, propagation)
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
     }
