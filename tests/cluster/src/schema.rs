@@ -126,6 +126,11 @@ impl Validator {
         Ok(Self { schema, cel })
     }
 
+    /// The openAPIV3Schema this validator checks against.
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
     /// Validates a new object.
     pub fn validate(&self, object: &Value) -> Outcome {
         self.validate_update(object, None)

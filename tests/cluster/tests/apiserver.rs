@@ -607,3 +607,163 @@ fn record(seen: &mut Vec<String>, event: kube::runtime::watcher::Event<ConfigMap
         Event::Init | Event::InitDone => {}
     }
 }
+
+fn managers(o: &DynamicObject) -> Vec<(String, String)> {
+    o.metadata
+        .managed_fields
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            (
+                m.manager.unwrap_or_default(),
+                m.operation.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn server_side_apply_merges_owns_removes_and_conflicts() {
+    let (_s, client) = server().await;
+    let api = widgets(&client).await;
+    let pp = |m: &str| PatchParams::apply(m);
+    // Apply creates.
+    let a = api
+        .patch("w", &pp("alice"), &Patch::Apply(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "labels": {"by": "alice"}}, "spec": {"size": 3}})))
+        .await
+        .expect("apply creates");
+    assert_eq!(a.data["spec"]["size"], 3);
+    assert_eq!(managers(&a), [("alice".to_string(), "Apply".to_string())]);
+    // Another manager setting the same field to another value conflicts.
+    let err = api
+        .patch(
+            "w",
+            &pp("bob"),
+            &Patch::Apply(
+                json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"size": 4}}),
+            ),
+        )
+        .await
+        .expect_err("conflict");
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert!(
+                s.message.contains("conflict with \"alice\": .spec.size"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("{other}"),
+    }
+    // The same value is shared ownership, not a conflict; force takes over.
+    api.patch("w", &pp("bob"), &Patch::Apply(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"labels": {"team": "b"}}, "spec": {"size": 3}})))
+        .await
+        .expect("same value");
+    let forced = api
+        .patch("w", &pp("bob").force(), &Patch::Apply(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"labels": {"team": "b"}}, "spec": {"size": 5}})))
+        .await
+        .expect("forced");
+    assert_eq!(forced.data["spec"]["size"], 5);
+    // Alice stops applying her label: it goes; bob's stays.
+    let dropped = api
+        .patch(
+            "w",
+            &pp("alice"),
+            &Patch::Apply(
+                json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"size": 5}}),
+            ),
+        )
+        .await
+        .expect("alice re-applies");
+    let labels = dropped.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("by"), None);
+    assert_eq!(labels.get("team").map(String::as_str), Some("b"));
+    // Ordinary updates are recorded under their manager.
+    let updated = api
+        .patch(
+            "w",
+            &PatchParams {
+                field_manager: Some("carol".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"metadata": {"annotations": {"x": "y"}}})),
+        )
+        .await
+        .expect("merge");
+    assert!(
+        managers(&updated).contains(&("carol".to_string(), "Update".to_string())),
+        "{:?}",
+        managers(&updated)
+    );
+    // An identical apply is a no-op.
+    let again = api
+        .patch(
+            "w",
+            &pp("alice"),
+            &Patch::Apply(
+                json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"size": 5}}),
+            ),
+        )
+        .await
+        .expect("no-op apply");
+    assert_eq!(
+        again.metadata.resource_version,
+        updated.metadata.resource_version
+    );
+}
+
+#[tokio::test]
+async fn status_apply_merges_conditions_by_type_across_managers() {
+    let (_s, client) = server().await;
+    let api: Api<Namespace> = Api::all(client);
+    let cond = |t: &str, s: &str| json!({"apiVersion": "v1", "kind": "Namespace", "status": {"conditions": [{"type": t, "status": s}]}});
+    api.patch_status(
+        "default",
+        &PatchParams::apply("one"),
+        &Patch::Apply(cond("A", "True")),
+    )
+    .await
+    .expect("one applies A");
+    let both = api
+        .patch_status(
+            "default",
+            &PatchParams::apply("two"),
+            &Patch::Apply(cond("B", "False")),
+        )
+        .await
+        .expect("two applies B");
+    let types: Vec<String> = both
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.type_)
+        .collect();
+    assert_eq!(types, ["A", "B"]);
+    let err = api
+        .patch_status(
+            "default",
+            &PatchParams::apply("two"),
+            &Patch::Apply(cond("A", "False")),
+        )
+        .await
+        .expect_err("A is one's");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409),
+        "{err}"
+    );
+    let missing = api
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Apply(cond("C", "True")),
+        )
+        .await
+        .expect_err("no manager");
+    assert!(
+        matches!(missing, kube::Error::Api(ref s) if s.code == 422 && s.message.contains("fieldManager")),
+        "{missing}"
+    );
+}

@@ -72,6 +72,7 @@ async fn handle(
         Ok(t) => t,
         Err(e) => return error_response(&e),
     };
+    let manager = field_manager(&query, &headers);
     let result = match (&method, &target.name) {
         (&Method::GET, None) if is_true(query.get("watch")) => {
             return watch(&shared, &target, &query);
@@ -82,7 +83,11 @@ async fn handle(
             .get(&target.rt, &target.namespace, name)
             .map(|o| (StatusCode::OK, o)),
         (&Method::POST, None) => parse_body(&body)
-            .and_then(|o| shared.store.create(&target.rt, &target.namespace, o))
+            .and_then(|o| {
+                shared
+                    .store
+                    .create(&target.rt, &target.namespace, o, &manager)
+            })
             .map(|o| (StatusCode::CREATED, o)),
         (&Method::PUT, Some(name)) => parse_body(&body)
             .and_then(|o| {
@@ -92,12 +97,20 @@ async fn handle(
                     name,
                     o,
                     target.subresource.as_deref(),
+                    &manager,
                 )
             })
             .map(|o| (StatusCode::OK, o)),
-        (&Method::PATCH, Some(name)) => {
-            patch(&shared.store, &target, name, &headers, &body).map(|o| (StatusCode::OK, o))
-        }
+        (&Method::PATCH, Some(name)) => patch(
+            &shared.store,
+            &target,
+            name,
+            &headers,
+            &body,
+            &query,
+            &manager,
+        )
+        .map(|o| (StatusCode::OK, o)),
         (&Method::DELETE, Some(name)) => delete_options(&query, &body)
             .and_then(|p| shared.store.delete(&target.rt, &target.namespace, name, p))
             .map(|o| (StatusCode::OK, o)),
@@ -214,29 +227,71 @@ fn list(
     ))
 }
 
+/// The field manager of a write: `?fieldManager=`, else the client's
+/// User-Agent up to its first `/`, as kube-apiserver derives it.
+fn field_manager(query: &HashMap<String, String>, headers: &HeaderMap) -> String {
+    if let Some(m) = query.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.clone();
+    }
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown");
+    agent.split('/').next().unwrap_or("unknown").to_string()
+}
+
 fn patch(
     store: &Store,
     target: &Target,
     name: &str,
     headers: &HeaderMap,
     body: &[u8],
+    query: &HashMap<String, String>,
+    manager: &str,
 ) -> Result<Value, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
-    let doc = parse_body(body)?;
     let sub = target.subresource.as_deref();
+    if media == "application/apply-patch+yaml" {
+        if query.get("fieldManager").is_none_or(|m| m.is_empty()) {
+            return Err(ApiError::invalid(
+                "PatchOptions",
+                "",
+                "meta.k8s.io",
+                vec![(
+                    "FieldValueRequired".into(),
+                    "fieldManager".into(),
+                    "fieldManager: Required value: is required for apply patch".into(),
+                )],
+            ));
+        }
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_request("the apply body is not UTF-8"))?;
+        let applied: Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("the apply body is not valid YAML: {e}")))?;
+        return store.apply(
+            &target.rt,
+            &target.namespace,
+            name,
+            sub,
+            applied,
+            manager,
+            is_true(query.get("force")),
+        );
+    }
+    let doc = parse_body(body)?;
     match media {
         "application/merge-patch+json" => {
-            store.patch(&target.rt, &target.namespace, name, sub, |o| {
+            store.patch(&target.rt, &target.namespace, name, sub, manager, |o| {
                 merge_patch(o, &doc);
                 Ok(())
             })
         }
         "application/json-patch+json" => {
-            store.patch(&target.rt, &target.namespace, name, sub, |o| {
+            store.patch(&target.rt, &target.namespace, name, sub, manager, |o| {
                 json_patch(o, &doc).map_err(|e| ApiError {
                     code: 422,
                     ..ApiError::bad_request(e)

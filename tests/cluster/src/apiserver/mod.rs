@@ -3,7 +3,9 @@
 //! semantics, `http` for the protocol.
 
 mod admission;
+pub mod apply;
 pub mod error;
+pub mod fields;
 mod gc;
 pub mod http;
 mod ids;

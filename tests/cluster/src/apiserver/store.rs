@@ -12,7 +12,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use super::admission::validate;
+use super::apply::{Writer, apply, record_update};
 use super::error::ApiError;
+use super::fields::Ctx;
 pub use super::ids::now_rfc3339;
 use super::ids::{make_uid, random_suffix};
 use super::registry::{Registry, ResourceType};
@@ -47,6 +49,22 @@ pub struct WatchEvent {
     pub plural: String,
     pub namespace: String,
     pub object: Value,
+}
+
+/// How a write's field ownership is recorded in managedFields.
+#[derive(Clone, Copy, Debug)]
+pub enum Ownership<'a> {
+    /// An ordinary write (create, update, patch) by this field manager.
+    Update(&'a str),
+    /// Server-side apply already computed managedFields.
+    Computed,
+}
+
+/// Schema context of a resource type for field ownership.
+fn ctx_of(rt: &ResourceType) -> Ctx<'_> {
+    Ctx {
+        schema: rt.validator.as_deref().map(|v| v.schema()),
+    }
 }
 
 /// The storage key of a named object of `rt`.
@@ -161,6 +179,7 @@ impl Store {
                 &ns_type,
                 "",
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                "kube-apiserver",
             );
         }
         store
@@ -236,9 +255,27 @@ impl Store {
         &self,
         rt: &ResourceType,
         namespace: &str,
-        mut object: Value,
+        object: Value,
+        manager: &str,
     ) -> Result<Value, ApiError> {
         let mut state = self.lock();
+        self.create_locked(
+            &mut state,
+            rt,
+            namespace,
+            object,
+            Ownership::Update(manager),
+        )
+    }
+
+    fn create_locked(
+        &self,
+        state: &mut State,
+        rt: &ResourceType,
+        namespace: &str,
+        mut object: Value,
+        ownership: Ownership<'_>,
+    ) -> Result<Value, ApiError> {
         if !object.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
@@ -332,7 +369,17 @@ impl Store {
                 m.remove(server_set);
             }
         }
-        let object = validate(rt, object, None)?;
+        let mut object = validate(rt, object, None)?;
+        if let Ownership::Update(manager) = ownership {
+            meta_mut(&mut object).remove("managedFields");
+            let api_version = rt.api_version();
+            let writer = Writer {
+                manager,
+                api_version: &api_version,
+                subresource: None,
+            };
+            record_update(&Value::Null, &mut object, writer, ctx_of(rt));
+        }
         if rt.plural == "customresourcedefinitions" && rt.group == "apiextensions.k8s.io" {
             state.registry.register_crd(&object).map_err(|e| {
                 ApiError::invalid(
@@ -343,7 +390,7 @@ impl Store {
                 )
             })?;
         }
-        Ok(self.commit(&mut state, key, object, EventType::Added, rt))
+        Ok(self.commit(state, key, object, EventType::Added, rt))
     }
 
     /// PUT of the main resource (`subresource` None) or of `/status`.
@@ -354,9 +401,18 @@ impl Store {
         name: &str,
         object: Value,
         subresource: Option<&str>,
+        manager: &str,
     ) -> Result<Value, ApiError> {
         let mut state = self.lock();
-        self.replace(&mut state, rt, namespace, name, object, subresource)
+        self.replace(
+            &mut state,
+            rt,
+            namespace,
+            name,
+            object,
+            subresource,
+            Ownership::Update(manager),
+        )
     }
 
     /// Applies `change` to the current object, then stores it as an update.
@@ -367,6 +423,7 @@ impl Store {
         namespace: &str,
         name: &str,
         subresource: Option<&str>,
+        manager: &str,
         change: impl FnOnce(&mut Value) -> Result<(), ApiError>,
     ) -> Result<Value, ApiError> {
         let mut state = self.lock();
@@ -383,9 +440,66 @@ impl Store {
             let rv = meta(&current)["resourceVersion"].clone();
             meta_mut(&mut patched).insert("resourceVersion".into(), rv);
         }
-        self.replace(&mut state, rt, namespace, name, patched, subresource)
+        self.replace(
+            &mut state,
+            rt,
+            namespace,
+            name,
+            patched,
+            subresource,
+            Ownership::Update(manager),
+        )
     }
 
+    /// Server-side apply of `applied` by `manager`; creates the object if
+    /// it does not exist.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        subresource: Option<&str>,
+        applied: Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<Value, ApiError> {
+        let mut state = self.lock();
+        check_kind(rt, &applied)?;
+        let api_version = rt.api_version();
+        let writer = Writer {
+            manager,
+            api_version: &api_version,
+            subresource,
+        };
+        let key = object_key(rt, namespace, name);
+        match state.objects.get(&key).map(|c| with_api_version(c, rt)) {
+            None if subresource.is_some() => Err(ApiError::not_found(&rt.group, &rt.plural, name)),
+            None => {
+                let mut object = apply(&Value::Null, &applied, writer, force, ctx_of(rt))?;
+                meta_mut(&mut object).insert("name".into(), json!(name));
+                self.create_locked(&mut state, rt, namespace, object, Ownership::Computed)
+            }
+            Some(current) => {
+                let mut merged = apply(&current, &applied, writer, force, ctx_of(rt))?;
+                if meta(&applied)["resourceVersion"].is_null() {
+                    let rv = meta(&current)["resourceVersion"].clone();
+                    meta_mut(&mut merged).insert("resourceVersion".into(), rv);
+                }
+                self.replace(
+                    &mut state,
+                    rt,
+                    namespace,
+                    name,
+                    merged,
+                    subresource,
+                    Ownership::Computed,
+                )
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn replace(
         &self,
         state: &mut State,
@@ -394,6 +508,7 @@ impl Store {
         name: &str,
         mut object: Value,
         subresource: Option<&str>,
+        ownership: Ownership<'_>,
     ) -> Result<Value, ApiError> {
         if !object.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
@@ -429,6 +544,7 @@ impl Store {
                 "the object has been modified; please apply your changes to the latest version and try again",
             ));
         }
+        let incoming_fields = meta(&object)["managedFields"].clone();
         if subresource == Some("status") {
             // Only status changes through /status.
             let status = object.get("status").cloned();
@@ -487,11 +603,33 @@ impl Store {
             let generation = meta(&old)["generation"].as_i64().unwrap_or(0) + 1;
             meta_mut(&mut object).insert("generation".into(), json!(generation));
         }
-        let object = validate(rt, object, Some(&old))?;
-        let mut unchanged = old.clone();
-        meta_mut(&mut unchanged).remove("resourceVersion");
-        if strip_api(&object) == strip_api(&unchanged) {
+        let mut object = validate(rt, object, Some(&old))?;
+        let comparable = |o: &Value| {
+            let mut o = strip_api(o);
+            meta_mut(&mut o).remove("resourceVersion");
+            meta_mut(&mut o).remove("managedFields");
+            o
+        };
+        if comparable(&object) == comparable(&old) {
             return Ok(with_api_version(&old, rt));
+        }
+        match ownership {
+            Ownership::Computed => {
+                meta_mut(&mut object).insert("managedFields".into(), incoming_fields);
+            }
+            Ownership::Update(manager) => {
+                match meta(&old).get("managedFields") {
+                    Some(mf) => meta_mut(&mut object).insert("managedFields".into(), mf.clone()),
+                    None => meta_mut(&mut object).remove("managedFields"),
+                };
+                let api_version = rt.api_version();
+                let writer = Writer {
+                    manager,
+                    api_version: &api_version,
+                    subresource,
+                };
+                record_update(&old, &mut object, writer, ctx_of(rt));
+            }
         }
         if rt.plural == "customresourcedefinitions" && rt.group == "apiextensions.k8s.io" {
             state.registry.register_crd(&object).map_err(|e| {
