@@ -767,3 +767,58 @@ async fn status_apply_merges_conditions_by_type_across_managers() {
         "{missing}"
     );
 }
+
+#[tokio::test]
+async fn faults_fail_matching_requests_and_the_log_counts_them() {
+    use certwright_testcluster::apiserver::hooks::Fault;
+    let (server, client) = server().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    server.hooks().add_fault(Fault {
+        method: Some("POST".into()),
+        path_contains: "/configmaps".into(),
+        remaining: 2,
+        // kube's client retries 429/503 itself (honouring Retry-After); a
+        // 500 reaches the caller.
+        status: 500,
+        retry_after: None,
+    });
+    for _ in 0..2 {
+        assert_eq!(
+            code(
+                api.create(&PostParams::default(), &cm("a", json!({})))
+                    .await
+                    .expect_err("injected")
+            ),
+            500
+        );
+    }
+    api.create(&PostParams::default(), &cm("a", json!({})))
+        .await
+        .expect("third attempt passes");
+    api.get("a").await.expect("get");
+    api.list(&ListParams::default()).await.expect("list");
+    let log = server.hooks().requests();
+    let summary: Vec<(String, u16)> = log.iter().map(|r| (r.verb.clone(), r.status)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("create".to_string(), 500),
+            ("create".to_string(), 500),
+            ("create".to_string(), 201),
+            ("get".to_string(), 200),
+            ("list".to_string(), 200)
+        ]
+    );
+    assert!(
+        log.iter()
+            .all(|r| r.resource == "configmaps" && r.namespace == "default")
+    );
+    assert_eq!(log.iter().filter(|r| r.is_write()).count(), 3);
+    server.hooks().set_latency(Duration::from_millis(150));
+    let started = std::time::Instant::now();
+    api.get("a").await.expect("slow get");
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "latency was injected"
+    );
+}

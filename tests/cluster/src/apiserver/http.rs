@@ -22,6 +22,7 @@ use super::store::{Filter, Propagation, Store, WatchEvent};
 /// What every request handler shares.
 pub struct Shared {
     pub store: Store,
+    pub hooks: super::hooks::Hooks,
     /// `host:port` the server listens on, reported in discovery.
     pub address: String,
 }
@@ -54,7 +55,97 @@ struct Target {
     subresource: Option<String>,
 }
 
+/// Latency, faults and the request log around every request.
 async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let latency = shared.hooks.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let record = describe(&method, &uri, &headers);
+    let response = match shared.hooks.take_fault(method.as_str(), uri.path()) {
+        Some(fault) => {
+            let e = ApiError::injected(
+                fault.status,
+                format!("injected fault for {} {}", method, uri.path()),
+            );
+            let mut response = error_response(&e);
+            if let Some(secs) = fault.retry_after
+                && let Ok(value) = header::HeaderValue::from_str(&secs.to_string())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+        None => serve(State(shared.clone()), method, uri, headers, body).await,
+    };
+    if let Some(mut record) = record {
+        record.status = response.status().as_u16();
+        shared.hooks.record(record);
+    }
+    response
+}
+
+/// The request log entry of a resource request (None for discovery).
+fn describe(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Option<super::hooks::RequestRecord> {
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let rest: &[&str] = match segments.as_slice() {
+        ["api", _, rest @ ..] => rest,
+        ["apis", _, _, rest @ ..] => rest,
+        _ => return None,
+    };
+    let group = if segments[0] == "apis" {
+        segments[1].to_string()
+    } else {
+        String::new()
+    };
+    let (namespace, rest): (String, Vec<&str>) = match rest {
+        ["namespaces", ns, tail @ ..] if !tail.is_empty() => (ns.to_string(), tail.to_vec()),
+        other => (String::new(), other.to_vec()),
+    };
+    let resource = rest.first()?.to_string();
+    let name = rest.get(1).map(|s| s.to_string()).unwrap_or_default();
+    let watch = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let verb = match (method.as_str(), name.is_empty()) {
+        ("GET", true) if watch => "watch",
+        ("GET", true) => "list",
+        ("GET", false) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "deletecollection",
+        ("DELETE", false) => "delete",
+        (other, _) => other,
+    };
+    Some(super::hooks::RequestRecord {
+        time: std::time::SystemTime::now(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        verb: verb.to_string(),
+        group,
+        resource,
+        subresource: rest.get(2).map(|s| s.to_string()).unwrap_or_default(),
+        namespace,
+        name,
+        status: 0,
+    })
+}
+
+async fn serve(
     State(shared): State<Arc<Shared>>,
     method: Method,
     uri: Uri,

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod error;
 pub mod fields;
 mod gc;
+pub mod hooks;
 pub mod http;
 mod ids;
 pub mod patch;
@@ -52,6 +53,7 @@ impl ApiServer {
         let addr = listener.local_addr()?;
         let shared = Arc::new(http::Shared {
             store: Store::new(options.history_limit),
+            hooks: hooks::Hooks::default(),
             address: addr.to_string(),
         });
         let app = http::router(shared.clone());
@@ -77,6 +79,11 @@ impl ApiServer {
 
     pub fn store(&self) -> &Store {
         &self.shared.store
+    }
+
+    /// Request log and fault injection.
+    pub fn hooks(&self) -> &hooks::Hooks {
+        &self.shared.hooks
     }
 
     /// A `kube` client for this server (default namespace `default`).
