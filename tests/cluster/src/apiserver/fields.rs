@@ -82,7 +82,7 @@ impl<'a> Ctx<'a> {
 }
 
 /// Merge keys of the built-in lists the emulator's clients write.
-fn builtin_list_kind(name: &str) -> ListKind {
+pub fn builtin_list_kind(name: &str) -> ListKind {
     let keys: &[&str] = match name {
         "conditions" => &["type"],
         "containers"

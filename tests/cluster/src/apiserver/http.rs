@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::error::ApiError;
-use super::patch::{json_patch, merge_patch};
+use super::patch::{json_patch, merge_patch, strategic_merge_patch};
 use super::registry::ResourceType;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{Filter, Propagation, Store, WatchEvent};
@@ -53,6 +53,38 @@ struct Target {
     namespace: String,
     name: Option<String>,
     subresource: Option<String>,
+    /// Served as events.k8s.io/v1 while stored as core/v1 Events.
+    events_v1: bool,
+}
+
+impl Target {
+    /// A request body in storage form.
+    fn inbound(&self, object: Value) -> Value {
+        if self.events_v1 {
+            super::events::to_core(&object)
+        } else {
+            object
+        }
+    }
+
+    /// A stored object or list in the form the client asked for.
+    fn outbound(&self, mut body: Value) -> Value {
+        if !self.events_v1 {
+            return body;
+        }
+        if let Some(items) = body.get_mut("items").and_then(Value::as_array_mut) {
+            for item in items.iter_mut() {
+                *item = super::events::from_core(item);
+            }
+            body["apiVersion"] = json!("events.k8s.io/v1");
+            return body;
+        }
+        if body["kind"] == "Event" {
+            super::events::from_core(&body)
+        } else {
+            body
+        }
+    }
 }
 
 /// Latency, faults and the request log around every request.
@@ -168,6 +200,35 @@ async fn serve(
         (&Method::GET, None) if is_true(query.get("watch")) => {
             return watch(&shared, &target, &query);
         }
+        (&Method::GET, None) if wants_table(&headers) => {
+            let (items, rv) = match filter(&target, &query) {
+                Ok(f) => shared.store.list(&target.rt, &f),
+                Err(e) => return error_response(&e),
+            };
+            let include = query
+                .get("includeObject")
+                .map(String::as_str)
+                .unwrap_or("Metadata");
+            Ok((
+                StatusCode::OK,
+                super::table::table(&target.rt, &items, Some(rv.to_string()), include),
+            ))
+        }
+        (&Method::GET, Some(name)) if wants_table(&headers) && target.subresource.is_none() => {
+            let include = query
+                .get("includeObject")
+                .map(String::as_str)
+                .unwrap_or("Metadata");
+            shared
+                .store
+                .get(&target.rt, &target.namespace, name)
+                .map(|o| {
+                    (
+                        StatusCode::OK,
+                        super::table::table(&target.rt, &[o], None, include),
+                    )
+                })
+        }
         (&Method::GET, None) => list(&shared.store, &target, &query),
         (&Method::GET, Some(name)) => shared
             .store
@@ -177,7 +238,7 @@ async fn serve(
             .and_then(|o| {
                 shared
                     .store
-                    .create(&target.rt, &target.namespace, o, &manager)
+                    .create(&target.rt, &target.namespace, target.inbound(o), &manager)
             })
             .map(|o| (StatusCode::CREATED, o)),
         (&Method::PUT, Some(name)) => parse_body(&body)
@@ -186,7 +247,7 @@ async fn serve(
                     &target.rt,
                     &target.namespace,
                     name,
-                    o,
+                    target.inbound(o),
                     target.subresource.as_deref(),
                     &manager,
                 )
@@ -211,9 +272,17 @@ async fn serve(
         ))),
     };
     match result {
-        Ok((code, body)) => json_response(code, &body),
+        Ok((code, body)) => json_response(code, &target.outbound(body)),
         Err(e) => error_response(&e),
     }
+}
+
+/// `kubectl get` asks for `application/json;as=Table;v=v1;g=meta.k8s.io`.
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
 }
 
 fn is_true(v: Option<&String>) -> bool {
@@ -262,11 +331,20 @@ fn resolve(store: &Store, segments: &[&str]) -> Result<Target, ApiError> {
             rest.get(1).copied().unwrap_or(""),
         ));
     }
+    let events_v1 = group == "events.k8s.io" && *plural == "events";
+    let rt = if events_v1 {
+        store
+            .resource("", "v1", "events")
+            .ok_or_else(|| ApiError::not_found("", "events", ""))?
+    } else {
+        rt
+    };
     Ok(Target {
         rt,
         namespace,
         name: rest.get(1).map(|s| s.to_string()),
         subresource: rest.get(2).map(|s| s.to_string()),
+        events_v1,
     })
 }
 
@@ -368,29 +446,52 @@ fn patch(
             &target.namespace,
             name,
             sub,
-            applied,
+            target.inbound(applied),
             manager,
             is_true(query.get("force")),
         );
     }
     let doc = parse_body(body)?;
+    let apply_in_view = |o: &mut Value, change: &dyn Fn(&mut Value) -> Result<(), ApiError>| {
+        let mut view = target.outbound(o.clone());
+        change(&mut view)?;
+        *o = target.inbound(view);
+        Ok(())
+    };
     match media {
         "application/merge-patch+json" => {
             store.patch(&target.rt, &target.namespace, name, sub, manager, |o| {
-                merge_patch(o, &doc);
-                Ok(())
+                apply_in_view(o, &|v| {
+                    merge_patch(v, &doc);
+                    Ok(())
+                })
             })
         }
         "application/json-patch+json" => {
             store.patch(&target.rt, &target.namespace, name, sub, manager, |o| {
-                json_patch(o, &doc).map_err(|e| ApiError {
-                    code: 422,
-                    ..ApiError::bad_request(e)
+                apply_in_view(o, &|v| {
+                    json_patch(v, &doc).map_err(|e| ApiError {
+                        code: 422,
+                        ..ApiError::bad_request(e)
+                    })
+                })
+            })
+        }
+        "application/strategic-merge-patch+json" if target.rt.validator.is_none() => {
+            store.patch(&target.rt, &target.namespace, name, sub, manager, |o| {
+                apply_in_view(o, &|v| {
+                    strategic_merge_patch(v, &doc);
+                    Ok(())
                 })
             })
         }
         other => Err(ApiError::unsupported_media_type(format!(
-            "the emulator does not support patches of type {other:?} yet"
+            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{}",
+            if target.rt.validator.is_none() {
+                ", application/strategic-merge-patch+json"
+            } else {
+                ""
+            }
         ))),
     }
 }
@@ -447,6 +548,7 @@ struct WatchState {
     pending: VecDeque<Bytes>,
     rx: Option<broadcast::Receiver<Arc<WatchEvent>>>,
     closer: tokio::sync::watch::Receiver<u64>,
+    events_v1: bool,
     target_group: String,
     target_plural: String,
     api_version: String,
@@ -464,13 +566,17 @@ fn watch(shared: &Shared, target: &Target, query: &HashMap<String, String>) -> R
     let rv_param = query.get("resourceVersion").cloned().unwrap_or_default();
     let initial = is_true(query.get("sendInitialEvents"));
     let mut pending = VecDeque::new();
-    let api_version = target.rt.api_version();
+    let api_version = if target.events_v1 {
+        "events.k8s.io/v1".to_string()
+    } else {
+        target.rt.api_version()
+    };
     let (backlog, rx, start_rv) = if rv_param.is_empty() || rv_param == "0" || initial {
         // Start with the current state as ADDED events, then follow changes.
         let rx = shared.store.subscribe();
         let (items, rv) = shared.store.list(&target.rt, &filter);
         for item in &items {
-            pending.push_back(event_line("ADDED", item));
+            pending.push_back(event_line("ADDED", &target.outbound(item.clone())));
         }
         if initial {
             let bookmark = json!({"apiVersion": api_version, "kind": target.rt.kind,
@@ -503,6 +609,7 @@ fn watch(shared: &Shared, target: &Target, query: &HashMap<String, String>) -> R
         pending,
         rx: Some(rx),
         closer: shared.store.watch_closer(),
+        events_v1: target.events_v1,
         target_group: target.rt.group.clone(),
         target_plural: target.rt.plural.clone(),
         api_version,
@@ -553,7 +660,11 @@ impl WatchState {
         if !self.filter.matches(&event.namespace, &event.object) {
             return;
         }
-        let mut object = event.object.clone();
+        let mut object = if self.events_v1 {
+            super::events::from_core(&event.object)
+        } else {
+            event.object.clone()
+        };
         object["apiVersion"] = json!(self.api_version);
         self.pending
             .push_back(event_line(event.event_type.as_str(), &object));

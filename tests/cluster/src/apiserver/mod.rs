@@ -5,6 +5,7 @@
 mod admission;
 pub mod apply;
 pub mod error;
+pub mod events;
 pub mod fields;
 mod gc;
 pub mod hooks;
@@ -14,6 +15,7 @@ pub mod patch;
 pub mod registry;
 pub mod selector;
 pub mod store;
+pub mod table;
 
 use std::net::SocketAddr;
 use std::path::Path;

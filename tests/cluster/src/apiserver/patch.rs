@@ -24,6 +24,85 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
+/// Strategic merge patch for built-in kinds: like a merge patch, but lists
+/// with a merge key (containers, env, volumes, conditions, ownerReferences...)
+/// merge item by key and `finalizers` by member, and the directives kubectl
+/// sends are honoured: `$patch: replace|delete`, `$retainKeys`,
+/// `$deleteFromPrimitiveList/<field>`, `$setElementOrder/<field>` (order only).
+pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if fields.get("$patch").and_then(Value::as_str) == Some("replace") {
+        let mut replacement = patch.clone();
+        replacement.as_object_mut().map(|m| m.remove("$patch"));
+        *target = replacement;
+        return;
+    }
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    let Value::Object(map) = target else { return };
+    for (k, v) in fields {
+        if k == "$patch" || k == "$retainKeys" || k.starts_with("$setElementOrder/") {
+            continue;
+        }
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
+            if let (Some(Value::Array(list)), Some(gone)) = (map.get_mut(field), v.as_array()) {
+                list.retain(|item| !gone.contains(item));
+            }
+            continue;
+        }
+        match v {
+            Value::Null => {
+                map.remove(k);
+            }
+            Value::Object(inner)
+                if inner.get("$patch").and_then(Value::as_str) == Some("delete") =>
+            {
+                map.remove(k);
+            }
+            Value::Array(items) => match (super::fields::builtin_list_kind(k), map.get_mut(k)) {
+                (super::fields::ListKind::Map(keys), Some(Value::Array(list))) => {
+                    for item in items {
+                        let key = super::fields::item_key(item, &keys);
+                        let pos = list
+                            .iter()
+                            .position(|i| super::fields::item_key(i, &keys) == key);
+                        match (item.get("$patch").and_then(Value::as_str), pos) {
+                            (Some("delete"), Some(p)) => {
+                                list.remove(p);
+                            }
+                            (Some("delete"), None) => {}
+                            (_, Some(p)) => strategic_merge_patch(&mut list[p], item),
+                            (_, None) => {
+                                let mut fresh = Value::Null;
+                                strategic_merge_patch(&mut fresh, item);
+                                list.push(fresh);
+                            }
+                        }
+                    }
+                }
+                (super::fields::ListKind::Set, Some(Value::Array(list))) => {
+                    for item in items {
+                        if !list.contains(item) {
+                            list.push(item.clone());
+                        }
+                    }
+                }
+                _ => {
+                    map.insert(k.clone(), v.clone());
+                }
+            },
+            _ => strategic_merge_patch(map.entry(k.clone()).or_insert(Value::Null), v),
+        }
+    }
+    if let Some(Value::Array(keep)) = fields.get("$retainKeys") {
+        map.retain(|k, _| keep.iter().any(|r| r == k));
+    }
+}
+
 fn unescape(token: &str) -> String {
     token.replace("~1", "/").replace("~0", "~")
 }
@@ -182,6 +261,35 @@ mod tests {
             doc,
             json!({"a": "z", "c": {"d": "e"}, "l": [3], "n": {"x": 1}})
         );
+    }
+
+    #[test]
+    fn strategic_merge_patch_merges_lists_by_key_and_honours_directives() {
+        let mut pod = json!({"metadata": {"finalizers": ["a"], "labels": {"x": "1", "y": "2"}},
+            "spec": {"containers": [{"name": "app", "image": "v1", "env": [{"name": "A", "value": "1"}]},
+                                    {"name": "side", "image": "s1"}],
+                     "args": ["--one"]}});
+        strategic_merge_patch(
+            &mut pod,
+            &json!({"metadata": {"finalizers": ["b"], "labels": {"y": null}},
+                "spec": {"$setElementOrder/containers": [{"name": "app"}, {"name": "side"}],
+                         "containers": [{"name": "app", "image": "v2", "env": [{"name": "B", "value": "2"}]},
+                                        {"name": "side", "$patch": "delete"},
+                                        {"name": "new", "image": "n1"}],
+                         "args": ["--two"]}}),
+        );
+        assert_eq!(
+            pod,
+            json!({"metadata": {"finalizers": ["a", "b"], "labels": {"x": "1"}},
+                "spec": {"containers": [{"name": "app", "image": "v2", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+                                        {"name": "new", "image": "n1"}],
+                         "args": ["--two"]}})
+        );
+        strategic_merge_patch(
+            &mut pod,
+            &json!({"spec": {"$patch": "replace", "args": []}}),
+        );
+        assert_eq!(pod["spec"], json!({"args": []}));
     }
 
     #[test]

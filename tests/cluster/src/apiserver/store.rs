@@ -370,6 +370,9 @@ impl Store {
             }
         }
         let mut object = validate(rt, object, None)?;
+        if rt.group.is_empty() && rt.plural == "namespaces" {
+            object["status"] = json!({"phase": "Active"});
+        }
         if let Ownership::Update(manager) = ownership {
             meta_mut(&mut object).remove("managedFields");
             let api_version = rt.api_version();
@@ -433,8 +436,9 @@ impl Store {
             .get(&key)
             .cloned()
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        // The current resourceVersion stays in the document, so a JSON patch
+        // may test it as a precondition; one the patch changes is checked.
         let mut patched = with_api_version(&current, rt);
-        meta_mut(&mut patched).remove("resourceVersion");
         change(&mut patched)?;
         if meta(&patched)["resourceVersion"].is_null() {
             let rv = meta(&current)["resourceVersion"].clone();
@@ -610,11 +614,20 @@ impl Store {
             meta_mut(&mut o).remove("managedFields");
             o
         };
-        if comparable(&object) == comparable(&old) {
+        // A client may set managedFields itself (kubectl does when it moves
+        // client-side-applied objects to server-side apply): then they are
+        // taken as given.
+        let explicit_fields = matches!(ownership, Ownership::Update(_))
+            && !incoming_fields.is_null()
+            && incoming_fields != meta(&old)["managedFields"];
+        if comparable(&object) == comparable(&old) && !explicit_fields {
             return Ok(with_api_version(&old, rt));
         }
         match ownership {
             Ownership::Computed => {
+                meta_mut(&mut object).insert("managedFields".into(), incoming_fields);
+            }
+            Ownership::Update(_) if explicit_fields => {
                 meta_mut(&mut object).insert("managedFields".into(), incoming_fields);
             }
             Ownership::Update(manager) => {
