@@ -162,6 +162,16 @@ async fn kubectl_drives_certwright_resources_on_the_emulator() {
     ])
     .await;
     run(&["label", "certificate", "example", "team=platform"]).await;
+    run(&["annotate", "certificate", "example", "owner=alice"]).await;
+    // kubectl's generators (`create configmap`) send protobuf, which the
+    // emulator refuses with 415; manifests go as JSON.
+    let settings = write(
+        &dir,
+        "settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: fast\n",
+    );
+    let created = run(&["create", "--validate=false", "-f", &settings]).await;
+    assert!(created.contains("configmap/settings created"), "{created}");
     let labelled = run(&[
         "get",
         "certificate",
@@ -172,6 +182,15 @@ async fn kubectl_drives_certwright_resources_on_the_emulator() {
     ])
     .await;
     assert_eq!(labelled.trim(), "renamed-tls");
+    let annotated = run(&[
+        "get",
+        "certificate",
+        "example",
+        "-o",
+        "jsonpath={.metadata.annotations.owner}",
+    ])
+    .await;
+    assert_eq!(annotated.trim(), "alice");
 
     // A controller marks it Ready while kubectl waits for it.
     let client = server.client();

@@ -822,3 +822,104 @@ async fn faults_fail_matching_requests_and_the_log_counts_them() {
         "latency was injected"
     );
 }
+
+#[tokio::test]
+async fn filtered_watches_see_objects_enter_and_leave() {
+    let (_s, client) = server().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &cm("a", json!({})))
+        .await
+        .expect("create");
+    let list = api.list(&ListParams::default()).await.expect("list");
+    let rv = list.metadata.resource_version.expect("rv");
+    let mut stream = api
+        .watch(&WatchParams::default().labels("solver=true"), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"solver": "true"}}})),
+    )
+    .await
+    .expect("label");
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "w"}})),
+    )
+    .await
+    .expect("change");
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"solver": null}}})),
+    )
+    .await
+    .expect("unlabel");
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .expect("in time")
+            .expect("ok")
+            .expect("event")
+        {
+            WatchEvent::Added(_) => kinds.push("ADDED"),
+            WatchEvent::Modified(_) => kinds.push("MODIFIED"),
+            WatchEvent::Deleted(_) => kinds.push("DELETED"),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED"]);
+}
+
+#[tokio::test]
+async fn reflector_and_streaming_lists_keep_a_store_in_sync() {
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let (_s, client) = server().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &cm("before", json!({})))
+        .await
+        .expect("create");
+    for config in [
+        watcher::Config::default(),
+        watcher::Config::default().streaming_lists(),
+    ] {
+        let (reader, writer) = reflector::store::<ConfigMap>();
+        let stream = reflector::reflector(writer, watcher(api.clone(), config)).applied_objects();
+        let task = tokio::spawn(async move {
+            futures_util::pin_mut!(stream);
+            while stream.try_next().await.is_ok_and(|o| o.is_some()) {}
+        });
+        tokio::time::timeout(Duration::from_secs(10), reader.wait_until_ready())
+            .await
+            .expect("in time")
+            .expect("ready");
+        assert!(
+            reader
+                .state()
+                .iter()
+                .any(|c| c.metadata.name.as_deref() == Some("before"))
+        );
+        let name = format!("after-{}", reader.state().len());
+        api.create(&PostParams::default(), &cm(&name, json!({})))
+            .await
+            .expect("create");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !reader
+            .state()
+            .iter()
+            .any(|c| c.metadata.name.as_deref() == Some(name.as_str()))
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the reflector never saw {name}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        task.abort();
+    }
+}

@@ -92,6 +92,9 @@ pub fn builtin_list_kind(name: &str) -> ListKind {
         | "volumes"
         | "imagePullSecrets" => &["name"],
         "volumeMounts" => &["mountPath"],
+        // Container ports merge by containerPort, Service ports by port;
+        // only the keys an item has are used.
+        "ports" => &["containerPort", "port", "protocol"],
         "ownerReferences" => &["uid"],
         "finalizers" => return ListKind::Set,
         _ => return ListKind::Atomic,

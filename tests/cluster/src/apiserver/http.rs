@@ -1,23 +1,20 @@
 //! The REST layer: Kubernetes paths, verbs, content types and watch streams
 //! on top of the store.
 
-use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
 
 use super::error::ApiError;
 use super::patch::{json_patch, merge_patch, strategic_merge_patch};
 use super::registry::ResourceType;
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{Filter, Propagation, Store, WatchEvent};
+use super::store::{Filter, Propagation, Store};
 
 /// What every request handler shares.
 pub struct Shared {
@@ -40,7 +37,7 @@ fn json_response(code: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-fn error_response(e: &ApiError) -> Response {
+pub(super) fn error_response(e: &ApiError) -> Response {
     json_response(
         StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         &e.status_body(),
@@ -48,13 +45,13 @@ fn error_response(e: &ApiError) -> Response {
 }
 
 /// A parsed resource path.
-struct Target {
-    rt: ResourceType,
-    namespace: String,
-    name: Option<String>,
-    subresource: Option<String>,
+pub(super) struct Target {
+    pub(super) rt: ResourceType,
+    pub(super) namespace: String,
+    pub(super) name: Option<String>,
+    pub(super) subresource: Option<String>,
     /// Served as events.k8s.io/v1 while stored as core/v1 Events.
-    events_v1: bool,
+    pub(super) events_v1: bool,
 }
 
 impl Target {
@@ -68,7 +65,7 @@ impl Target {
     }
 
     /// A stored object or list in the form the client asked for.
-    fn outbound(&self, mut body: Value) -> Value {
+    pub(super) fn outbound(&self, mut body: Value) -> Value {
         if !self.events_v1 {
             return body;
         }
@@ -187,7 +184,7 @@ async fn serve(
     let query: HashMap<String, String> = Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
     let path = uri.path().trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match discovery(&shared, &segments) {
+    match super::discovery::discovery(&shared, &segments) {
         Some(body) if method == Method::GET => return json_response(StatusCode::OK, &body),
         _ => {}
     }
@@ -196,9 +193,18 @@ async fn serve(
         Err(e) => return error_response(&e),
     };
     let manager = field_manager(&query, &headers);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        return error_response(&ApiError::unsupported_media_type(format!(
+            "the emulator speaks JSON only, not {content_type}"
+        )));
+    }
     let result = match (&method, &target.name) {
         (&Method::GET, None) if is_true(query.get("watch")) => {
-            return watch(&shared, &target, &query);
+            return super::watch::watch(&shared, &target, &query);
         }
         (&Method::GET, None) if wants_table(&headers) => {
             let (items, rv) = match filter(&target, &query) {
@@ -285,7 +291,7 @@ fn wants_table(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("as=Table"))
 }
 
-fn is_true(v: Option<&String>) -> bool {
+pub(super) fn is_true(v: Option<&String>) -> bool {
     matches!(v.map(String::as_str), Some("true" | "1"))
 }
 
@@ -348,7 +354,7 @@ fn resolve(store: &Store, segments: &[&str]) -> Result<Target, ApiError> {
     })
 }
 
-fn filter(target: &Target, query: &HashMap<String, String>) -> Result<Filter, ApiError> {
+pub(super) fn filter(target: &Target, query: &HashMap<String, String>) -> Result<Filter, ApiError> {
     Ok(Filter {
         namespace: if target.rt.namespaced && !target.namespace.is_empty() {
             Some(target.namespace.clone())
@@ -536,225 +542,4 @@ fn delete_collection(
         StatusCode::OK,
         json!({"apiVersion": target.rt.api_version(), "kind": format!("{}List", target.rt.kind), "metadata": {}, "items": deleted}),
     ))
-}
-
-fn event_line(event_type: &str, object: &Value) -> Bytes {
-    let mut line = json!({"type": event_type, "object": object}).to_string();
-    line.push('\n');
-    Bytes::from(line)
-}
-
-struct WatchState {
-    pending: VecDeque<Bytes>,
-    rx: Option<broadcast::Receiver<Arc<WatchEvent>>>,
-    closer: tokio::sync::watch::Receiver<u64>,
-    events_v1: bool,
-    target_group: String,
-    target_plural: String,
-    api_version: String,
-    filter: Filter,
-    deadline: tokio::time::Instant,
-    bookmarks: bool,
-    last_rv: u64,
-}
-
-fn watch(shared: &Shared, target: &Target, query: &HashMap<String, String>) -> Response {
-    let filter = match filter(target, query) {
-        Ok(f) => f,
-        Err(e) => return error_response(&e),
-    };
-    let rv_param = query.get("resourceVersion").cloned().unwrap_or_default();
-    let initial = is_true(query.get("sendInitialEvents"));
-    let mut pending = VecDeque::new();
-    let api_version = if target.events_v1 {
-        "events.k8s.io/v1".to_string()
-    } else {
-        target.rt.api_version()
-    };
-    let (backlog, rx, start_rv) = if rv_param.is_empty() || rv_param == "0" || initial {
-        // Start with the current state as ADDED events, then follow changes.
-        let rx = shared.store.subscribe();
-        let (items, rv) = shared.store.list(&target.rt, &filter);
-        for item in &items {
-            pending.push_back(event_line("ADDED", &target.outbound(item.clone())));
-        }
-        if initial {
-            let bookmark = json!({"apiVersion": api_version, "kind": target.rt.kind,
-                "metadata": {"resourceVersion": rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
-            pending.push_back(event_line("BOOKMARK", &bookmark));
-        }
-        (Vec::new(), rx, rv)
-    } else {
-        let rv: u64 = match rv_param.parse() {
-            Ok(rv) => rv,
-            Err(_) => {
-                return error_response(&ApiError::bad_request(format!(
-                    "invalid resourceVersion {rv_param:?}"
-                )));
-            }
-        };
-        match shared.store.watch_from(rv) {
-            Ok((backlog, rx)) => (backlog, rx, rv),
-            Err(gone) => {
-                let line = event_line("ERROR", &gone.status_body());
-                return stream_response(futures_util::stream::iter([Ok::<_, Infallible>(line)]));
-            }
-        }
-    };
-    let timeout = query
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .unwrap_or(1800);
-    let mut state = WatchState {
-        pending,
-        rx: Some(rx),
-        closer: shared.store.watch_closer(),
-        events_v1: target.events_v1,
-        target_group: target.rt.group.clone(),
-        target_plural: target.rt.plural.clone(),
-        api_version,
-        filter,
-        deadline: tokio::time::Instant::now() + Duration::from_secs(timeout),
-        bookmarks: is_true(query.get("allowWatchBookmarks")),
-        last_rv: start_rv,
-    };
-    for event in backlog {
-        state.offer(&event);
-    }
-    let stream = futures_util::stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(line) = state.pending.pop_front() {
-                return Some((Ok::<_, Infallible>(line), state));
-            }
-            let rx = state.rx.as_mut()?;
-            let tick = tokio::time::sleep(Duration::from_secs(1));
-            tokio::select! {
-                received = rx.recv() => match received {
-                    Ok(event) => state.offer(&event),
-                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => {
-                        // Too slow or shut down: end the watch; the client re-lists.
-                        state.rx = None;
-                    }
-                },
-                _ = tokio::time::sleep_until(state.deadline) => state.rx = None,
-                _ = state.closer.changed() => state.rx = None,
-                _ = tick => {
-                    if state.bookmarks {
-                        let bookmark = json!({"apiVersion": state.api_version, "kind": "",
-                            "metadata": {"resourceVersion": state.last_rv.to_string()}});
-                        state.pending.push_back(event_line("BOOKMARK", &bookmark));
-                    }
-                }
-            }
-        }
-    });
-    stream_response(stream)
-}
-
-impl WatchState {
-    fn offer(&mut self, event: &WatchEvent) {
-        if event.group != self.target_group || event.plural != self.target_plural {
-            return;
-        }
-        self.last_rv = self.last_rv.max(event.rv);
-        if !self.filter.matches(&event.namespace, &event.object) {
-            return;
-        }
-        let mut object = if self.events_v1 {
-            super::events::from_core(&event.object)
-        } else {
-            event.object.clone()
-        };
-        object["apiVersion"] = json!(self.api_version);
-        self.pending
-            .push_back(event_line(event.event_type.as_str(), &object));
-    }
-}
-
-fn stream_response<S>(stream: S) -> Response
-where
-    S: futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
-{
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::TRANSFER_ENCODING, "chunked")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-/// Version and discovery documents, or None for resource paths.
-fn discovery(shared: &Shared, segments: &[&str]) -> Option<Value> {
-    let registry = shared.store.registry();
-    match segments {
-        ["version"] => Some(json!({
-            "major": "1", "minor": "33", "gitVersion": "v1.33.0", "gitCommit": "certwright-testcluster",
-            "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24",
-            "compiler": "gc", "platform": "linux/amd64"
-        })),
-        ["healthz"] | ["livez"] | ["readyz"] => Some(json!("ok")),
-        ["api"] => Some(json!({
-            "kind": "APIVersions", "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": shared.address}]
-        })),
-        ["apis"] => {
-            let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-            for t in registry.all().filter(|t| !t.group.is_empty()) {
-                match groups.iter_mut().find(|(g, _)| *g == t.group) {
-                    Some((_, versions)) if !versions.contains(&t.version) => {
-                        versions.push(t.version.clone())
-                    }
-                    Some(_) => {}
-                    None => groups.push((t.group.clone(), vec![t.version.clone()])),
-                }
-            }
-            let groups: Vec<Value> = groups
-                .into_iter()
-                .map(|(g, versions)| {
-                    let list: Vec<Value> = versions
-                        .iter()
-                        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
-                        .collect();
-                    json!({"name": g, "versions": list, "preferredVersion": list[0]})
-                })
-                .collect();
-            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
-        }
-        ["api", version] => Some(resource_list(&registry, "", version)),
-        ["apis", group, version] => {
-            let list = resource_list(&registry, group, version);
-            if list["resources"].as_array().is_some_and(|r| r.is_empty()) {
-                None
-            } else {
-                Some(list)
-            }
-        }
-        _ => None,
-    }
-}
-
-fn resource_list(registry: &super::registry::Registry, group: &str, version: &str) -> Value {
-    let mut resources = Vec::new();
-    for t in registry
-        .all()
-        .filter(|t| t.group == group && t.version == version)
-    {
-        resources.push(json!({
-            "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind,
-            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
-            "shortNames": t.short_names, "categories": t.categories,
-        }));
-        if t.status {
-            resources.push(json!({
-                "name": format!("{}/status", t.plural), "singularName": "", "namespaced": t.namespaced,
-                "kind": t.kind, "verbs": ["get", "patch", "update"],
-            }));
-        }
-    }
-    let gv = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
 }

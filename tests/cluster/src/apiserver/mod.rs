@@ -4,6 +4,7 @@
 
 mod admission;
 pub mod apply;
+mod discovery;
 pub mod error;
 pub mod events;
 pub mod fields;
@@ -16,6 +17,7 @@ pub mod registry;
 pub mod selector;
 pub mod store;
 pub mod table;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::Path;

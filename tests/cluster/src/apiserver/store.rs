@@ -49,6 +49,9 @@ pub struct WatchEvent {
     pub plural: String,
     pub namespace: String,
     pub object: Value,
+    /// The object before a MODIFIED change, so filtered watches can turn a
+    /// change into ADDED or DELETED when the object enters or leaves the filter.
+    pub previous: Option<Value>,
 }
 
 /// How a write's field ownership is recorded in managedFields.
@@ -68,7 +71,7 @@ fn ctx_of(rt: &ResourceType) -> Ctx<'_> {
 }
 
 /// The storage key of a named object of `rt`.
-fn object_key(rt: &ResourceType, namespace: &str, name: &str) -> ObjectKey {
+pub(super) fn object_key(rt: &ResourceType, namespace: &str, name: &str) -> ObjectKey {
     (
         rt.group.clone(),
         rt.plural.clone(),
@@ -185,7 +188,7 @@ impl Store {
         store
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock is a bug in the emulator; keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -661,120 +664,6 @@ impl Store {
         Ok(stored)
     }
 
-    pub fn delete(
-        &self,
-        rt: &ResourceType,
-        namespace: &str,
-        name: &str,
-        propagation: Propagation,
-    ) -> Result<Value, ApiError> {
-        let mut state = self.lock();
-        let key = object_key(rt, namespace, name);
-        self.delete_key(&mut state, &key, propagation)
-            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
-    }
-
-    pub(super) fn delete_key(
-        &self,
-        state: &mut State,
-        key: &ObjectKey,
-        propagation: Propagation,
-    ) -> Option<Value> {
-        let old = state.objects.get(key).cloned()?;
-        let rt = type_of(state, key);
-        if !meta(&old)["deletionTimestamp"].is_null() {
-            return Some(old);
-        }
-        let uid = meta(&old)["uid"].as_str().unwrap_or("").to_string();
-        if propagation == Propagation::Orphan {
-            self.orphan_dependents(state, &uid);
-        }
-        let is_namespace = key.0.is_empty() && key.1 == "namespaces";
-        let mut fins = finalizers(&old);
-        if propagation == Propagation::Foreground && self.has_dependents(state, &uid) {
-            fins.push("foregroundDeletion".into());
-        }
-        if fins.is_empty() && !is_namespace {
-            return Some(self.remove(state, key));
-        }
-        let mut marked = old;
-        {
-            let m = meta_mut(&mut marked);
-            m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
-            m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            m.insert("finalizers".into(), json!(fins));
-            if fins.is_empty() {
-                m.remove("finalizers");
-            }
-        }
-        if is_namespace {
-            marked["status"] = json!({"phase": "Terminating"});
-        }
-        let stored = self.commit(state, key.clone(), marked, EventType::Modified, &rt);
-        if propagation == Propagation::Foreground {
-            for dep in self.dependents(state, &uid) {
-                self.delete_key(state, &dep, Propagation::Foreground);
-            }
-            self.finish_foreground(state, &uid);
-        }
-        if is_namespace {
-            let inside: Vec<ObjectKey> = state
-                .objects
-                .keys()
-                .filter(|k| k.2 == key.3)
-                .cloned()
-                .collect();
-            for k in inside {
-                self.delete_key(state, &k, Propagation::Background);
-            }
-            self.finish_namespace(state, &key.3);
-        }
-        state.objects.get(key).cloned().or(Some(stored))
-    }
-
-    /// Removes an object for good, then collects what depended on it.
-    pub(super) fn remove(&self, state: &mut State, key: &ObjectKey) -> Value {
-        let Some(mut object) = state.objects.remove(key) else {
-            return Value::Null;
-        };
-        let rt = type_of(state, key);
-        state.rv += 1;
-        meta_mut(&mut object).insert("resourceVersion".into(), json!(state.rv.to_string()));
-        let object = with_api_version(&object, &rt);
-        self.emit(state, EventType::Deleted, key, object.clone());
-        if key.0 == "apiextensions.k8s.io" && key.1 == "customresourcedefinitions" {
-            let group = object["spec"]["group"].as_str().unwrap_or("").to_string();
-            let plural = object["spec"]["names"]["plural"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            state.registry.unregister_crd(&group, &plural);
-            let instances: Vec<ObjectKey> = state
-                .objects
-                .keys()
-                .filter(|k| k.0 == group && k.1 == plural)
-                .cloned()
-                .collect();
-            for k in instances {
-                self.remove(state, &k);
-            }
-        }
-        let uid = meta(&object)["uid"].as_str().unwrap_or("").to_string();
-        self.collect_garbage(state, &uid);
-        // Owners waiting in foreground deletion may be done now.
-        for owner in meta(&object)["ownerReferences"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            self.finish_foreground(state, owner["uid"].as_str().unwrap_or(""));
-        }
-        if !key.2.is_empty() {
-            self.finish_namespace(state, &key.2);
-        }
-        object
-    }
-
     pub(super) fn commit(
         &self,
         state: &mut State,
@@ -786,14 +675,25 @@ impl Store {
         state.rv += 1;
         meta_mut(&mut object).insert("resourceVersion".into(), json!(state.rv.to_string()));
         let stored = strip_api(&object);
-        state.objects.insert(key.clone(), stored);
+        let previous = state
+            .objects
+            .insert(key.clone(), stored)
+            .map(|p| with_api_version(&p, rt));
         let object = with_api_version(&object, rt);
-        self.emit(state, event_type, &key, object.clone());
+        self.emit(state, event_type, &key, object.clone(), previous);
         object
     }
 
-    fn emit(&self, state: &mut State, event_type: EventType, key: &ObjectKey, object: Value) {
+    pub(super) fn emit(
+        &self,
+        state: &mut State,
+        event_type: EventType,
+        key: &ObjectKey,
+        object: Value,
+        previous: Option<Value>,
+    ) {
         let event = Arc::new(WatchEvent {
+            previous,
             rv: state.rv,
             event_type,
             group: key.0.clone(),
@@ -848,7 +748,7 @@ pub(super) fn type_of(state: &State, key: &ObjectKey) -> ResourceType {
         })
 }
 
-fn strip_api(object: &Value) -> Value {
+pub(super) fn strip_api(object: &Value) -> Value {
     let mut v = object.clone();
     if let Some(m) = v.as_object_mut() {
         m.remove("apiVersion");
