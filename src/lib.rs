@@ -1,6 +1,7 @@
 //! certwright: an ACME HTTP-01 certificate controller for Kubernetes that
 //! serves cert-manager's API.
 
+pub mod acme;
 pub mod api;
 pub mod cli;
 

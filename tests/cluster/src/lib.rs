@@ -8,4 +8,5 @@
 //!   `kube` client and `kubectl`.
 
 pub mod apiserver;
+pub mod pebble;
 pub mod schema;

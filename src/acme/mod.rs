@@ -1,0 +1,4 @@
+//! The ACME side: the HTTP client instant-acme talks through. Error
+//! classification and the order flow come with the issuance controllers.
+
+pub mod http;

@@ -1,0 +1,143 @@
+//! A complete ACME order against the launched pebble through certwright's
+//! TCP_NODELAY client: account, order for two names, HTTP-01 tokens served
+//! on the port pebble validates, finalize with our own CSR, and the issued
+//! chain verified against pebble's root for both names. (The token server
+//! here is a plain listener; the local cluster will route it through an
+//! Ingress, a Service and a Pod.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use certwright::acme::http::{Trust, client};
+use certwright_testcluster::pebble::{Pebble, PebbleOptions, free_port};
+use instant_acme::{
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
+    RetryPolicy,
+};
+use rcgen::PublicKeyData;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+type Tokens = Arc<Mutex<HashMap<String, String>>>;
+
+async fn serve_token(
+    State(tokens): State<Tokens>,
+    Path(token): Path<String>,
+) -> Result<String, StatusCode> {
+    tokens
+        .lock()
+        .expect("tokens")
+        .get(&token)
+        .cloned()
+        .ok_or(StatusCode::NOT_FOUND)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_order_against_pebble_chains_to_its_root() {
+    certwright::install_crypto_provider();
+    let http_port = free_port().expect("port");
+    let pebble = Pebble::start(PebbleOptions {
+        http_port,
+        ..PebbleOptions::default()
+    })
+    .await
+    .expect("pebble starts");
+
+    let tokens: Tokens = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/acme-challenge/{token}",
+            axum::routing::get(serve_token),
+        )
+        .with_state(tokens.clone());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", http_port))
+        .await
+        .expect("token port");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let http = client(&Trust::Bundle(pebble.tls_ca_pem.clone().into_bytes())).expect("client");
+    let new_account = NewAccount {
+        contact: &[],
+        terms_of_service_agreed: true,
+        only_return_existing: false,
+    };
+    let (account, _) = Account::builder_with_http(http)
+        .create(&new_account, pebble.directory_url.clone(), None)
+        .await
+        .expect("account");
+
+    let names = ["a.example.test", "b.example.test"];
+    let identifiers: Vec<Identifier> = names
+        .iter()
+        .map(|n| Identifier::Dns(n.to_string()))
+        .collect();
+    let mut order = account
+        .new_order(&NewOrder::new(&identifiers))
+        .await
+        .expect("order");
+    let mut authorizations = order.authorizations();
+    let mut proven = 0;
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.expect("authorization");
+        assert_eq!(
+            authz.status,
+            AuthorizationStatus::Pending,
+            "fresh pebble reuses nothing"
+        );
+        let mut challenge = authz
+            .challenge(ChallengeType::Http01)
+            .expect("pebble offers http-01");
+        tokens.lock().expect("tokens").insert(
+            challenge.token.clone(),
+            challenge.key_authorization().as_str().to_string(),
+        );
+        challenge.set_ready().await.expect("challenge accepted");
+        proven += 1;
+    }
+    assert_eq!(proven, 2);
+    let retries = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(50))
+        .timeout(Duration::from_secs(30));
+    let status = order
+        .poll_ready(&retries)
+        .await
+        .unwrap_or_else(|e| panic!("order ready: {e}\n{}", pebble.log()));
+    assert_eq!(status, OrderStatus::Ready);
+
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("params");
+    let csr = params.serialize_request(&key).expect("csr");
+    order.finalize_csr(csr.der()).await.expect("finalize");
+    let chain_pem = order.poll_certificate(&retries).await.expect("certificate");
+
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("chain parses");
+    assert!(chain.len() >= 2, "leaf and intermediate");
+    let root_pem = pebble.issuing_root_pem().await.expect("root");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(root_pem.as_bytes()).expect("root parses"))
+        .expect("root added");
+    let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+        .build()
+        .expect("verifier");
+    for name in names {
+        let server_name = ServerName::try_from(name).expect("name");
+        verifier
+            .verify_server_cert(&chain[0], &chain[1..], &server_name, &[], UnixTime::now())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).expect("leaf parses");
+    assert_eq!(
+        leaf.public_key().raw,
+        key.subject_public_key_info().as_slice(),
+        "issued for our key"
+    );
+}

@@ -1,0 +1,295 @@
+//! Launches Debian's `pebble` (an RFC 8555 test CA) with
+//! `pebble-challtestsrv` as its DNS, on free loopback ports, for one test
+//! environment: every name resolves to one IPv4 address (the ingress
+//! router's), HTTP-01 is validated on a chosen port, pebble's TLS listener
+//! uses a CA generated here, and its issuing roots can be fetched for chain
+//! verification. Facts learned on our machines are encoded as defaults (see
+//! the option docs).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+/// How to run pebble.
+#[derive(Clone, Debug)]
+pub struct PebbleOptions {
+    /// Port pebble's validator connects to for HTTP-01 (the ingress router's).
+    pub http_port: u16,
+    /// The address every DNS name resolves to (A records); AAAA queries get
+    /// no answer, because pebble does not fall back to IPv4 when `::1` fails.
+    pub dns_ipv4: String,
+    /// Lifetime of issued certificates in seconds (pebble's default: 5 years).
+    pub certificate_validity_seconds: Option<u64>,
+    /// Names pebble refuses with `rejectedIdentifier`.
+    pub domain_blocklist: Vec<String>,
+    /// Percentage of requests rejected with `badNonce` (0 unless a test wants them).
+    pub nonce_reject_percent: u8,
+    /// Percentage of valid authorizations pebble reuses (its default is 50).
+    pub authz_reuse_percent: u8,
+    /// Let pebble's validator sleep a random 0–15 s before validating.
+    pub validation_delay: bool,
+}
+
+impl Default for PebbleOptions {
+    fn default() -> Self {
+        Self {
+            http_port: 5002,
+            dns_ipv4: "127.0.0.1".into(),
+            certificate_validity_seconds: None,
+            domain_blocklist: Vec::new(),
+            nonce_reject_percent: 0,
+            authz_reuse_percent: 0,
+            validation_delay: false,
+        }
+    }
+}
+
+/// A running pebble and challtestsrv; both are killed on drop.
+pub struct Pebble {
+    pebble: Child,
+    dns: Child,
+    dir: PathBuf,
+    /// The ACME directory, e.g. `https://127.0.0.1:40123/dir`.
+    pub directory_url: String,
+    /// Management interface (roots, intermediates).
+    pub management_url: String,
+    /// PEM of the CA that signed pebble's own TLS certificate.
+    pub tls_ca_pem: String,
+}
+
+/// A loopback port that was free a moment ago. Pebble logs its configured
+/// port rather than a bound one, so ports are chosen up front.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn tls_material(dir: &Path) -> Result<String, String> {
+    let err = |e: rcgen::Error| format!("generating pebble's TLS certificate: {e}");
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "certwright test pebble TLS CA");
+    let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().map_err(err)?;
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .map_err(err)?;
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(err)?;
+    let write = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text).map_err(|e| format!("writing {name}: {e}"))
+    };
+    write("cert.pem", leaf_cert.pem())?;
+    write("key.pem", leaf_key.serialize_pem())?;
+    write("ca.pem", ca_cert.pem())?;
+    Ok(ca_cert.pem())
+}
+
+async fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "{what} exited with {status}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ));
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "{what} did not listen on {port} within 30 s:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn spawn(
+    program: &str,
+    args: &[String],
+    envs: &[(&str, String)],
+    log: &Path,
+) -> Result<Child, String> {
+    let out = std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    Command::new(program)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {program} ({e}); install it with `apt-get install pebble` (scripts/install-tools does)"))
+}
+
+impl Pebble {
+    pub async fn start(options: PebbleOptions) -> Result<Self, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "certwright-pebble-{}-{}",
+            std::process::id(),
+            free_port().unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let tls_ca_pem = tls_material(&dir)?;
+        let ports = (0..4)
+            .map(|_| free_port())
+            .collect::<Result<Vec<u16>, _>>()
+            .map_err(|e| e.to_string())?;
+        let (acme, management, dns, dns_management) = (ports[0], ports[1], ports[2], ports[3]);
+        let mut config = json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{acme}"),
+            "managementListenAddress": format!("127.0.0.1:{management}"),
+            "certificate": dir.join("cert.pem"),
+            "privateKey": dir.join("key.pem"),
+            "httpPort": options.http_port,
+            "tlsPort": free_port().map_err(|e| e.to_string())?,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+            "domainBlocklist": options.domain_blocklist,
+        }});
+        if let Some(secs) = options.certificate_validity_seconds {
+            config["pebble"]["certificateValidityPeriod"] = json!(secs);
+        }
+        std::fs::write(dir.join("pebble.json"), config.to_string()).map_err(|e| e.to_string())?;
+
+        let dns_log = dir.join("challtestsrv.log");
+        let mut dns_child = spawn(
+            "pebble-challtestsrv",
+            &[
+                "-defaultIPv4".into(),
+                options.dns_ipv4.clone(),
+                "-defaultIPv6".into(),
+                String::new(),
+                "-dns01".into(),
+                format!("127.0.0.1:{dns}"),
+                "-management".into(),
+                format!("127.0.0.1:{dns_management}"),
+                "-http01".into(),
+                String::new(),
+                "-https01".into(),
+                String::new(),
+                "-tlsalpn01".into(),
+                String::new(),
+            ],
+            &[],
+            &dns_log,
+        )?;
+        wait_for_port(
+            dns_management,
+            &mut dns_child,
+            "pebble-challtestsrv",
+            &dns_log,
+        )
+        .await?;
+
+        let log = dir.join("pebble.log");
+        let mut envs = vec![
+            (
+                "PEBBLE_WFE_NONCEREJECT",
+                options.nonce_reject_percent.to_string(),
+            ),
+            ("PEBBLE_AUTHZREUSE", options.authz_reuse_percent.to_string()),
+        ];
+        if !options.validation_delay {
+            envs.push(("PEBBLE_VA_NOSLEEP", "1".into()));
+        }
+        let mut pebble = spawn(
+            "pebble",
+            &[
+                "-config".into(),
+                dir.join("pebble.json").to_string_lossy().into_owned(),
+                "-dnsserver".into(),
+                format!("127.0.0.1:{dns}"),
+            ],
+            &envs,
+            &log,
+        )?;
+        wait_for_port(acme, &mut pebble, "pebble", &log).await?;
+        Ok(Self {
+            pebble,
+            dns: dns_child,
+            dir,
+            directory_url: format!("https://127.0.0.1:{acme}/dir"),
+            management_url: format!("https://127.0.0.1:{management}"),
+            tls_ca_pem,
+        })
+    }
+
+    /// Where the generated TLS CA is, for clients that take a file.
+    pub fn tls_ca_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// pebble's output so far, to attach to a failure.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pebble.log")).unwrap_or_default()
+    }
+
+    /// PEM of the root that issued certificates chain to (it changes on every start).
+    pub async fn issuing_root_pem(&self) -> Result<String, String> {
+        self.management_get("/roots/0").await
+    }
+
+    async fn management_get(&self, path: &str) -> Result<String, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.tls_ca_pem.as_bytes()) {
+            roots
+                .add(cert.map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        }
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .build();
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+        let url = format!("{}{path}", self.management_url);
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+        let response = client
+            .get(uri)
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?
+            .to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if !status.is_success() {
+            return Err(format!("GET {url}: {status}: {text}"));
+        }
+        Ok(text)
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = self.pebble.start_kill();
+        let _ = self.dns.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
