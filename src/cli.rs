@@ -14,8 +14,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the controllers (Issuers, Certificates, CertificateRequests, Orders, Challenges).
     Controller,
-    /// Serve HTTP-01 tokens (shared, sidecar or per-challenge Pod).
-    Solver,
+    /// Serve HTTP-01 tokens. Today: one token, as a per-challenge solver Pod
+    /// runs it; the shared and sidecar modes (`--watch`) come with the controller.
+    Solver(SolverArgs),
     /// Print the CustomResourceDefinitions certwright serves.
     Crds {
         /// Output format.
@@ -34,6 +35,25 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Text)]
         output: Format,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SolverArgs {
+    /// Address to listen on; the Pod IP from the downward API when set.
+    #[arg(long, env = "POD_IP", default_value = "0.0.0.0")]
+    pub listen_address: String,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8089)]
+    pub listen_port: u16,
+    /// The challenge token.
+    #[arg(long)]
+    pub token: String,
+    /// The key authorization to answer with.
+    #[arg(long)]
+    pub key: String,
+    /// The domain the challenge is for (matched against the Host header).
+    #[arg(long)]
+    pub domain: String,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

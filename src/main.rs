@@ -5,7 +5,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 
 use certwright::api;
-use certwright::cli::{Cli, Command, Format};
+use certwright::cli::{Cli, Command, Format, SolverArgs};
+use certwright::solver::server::{self, Presented, Tokens};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -23,17 +24,46 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Crds { output } => print_crds(output),
         Command::Version { output } => print_version(output),
-        Command::Controller
-        | Command::Solver
-        | Command::Status
-        | Command::Renew
-        | Command::Check => {
+        Command::Solver(args) => run_solver(args),
+        Command::Controller | Command::Status | Command::Renew | Command::Check => {
             bail!(
                 "this subcommand is not available in certwright {} yet",
                 env!("CARGO_PKG_VERSION")
             )
         }
     }
+}
+
+fn run_solver(args: SolverArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let ip: std::net::IpAddr = args.listen_address.parse().with_context(|| {
+        format!(
+            "--listen-address {:?} is not an IP address",
+            args.listen_address
+        )
+    })?;
+    let addr = std::net::SocketAddr::new(ip, args.listen_port);
+    let presented = Presented {
+        domain: args.domain.trim_end_matches('.').to_ascii_lowercase(),
+        key_authorization: args.key,
+    };
+    let tokens: Tokens =
+        std::sync::Arc::new(std::sync::RwLock::new([(args.token, presented)].into()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        tokio::select! {
+            served = server::serve(addr, tokens) => served.with_context(|| format!("serving on {addr}")),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
 }
 
 fn print_crds(output: Format) -> anyhow::Result<()> {
