@@ -8,5 +8,6 @@
 //!   `kube` client and `kubectl`.
 
 pub mod apiserver;
+pub mod cluster;
 pub mod pebble;
 pub mod schema;

@@ -1,0 +1,404 @@
+//! The local cluster end to end: certwright's own solver run as a Pod,
+//! reached through a Service and an Ingress by Host header; Pod deletion
+//! stops the process; an Ingress of another class is not routed; and a
+//! complete ACME order against pebble, which validates every token by
+//! resolving the names to the ingress router, as Let's Encrypt would.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certwright_testcluster::cluster::{ClusterOptions, LocalCluster};
+use certwright_testcluster::pebble::{Pebble, PebbleOptions};
+use instant_acme::{
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
+    RetryPolicy,
+};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn http_get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A solver Pod, its Service and an Ingress of `class` for one token.
+async fn present(
+    client: &kube::Client,
+    class: &str,
+    name: &str,
+    domain: &str,
+    token: &str,
+    key: &str,
+) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod = json!({"metadata": {"name": name, "labels": {"solver": name}},
+        "spec": {"restartPolicy": "Always", "containers": [{"name": "solver", "image": "example.registry/certwright:dev",
+            "command": ["/usr/local/bin/certwright"],
+            "args": ["solver", "--token", token, "--key", key, "--domain", domain],
+            "ports": [{"name": "http", "containerPort": 8089}],
+            "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]}]}});
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(pod).expect("pod"),
+    )
+    .await
+    .expect("create pod");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = json!({"metadata": {"name": name}, "spec": {"selector": {"solver": name}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}});
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(svc).expect("svc"),
+        )
+        .await
+        .expect("create service");
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), "default");
+    let ing = json!({"metadata": {"name": name}, "spec": {"ingressClassName": class, "rules": [{"host": domain, "http": {"paths": [
+        {"path": format!("/.well-known/acme-challenge/{token}"), "pathType": "Exact",
+         "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]}});
+    ingresses
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(ing).expect("ingress"),
+        )
+        .await
+        .expect("create ingress");
+}
+
+fn cluster_options() -> ClusterOptions {
+    ClusterOptions::new(env!("CARGO_BIN_EXE_certwright"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certwright_pod_is_reached_through_service_and_ingress() {
+    certwright::install_crypto_provider();
+    let cluster = LocalCluster::start(cluster_options())
+        .await
+        .expect("cluster");
+    let client = cluster.client();
+    present(
+        &client,
+        cluster.ingress_class(),
+        "solver-a",
+        "app.example.test",
+        "tok_A",
+        "tok_A.thumb",
+    )
+    .await;
+    let router = cluster.router_addr();
+    let path = "/.well-known/acme-challenge/tok_A";
+    let body = eventually("the token through the router", || async {
+        match http_get(router, "app.example.test", path).await {
+            Ok((200, body)) => Some(body),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(body, "tok_A.thumb");
+    assert_eq!(
+        http_get(router, "other.example.test", path)
+            .await
+            .expect("get")
+            .0,
+        404,
+        "wrong host"
+    );
+
+    let pod = Api::<Pod>::namespaced(client.clone(), "default")
+        .get("solver-a")
+        .await
+        .expect("pod");
+    let status = pod.status.expect("status");
+    let pod_ip = status.pod_ip.expect("podIP");
+    assert!(
+        pod_ip.starts_with("127.") && pod_ip != "127.0.0.1",
+        "{pod_ip}"
+    );
+    assert!(
+        status
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "default")
+        .list(&ListParams::default().labels("kubernetes.io/service-name=solver-a"))
+        .await
+        .expect("slices");
+    let addresses: Vec<String> = slices
+        .items
+        .iter()
+        .flat_map(|s| s.endpoints.iter().flat_map(|e| e.addresses.clone()))
+        .collect();
+    assert_eq!(addresses, std::slice::from_ref(&pod_ip));
+    let svc = Api::<Service>::namespaced(client.clone(), "default")
+        .get("solver-a")
+        .await
+        .expect("svc");
+    let cluster_ip = svc.spec.and_then(|s| s.cluster_ip).expect("clusterIP");
+    let via_service = http_get(
+        format!("{cluster_ip}:80").parse().expect("addr"),
+        "app.example.test",
+        path,
+    )
+    .await
+    .expect("service proxy");
+    assert_eq!(
+        via_service,
+        (200, "tok_A.thumb".to_string()),
+        "clusterIP:port proxies to the Pod"
+    );
+    let ingress = Api::<Ingress>::namespaced(client.clone(), "default")
+        .get("solver-a")
+        .await
+        .expect("ingress");
+    let lb = ingress
+        .status
+        .and_then(|s| s.load_balancer)
+        .and_then(|l| l.ingress)
+        .unwrap_or_default();
+    assert_eq!(
+        lb.first().and_then(|i| i.ip.clone()),
+        Some(router.ip().to_string())
+    );
+    assert!(
+        cluster
+            .pod_log("default", "solver-a")
+            .contains("served key authorization"),
+        "{}",
+        cluster.pod_log("default", "solver-a")
+    );
+
+    // An Ingress of another class is not routed.
+    present(
+        &client,
+        "nginx",
+        "solver-b",
+        "b.example.test",
+        "tok_B",
+        "tok_B.thumb",
+    )
+    .await;
+    let pod_b = eventually("solver-b running", || async {
+        let p = Api::<Pod>::namespaced(client.clone(), "default")
+            .get("solver-b")
+            .await
+            .ok()?;
+        p.status?.pod_ip
+    })
+    .await;
+    eventually("solver-b listening", || async {
+        tokio::net::TcpStream::connect((pod_b.as_str(), 8089))
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(
+        http_get(
+            router,
+            "b.example.test",
+            "/.well-known/acme-challenge/tok_B"
+        )
+        .await
+        .expect("get")
+        .0,
+        404
+    );
+
+    // Deleting the Pod stops its process.
+    Api::<Pod>::namespaced(client.clone(), "default")
+        .delete("solver-a", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the solver process to stop", || async {
+        tokio::net::TcpStream::connect((pod_ip.as_str(), 8089))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pebble_validates_tokens_served_by_pods_behind_the_router() {
+    certwright::install_crypto_provider();
+    let cluster = LocalCluster::start(cluster_options())
+        .await
+        .expect("cluster");
+    let router = cluster.router_addr();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: router.port(),
+        dns_ipv4: router.ip().to_string(),
+        ..PebbleOptions::default()
+    })
+    .await
+    .expect("pebble");
+    let client = cluster.client();
+    let http = certwright::acme::http::client(&certwright::acme::http::Trust::Bundle(
+        pebble.tls_ca_pem.clone().into_bytes(),
+    ))
+    .expect("client");
+    let new_account = NewAccount {
+        contact: &[],
+        terms_of_service_agreed: true,
+        only_return_existing: false,
+    };
+    let (account, _) = Account::builder_with_http(http)
+        .create(&new_account, pebble.directory_url.clone(), None)
+        .await
+        .expect("account");
+    let names = ["one.example.test", "two.example.test"];
+    let identifiers: Vec<Identifier> = names
+        .iter()
+        .map(|n| Identifier::Dns(n.to_string()))
+        .collect();
+    let mut order = account
+        .new_order(&NewOrder::new(&identifiers))
+        .await
+        .expect("order");
+    let mut pending = Vec::new();
+    {
+        let mut authorizations = order.authorizations();
+        let mut i = 0;
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.expect("authorization");
+            assert_eq!(authz.status, AuthorizationStatus::Pending);
+            let domain = authz.identifier().to_string();
+            let challenge = authz.challenge(ChallengeType::Http01).expect("http-01");
+            let (token, key) = (
+                challenge.token.clone(),
+                challenge.key_authorization().as_str().to_string(),
+            );
+            let name = format!("solver-{i}");
+            present(
+                &client,
+                cluster.ingress_class(),
+                &name,
+                &domain,
+                &token,
+                &key,
+            )
+            .await;
+            eventually("the token through the router", || async {
+                (http_get(
+                    router,
+                    &domain,
+                    &format!("/.well-known/acme-challenge/{token}"),
+                )
+                .await
+                .ok()?
+                    == (200, key.clone()))
+                    .then_some(())
+            })
+            .await;
+            pending.push(name);
+            i += 1;
+        }
+    }
+    {
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.expect("authorization");
+            authz
+                .challenge(ChallengeType::Http01)
+                .expect("http-01")
+                .set_ready()
+                .await
+                .expect("ready");
+        }
+    }
+    let retries = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(50))
+        .timeout(Duration::from_secs(30));
+    let status = order
+        .poll_ready(&retries)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", pebble.log()));
+    assert_eq!(status, OrderStatus::Ready, "{}", pebble.log());
+    let key = rcgen::KeyPair::generate().expect("key");
+    let csr =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("params")
+            .serialize_request(&key)
+            .expect("csr");
+    order.finalize_csr(csr.der()).await.expect("finalize");
+    let chain_pem = order.poll_certificate(&retries).await.expect("certificate");
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("chain");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            CertificateDer::from_pem_slice(
+                pebble.issuing_root_pem().await.expect("root").as_bytes(),
+            )
+            .expect("pem"),
+        )
+        .expect("root");
+    let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+        .build()
+        .expect("verifier");
+    for name in names {
+        verifier
+            .verify_server_cert(
+                &chain[0],
+                &chain[1..],
+                &ServerName::try_from(name).expect("name"),
+                &[],
+                UnixTime::now(),
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let served: usize = pending
+        .iter()
+        .map(|p| {
+            cluster
+                .pod_log("default", p)
+                .matches("served key authorization")
+                .count()
+        })
+        .sum();
+    assert!(
+        served >= 2,
+        "pebble's validation requests reached the solver Pods"
+    );
+}
