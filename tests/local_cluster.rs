@@ -402,3 +402,62 @@ async fn pebble_validates_tokens_served_by_pods_behind_the_router() {
         "pebble's validation requests reached the solver Pods"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_run_their_pods_and_scale() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Patch, PatchParams};
+    certwright::install_crypto_provider();
+    let cluster = LocalCluster::start(cluster_options())
+        .await
+        .expect("cluster");
+    let client = cluster.client();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let deploy = json!({"metadata": {"name": "solver"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "solver"}},
+        "template": {"metadata": {"labels": {"app": "solver"}}, "spec": {"containers": [{"name": "solver", "image": "ghcr.io/example/certwright:1",
+            "args": ["solver", "--token", "t", "--key", "t.k", "--domain", "d.example.test"],
+            "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]}]}}}});
+    deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(deploy).expect("deployment"),
+        )
+        .await
+        .expect("create");
+    let ready = |want: i32| {
+        let deployments = deployments.clone();
+        async move {
+            let d = deployments.get("solver").await.ok()?;
+            (d.status?.ready_replicas? == want).then_some(())
+        }
+    };
+    eventually("two ready replicas", || ready(2)).await;
+    let pods = Api::<Pod>::namespaced(client.clone(), "default")
+        .list(&ListParams::default().labels("app=solver"))
+        .await
+        .expect("pods");
+    assert_eq!(pods.items.len(), 2);
+    assert!(pods.items.iter().all(|p| {
+        p.metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| o[0].kind == "Deployment")
+    }));
+    deployments
+        .patch(
+            "solver",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .expect("scale");
+    eventually("one pod left", || async {
+        let pods = Api::<Pod>::namespaced(client.clone(), "default")
+            .list(&ListParams::default().labels("app=solver"))
+            .await
+            .ok()?;
+        (pods.items.len() == 1).then_some(())
+    })
+    .await;
+    eventually("one ready replica", || ready(1)).await;
+}

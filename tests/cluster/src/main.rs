@@ -1,63 +1,148 @@
-//! `certwright-testcluster`: the local cluster for people and kubectl. Today
-//! it runs the API emulator; the pod runner, ingress router and pebble join
-//! it as they land.
-//!
-//! Usage: certwright-testcluster [--kubeconfig PATH]
+//! `certwright-testcluster`: the local cluster in one command, for people,
+//! kubectl and the quickstart. It starts the API emulator, the pod runner,
+//! Service endpoints and proxies, the ingress router and pebble, applies
+//! certwright's CRDs, writes a kubeconfig, prints how to use it, and runs
+//! until Ctrl-C (or SIGTERM), then stops everything it started.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use certwright_testcluster::apiserver::{ApiServer, Options};
+use certwright_testcluster::cluster::{ClusterOptions, LocalCluster};
+use certwright_testcluster::pebble::{Pebble, PebbleOptions};
+
+const USAGE: &str =
+    "usage: certwright-testcluster [--certwright PATH] [--kubeconfig PATH] [--state-dir DIR]
+  --certwright PATH   the certwright binary Pods run (default: next to this binary)
+  --kubeconfig PATH   where to write the kubeconfig (default: <state-dir>/kubeconfig)
+  --state-dir DIR     where to write the kubeconfig and pebble's roots (default: a temp dir)";
+
+struct Args {
+    certwright: PathBuf,
+    kubeconfig: Option<PathBuf>,
+    state_dir: PathBuf,
+}
+
+fn parse() -> Result<Args, String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut args = Args {
+        certwright: me.with_file_name("certwright"),
+        kubeconfig: None,
+        state_dir: std::env::temp_dir()
+            .join(format!("certwright-testcluster-{}", std::process::id())),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |flag: &str| it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match arg.as_str() {
+            "--certwright" => args.certwright = PathBuf::from(value("--certwright")?),
+            "--kubeconfig" => args.kubeconfig = Some(PathBuf::from(value("--kubeconfig")?)),
+            "--state-dir" => args.state_dir = PathBuf::from(value("--state-dir")?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+async fn start(args: &Args) -> Result<(LocalCluster, Pebble, PathBuf, PathBuf), String> {
+    if !args.certwright.is_file() {
+        return Err(format!(
+            "no certwright binary at {} (build it with `cargo build`, or pass --certwright)",
+            args.certwright.display()
+        ));
+    }
+    std::fs::create_dir_all(&args.state_dir)
+        .map_err(|e| format!("creating {}: {e}", args.state_dir.display()))?;
+    let cluster = LocalCluster::start(ClusterOptions::new(&args.certwright)).await?;
+    let router = cluster.router_addr();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: router.port(),
+        dns_ipv4: router.ip().to_string(),
+        ..PebbleOptions::default()
+    })
+    .await?;
+    let crds = std::process::Command::new(&args.certwright)
+        .args(["crds", "-o", "json"])
+        .output()
+        .map_err(|e| format!("running certwright crds: {e}"))?;
+    let list: serde_json::Value = serde_json::from_slice(&crds.stdout)
+        .map_err(|e| format!("certwright crds printed no JSON: {e}"))?;
+    let rt = cluster
+        .api()
+        .store()
+        .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .ok_or("no CRD resource")?;
+    for crd in list["items"].as_array().into_iter().flatten() {
+        cluster
+            .api()
+            .store()
+            .create(&rt, "", crd.clone(), "certwright-testcluster")
+            .map_err(|e| e.message)?;
+    }
+    let kubeconfig = args
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| args.state_dir.join("kubeconfig"));
+    cluster
+        .api()
+        .write_kubeconfig(&kubeconfig)
+        .map_err(|e| format!("writing {}: {e}", kubeconfig.display()))?;
+    let roots = args.state_dir.join("pebble-roots.pem");
+    std::fs::write(&roots, pebble.issuing_root_pem().await?).map_err(|e| e.to_string())?;
+    std::fs::write(args.state_dir.join("pebble-tls-ca.pem"), &pebble.tls_ca_pem)
+        .map_err(|e| e.to_string())?;
+    Ok((cluster, pebble, kubeconfig, roots))
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let mut kubeconfig = std::env::temp_dir().join(format!(
-        "certwright-testcluster-{}.kubeconfig",
-        std::process::id()
-    ));
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--kubeconfig" => match args.next() {
-                Some(p) => kubeconfig = PathBuf::from(p),
-                None => return usage("--kubeconfig needs a path"),
-            },
-            "-h" | "--help" => {
-                println!("usage: certwright-testcluster [--kubeconfig PATH]");
-                return ExitCode::SUCCESS;
-            }
-            other => return usage(&format!("unknown argument {other:?}")),
-        }
-    }
-    let server = match ApiServer::start(Options::default()).await {
-        Ok(s) => s,
+    let args = match parse() {
+        Ok(a) => a,
         Err(e) => {
-            eprintln!("certwright-testcluster: cannot start the API server: {e}");
+            eprintln!("certwright-testcluster: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let (cluster, pebble, kubeconfig, roots) = match start(&args).await {
+        Ok(parts) => parts,
+        Err(e) => {
+            eprintln!("certwright-testcluster: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = server.write_kubeconfig(&kubeconfig) {
-        eprintln!(
-            "certwright-testcluster: cannot write {}: {e}",
-            kubeconfig.display()
-        );
-        return ExitCode::FAILURE;
-    }
-    println!("API server:  {}", server.url());
-    println!("kubeconfig:  {}", kubeconfig.display());
+    println!("certwright local cluster is up.");
+    println!("  API server       {}", cluster.api().url());
+    println!("  kubeconfig       {}", kubeconfig.display());
     println!(
-        "try:         KUBECONFIG={} kubectl get ns",
-        kubeconfig.display()
+        "  ingress router   {} (class {:?}; every name resolves here for pebble)",
+        cluster.router_addr(),
+        cluster.ingress_class()
     );
-    println!("Ctrl-C stops it.");
-    let _ = tokio::signal::ctrl_c().await;
-    let _ = std::fs::remove_file(&kubeconfig);
+    println!("  ACME directory   {}", pebble.directory_url);
+    println!(
+        "  pebble TLS CA    {}",
+        args.state_dir.join("pebble-tls-ca.pem").display()
+    );
+    println!("  issuing root     {}", roots.display());
+    println!("try:  KUBECONFIG={} kubectl get ns", kubeconfig.display());
+    println!("Ctrl-C stops everything.");
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("certwright-testcluster: cannot watch SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    drop(pebble);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&args.state_dir);
+    println!("stopped.");
     ExitCode::SUCCESS
-}
-
-fn usage(problem: &str) -> ExitCode {
-    eprintln!(
-        "certwright-testcluster: {problem}\nusage: certwright-testcluster [--kubeconfig PATH]"
-    );
-    ExitCode::from(2)
 }

@@ -290,6 +290,14 @@ impl Drop for Pebble {
     fn drop(&mut self) {
         let _ = self.pebble.start_kill();
         let _ = self.dns.start_kill();
+        // Reap both, so no zombie outlives the launcher.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline
+            && !(matches!(self.pebble.try_wait(), Ok(Some(_)) | Err(_))
+                && matches!(self.dns.try_wait(), Ok(Some(_)) | Err(_)))
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,8 +1,9 @@
-//! The local cluster: the API emulator plus a pod runner, Service endpoints
+//! The local cluster: the API emulator plus a pod runner, Deployments, Service endpoints
 //! and proxies, and an ingress router, on loopback addresses of their own,
 //! so that pebble validates HTTP-01 as Let's Encrypt validates a real
 //! cluster: DNS → ingress → Service → Pod.
 
+pub mod deployments;
 pub mod kubelet;
 pub mod network;
 pub mod router;
@@ -129,6 +130,7 @@ impl LocalCluster {
         }
         let tasks = vec![
             tokio::spawn(kubelet::run(shared.clone())),
+            tokio::spawn(deployments::run(shared.clone())),
             tokio::spawn(network::run(shared.clone())),
             tokio::spawn(router::run(shared.clone(), listener)),
         ];
