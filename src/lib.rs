@@ -4,6 +4,7 @@
 pub mod acme;
 pub mod api;
 pub mod cli;
+pub mod pki;
 pub mod solver;
 
 /// Installs aws-lc-rs as the process-wide rustls crypto provider, the one

@@ -1,0 +1,4 @@
+//! Keys, CSRs and certificate parsing.
+
+pub mod der;
+pub mod keys;
