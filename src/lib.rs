@@ -3,6 +3,7 @@
 
 pub mod acme;
 pub mod api;
+pub mod certificates;
 pub mod cli;
 pub mod pki;
 pub mod solver;

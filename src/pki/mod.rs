@@ -1,4 +1,5 @@
 //! Keys, CSRs and certificate parsing.
 
+pub mod cert;
 pub mod der;
 pub mod keys;

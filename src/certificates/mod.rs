@@ -1,0 +1,6 @@
+//! The Certificate controllers, split by role as cert-manager's: trigger
+//! (decides when to issue), key manager, request manager, issuing,
+//! readiness. Decisions are pure functions over plain data.
+
+pub mod renewal;
+pub mod trigger;
