@@ -12,8 +12,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the controllers (Issuers, Certificates, CertificateRequests, Orders, Challenges).
-    Controller,
+    /// Run the controllers. Today: Issuers and ClusterIssuers (ACME accounts);
+    /// Certificates, CertificateRequests, Orders and Challenges join them.
+    Controller(ControllerArgs),
     /// Serve HTTP-01 tokens. Today: one token, as a per-challenge solver Pod
     /// runs it; the shared and sidecar modes (`--watch`) come with the controller.
     Solver(SolverArgs),
@@ -35,6 +36,13 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Text)]
         output: Format,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ControllerArgs {
+    /// Namespace of ClusterIssuers' Secrets (account keys); certwright's own by default.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "certwright")]
+    pub cluster_resource_namespace: String,
 }
 
 #[derive(clap::Args, Debug)]

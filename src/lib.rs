@@ -5,6 +5,9 @@ pub mod acme;
 pub mod api;
 pub mod certificates;
 pub mod cli;
+pub mod conditions;
+pub mod context;
+pub mod issuers;
 pub mod pki;
 pub mod solver;
 

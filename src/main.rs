@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 
 use certwright::api;
-use certwright::cli::{Cli, Command, Format, SolverArgs};
+use certwright::cli::{Cli, Command, ControllerArgs, Format, SolverArgs};
 use certwright::solver::server::{self, Presented, Tokens};
 
 fn main() -> ExitCode {
@@ -25,7 +25,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Crds { output } => print_crds(output),
         Command::Version { output } => print_version(output),
         Command::Solver(args) => run_solver(args),
-        Command::Controller | Command::Status | Command::Renew | Command::Check => {
+        Command::Controller(args) => run_controller(args),
+        Command::Status | Command::Renew | Command::Check => {
             bail!(
                 "this subcommand is not available in certwright {} yet",
                 env!("CARGO_PKG_VERSION")
@@ -34,12 +35,36 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API (in-cluster or KUBECONFIG)")?;
+        let ctx = std::sync::Arc::new(certwright::context::Context {
+            client,
+            cluster_resource_namespace: args.cluster_resource_namespace,
+        });
+        tracing::info!("certwright controller starting");
+        tokio::select! {
+            _ = certwright::issuers::run(ctx) => Ok(()),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
+}
+
 fn run_solver(args: SolverArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    init_logging();
     let ip: std::net::IpAddr = args.listen_address.parse().with_context(|| {
         format!(
             "--listen-address {:?} is not an IP address",

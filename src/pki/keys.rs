@@ -130,6 +130,11 @@ impl PrivateKey {
         Ok(key)
     }
 
+    /// The key as PKCS#8 DER.
+    pub fn pkcs8_der(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
     /// The key for signing CSRs.
     pub fn key_pair(&self) -> Result<KeyPair, KeyError> {
         let alg = signature_algorithm(self.kind)?;

@@ -1,0 +1,124 @@
+//! What an Issuer is to certwright, before any I/O: an ACME issuer it can
+//! serve, or one it cannot, with the condition reason and message to show.
+
+use crate::api::IssuerConfig;
+
+/// The verdict on an issuer's spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// ACME with at least one HTTP-01 Ingress solver.
+    Acme,
+    /// Not servable: Ready=False with this reason and message.
+    Unsupported {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+pub fn assess(config: &IssuerConfig) -> Verdict {
+    let other = [
+        (config.ca.is_some(), "ca"),
+        (config.vault.is_some(), "vault"),
+        (config.self_signed.is_some(), "selfSigned"),
+        (config.venafi.is_some(), "venafi"),
+    ];
+    let Some(acme) = &config.acme else {
+        let kind = other
+            .iter()
+            .find(|(set, _)| *set)
+            .map(|(_, k)| *k)
+            .unwrap_or("none");
+        return Verdict::Unsupported {
+            reason: "UnsupportedIssuerType",
+            message: format!(
+                "certwright only serves ACME issuers; this issuer is of type {kind:?}. Use cert-manager for it, or configure spec.acme"
+            ),
+        };
+    };
+    let solvers = acme.solvers.as_deref().unwrap_or_default();
+    if solvers.is_empty() {
+        return Verdict::Unsupported {
+            reason: "NoSolvers",
+            message: "spec.acme.solvers is empty: add an http01 ingress solver so challenges can be solved".into(),
+        };
+    }
+    let http01 = solvers
+        .iter()
+        .any(|s| s.http01.as_ref().is_some_and(|h| h.ingress.is_some()));
+    if !http01 {
+        let dns = solvers.iter().any(|s| s.dns01.is_some());
+        let message = if dns {
+            "this issuer only has DNS-01 solvers, which certwright does not solve yet: add an http01 ingress solver".to_string()
+        } else {
+            "this issuer only has Gateway API HTTPRoute solvers, which certwright does not solve yet: add an http01 ingress solver".to_string()
+        };
+        return Verdict::Unsupported {
+            reason: "NoHTTP01Solver",
+            message,
+        };
+    }
+    Verdict::Acme
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::acme::{AcmeChallengeSolver, AcmeIssuer};
+    use crate::api::dns01::Dns01Solver;
+    use crate::api::http01::{Http01IngressSolver, Http01Solver};
+    use crate::api::issuer::CaIssuer;
+
+    fn acme(solvers: Vec<AcmeChallengeSolver>) -> IssuerConfig {
+        IssuerConfig {
+            acme: Some(AcmeIssuer {
+                server: "https://acme/dir".into(),
+                solvers: Some(solvers),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let http = AcmeChallengeSolver {
+            http01: Some(Http01Solver {
+                ingress: Some(Http01IngressSolver::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let dns = AcmeChallengeSolver {
+            dns01: Some(Dns01Solver::default()),
+            ..Default::default()
+        };
+        let gateway = AcmeChallengeSolver {
+            http01: Some(Http01Solver::default()),
+            ..Default::default()
+        };
+        assert_eq!(assess(&acme(vec![dns.clone(), http])), Verdict::Acme);
+        assert!(
+            matches!(assess(&acme(vec![dns])), Verdict::Unsupported { reason: "NoHTTP01Solver", message } if message.contains("DNS-01"))
+        );
+        assert!(
+            matches!(assess(&acme(vec![gateway])), Verdict::Unsupported { reason: "NoHTTP01Solver", message } if message.contains("Gateway"))
+        );
+        assert!(matches!(
+            assess(&acme(vec![])),
+            Verdict::Unsupported {
+                reason: "NoSolvers",
+                ..
+            }
+        ));
+        let ca = IssuerConfig {
+            ca: Some(CaIssuer {
+                secret_name: "ca".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(
+            matches!(assess(&ca), Verdict::Unsupported { reason: "UnsupportedIssuerType", message } if message.contains("\"ca\""))
+        );
+    }
+}

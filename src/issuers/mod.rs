@@ -1,0 +1,299 @@
+//! The Issuer and ClusterIssuer controller: registers (or finds) the ACME
+//! account, keeping its key in `privateKeySecretRef` (generated when absent
+//! unless `disableAccountKeyGeneration`), and reports condition Ready with a
+//! reason a user can act on; `status.acme` records the account URL, the
+//! email last registered and a hash of the key.
+
+pub mod decide;
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::acme::account::{self, AccountError};
+use crate::acme::http::Trust;
+use crate::api::acme::AcmeIssuerStatus;
+use crate::api::meta::ConditionStatus;
+use crate::api::{ClusterIssuer, Issuer, IssuerConfig, IssuerStatus};
+use crate::conditions;
+use crate::context::Context;
+use decide::{Verdict, assess};
+
+pub const CONTROLLER_NAME: &str = "certwright-issuers";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading Secret {0}: {1}")]
+    GetSecret(String, #[source] kube::Error),
+    #[error("writing Secret {0}: {1}")]
+    WriteSecret(String, #[source] kube::Error),
+    #[error("writing the issuer's status: {0}")]
+    WriteStatus(#[source] kube::Error),
+}
+
+impl Error {
+    /// Bounded label for metrics and events.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::GetSecret(..) => "GetSecret",
+            Self::WriteSecret(..) => "WriteSecret",
+            Self::WriteStatus(_) => "WriteStatus",
+        }
+    }
+}
+
+/// An Issuer or ClusterIssuer, seen the same way.
+struct Target<'a> {
+    config: &'a IssuerConfig,
+    status: Option<&'a IssuerStatus>,
+    generation: Option<i64>,
+    /// Namespace of the account key Secret.
+    secret_namespace: String,
+}
+
+fn key_hash(pem: &[u8]) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    pem.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Works out the status an issuer should have, creating its account key
+/// and registering its account on the way.
+async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action), Error> {
+    let now = Timestamp::now();
+    let existing = t
+        .status
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let verdict =
+        |status, reason: &str, message: &str, acme: Option<AcmeIssuerStatus>| IssuerStatus {
+            conditions: Some(conditions::set(
+                &existing,
+                "Ready",
+                status,
+                reason,
+                message,
+                t.generation,
+                now,
+            )),
+            acme,
+        };
+    let acme = match (assess(t.config), t.config.acme.as_ref()) {
+        (Verdict::Acme, Some(acme)) => acme,
+        (Verdict::Unsupported { reason, message }, _) => {
+            return Ok((
+                verdict(ConditionStatus::False, reason, &message, None),
+                Action::await_change(),
+            ));
+        }
+        (Verdict::Acme, None) => {
+            return Ok((
+                verdict(
+                    ConditionStatus::False,
+                    "UnsupportedIssuerType",
+                    "no spec.acme",
+                    None,
+                ),
+                Action::await_change(),
+            ));
+        }
+    };
+    if acme.external_account_binding.is_some() {
+        let message = "externalAccountBinding is not supported by certwright yet: register the account with cert-manager, then point privateKeySecretRef at its key";
+        return Ok((
+            verdict(ConditionStatus::False, "EABNotSupported", message, None),
+            Action::await_change(),
+        ));
+    }
+    let secret_name = &acme.private_key_secret_ref.name;
+    let data_key = acme
+        .private_key_secret_ref
+        .key
+        .clone()
+        .unwrap_or_else(|| "tls.key".into());
+    let secret_id = format!("{}/{secret_name}", t.secret_namespace);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &t.secret_namespace);
+    let stored = secrets
+        .get_opt(secret_name)
+        .await
+        .map_err(|e| Error::GetSecret(secret_id.clone(), e))?;
+    let pem = match stored
+        .and_then(|s| s.data)
+        .and_then(|d| d.get(&data_key).map(|b| b.0.clone()))
+        .filter(|b| !b.is_empty())
+    {
+        Some(pem) => pem,
+        None if acme.disable_account_key_generation == Some(true) => {
+            let message = format!(
+                "Secret {secret_id} has no account key under {data_key:?}, and disableAccountKeyGeneration is set"
+            );
+            return Ok((
+                verdict(
+                    ConditionStatus::False,
+                    "ErrMissingAccountKey",
+                    &message,
+                    None,
+                ),
+                Action::requeue(Duration::from_secs(60)),
+            ));
+        }
+        None => {
+            let pem = match account::generate_key() {
+                Ok(p) => p,
+                Err(e) => {
+                    return Ok((
+                        verdict(ConditionStatus::False, e.reason(), &e.to_string(), None),
+                        Action::requeue(Duration::from_secs(10)),
+                    ));
+                }
+            };
+            let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret_name, "namespace": t.secret_namespace},
+                "type": "Opaque", "data": BTreeMap::from([(data_key.clone(), ByteString(pem.clone().into_bytes()))])});
+            secrets
+                .patch(
+                    secret_name,
+                    &PatchParams::apply(CONTROLLER_NAME).force(),
+                    &Patch::Apply(secret),
+                )
+                .await
+                .map_err(|e| Error::WriteSecret(secret_id.clone(), e))?;
+            pem.into_bytes()
+        }
+    };
+    let pkcs8 = match account::parse_key(&pem, &secret_id) {
+        Ok(k) => k,
+        Err(e) => {
+            return Ok((
+                verdict(ConditionStatus::False, e.reason(), &e.to_string(), None),
+                Action::await_change(),
+            ));
+        }
+    };
+    let trust = match (&acme.ca_bundle, acme.skip_tls_verify) {
+        (_, Some(true)) => Trust::Insecure,
+        (Some(bundle), _) => Trust::Bundle(bundle.0.clone()),
+        _ => Trust::System,
+    };
+    let hash = key_hash(&pem);
+    let previous = t.status.and_then(|s| s.acme.as_ref());
+    let known_uri = previous
+        .filter(|p| p.last_private_key_hash.as_deref() == Some(hash.as_str()))
+        .and_then(|p| p.uri.as_deref());
+    let email = acme.email.as_deref().filter(|e| !e.is_empty());
+    let email_changed = previous.and_then(|p| p.last_registered_email.as_deref()) != email;
+    match account::register(
+        &acme.server,
+        &trust,
+        &pkcs8,
+        known_uri,
+        email,
+        known_uri.is_none() || email_changed,
+    )
+    .await
+    {
+        Ok((_, uri)) => {
+            let acme_status = AcmeIssuerStatus {
+                uri: Some(uri),
+                last_registered_email: email.map(String::from),
+                last_private_key_hash: Some(hash),
+            };
+            let status = verdict(
+                ConditionStatus::True,
+                "ACMEAccountRegistered",
+                "The ACME account was registered with the ACME server",
+                Some(acme_status),
+            );
+            Ok((status, Action::requeue(Duration::from_secs(3600))))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "ACME account registration failed");
+            let retry = if matches!(e, AccountError::Acme(_)) {
+                Duration::from_secs(15)
+            } else {
+                Duration::from_secs(300)
+            };
+            Ok((
+                verdict(ConditionStatus::False, e.reason(), &e.to_string(), None),
+                Action::requeue(retry),
+            ))
+        }
+    }
+}
+
+async fn reconcile_issuer(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = issuer.namespace().unwrap_or_default();
+    let target = Target {
+        config: &issuer.spec.config,
+        status: issuer.status.as_ref(),
+        generation: issuer.meta().generation,
+        secret_namespace: namespace.clone(),
+    };
+    let (status, action) = evaluate(&ctx, target).await?;
+    let api: Api<Issuer> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "status": status});
+    api.patch_status(
+        &issuer.name_any(),
+        &PatchParams::apply(CONTROLLER_NAME).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map_err(Error::WriteStatus)?;
+    Ok(action)
+}
+
+async fn reconcile_cluster_issuer(
+    issuer: Arc<ClusterIssuer>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let target = Target {
+        config: &issuer.spec.config,
+        status: issuer.status.as_ref(),
+        generation: issuer.meta().generation,
+        secret_namespace: ctx.cluster_resource_namespace.clone(),
+    };
+    let (status, action) = evaluate(&ctx, target).await?;
+    let api: Api<ClusterIssuer> = Api::all(ctx.client.clone());
+    let patch =
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "status": status});
+    api.patch_status(
+        &issuer.name_any(),
+        &PatchParams::apply(CONTROLLER_NAME).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map_err(Error::WriteStatus)?;
+    Ok(action)
+}
+
+fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(error = %error, kind = error.kind(), "issuer reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the Issuer and ClusterIssuer controllers until the streams end.
+pub async fn run(ctx: Arc<Context>) {
+    let issuers = Controller::new(
+        Api::<Issuer>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .run(reconcile_issuer, error_policy, ctx.clone())
+    .for_each(|_| async {});
+    let cluster = Controller::new(
+        Api::<ClusterIssuer>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .run(reconcile_cluster_issuer, error_policy, ctx.clone())
+    .for_each(|_| async {});
+    futures_util::future::join(issuers, cluster).await;
+}

@@ -1,0 +1,167 @@
+//! The Issuer/ClusterIssuer controller against the API emulator and pebble:
+//! an ACME ClusterIssuer gets an account (key generated into the cluster
+//! resource namespace, Ready=True, status.acme.uri); issuers certwright
+//! cannot serve, and RSA account keys left by cert-manager, get Ready=False
+//! with a reason and message saying what to do.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use certwright::api::{ClusterIssuer, Issuer};
+use certwright_testcluster::apiserver::{ApiServer, Options};
+use certwright_testcluster::pebble::{Pebble, PebbleOptions, free_port};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+
+async fn ready(get: impl AsyncFn() -> Option<Value>) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = get().await
+            && let Some(cond) = status["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        {
+            return json!({"status": cond["status"], "reason": cond["reason"], "message": cond["message"], "acme": status["acme"]});
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no Ready condition within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuers_register_accounts_or_say_why_not() {
+    certwright::install_crypto_provider();
+    let api = ApiServer::start(Options::default())
+        .await
+        .expect("emulator");
+    let crds = api
+        .store()
+        .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .expect("crd type");
+    for crd in certwright::api::crds() {
+        api.store()
+            .create(&crds, "", serde_json::to_value(crd).expect("json"), "test")
+            .expect("crd");
+    }
+    let namespaces = api
+        .store()
+        .resource("", "v1", "namespaces")
+        .expect("ns type");
+    api.store()
+        .create(
+            &namespaces,
+            "",
+            json!({"metadata": {"name": "certwright"}}),
+            "test",
+        )
+        .expect("ns");
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: free_port().expect("port"),
+        ..PebbleOptions::default()
+    })
+    .await
+    .expect("pebble");
+    let client = api.client();
+    let ctx = Arc::new(certwright::context::Context {
+        client: client.clone(),
+        cluster_resource_namespace: "certwright".into(),
+    });
+    let controller = tokio::spawn(certwright::issuers::run(ctx));
+
+    let ca_bundle = base64_encode(pebble.tls_ca_pem.as_bytes());
+    let cluster_issuers: Api<ClusterIssuer> = Api::all(client.clone());
+    let ci = json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "pebble"},
+        "spec": {"acme": {"server": pebble.directory_url, "email": "ops@example.test", "caBundle": ca_bundle,
+            "privateKeySecretRef": {"name": "pebble-account"}, "solvers": [{"http01": {"ingress": {"ingressClassName": "nginx"}}}]}}});
+    cluster_issuers
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(ci).expect("ci"),
+        )
+        .await
+        .expect("create");
+    let got = ready(async || {
+        serde_json::to_value(cluster_issuers.get("pebble").await.ok()?.status?).ok()
+    })
+    .await;
+    assert_eq!(got["status"], "True", "{got}");
+    assert_eq!(got["reason"], "ACMEAccountRegistered");
+    assert!(
+        got["acme"]["uri"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://127.0.0.1:")),
+        "{got}"
+    );
+    assert_eq!(got["acme"]["lastRegisteredEmail"], "ops@example.test");
+    let key = Api::<Secret>::namespaced(client.clone(), "certwright")
+        .get("pebble-account")
+        .await
+        .expect("account key Secret");
+    let pem = key.data.expect("data")["tls.key"].0.clone();
+    assert!(String::from_utf8_lossy(&pem).starts_with("-----BEGIN PRIVATE KEY-----"));
+
+    let issuers: Api<Issuer> = Api::namespaced(client.clone(), "default");
+    let cases = [
+        (
+            "ca",
+            json!({"ca": {"secretName": "ca-key-pair"}}),
+            "UnsupportedIssuerType",
+        ),
+        (
+            "dns-only",
+            json!({"acme": {"server": pebble.directory_url, "privateKeySecretRef": {"name": "k"},
+            "solvers": [{"dns01": {"cloudflare": {"apiTokenSecretRef": {"name": "cf", "key": "token"}}}}]}}),
+            "NoHTTP01Solver",
+        ),
+        (
+            "rsa-key",
+            json!({"acme": {"server": pebble.directory_url, "caBundle": ca_bundle, "privateKeySecretRef": {"name": "rsa-account"},
+            "solvers": [{"http01": {"ingress": {}}}]}}),
+            "InvalidAccountKey",
+        ),
+    ];
+    let rsa =
+        certwright::pki::keys::PrivateKey::generate(certwright::pki::keys::KeyKind::Rsa(2048))
+            .expect("rsa")
+            .to_pem(certwright::api::certificate::PrivateKeyEncoding::Pkcs1)
+            .expect("pem");
+    let secret = json!({"metadata": {"name": "rsa-account"}, "stringData": {}, "data": {"tls.key": base64_encode(rsa.as_bytes())}});
+    Api::<Secret>::namespaced(client.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(secret).expect("secret"),
+        )
+        .await
+        .expect("secret");
+    for (name, spec, reason) in cases {
+        let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": name}, "spec": spec});
+        issuers
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(issuer).expect("issuer"),
+            )
+            .await
+            .expect("create");
+        let got =
+            ready(async || serde_json::to_value(issuers.get(name).await.ok()?.status?).ok()).await;
+        assert_eq!(
+            (got["status"].as_str(), got["reason"].as_str()),
+            (Some("False"), Some(reason)),
+            "{name}: {got}"
+        );
+        assert!(
+            got["message"].as_str().is_some_and(|m| m.len() > 20),
+            "{name}: {got}"
+        );
+    }
+    controller.abort();
+}
+
+/// Base64 as the API carries bytes (k8s-openapi's ByteString does the encoding).
+fn base64_encode(bytes: &[u8]) -> Value {
+    serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec())).expect("base64")
+}
