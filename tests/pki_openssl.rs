@@ -67,3 +67,50 @@ fn openssl_reads_every_key_combination() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn openssl_verifies_our_csrs() {
+    use certwright::api::CertificateSpec;
+    certwright::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("certwright-csr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let spec = CertificateSpec {
+        dns_names: Some(vec!["a.example.com".into(), "www.a.example.com".into()]),
+        ip_addresses: Some(vec!["2001:db8::1".into()]),
+        ..Default::default()
+    };
+    for (i, kind) in [KeyKind::Rsa(2048), KeyKind::Ecdsa(384), KeyKind::Ed25519]
+        .into_iter()
+        .enumerate()
+    {
+        let key = PrivateKey::generate(kind).expect("key");
+        let csr = certwright::pki::csr::build(&spec, &key).expect("csr");
+        let file = dir.join(format!("csr{i}.pem"));
+        std::fs::write(&file, &csr.pem).expect("write");
+        let out = Command::new("openssl")
+            .args(["req", "-noout", "-verify", "-text", "-in"])
+            .arg(&file)
+            .output()
+            .expect("openssl runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.contains("verify OK"),
+            "{kind:?}: {text}"
+        );
+        assert!(
+            text.contains(
+                "DNS:a.example.com, DNS:www.a.example.com, IP Address:2001:DB8:0:0:0:0:0:1"
+            ),
+            "{kind:?}: {text}"
+        );
+        assert!(
+            text.contains("Digital Signature, Key Encipherment"),
+            "{kind:?}: {text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

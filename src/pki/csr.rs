@@ -1,0 +1,269 @@
+//! The CSR of a Certificate: subject, subject alternative names, basic
+//! constraints and (unless `encodeUsagesInRequest: false`) key usages,
+//! signed with the Certificate's private key.
+
+use rcgen::{
+    CertificateParams, DnType, ExtendedKeyUsagePurpose as Eku, IsCa, KeyUsagePurpose as Ku,
+    OtherNameValue, SanType,
+};
+
+use super::keys::PrivateKey;
+use crate::api::CertificateSpec;
+use crate::api::meta::KeyUsage;
+
+/// A signed PKCS#10 request.
+#[derive(Clone, Debug)]
+pub struct Csr {
+    pub der: Vec<u8>,
+    pub pem: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CsrError {
+    #[error("{field}: {value:?} is not valid: {why}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("{0} is not supported by certwright")]
+    Unsupported(&'static str),
+    #[error("signing the CSR failed: {0}")]
+    Sign(String),
+}
+
+enum Usage {
+    Key(Ku),
+    Extended(Eku),
+}
+
+fn usage(u: KeyUsage) -> Usage {
+    use KeyUsage::*;
+    match u {
+        Signing | DigitalSignature => Usage::Key(Ku::DigitalSignature),
+        ContentCommitment => Usage::Key(Ku::ContentCommitment),
+        KeyEncipherment => Usage::Key(Ku::KeyEncipherment),
+        KeyAgreement => Usage::Key(Ku::KeyAgreement),
+        DataEncipherment => Usage::Key(Ku::DataEncipherment),
+        CertSign => Usage::Key(Ku::KeyCertSign),
+        CrlSign => Usage::Key(Ku::CrlSign),
+        EncipherOnly => Usage::Key(Ku::EncipherOnly),
+        DecipherOnly => Usage::Key(Ku::DecipherOnly),
+        Any => Usage::Extended(Eku::Any),
+        ServerAuth => Usage::Extended(Eku::ServerAuth),
+        ClientAuth => Usage::Extended(Eku::ClientAuth),
+        CodeSigning => Usage::Extended(Eku::CodeSigning),
+        EmailProtection | SMime => Usage::Extended(Eku::EmailProtection),
+        Timestamping => Usage::Extended(Eku::TimeStamping),
+        OcspSigning => Usage::Extended(Eku::OcspSigning),
+        IpsecEndSystem => Usage::Extended(Eku::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 5])),
+        IpsecTunnel => Usage::Extended(Eku::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 6])),
+        IpsecUser => Usage::Extended(Eku::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 7])),
+        MicrosoftSgc => Usage::Extended(Eku::Other(vec![1, 3, 6, 1, 4, 1, 311, 10, 3, 3])),
+        NetscapeSgc => Usage::Extended(Eku::Other(vec![2, 16, 840, 1, 113_730, 4, 1])),
+    }
+}
+
+fn oid(text: &str) -> Option<Vec<u64>> {
+    text.split('.').map(|p| p.parse().ok()).collect()
+}
+
+fn ia5(field: &'static str, value: &str) -> Result<rcgen::string::Ia5String, CsrError> {
+    value
+        .to_string()
+        .try_into()
+        .map_err(|e: rcgen::Error| CsrError::Invalid {
+            field,
+            value: value.into(),
+            why: e.to_string(),
+        })
+}
+
+/// Builds and signs the CSR for `spec` with `key`.
+pub fn build(spec: &CertificateSpec, key: &PrivateKey) -> Result<Csr, CsrError> {
+    if spec.literal_subject.is_some() {
+        return Err(CsrError::Unsupported("spec.literalSubject"));
+    }
+    let mut params = CertificateParams::default();
+    for name in spec.dns_names.iter().flatten() {
+        params
+            .subject_alt_names
+            .push(SanType::DnsName(ia5("spec.dnsNames", name)?));
+    }
+    for ip in spec.ip_addresses.iter().flatten() {
+        let parsed = ip
+            .parse()
+            .map_err(|e: std::net::AddrParseError| CsrError::Invalid {
+                field: "spec.ipAddresses",
+                value: ip.clone(),
+                why: e.to_string(),
+            })?;
+        params.subject_alt_names.push(SanType::IpAddress(parsed));
+    }
+    for uri in spec.uris.iter().flatten() {
+        params
+            .subject_alt_names
+            .push(SanType::URI(ia5("spec.uris", uri)?));
+    }
+    for email in spec.email_addresses.iter().flatten() {
+        params
+            .subject_alt_names
+            .push(SanType::Rfc822Name(ia5("spec.emailAddresses", email)?));
+    }
+    for other in spec.other_names.iter().flatten() {
+        let text = other.oid.clone().unwrap_or_default();
+        let parsed = oid(&text).ok_or_else(|| CsrError::Invalid {
+            field: "spec.otherNames.oid",
+            value: text.clone(),
+            why: "not a dotted OID".into(),
+        })?;
+        params.subject_alt_names.push(SanType::OtherName((
+            parsed,
+            OtherNameValue::Utf8String(other.utf8_value.clone().unwrap_or_default()),
+        )));
+    }
+    let dn = &mut params.distinguished_name;
+    if let Some(cn) = &spec.common_name {
+        dn.push(DnType::CommonName, cn.as_str());
+    }
+    if let Some(subject) = &spec.subject {
+        let fields: [(&Option<Vec<String>>, DnType); 7] = [
+            (&subject.organizations, DnType::OrganizationName),
+            (&subject.countries, DnType::CountryName),
+            (
+                &subject.organizational_units,
+                DnType::OrganizationalUnitName,
+            ),
+            (&subject.localities, DnType::LocalityName),
+            (&subject.provinces, DnType::StateOrProvinceName),
+            (
+                &subject.street_addresses,
+                DnType::CustomDnType(vec![2, 5, 4, 9]),
+            ),
+            (
+                &subject.postal_codes,
+                DnType::CustomDnType(vec![2, 5, 4, 17]),
+            ),
+        ];
+        for (values, ty) in fields {
+            // rcgen keeps one value per attribute type; the first wins.
+            if let Some(first) = values.as_ref().and_then(|v| v.first()) {
+                dn.push(ty, first.as_str());
+            }
+        }
+        if let Some(serial) = &subject.serial_number {
+            dn.push(DnType::CustomDnType(vec![2, 5, 4, 5]), serial.as_str());
+        }
+    }
+    if spec.is_ca == Some(true) {
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
+    if spec.encode_usages_in_request != Some(false) {
+        let mut usages = spec
+            .usages
+            .clone()
+            .unwrap_or_else(|| vec![KeyUsage::DigitalSignature, KeyUsage::KeyEncipherment]);
+        if spec.is_ca == Some(true) && !usages.contains(&KeyUsage::CertSign) {
+            usages.push(KeyUsage::CertSign);
+        }
+        for u in usages {
+            match usage(u) {
+                Usage::Key(k) if !params.key_usages.contains(&k) => params.key_usages.push(k),
+                Usage::Extended(e) if !params.extended_key_usages.contains(&e) => {
+                    params.extended_key_usages.push(e)
+                }
+                _ => {}
+            }
+        }
+    }
+    let pair = key.key_pair().map_err(|e| CsrError::Sign(e.to_string()))?;
+    let csr = params
+        .serialize_request(&pair)
+        .map_err(|e| CsrError::Sign(e.to_string()))?;
+    let pem = csr.pem().map_err(|e| CsrError::Sign(e.to_string()))?;
+    Ok(Csr {
+        der: csr.der().to_vec(),
+        pem,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::certificate::{OtherName, X509Subject};
+    use crate::pki::keys::KeyKind;
+    use x509_parser::prelude::FromDer;
+
+    #[test]
+    fn names_subject_and_usages_land_in_the_request() {
+        crate::install_crypto_provider();
+        let spec = CertificateSpec {
+            common_name: Some("a.example.com".into()),
+            dns_names: Some(vec!["a.example.com".into(), "b.example.com".into()]),
+            ip_addresses: Some(vec!["192.0.2.1".into()]),
+            uris: Some(vec!["spiffe://cluster.local/ns/a/sa/b".into()]),
+            email_addresses: Some(vec!["ops@example.com".into()]),
+            other_names: Some(vec![OtherName {
+                oid: Some("1.3.6.1.4.1.311.20.2.3".into()),
+                utf8_value: Some("upn@example.com".into()),
+            }]),
+            subject: Some(X509Subject {
+                organizations: Some(vec!["Example".into()]),
+                countries: Some(vec!["GB".into()]),
+                ..Default::default()
+            }),
+            usages: Some(vec![KeyUsage::DigitalSignature, KeyUsage::ServerAuth]),
+            ..Default::default()
+        };
+        let key = PrivateKey::generate(KeyKind::Ecdsa(256)).expect("key");
+        let csr = build(&spec, &key).expect("csr");
+        assert!(csr.pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+        let (_, parsed) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&csr.der)
+                .expect("parses");
+        let subject = parsed.certification_request_info.subject.to_string();
+        assert!(
+            subject.contains("CN=a.example.com")
+                && subject.contains("O=Example")
+                && subject.contains("C=GB"),
+            "{subject}"
+        );
+        assert_eq!(
+            parsed.certification_request_info.subject_pki.raw,
+            key.public_key_info().expect("spki").as_slice()
+        );
+        let mut sans = Vec::new();
+        for ext in parsed.requested_extensions().into_iter().flatten() {
+            if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) = ext {
+                sans.extend(san.general_names.iter().map(|n| format!("{n}")));
+            }
+        }
+        assert_eq!(sans.len(), 6, "{sans:?}");
+        assert!(sans.iter().any(|s| s.contains("b.example.com")));
+    }
+
+    #[test]
+    fn bad_input_is_named_by_field() {
+        crate::install_crypto_provider();
+        let key = PrivateKey::generate(KeyKind::Ecdsa(256)).expect("key");
+        let spec = CertificateSpec {
+            ip_addresses: Some(vec!["999.1.1.1".into()]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            build(&spec, &key),
+            Err(CsrError::Invalid {
+                field: "spec.ipAddresses",
+                ..
+            })
+        ));
+        let spec = CertificateSpec {
+            literal_subject: Some("CN=x".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            build(&spec, &key).err(),
+            Some(CsrError::Unsupported("spec.literalSubject"))
+        );
+    }
+}
