@@ -8,6 +8,7 @@ pub mod cli;
 pub mod conditions;
 pub mod context;
 pub mod issuers;
+pub mod orders;
 pub mod pki;
 pub mod solver;
 

@@ -1,0 +1,5 @@
+//! The Order controller's decisions: which solver proves which name, and
+//! the deterministic names of Orders and Challenges.
+
+pub mod naming;
+pub mod select;

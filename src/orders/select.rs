@@ -1,0 +1,193 @@
+//! Which of an Issuer's solvers proves a name, with cert-manager's
+//! precedence: a `dnsNames` match beats a `dnsZones` match (the longest zone
+//! wins), which beats a labels-only match, which beats a solver without a
+//! selector; ties go to the solver with more `matchLabels`, then to the one
+//! listed first. Only solvers able to prove the name take part (HTTP-01
+//! cannot prove wildcards).
+
+use std::collections::BTreeMap;
+
+use crate::api::AcmeChallengeSolver;
+
+/// How specifically a solver matched; larger is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Specificity {
+    Default,
+    Labels,
+    Zone(usize),
+    Name,
+}
+
+fn zone_match(domain: &str, zone: &str) -> bool {
+    let zone = zone.trim_end_matches('.').to_ascii_lowercase();
+    domain == zone || domain.ends_with(&format!(".{zone}"))
+}
+
+/// The index of the solver for `domain` (without `*.`; `wildcard` says
+/// whether the name was a wildcard), given the labels of the Certificate.
+pub fn solver_for(
+    solvers: &[AcmeChallengeSolver],
+    domain: &str,
+    wildcard: bool,
+    labels: &BTreeMap<String, String>,
+) -> Option<usize> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let requested = if wildcard {
+        format!("*.{domain}")
+    } else {
+        domain.clone()
+    };
+    let mut best: Option<(Specificity, usize, usize)> = None;
+    for (i, solver) in solvers.iter().enumerate() {
+        let can_prove = solver.dns01.is_some() || (solver.http01.is_some() && !wildcard);
+        if !can_prove {
+            continue;
+        }
+        let (specificity, label_count) = match &solver.selector {
+            None => (Specificity::Default, 0),
+            Some(sel) => {
+                let match_labels = sel.match_labels.clone().unwrap_or_default();
+                if !match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                    continue;
+                }
+                let names = sel.dns_names.as_deref().unwrap_or_default();
+                let zones = sel.dns_zones.as_deref().unwrap_or_default();
+                let by_name = names
+                    .iter()
+                    .any(|n| n.trim_end_matches('.').eq_ignore_ascii_case(&requested));
+                let zone = zones
+                    .iter()
+                    .filter(|z| zone_match(&domain, z))
+                    .map(|z| z.trim_end_matches('.').len())
+                    .max();
+                let specificity = if by_name {
+                    Specificity::Name
+                } else if let Some(len) = zone {
+                    Specificity::Zone(len)
+                } else if names.is_empty() && zones.is_empty() {
+                    if match_labels.is_empty() {
+                        Specificity::Default
+                    } else {
+                        Specificity::Labels
+                    }
+                } else {
+                    continue;
+                };
+                (specificity, match_labels.len())
+            }
+        };
+        let better = match best {
+            None => true,
+            Some((s, l, _)) => (specificity, label_count) > (s, l),
+        };
+        if better {
+            best = Some((specificity, label_count, i));
+        }
+    }
+    best.map(|(_, _, i)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::acme::CertificateDnsNameSelector;
+    use crate::api::dns01::Dns01Solver;
+    use crate::api::http01::Http01Solver;
+
+    fn http(selector: Option<CertificateDnsNameSelector>) -> AcmeChallengeSolver {
+        AcmeChallengeSolver {
+            selector,
+            http01: Some(Http01Solver::default()),
+            dns01: None,
+        }
+    }
+
+    fn dns(selector: Option<CertificateDnsNameSelector>) -> AcmeChallengeSolver {
+        AcmeChallengeSolver {
+            selector,
+            http01: None,
+            dns01: Some(Dns01Solver::default()),
+        }
+    }
+
+    fn sel(
+        names: &[&str],
+        zones: &[&str],
+        labels: &[(&str, &str)],
+    ) -> Option<CertificateDnsNameSelector> {
+        let list = |v: &[&str]| (!v.is_empty()).then(|| v.iter().map(|s| s.to_string()).collect());
+        Some(CertificateDnsNameSelector {
+            dns_names: list(names),
+            dns_zones: list(zones),
+            match_labels: (!labels.is_empty()).then(|| {
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            }),
+        })
+    }
+
+    #[test]
+    fn precedence() {
+        let none = BTreeMap::new();
+        let team: BTreeMap<String, String> = [("team".to_string(), "a".to_string())].into();
+        let solvers = vec![
+            http(None),                                             // 0 default
+            http(sel(&[], &["example.com"], &[])),                  // 1 zone
+            http(sel(&[], &["sys.example.com"], &[])),              // 2 longer zone
+            http(sel(&["www.example.com"], &[], &[])),              // 3 exact name
+            http(sel(&[], &[], &[("team", "a")])),                  // 4 labels only
+            http(sel(&[], &["sys.example.com"], &[("team", "a")])), // 5 longer zone + label
+        ];
+        assert_eq!(
+            solver_for(&solvers, "www.example.com", false, &none),
+            Some(3)
+        );
+        assert_eq!(
+            solver_for(&solvers, "api.sys.example.com", false, &none),
+            Some(2)
+        );
+        assert_eq!(
+            solver_for(&solvers, "api.sys.example.com", false, &team),
+            Some(5),
+            "more labels break the tie"
+        );
+        assert_eq!(
+            solver_for(&solvers, "other.example.com", false, &none),
+            Some(1)
+        );
+        assert_eq!(
+            solver_for(&solvers, "other.org", false, &team),
+            Some(4),
+            "labels-only beats the default"
+        );
+        assert_eq!(solver_for(&solvers, "other.org", false, &none), Some(0));
+        assert_eq!(
+            solver_for(&solvers[1..2], "other.org", false, &none),
+            None,
+            "a selector that does not match excludes"
+        );
+    }
+
+    #[test]
+    fn wildcards_need_dns01_and_first_listed_wins_ties() {
+        let none = BTreeMap::new();
+        let solvers = vec![
+            http(None),
+            dns(sel(&[], &["example.com"], &[])),
+            dns(sel(&[], &["example.com"], &[])),
+        ];
+        assert_eq!(solver_for(&solvers, "example.com", true, &none), Some(1));
+        assert_eq!(
+            solver_for(&solvers[..1], "example.com", true, &none),
+            None,
+            "HTTP-01 cannot prove a wildcard"
+        );
+        let named = vec![
+            http(sel(&["*.example.com"], &[], &[])),
+            dns(sel(&["*.example.com"], &[], &[])),
+        ];
+        assert_eq!(solver_for(&named, "example.com", true, &none), Some(1));
+    }
+}
