@@ -1,5 +1,6 @@
-//! The ACME side: the HTTP client instant-acme talks through. Error
-//! classification and the order flow come with the issuance controllers.
+//! The ACME side: accounts, the HTTP client instant-acme talks through, and
+//! what its errors mean for an Order.
 
 pub mod account;
+pub mod errors;
 pub mod http;
