@@ -1,15 +1,20 @@
 //! The HTTP client instant-acme uses: hyper with TCP_NODELAY (instant-acme's
 //! own client leaves Nagle on, which costs ~40 ms per request against a
 //! local CA) and rustls trusting the issuer's `caBundle`, the system roots,
-//! or, for `skipTLSVerify`, anything.
+//! or, for `skipTLSVerify`, anything. It also records each response's
+//! status and `Retry-After` per URL, which instant-acme's errors drop.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use instant_acme::{BodyWrapper, HttpClient};
+use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -69,6 +74,103 @@ fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError> {
             builder.with_root_certificates(roots).with_no_client_auth()
         }
     })
+}
+
+/// What the last response from one URL said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseInfo {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub at: Instant,
+}
+
+/// Responses by URL, shared by a client and whoever handles its errors.
+#[derive(Clone, Debug, Default)]
+pub struct ResponseLog(Arc<Mutex<HashMap<String, ResponseInfo>>>);
+
+impl ResponseLog {
+    /// The last response from `url`.
+    pub fn last(&self, url: &str) -> Option<ResponseInfo> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(url)
+            .cloned()
+    }
+
+    /// How long the CA asked to wait after its last answer from `url`.
+    pub fn retry_after(&self, url: &str) -> Option<Duration> {
+        self.last(url).and_then(|r| r.retry_after)
+    }
+
+    fn record(&self, url: String, info: ResponseInfo) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= 4096 {
+            // Keep memory bounded: old entries are only useful right after an error.
+            map.clear();
+        }
+        map.insert(url, info);
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date, relative to `now` (Unix seconds).
+pub fn parse_retry_after(value: &str, now: i64) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = k8s_openapi::jiff::fmt::rfc2822::parse(value)
+        .ok()?
+        .timestamp()
+        .as_second();
+    Some(Duration::from_secs(u64::try_from(when - now).unwrap_or(0)))
+}
+
+struct Recording {
+    inner: Box<dyn HttpClient>,
+    log: ResponseLog,
+}
+
+impl HttpClient for Recording {
+    fn request(
+        &self,
+        req: hyper::Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let url = req.uri().to_string();
+        let log = self.log.clone();
+        let response = self.inner.request(req);
+        Box::pin(async move {
+            let response = response.await?;
+            let now = k8s_openapi::jiff::Timestamp::now().as_second();
+            let retry_after = response
+                .parts
+                .headers
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, now));
+            log.record(
+                url,
+                ResponseInfo {
+                    status: response.parts.status.as_u16(),
+                    retry_after,
+                    at: Instant::now(),
+                },
+            );
+            Ok(response)
+        })
+    }
+}
+
+/// A client like [`client`] that also records every response in the returned log.
+pub fn recording_client(trust: &Trust) -> Result<(Box<dyn HttpClient>, ResponseLog), ClientError> {
+    let log = ResponseLog::default();
+    Ok((
+        Box::new(Recording {
+            inner: client(trust)?,
+            log: log.clone(),
+        }),
+        log,
+    ))
 }
 
 /// An instant-acme HTTP client with TCP_NODELAY and the given trust.
@@ -134,6 +236,52 @@ impl ServerCertVerifier for AcceptAnything {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_both_forms() {
+        assert_eq!(parse_retry_after("7", 0), Some(Duration::from_secs(7)));
+        let now = 1_767_225_600; // Thu, 01 Jan 2026 00:00:00 GMT
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 2026 00:01:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a past date means now"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[tokio::test]
+    async fn responses_are_recorded_with_their_retry_after() {
+        crate::install_crypto_provider();
+        let app = axum::Router::new().fallback(|| async {
+            (
+                hyper::StatusCode::TOO_MANY_REQUESTS,
+                [(hyper::header::RETRY_AFTER, "7")],
+                "slow down",
+            )
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (client, log) = recording_client(&Trust::Insecure).expect("client");
+        let url = format!("http://{addr}/acme/order/1");
+        let request = hyper::Request::get(&url)
+            .body(BodyWrapper::from(Vec::new()))
+            .expect("request");
+        let response = client.request(request).await.expect("response");
+        assert_eq!(response.parts.status, 429);
+        let info = log.last(&url).expect("recorded");
+        assert_eq!(
+            (info.status, info.retry_after),
+            (429, Some(Duration::from_secs(7)))
+        );
+        assert_eq!(log.retry_after("http://elsewhere/"), None);
+    }
 
     #[test]
     fn a_bundle_without_certificates_is_refused_with_a_reason() {
