@@ -2,5 +2,7 @@
 //! (decides when to issue), key manager, request manager, issuing,
 //! readiness. Decisions are pure functions over plain data.
 
+pub mod backoff;
 pub mod renewal;
+pub mod secret;
 pub mod trigger;
