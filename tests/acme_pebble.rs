@@ -18,9 +18,8 @@ use instant_acme::{
     RetryPolicy,
 };
 use rcgen::PublicKeyData;
-use rustls::client::danger::ServerCertVerifier;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+mod common;
 
 type Tokens = Arc<Mutex<HashMap<String, String>>>;
 
@@ -108,32 +107,11 @@ async fn complete_order_against_pebble_chains_to_its_root() {
         .unwrap_or_else(|e| panic!("order ready: {e}\n{}", pebble.log()));
     assert_eq!(status, OrderStatus::Ready);
 
-    let key = rcgen::KeyPair::generate().expect("key");
-    let params =
-        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("params");
-    let csr = params.serialize_request(&key).expect("csr");
-    order.finalize_csr(csr.der()).await.expect("finalize");
+    let (key, csr) = common::csr_for(&names);
+    order.finalize_csr(&csr).await.expect("finalize");
     let chain_pem = order.poll_certificate(&retries).await.expect("certificate");
-
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .expect("chain parses");
-    assert!(chain.len() >= 2, "leaf and intermediate");
     let root_pem = pebble.issuing_root_pem().await.expect("root");
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(root_pem.as_bytes()).expect("root parses"))
-        .expect("root added");
-    let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
-        .build()
-        .expect("verifier");
-    for name in names {
-        let server_name = ServerName::try_from(name).expect("name");
-        verifier
-            .verify_server_cert(&chain[0], &chain[1..], &server_name, &[], UnixTime::now())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
+    let chain = common::verify_chain(&chain_pem, &root_pem, &names);
     let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).expect("leaf parses");
     assert_eq!(
         leaf.public_key().raw,

@@ -5,7 +5,6 @@
 //! resolving the names to the ingress router, as Let's Encrypt would.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use certwright_testcluster::cluster::{ClusterOptions, LocalCluster};
@@ -18,11 +17,10 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use rustls::client::danger::ServerCertVerifier;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
 
 async fn http_get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
@@ -354,40 +352,14 @@ async fn pebble_validates_tokens_served_by_pods_behind_the_router() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", pebble.log()));
     assert_eq!(status, OrderStatus::Ready, "{}", pebble.log());
-    let key = rcgen::KeyPair::generate().expect("key");
-    let csr =
-        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("params")
-            .serialize_request(&key)
-            .expect("csr");
-    order.finalize_csr(csr.der()).await.expect("finalize");
+    let (_key, csr) = common::csr_for(&names);
+    order.finalize_csr(&csr).await.expect("finalize");
     let chain_pem = order.poll_certificate(&retries).await.expect("certificate");
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .expect("chain");
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(
-            CertificateDer::from_pem_slice(
-                pebble.issuing_root_pem().await.expect("root").as_bytes(),
-            )
-            .expect("pem"),
-        )
-        .expect("root");
-    let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
-        .build()
-        .expect("verifier");
-    for name in names {
-        verifier
-            .verify_server_cert(
-                &chain[0],
-                &chain[1..],
-                &ServerName::try_from(name).expect("name"),
-                &[],
-                UnixTime::now(),
-            )
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
+    common::verify_chain(
+        &chain_pem,
+        &pebble.issuing_root_pem().await.expect("root"),
+        &names,
+    );
     let served: usize = pending
         .iter()
         .map(|p| {

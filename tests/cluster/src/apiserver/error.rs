@@ -21,7 +21,15 @@ impl ApiError {
         }
     }
 
-    pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
+    /// An error about one named object, with Kubernetes' `details`.
+    fn about(
+        code: u16,
+        reason: &'static str,
+        group: &str,
+        plural: &str,
+        name: &str,
+        what: impl FnOnce(&str) -> String,
+    ) -> Self {
         let resource = if group.is_empty() {
             plural.to_string()
         } else {
@@ -29,40 +37,26 @@ impl ApiError {
         };
         Self {
             details: json!({"name": name, "group": group, "kind": plural}),
-            ..Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
+            ..Self::new(code, reason, what(&resource))
         }
+    }
+
+    pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
+        Self::about(404, "NotFound", group, plural, name, |r| {
+            format!("{r} \"{name}\" not found")
+        })
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        let resource = if group.is_empty() {
-            plural.to_string()
-        } else {
-            format!("{plural}.{group}")
-        };
-        Self {
-            details: json!({"name": name, "group": group, "kind": plural}),
-            ..Self::new(
-                409,
-                "AlreadyExists",
-                format!("{resource} \"{name}\" already exists"),
-            )
-        }
+        Self::about(409, "AlreadyExists", group, plural, name, |r| {
+            format!("{r} \"{name}\" already exists")
+        })
     }
 
     pub fn conflict(group: &str, plural: &str, name: &str, why: &str) -> Self {
-        let resource = if group.is_empty() {
-            plural.to_string()
-        } else {
-            format!("{plural}.{group}")
-        };
-        Self {
-            details: json!({"name": name, "group": group, "kind": plural}),
-            ..Self::new(
-                409,
-                "Conflict",
-                format!("Operation cannot be fulfilled on {resource} \"{name}\": {why}"),
-            )
-        }
+        Self::about(409, "Conflict", group, plural, name, |r| {
+            format!("Operation cannot be fulfilled on {r} \"{name}\": {why}")
+        })
     }
 
     /// 422 with one cause per field error.

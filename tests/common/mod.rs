@@ -1,0 +1,45 @@
+//! Helpers shared by the integration tests.
+
+use std::sync::Arc;
+
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+/// A fresh key and the DER CSR for `names`.
+pub fn csr_for(names: &[&str]) -> (rcgen::KeyPair, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let csr =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("params")
+            .serialize_request(&key)
+            .expect("csr");
+    (key, csr.der().to_vec())
+}
+
+/// Verifies that `chain_pem` chains to `root_pem` and is valid for every
+/// name; returns the parsed chain.
+pub fn verify_chain(
+    chain_pem: &str,
+    root_pem: &str,
+    names: &[&str],
+) -> Vec<CertificateDer<'static>> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("chain parses");
+    assert!(chain.len() >= 2, "leaf and intermediate");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(root_pem.as_bytes()).expect("root parses"))
+        .expect("root added");
+    let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+        .build()
+        .expect("verifier");
+    for name in names {
+        let server_name = ServerName::try_from(*name).expect("name");
+        verifier
+            .verify_server_cert(&chain[0], &chain[1..], &server_name, &[], UnixTime::now())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    chain
+}
