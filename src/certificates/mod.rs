@@ -3,6 +3,7 @@
 //! readiness. Decisions are pure functions over plain data.
 
 pub mod backoff;
+pub mod controllers;
 pub mod renewal;
 pub mod secret;
 pub mod trigger;

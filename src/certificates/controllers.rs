@@ -1,0 +1,400 @@
+//! The I/O side of the first two roles: the trigger (sets Issuing=True with
+//! the reason an issuance is needed, or waits until the renewal time) and
+//! the key manager (keeps the next private key in a temporary Secret
+//! `<cert>-<random>` labelled `cert-manager.io/next-private-key=true`, owned
+//! by the Certificate, and removes it when no issuance is under way). Both
+//! publish the events users know from cert-manager.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::backoff::Backoff;
+use super::renewal::{parse_go_duration, renewal_time};
+use super::trigger::{SecretView, evaluate};
+use crate::api::Certificate;
+use crate::api::certificate::{PrivateKeyEncoding, RotationPolicy};
+use crate::api::meta::ConditionStatus;
+use crate::conditions;
+use crate::context::Context;
+use crate::pki::cert::parse_chain;
+use crate::pki::keys::{KeySpec, PrivateKey};
+
+pub const TRIGGER: &str = "certwright-certificates-trigger";
+pub const KEY_MANAGER: &str = "certwright-certificates-key-manager";
+/// Label of temporary private key Secrets.
+pub const NEXT_KEY_LABEL: &str = "cert-manager.io/next-private-key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading Secret {0}: {1}")]
+    GetSecret(String, #[source] kube::Error),
+    #[error("writing Secret {0}: {1}")]
+    WriteSecret(String, #[source] kube::Error),
+    #[error("writing the Certificate's status: {0}")]
+    WriteStatus(#[source] kube::Error),
+    #[error("publishing an event: {0}")]
+    Event(#[source] kube::Error),
+}
+
+impl Error {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::GetSecret(..) => "GetSecret",
+            Self::WriteSecret(..) => "WriteSecret",
+            Self::WriteStatus(_) => "WriteStatus",
+            Self::Event(_) => "Event",
+        }
+    }
+}
+
+fn issuing(cert: &Certificate) -> bool {
+    cert.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Issuing" && c.status == ConditionStatus::True)
+        })
+}
+
+fn view(secret: &Secret) -> SecretView {
+    SecretView {
+        annotations: secret.metadata.annotations.clone().unwrap_or_default(),
+        data: secret
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect(),
+    }
+}
+
+async fn publish(
+    ctx: &Context,
+    controller: &str,
+    cert: &Certificate,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) -> Result<(), Error> {
+    let recorder = Recorder::new(
+        ctx.client.clone(),
+        Reporter {
+            controller: controller.to_string(),
+            instance: None,
+        },
+    );
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: reason.to_string(),
+        secondary: None,
+    };
+    recorder
+        .publish(&event, &cert.object_ref(&()))
+        .await
+        .map_err(Error::Event)
+}
+
+async fn apply_status(
+    ctx: &Context,
+    cert: &Certificate,
+    manager: &str,
+    status: serde_json::Value,
+) -> Result<(), Error> {
+    let api: Api<Certificate> =
+        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    let patch =
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "status": status});
+    api.patch_status(
+        &cert.name_any(),
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map_err(Error::WriteStatus)?;
+    Ok(())
+}
+
+async fn trigger(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if issuing(&cert) || cert.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let now = Timestamp::now();
+    // After failed issuances, wait out the backoff first.
+    if let Some(status) = &cert.status
+        && let (Some(failed_at), Some(attempts)) =
+            (&status.last_failure_time, status.failed_issuance_attempts)
+    {
+        let wait = Backoff::default().after_failure(attempts.max(1) as u32, None);
+        let due = failed_at.0.as_second() + wait.as_secs() as i64;
+        if now.as_second() < due {
+            return Ok(Action::requeue(Duration::from_secs(
+                (due - now.as_second()) as u64,
+            )));
+        }
+    }
+    let ns = cert.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret_id = format!("{ns}/{}", cert.spec.secret_name);
+    let secret = secrets
+        .get_opt(&cert.spec.secret_name)
+        .await
+        .map_err(|e| Error::GetSecret(secret_id, e))?;
+    let current = secret.as_ref().map(view);
+    match evaluate(&cert, current.as_ref(), now.as_second()) {
+        Some(t) => {
+            let existing = cert
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default();
+            let conds = conditions::set(
+                &existing,
+                "Issuing",
+                ConditionStatus::True,
+                t.reason,
+                &t.message,
+                cert.meta().generation,
+                now,
+            );
+            let issuing = conds
+                .into_iter()
+                .filter(|c| c.type_ == "Issuing")
+                .collect::<Vec<_>>();
+            apply_status(&ctx, &cert, TRIGGER, json!({"conditions": issuing})).await?;
+            publish(
+                &ctx,
+                TRIGGER,
+                &cert,
+                EventType::Normal,
+                "Issuing",
+                t.message,
+            )
+            .await?;
+            Ok(Action::await_change())
+        }
+        None => {
+            // Healthy: look again at the renewal time.
+            let leaf = current
+                .as_ref()
+                .and_then(|v| v.data.get("tls.crt"))
+                .and_then(|c| parse_chain(c).ok());
+            let wait = leaf.map(|l| {
+                let before = cert
+                    .spec
+                    .renew_before
+                    .as_deref()
+                    .and_then(|d| parse_go_duration(d).ok());
+                let at = renewal_time(
+                    l.not_before,
+                    l.not_after,
+                    before,
+                    cert.spec.renew_before_percentage,
+                );
+                Duration::from_secs((at - now.as_second()).max(1) as u64)
+            });
+            Ok(wait
+                .map(Action::requeue)
+                .unwrap_or_else(Action::await_change))
+        }
+    }
+}
+
+fn owned_by(secret: &Secret, cert: &Certificate) -> bool {
+    let uid = cert.meta().uid.as_deref();
+    secret
+        .metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|refs| refs.iter().any(|r| Some(r.uid.as_str()) == uid))
+}
+
+async fn key_manager(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = cert.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let listed = secrets
+        .list(&ListParams::default().labels(&format!("{NEXT_KEY_LABEL}=true")))
+        .await
+        .map_err(|e| Error::GetSecret(format!("{ns}/*"), e))?;
+    let mine: Vec<Secret> = listed
+        .items
+        .into_iter()
+        .filter(|s| owned_by(s, &cert))
+        .collect();
+    let named = cert
+        .status
+        .as_ref()
+        .and_then(|s| s.next_private_key_secret_name.clone());
+    if !issuing(&cert) {
+        for s in &mine {
+            let _ = secrets
+                .delete(&s.name_any(), &DeleteParams::default())
+                .await;
+        }
+        if named.is_some() {
+            apply_status(&ctx, &cert, KEY_MANAGER, json!({})).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    let wanted = KeySpec::from_spec(cert.spec.private_key.as_ref()).ok();
+    let usable = |s: &Secret| {
+        let pem = s
+            .data
+            .as_ref()
+            .and_then(|d| d.get("tls.key"))
+            .map(|b| b.0.clone())
+            .unwrap_or_default();
+        PrivateKey::from_pem(&pem)
+            .ok()
+            .is_some_and(|k| wanted.is_some_and(|w| w.kind == k.kind))
+    };
+    // Keep the Secret the status names, else adopt one left by a crash.
+    let keep = mine
+        .iter()
+        .find(|s| Some(s.name_any()) == named && usable(s))
+        .or_else(|| mine.iter().find(|s| usable(s)))
+        .cloned();
+    for s in mine
+        .iter()
+        .filter(|s| Some(s.name_any()) != keep.as_ref().map(|k| k.name_any()))
+    {
+        let _ = secrets
+            .delete(&s.name_any(), &DeleteParams::default())
+            .await;
+    }
+    let secret_name = match keep {
+        Some(s) => s.name_any(),
+        None => {
+            let Some(spec) = wanted else {
+                return Ok(Action::await_change());
+            };
+            let reuse = if cert
+                .spec
+                .private_key
+                .as_ref()
+                .and_then(|k| k.rotation_policy)
+                == Some(RotationPolicy::Never)
+            {
+                let current = secrets
+                    .get_opt(&cert.spec.secret_name)
+                    .await
+                    .map_err(|e| Error::GetSecret(cert.spec.secret_name.clone(), e))?;
+                current
+                    .and_then(|s| s.data)
+                    .and_then(|d| d.get("tls.key").map(|b| b.0.clone()))
+                    .and_then(|pem| PrivateKey::from_pem(&pem).ok())
+                    .filter(|k| k.kind == spec.kind)
+            } else {
+                None
+            };
+            let key = match reuse {
+                Some(k) => k,
+                None => match PrivateKey::generate(spec.kind) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        publish(
+                            &ctx,
+                            KEY_MANAGER,
+                            &cert,
+                            EventType::Warning,
+                            "InvalidPrivateKey",
+                            e.to_string(),
+                        )
+                        .await?;
+                        return Ok(Action::await_change());
+                    }
+                },
+            };
+            let pem = key.to_pem(PrivateKeyEncoding::Pkcs8).unwrap_or_default();
+            let owner = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "name": cert.name_any(),
+                "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true});
+            let temp: Secret = serde_json::from_value(json!({
+                "metadata": {"generateName": format!("{}-", cert.name_any()), "namespace": ns,
+                    "labels": {NEXT_KEY_LABEL: "true"}, "ownerReferences": [owner]},
+                "data": BTreeMap::from([("tls.key".to_string(), ByteString(pem.into_bytes()))]),
+            }))
+            .map_err(|e| {
+                Error::WriteSecret(
+                    format!("{ns}/{}-*", cert.name_any()),
+                    kube::Error::SerdeError(e),
+                )
+            })?;
+            let created = secrets
+                .create(&PostParams::default(), &temp)
+                .await
+                .map_err(|e| Error::WriteSecret(format!("{ns}/{}-*", cert.name_any()), e))?;
+            let name = created.name_any();
+            publish(
+                &ctx,
+                KEY_MANAGER,
+                &cert,
+                EventType::Normal,
+                "Generated",
+                format!("Stored new private key in temporary Secret resource {name:?}"),
+            )
+            .await?;
+            name
+        }
+    };
+    if named.as_deref() != Some(secret_name.as_str()) {
+        apply_status(
+            &ctx,
+            &cert,
+            KEY_MANAGER,
+            json!({"nextPrivateKeySecretName": secret_name}),
+        )
+        .await?;
+    }
+    Ok(Action::await_change())
+}
+
+fn error_policy(_: Arc<Certificate>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(error = %error, kind = error.kind(), "certificate reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the trigger and key manager until the streams end.
+pub async fn run(ctx: Arc<Context>) {
+    let certs = || Api::<Certificate>::all(ctx.client.clone());
+    // A Certificate's Secret is found by its certificate-name annotation
+    // (it is not owned by the Certificate unless owner references are on).
+    let trigger = Controller::new(certs(), watcher::Config::default())
+        .watches(
+            Api::<Secret>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            |secret: Secret| {
+                let ns = secret.namespace()?;
+                let name = secret
+                    .annotations()
+                    .get("cert-manager.io/certificate-name")?
+                    .clone();
+                Some(ObjectRef::new(&name).within(&ns))
+            },
+        )
+        .run(trigger, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let keys = Controller::new(certs(), watcher::Config::default())
+        .owns(
+            Api::<Secret>::all(ctx.client.clone()),
+            watcher::Config::default().labels(&format!("{NEXT_KEY_LABEL}=true")),
+        )
+        .run(key_manager, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    futures_util::future::join(trigger, keys).await;
+}
