@@ -9,40 +9,17 @@ use std::time::Duration;
 
 use certwright::api::Certificate;
 use certwright::pki::keys::{KeyKind, PrivateKey};
-use certwright_testcluster::apiserver::{ApiServer, Options};
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
-async fn eventually<T>(what: &str, check: impl AsyncFn() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+mod common;
+use common::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_certificate_starts_issuing_with_a_fresh_key() {
     certwright::install_crypto_provider();
-    let api = ApiServer::start(Options::default())
-        .await
-        .expect("emulator");
-    let crds = api
-        .store()
-        .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .expect("crd type");
-    for crd in certwright::api::crds() {
-        api.store()
-            .create(&crds, "", serde_json::to_value(crd).expect("json"), "test")
-            .expect("crd");
-    }
+    let api = common::emulator_with_crds().await;
     let client = api.client();
     let ctx = Arc::new(certwright::context::Context {
         client: client.clone(),
@@ -62,7 +39,7 @@ async fn a_new_certificate_starts_issuing_with_a_fresh_key() {
         .await
         .expect("create");
 
-    let (temp_name, issuing) = eventually("Issuing and a next private key", async || {
+    let (temp_name, issuing) = eventually("Issuing and a next private key", || async {
         let status = certs.get("web").await.ok()?.status?;
         let issuing = status
             .conditions?
@@ -99,7 +76,7 @@ async fn a_new_certificate_starts_issuing_with_a_fresh_key() {
     assert_eq!(key.kind, KeyKind::Ecdsa(384));
 
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let notes = eventually("both events", async || {
+    let notes = eventually("both events", || async {
         let list = events
             .list(&ListParams::default().fields("involvedObject.name=web"))
             .await

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certwright::api::{ClusterIssuer, Issuer};
-use certwright_testcluster::apiserver::{ApiServer, Options};
 use certwright_testcluster::pebble::{Pebble, PebbleOptions, free_port};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
+
+mod common;
 
 async fn ready(get: impl AsyncFn() -> Option<Value>) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -35,18 +36,7 @@ async fn ready(get: impl AsyncFn() -> Option<Value>) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issuers_register_accounts_or_say_why_not() {
     certwright::install_crypto_provider();
-    let api = ApiServer::start(Options::default())
-        .await
-        .expect("emulator");
-    let crds = api
-        .store()
-        .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .expect("crd type");
-    for crd in certwright::api::crds() {
-        api.store()
-            .create(&crds, "", serde_json::to_value(crd).expect("json"), "test")
-            .expect("crd");
-    }
+    let api = common::emulator_with_crds().await;
     let namespaces = api
         .store()
         .resource("", "v1", "namespaces")

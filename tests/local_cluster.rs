@@ -40,23 +40,7 @@ async fn http_get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(
     Ok((status, body))
 }
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::eventually;
 
 /// A solver Pod, its Service and an Ingress of `class` for one token.
 async fn present(

@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests.
 
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
 use std::sync::Arc;
 
 use rustls::client::danger::ServerCertVerifier;
@@ -42,4 +45,42 @@ pub fn verify_chain(
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     chain
+}
+
+/// Polls `check` every 50 ms until it yields a value; fails after 30 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The API emulator with certwright's CRDs installed.
+pub async fn emulator_with_crds() -> certwright_testcluster::apiserver::ApiServer {
+    let api = certwright_testcluster::apiserver::ApiServer::start(
+        certwright_testcluster::apiserver::Options::default(),
+    )
+    .await
+    .expect("emulator");
+    let crds = api
+        .store()
+        .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .expect("crd type");
+    for crd in certwright::api::crds() {
+        api.store()
+            .create(&crds, "", serde_json::to_value(crd).expect("json"), "test")
+            .expect("crd");
+    }
+    api
 }
