@@ -117,3 +117,151 @@ async fn a_new_certificate_starts_issuing_with_a_fresh_key() {
     );
     again.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_manager_keeps_one_request_for_the_current_spec_and_key() {
+    use certwright::api::CertificateRequest;
+    use kube::api::{Patch, PatchParams};
+    certwright::install_crypto_provider();
+    let api = common::emulator_with_crds().await;
+    let client = api.client();
+    let ctx = Arc::new(certwright::context::Context {
+        client: client.clone(),
+        cluster_resource_namespace: "certwright".into(),
+    });
+    let keys = tokio::spawn(certwright::certificates::controllers::run(ctx.clone()));
+    let requests_task = tokio::spawn(certwright::certificates::request_manager::run(ctx));
+
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), "default");
+    let cert = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "api", "labels": {"team": "a"}},
+        "spec": {"secretName": "api-tls", "dnsNames": ["api.example.test"], "issuerRef": {"name": "le", "kind": "ClusterIssuer"}}});
+    certs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(cert).expect("cert"),
+        )
+        .await
+        .expect("create");
+    let requests: Api<CertificateRequest> = Api::namespaced(client.clone(), "default");
+    let request = eventually("CertificateRequest api-1", || async {
+        requests.get("api-1").await.ok()
+    })
+    .await;
+    let key_secret = certs
+        .get("api")
+        .await
+        .expect("cert")
+        .status
+        .and_then(|s| s.next_private_key_secret_name)
+        .expect("next key");
+    let annotations = request.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("cert-manager.io/certificate-revision")
+            .map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        annotations.get("cert-manager.io/private-key-secret-name"),
+        Some(&key_secret)
+    );
+    assert_eq!(
+        request
+            .metadata
+            .labels
+            .clone()
+            .unwrap_or_default()
+            .get("team")
+            .map(String::as_str),
+        Some("a")
+    );
+    assert_eq!(
+        request
+            .metadata
+            .owner_references
+            .clone()
+            .unwrap_or_default()[0]
+            .name,
+        "api"
+    );
+    assert_eq!(
+        request.spec.issuer_ref.kind.as_deref(),
+        Some("ClusterIssuer")
+    );
+    let key_pem = Api::<Secret>::namespaced(client.clone(), "default")
+        .get(&key_secret)
+        .await
+        .expect("key")
+        .data
+        .expect("data")["tls.key"]
+        .0
+        .clone();
+    let key = PrivateKey::from_pem(&key_pem).expect("key");
+    assert_eq!(key.kind, KeyKind::Rsa(2048), "RSA 2048 by default");
+    let csr_der = pem::parse(&request.spec.request.0)
+        .expect("CSR PEM")
+        .contents()
+        .to_vec();
+    let (_, csr) = <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(&csr_der).expect("CSR");
+    assert_eq!(
+        csr.certification_request_info.subject_pki.raw,
+        key.public_key_info().expect("spki").as_slice(),
+        "signed by the next key"
+    );
+
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    eventually("the Requested event", || async {
+        let list = events
+            .list(&ListParams::default().fields("involvedObject.name=api"))
+            .await
+            .ok()?;
+        list.items
+            .into_iter()
+            .any(|e| {
+                e.message.as_deref() == Some("Created new CertificateRequest resource \"api-1\"")
+            })
+            .then_some(())
+    })
+    .await;
+
+    // A spec change while issuing replaces the request.
+    let uid = request.metadata.uid.clone();
+    certs
+        .patch(
+            "api",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"dnsNames": ["api.example.test", "www.api.example.test"]}}),
+            ),
+        )
+        .await
+        .expect("patch");
+    let replaced = eventually("a new api-1", || async {
+        requests
+            .get("api-1")
+            .await
+            .ok()
+            .filter(|r| r.metadata.uid != uid)
+    })
+    .await;
+    let der = pem::parse(&replaced.spec.request.0)
+        .expect("pem")
+        .contents()
+        .to_vec();
+    let (_, csr) = <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(&der).expect("CSR");
+    let mut names = Vec::new();
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) = ext {
+            names.extend(san.general_names.iter().map(|n| n.to_string()));
+        }
+    }
+    assert_eq!(
+        names,
+        ["DNSName(api.example.test)", "DNSName(www.api.example.test)"],
+        "the new request has the new names"
+    );
+    let list = requests.list(&ListParams::default()).await.expect("list");
+    assert_eq!(list.items.len(), 1, "exactly one request");
+    keys.abort();
+    requests_task.abort();
+}

@@ -83,7 +83,7 @@ fn view(secret: &Secret) -> SecretView {
     }
 }
 
-async fn publish(
+pub(crate) async fn publish(
     ctx: &Context,
     controller: &str,
     cert: &Certificate,

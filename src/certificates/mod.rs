@@ -5,5 +5,6 @@
 pub mod backoff;
 pub mod controllers;
 pub mod renewal;
+pub mod request_manager;
 pub mod secret;
 pub mod trigger;

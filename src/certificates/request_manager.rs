@@ -1,0 +1,204 @@
+//! The request manager: while a Certificate is Issuing and its next private
+//! key exists, keep exactly one CertificateRequest `<cert>-<revision+1>` for
+//! the current spec, signed by that key, owned by the Certificate and
+//! annotated as cert-manager does; replace it when the spec or key no
+//! longer match; publish Requested.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::controllers::{Error, publish};
+use crate::api::meta::ConditionStatus;
+use crate::api::{Certificate, CertificateRequest, CertificateRequestSpec};
+use crate::context::Context;
+use crate::orders::naming;
+use crate::pki::csr;
+use crate::pki::keys::PrivateKey;
+
+pub const REQUEST_MANAGER: &str = "certwright-certificates-request-manager";
+
+/// The CertificateRequest spec a Certificate asks for, given its CSR PEM.
+pub fn request_spec(cert: &Certificate, csr_pem: &str) -> CertificateRequestSpec {
+    CertificateRequestSpec {
+        duration: cert.spec.duration.clone(),
+        issuer_ref: cert.spec.issuer_ref.clone(),
+        request: ByteString(csr_pem.as_bytes().to_vec()),
+        is_ca: cert.spec.is_ca,
+        usages: cert.spec.usages.clone(),
+        ..Default::default()
+    }
+}
+
+/// Whether an existing request still fits: same issuer, duration, usages
+/// and a CSR for the current names from the current key.
+fn fits(existing: &CertificateRequest, cert: &Certificate, key: &PrivateKey) -> bool {
+    let spec = &existing.spec;
+    if spec.issuer_ref != cert.spec.issuer_ref
+        || spec.duration != cert.spec.duration
+        || spec.usages != cert.spec.usages
+    {
+        return false;
+    }
+    let Some(pem) = std::str::from_utf8(&spec.request.0).ok() else {
+        return false;
+    };
+    let Some(block) = pem::parse(pem).ok() else {
+        return false;
+    };
+    let Ok((_, parsed)) = <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(block.contents()) else {
+        return false;
+    };
+    if key.public_key_info().ok().as_deref()
+        != Some(parsed.certification_request_info.subject_pki.raw)
+    {
+        return false;
+    }
+    let mut names: Vec<String> = parsed
+        .requested_extensions()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| match e {
+            x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) => {
+                Some(san.general_names.iter().filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => {
+                        Some(d.to_ascii_lowercase())
+                    }
+                    _ => None,
+                }))
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    names.sort();
+    let mut wanted: Vec<String> = cert
+        .spec
+        .dns_names
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
+    wanted.sort();
+    names == wanted
+}
+
+fn issuing(cert: &Certificate) -> bool {
+    cert.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Issuing" && c.status == ConditionStatus::True)
+        })
+}
+
+async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(key_secret) = cert
+        .status
+        .as_ref()
+        .and_then(|s| s.next_private_key_secret_name.clone())
+    else {
+        return Ok(Action::await_change());
+    };
+    if !issuing(&cert) {
+        return Ok(Action::await_change());
+    }
+    let ns = cert.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let pem = secrets
+        .get_opt(&key_secret)
+        .await
+        .map_err(|e| Error::GetSecret(format!("{ns}/{key_secret}"), e))?
+        .and_then(|s| s.data)
+        .and_then(|d| d.get("tls.key").map(|b| b.0.clone()));
+    let Some(key) = pem.and_then(|p| PrivateKey::from_pem(&p).ok()) else {
+        // The key manager has not written it yet, or will replace it.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+    let revision = cert.status.as_ref().and_then(|s| s.revision).unwrap_or(0) + 1;
+    let name = naming::certificate_request(&cert.name_any(), revision);
+    let requests: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &ns);
+    if let Some(existing) = requests
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e))?
+    {
+        if fits(&existing, &cert, &key) {
+            return Ok(Action::await_change());
+        }
+        let _ = requests.delete(&name, &DeleteParams::default()).await;
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let csr = match csr::build(&cert.spec, &key) {
+        Ok(c) => c,
+        Err(e) => {
+            publish(
+                &ctx,
+                REQUEST_MANAGER,
+                &cert,
+                EventType::Warning,
+                "InvalidRequest",
+                e.to_string(),
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let owner = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true});
+    let mut request: CertificateRequest = serde_json::from_value(json!({
+        "apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+        "metadata": {"name": name, "namespace": ns, "ownerReferences": [owner],
+            "annotations": {"cert-manager.io/certificate-name": cert.name_any(),
+                            "cert-manager.io/certificate-revision": revision.to_string(),
+                            "cert-manager.io/private-key-secret-name": key_secret},
+            "labels": cert.labels()},
+        "spec": {"issuerRef": {"name": ""}, "request": ""},
+    }))
+    .map_err(|e| Error::WriteSecret(format!("{ns}/{name}"), kube::Error::SerdeError(e)))?;
+    request.spec = request_spec(&cert, &csr.pem);
+    requests
+        .create(&PostParams::default(), &request)
+        .await
+        .map_err(|e| Error::WriteSecret(format!("{ns}/{name}"), e))?;
+    publish(
+        &ctx,
+        REQUEST_MANAGER,
+        &cert,
+        EventType::Normal,
+        "Requested",
+        format!("Created new CertificateRequest resource {name:?}"),
+    )
+    .await?;
+    Ok(Action::await_change())
+}
+
+fn error_policy(_: Arc<Certificate>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(error = %error, kind = error.kind(), "request manager reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the request manager until the stream ends.
+pub async fn run(ctx: Arc<Context>) {
+    Controller::new(
+        Api::<Certificate>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<CertificateRequest>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .run(reconcile, error_policy, ctx.clone())
+    .for_each(|_| async {})
+    .await;
+}
