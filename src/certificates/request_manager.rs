@@ -49,36 +49,16 @@ fn fits(existing: &CertificateRequest, cert: &Certificate, key: &PrivateKey) -> 
     {
         return false;
     }
-    let Some(pem) = std::str::from_utf8(&spec.request.0).ok() else {
+    let Ok(parsed) = csr::parse(&spec.request.0) else {
         return false;
     };
-    let Some(block) = pem::parse(pem).ok() else {
-        return false;
-    };
-    let Ok((_, parsed)) = <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(block.contents()) else {
-        return false;
-    };
-    if key.public_key_info().ok().as_deref()
-        != Some(parsed.certification_request_info.subject_pki.raw)
-    {
+    if key.public_key_info().ok().as_deref() != Some(parsed.public_key_info.as_slice()) {
         return false;
     }
     let mut names: Vec<String> = parsed
-        .requested_extensions()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| match e {
-            x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) => {
-                Some(san.general_names.iter().filter_map(|n| match n {
-                    x509_parser::extensions::GeneralName::DNSName(d) => {
-                        Some(d.to_ascii_lowercase())
-                    }
-                    _ => None,
-                }))
-            }
-            _ => None,
-        })
-        .flatten()
+        .dns_names
+        .iter()
+        .map(|n| n.to_ascii_lowercase())
         .collect();
     names.sort();
     let mut wanted: Vec<String> = cert

@@ -187,6 +187,69 @@ pub fn build(spec: &CertificateSpec, key: &PrivateKey) -> Result<Csr, CsrError> 
     })
 }
 
+/// What a PEM CSR asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedCsr {
+    pub der: Vec<u8>,
+    pub common_name: Option<String>,
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<String>,
+    pub public_key_info: Vec<u8>,
+}
+
+/// Parses a PEM CSR (as CertificateRequests carry it).
+pub fn parse(pem_text: &[u8]) -> Result<ParsedCsr, CsrError> {
+    let invalid = |why: String| CsrError::Invalid {
+        field: "spec.request",
+        value: String::new(),
+        why,
+    };
+    let text = std::str::from_utf8(pem_text).map_err(|e| invalid(e.to_string()))?;
+    let block = pem::parse(text).map_err(|e| invalid(e.to_string()))?;
+    let der = block.contents().to_vec();
+    let (_, csr) = <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(&der)
+        .map_err(|e| invalid(e.to_string()))?;
+    let info = &csr.certification_request_info;
+    let mut parsed = ParsedCsr {
+        der: Vec::new(),
+        common_name: info
+            .subject
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(String::from),
+        dns_names: Vec::new(),
+        ip_addresses: Vec::new(),
+        public_key_info: info.subject_pki.raw.to_vec(),
+    };
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) = ext {
+            for name in &san.general_names {
+                match name {
+                    x509_parser::extensions::GeneralName::DNSName(d) => {
+                        parsed.dns_names.push(d.to_string())
+                    }
+                    x509_parser::extensions::GeneralName::IPAddress(b) => {
+                        let ip = match b.len() {
+                            4 => <[u8; 4]>::try_from(*b)
+                                .ok()
+                                .map(|a| std::net::IpAddr::from(a).to_string()),
+                            16 => <[u8; 16]>::try_from(*b)
+                                .ok()
+                                .map(|a| std::net::IpAddr::from(a).to_string()),
+                            _ => None,
+                        };
+                        parsed.ip_addresses.extend(ip);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    parsed.der = der;
+    Ok(parsed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +302,11 @@ mod tests {
             }
         }
         assert_eq!(sans.len(), 6, "{sans:?}");
+        let round = parse(csr.pem.as_bytes()).expect("parses back");
+        assert_eq!(round.dns_names, ["a.example.com", "b.example.com"]);
+        assert_eq!(round.ip_addresses, ["192.0.2.1"]);
+        assert_eq!(round.common_name.as_deref(), Some("a.example.com"));
+        assert_eq!(round.der, csr.der);
         assert!(sans.iter().any(|s| s.contains("b.example.com")));
     }
 
