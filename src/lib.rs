@@ -3,6 +3,7 @@
 
 pub mod acme;
 pub mod api;
+pub mod certificaterequests;
 pub mod certificates;
 pub mod cli;
 pub mod conditions;

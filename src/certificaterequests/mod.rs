@@ -1,0 +1,335 @@
+//! CertificateRequests for ACME issuers: approved automatically, answered by
+//! exactly one Order (deterministic name, immutable spec, owned by the
+//! request), and completed from the Order: the chain copied back
+//! (Ready=True, Issued) or the failure reported (Ready=False, Failed).
+//! Requests for other issuers are left to whoever serves them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::api::certificate_request::CertificateRequestCondition;
+use crate::api::meta::ConditionStatus;
+use crate::api::order::AcmeState;
+use crate::api::{AcmeIssuer, CertificateRequest, ClusterIssuer, Issuer, Order, OrderSpec};
+use crate::context::Context;
+use crate::orders::naming;
+use crate::pki::csr;
+
+pub const CONTROLLER_NAME: &str = "certwright-certificaterequests-acme";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {0}: {1}")]
+    Get(String, #[source] kube::Error),
+    #[error("creating Order {0}: {1}")]
+    CreateOrder(String, #[source] kube::Error),
+    #[error("writing the CertificateRequest's status: {0}")]
+    WriteStatus(#[source] kube::Error),
+}
+
+impl Error {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Get(..) => "Get",
+            Self::CreateOrder(..) => "CreateOrder",
+            Self::WriteStatus(_) => "WriteStatus",
+        }
+    }
+}
+
+fn condition<'a>(
+    cr: &'a CertificateRequest,
+    type_: &str,
+) -> Option<&'a CertificateRequestCondition> {
+    cr.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// `conditions` with `type_` set; the transition time moves only on a flip.
+fn set(
+    conditions: &[CertificateRequestCondition],
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: &str,
+) -> Vec<CertificateRequestCondition> {
+    let previous = conditions.iter().find(|c| c.type_ == type_);
+    let time = match previous {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => None,
+    }
+    .or(Some(Time(Timestamp::now())));
+    let mut out: Vec<CertificateRequestCondition> = conditions
+        .iter()
+        .filter(|c| c.type_ != type_)
+        .cloned()
+        .collect();
+    out.push(CertificateRequestCondition {
+        type_: type_.into(),
+        status,
+        last_transition_time: time,
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+    });
+    out
+}
+
+/// The ACME configuration of the request's issuer; None when it is not an
+/// ACME issuer (then the request is not ours).
+async fn acme_issuer(ctx: &Context, cr: &CertificateRequest) -> Result<Option<AcmeIssuer>, String> {
+    let reference = &cr.spec.issuer_ref;
+    if reference
+        .group
+        .as_deref()
+        .is_some_and(|g| !g.is_empty() && g != "cert-manager.io")
+    {
+        return Ok(None);
+    }
+    let name = &reference.name;
+    let config = if reference.kind.as_deref() == Some("ClusterIssuer") {
+        Api::<ClusterIssuer>::all(ctx.client.clone())
+            .get_opt(name)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|i| i.spec.config)
+    } else {
+        let ns = cr.namespace().unwrap_or_default();
+        Api::<Issuer>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(name)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|i| i.spec.config)
+    };
+    match config {
+        Some(c) => Ok(c.acme),
+        None => Err(format!(
+            "Referenced {:?} not found: {name}",
+            reference.kind.as_deref().unwrap_or("Issuer")
+        )),
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    cr: &CertificateRequest,
+    status: serde_json::Value,
+) -> Result<(), Error> {
+    let api: Api<CertificateRequest> =
+        Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
+    let patch =
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest", "status": status});
+    api.patch_status(
+        &cr.name_any(),
+        &PatchParams::apply(CONTROLLER_NAME).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map_err(Error::WriteStatus)?;
+    Ok(())
+}
+
+async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if condition(&cr, "Ready").is_some_and(|c| {
+        c.status == ConditionStatus::True
+            || c.reason.as_deref() == Some("Failed")
+            || c.reason.as_deref() == Some("Denied")
+    }) {
+        return Ok(Action::await_change());
+    }
+    let existing = cr
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let acme = match acme_issuer(&ctx, &cr).await {
+        Ok(Some(acme)) => acme,
+        Ok(None) => return Ok(Action::await_change()),
+        Err(message) => {
+            let conditions = set(
+                &existing,
+                "Ready",
+                ConditionStatus::False,
+                "Pending",
+                &message,
+            );
+            write_status(&ctx, &cr, json!({"conditions": conditions})).await?;
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+    };
+    if condition(&cr, "Denied").is_some_and(|c| c.status == ConditionStatus::True) {
+        let conditions = set(
+            &existing,
+            "Ready",
+            ConditionStatus::False,
+            "Denied",
+            "The CertificateRequest was denied by an approval controller",
+        );
+        write_status(
+            &ctx,
+            &cr,
+            json!({"conditions": conditions, "failureTime": Time(Timestamp::now())}),
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
+    let mut conditions = existing;
+    if condition(&cr, "Approved").is_none() {
+        conditions = set(
+            &conditions,
+            "Approved",
+            ConditionStatus::True,
+            "cert-manager.io",
+            "Certificate request has been approved by cert-manager.io",
+        );
+    }
+    let ns = cr.namespace().unwrap_or_default();
+    let parsed = match csr::parse(&cr.spec.request.0) {
+        Ok(p) => p,
+        Err(e) => {
+            conditions = set(
+                &conditions,
+                "Ready",
+                ConditionStatus::False,
+                "Failed",
+                &format!("Failed to decode CSR in spec.request: {e}"),
+            );
+            write_status(
+                &ctx,
+                &cr,
+                json!({"conditions": conditions, "failureTime": Time(Timestamp::now())}),
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let spec = OrderSpec {
+        request: ByteString(parsed.der),
+        issuer_ref: cr.spec.issuer_ref.clone(),
+        common_name: parsed.common_name,
+        dns_names: (!parsed.dns_names.is_empty()).then_some(parsed.dns_names),
+        ip_addresses: (!parsed.ip_addresses.is_empty()).then_some(parsed.ip_addresses),
+        duration: cr
+            .spec
+            .duration
+            .clone()
+            .filter(|_| acme.enable_duration_feature == Some(true)),
+        profile: acme.profile.clone(),
+    };
+    let name = naming::order(
+        &cr.name_any(),
+        &serde_json::to_value(&spec).unwrap_or_default(),
+    );
+    let orders: Api<Order> = Api::namespaced(ctx.client.clone(), &ns);
+    let order = match orders
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::Get(format!("Order {ns}/{name}"), e))?
+    {
+        Some(o) => o,
+        None => {
+            let owner = json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest", "name": cr.name_any(),
+                "uid": cr.meta().uid, "controller": true, "blockOwnerDeletion": true});
+            let mut order: Order = serde_json::from_value(json!({"apiVersion": "acme.cert-manager.io/v1", "kind": "Order",
+                "metadata": {"name": name, "namespace": ns, "ownerReferences": [owner], "labels": cr.labels(), "annotations": cr.annotations()},
+                "spec": {"issuerRef": {"name": ""}, "request": ""}}))
+            .map_err(|e| Error::CreateOrder(name.clone(), kube::Error::SerdeError(e)))?;
+            order.spec = spec;
+            orders
+                .create(&PostParams::default(), &order)
+                .await
+                .map_err(|e| Error::CreateOrder(format!("{ns}/{name}"), e))?
+        }
+    };
+    let status = order.status.unwrap_or_default();
+    match (status.state, status.certificate) {
+        (Some(AcmeState::Valid), Some(chain)) => {
+            conditions = set(
+                &conditions,
+                "Ready",
+                ConditionStatus::True,
+                "Issued",
+                "Certificate fetched from issuer successfully",
+            );
+            write_status(
+                &ctx,
+                &cr,
+                json!({"conditions": conditions, "certificate": chain}),
+            )
+            .await?;
+        }
+        (Some(state @ (AcmeState::Invalid | AcmeState::Errored | AcmeState::Expired)), _) => {
+            let state = serde_json::to_value(state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let message = format!(
+                "Failed to wait for order resource {name:?} to become ready: order is in {state:?} state: {}",
+                status.reason.unwrap_or_default()
+            );
+            conditions = set(
+                &conditions,
+                "Ready",
+                ConditionStatus::False,
+                "Failed",
+                &message,
+            );
+            write_status(
+                &ctx,
+                &cr,
+                json!({"conditions": conditions, "failureTime": Time(Timestamp::now())}),
+            )
+            .await?;
+        }
+        (state, _) => {
+            let state = state
+                .and_then(|s| serde_json::to_value(s).ok())
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let message =
+                format!("Waiting on certificate issuance from order {ns}/{name}: {state:?}");
+            conditions = set(
+                &conditions,
+                "Ready",
+                ConditionStatus::False,
+                "Pending",
+                &message,
+            );
+            write_status(&ctx, &cr, json!({"conditions": conditions})).await?;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+fn error_policy(_: Arc<CertificateRequest>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(error = %error, kind = error.kind(), "certificaterequest reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the controller until the stream ends.
+pub async fn run(ctx: Arc<Context>) {
+    Controller::new(
+        Api::<CertificateRequest>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<Order>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .run(reconcile, error_policy, ctx.clone())
+    .for_each(|_| async {})
+    .await;
+}
