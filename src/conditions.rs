@@ -4,7 +4,82 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::api::certificate_request::CertificateRequestCondition;
 use crate::api::meta::{Condition, ConditionStatus};
+
+/// The parts of a condition the bookkeeping needs.
+trait Typed: Clone {
+    fn type_(&self) -> &str;
+    fn status(&self) -> ConditionStatus;
+    fn transition(&self) -> Option<Time>;
+}
+
+impl Typed for Condition {
+    fn type_(&self) -> &str {
+        &self.type_
+    }
+    fn status(&self) -> ConditionStatus {
+        self.status
+    }
+    fn transition(&self) -> Option<Time> {
+        self.last_transition_time.clone()
+    }
+}
+
+impl Typed for CertificateRequestCondition {
+    fn type_(&self) -> &str {
+        &self.type_
+    }
+    fn status(&self) -> ConditionStatus {
+        self.status
+    }
+    fn transition(&self) -> Option<Time> {
+        self.last_transition_time.clone()
+    }
+}
+
+/// The transition time of `type_` set to `status`: kept unless the status flips.
+fn transition_time<C: Typed>(
+    conditions: &[C],
+    type_: &str,
+    status: ConditionStatus,
+    now: Timestamp,
+) -> Option<Time> {
+    match conditions.iter().find(|c| c.type_() == type_) {
+        Some(p) if p.status() == status => p.transition().or(Some(Time(now))),
+        _ => Some(Time(now)),
+    }
+}
+
+/// `conditions` with `updated` replacing the one of its type, sorted by type.
+fn upsert<C: Typed>(conditions: &[C], updated: C) -> Vec<C> {
+    let mut out: Vec<C> = conditions
+        .iter()
+        .filter(|c| c.type_() != updated.type_())
+        .cloned()
+        .collect();
+    out.push(updated);
+    out.sort_by(|a, b| a.type_().cmp(b.type_()));
+    out
+}
+
+/// A CertificateRequest's `conditions` with `type_` set (they carry no observedGeneration).
+pub fn set_request(
+    conditions: &[CertificateRequestCondition],
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: &str,
+) -> Vec<CertificateRequestCondition> {
+    let updated = CertificateRequestCondition {
+        type_: type_.to_string(),
+        status,
+        last_transition_time: transition_time(conditions, type_, status, Timestamp::now()),
+        reason: Some(reason.to_string()),
+        message: Some(message.to_string()),
+    };
+    upsert(conditions, updated)
+}
 
 /// `conditions` with `type_` set to the given status, reason and message.
 pub fn set(
@@ -16,27 +91,15 @@ pub fn set(
     generation: Option<i64>,
     now: Timestamp,
 ) -> Vec<Condition> {
-    let previous = conditions.iter().find(|c| c.type_ == type_);
-    let last_transition_time = match previous {
-        Some(p) if p.status == status => p.last_transition_time.clone().or(Some(Time(now))),
-        _ => Some(Time(now)),
-    };
     let updated = Condition {
         type_: type_.to_string(),
         status,
-        last_transition_time,
+        last_transition_time: transition_time(conditions, type_, status, now),
         reason: Some(reason.to_string()),
         message: Some(message.to_string()),
         observed_generation: generation,
     };
-    let mut out: Vec<Condition> = conditions
-        .iter()
-        .filter(|c| c.type_ != type_)
-        .cloned()
-        .collect();
-    out.push(updated);
-    out.sort_by(|a, b| a.type_.cmp(&b.type_));
-    out
+    upsert(conditions, updated)
 }
 
 #[cfg(test)]

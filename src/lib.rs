@@ -12,6 +12,7 @@ pub mod issuers;
 pub mod orders;
 pub mod pki;
 pub mod solver;
+pub mod status;
 
 /// Installs aws-lc-rs as the process-wide rustls crypto provider, the one
 /// backend kube, instant-acme and our own clients share. Call once at start

@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use certwright::acme::http::{Trust, client};
 use certwright_testcluster::pebble::{Pebble, PebbleOptions, free_port};
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
-    RetryPolicy,
+    AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
 };
 use rcgen::PublicKeyData;
 
@@ -58,16 +56,7 @@ async fn complete_order_against_pebble_chains_to_its_root() {
         .expect("token port");
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let http = client(&Trust::Bundle(pebble.tls_ca_pem.clone().into_bytes())).expect("client");
-    let new_account = NewAccount {
-        contact: &[],
-        terms_of_service_agreed: true,
-        only_return_existing: false,
-    };
-    let (account, _) = Account::builder_with_http(http)
-        .create(&new_account, pebble.directory_url.clone(), None)
-        .await
-        .expect("account");
+    let account = common::pebble_account(&pebble).await;
 
     let names = ["a.example.test", "b.example.test"];
     let identifiers: Vec<Identifier> = names

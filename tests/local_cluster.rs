@@ -10,8 +10,7 @@ use std::time::Duration;
 use certwright_testcluster::cluster::{ClusterOptions, LocalCluster};
 use certwright_testcluster::pebble::{Pebble, PebbleOptions};
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
-    RetryPolicy,
+    AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
 };
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -255,19 +254,7 @@ async fn pebble_validates_tokens_served_by_pods_behind_the_router() {
     .await
     .expect("pebble");
     let client = cluster.client();
-    let http = certwright::acme::http::client(&certwright::acme::http::Trust::Bundle(
-        pebble.tls_ca_pem.clone().into_bytes(),
-    ))
-    .expect("client");
-    let new_account = NewAccount {
-        contact: &[],
-        terms_of_service_agreed: true,
-        only_return_existing: false,
-    };
-    let (account, _) = Account::builder_with_http(http)
-        .create(&new_account, pebble.directory_url.clone(), None)
-        .await
-        .expect("account");
+    let account = common::pebble_account(&pebble).await;
     let names = ["one.example.test", "two.example.test"];
     let identifiers: Vec<Identifier> = names
         .iter()

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -21,6 +21,7 @@ use crate::api::certificate_request::CertificateRequestCondition;
 use crate::api::meta::ConditionStatus;
 use crate::api::order::AcmeState;
 use crate::api::{AcmeIssuer, CertificateRequest, ClusterIssuer, Issuer, Order, OrderSpec};
+use crate::conditions;
 use crate::context::Context;
 use crate::orders::naming;
 use crate::pki::csr;
@@ -57,35 +58,6 @@ fn condition<'a>(
         .as_ref()?
         .iter()
         .find(|c| c.type_ == type_)
-}
-
-/// `conditions` with `type_` set; the transition time moves only on a flip.
-fn set(
-    conditions: &[CertificateRequestCondition],
-    type_: &str,
-    status: ConditionStatus,
-    reason: &str,
-    message: &str,
-) -> Vec<CertificateRequestCondition> {
-    let previous = conditions.iter().find(|c| c.type_ == type_);
-    let time = match previous {
-        Some(p) if p.status == status => p.last_transition_time.clone(),
-        _ => None,
-    }
-    .or(Some(Time(Timestamp::now())));
-    let mut out: Vec<CertificateRequestCondition> = conditions
-        .iter()
-        .filter(|c| c.type_ != type_)
-        .cloned()
-        .collect();
-    out.push(CertificateRequestCondition {
-        type_: type_.into(),
-        status,
-        last_transition_time: time,
-        reason: Some(reason.into()),
-        message: Some(message.into()),
-    });
-    out
 }
 
 /// The ACME configuration of the request's issuer; None when it is not an
@@ -130,16 +102,9 @@ async fn write_status(
 ) -> Result<(), Error> {
     let api: Api<CertificateRequest> =
         Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
-    let patch =
-        json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest", "status": status});
-    api.patch_status(
-        &cr.name_any(),
-        &PatchParams::apply(CONTROLLER_NAME).force(),
-        &Patch::Apply(patch),
-    )
-    .await
-    .map_err(Error::WriteStatus)?;
-    Ok(())
+    crate::status::apply(&api, &cr.name_any(), CONTROLLER_NAME, &status)
+        .await
+        .map_err(Error::WriteStatus)
 }
 
 async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -159,7 +124,7 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
         Ok(Some(acme)) => acme,
         Ok(None) => return Ok(Action::await_change()),
         Err(message) => {
-            let conditions = set(
+            let conditions = conditions::set_request(
                 &existing,
                 "Ready",
                 ConditionStatus::False,
@@ -171,7 +136,7 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
         }
     };
     if condition(&cr, "Denied").is_some_and(|c| c.status == ConditionStatus::True) {
-        let conditions = set(
+        let conditions = conditions::set_request(
             &existing,
             "Ready",
             ConditionStatus::False,
@@ -188,7 +153,7 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
     }
     let mut conditions = existing;
     if condition(&cr, "Approved").is_none() {
-        conditions = set(
+        conditions = conditions::set_request(
             &conditions,
             "Approved",
             ConditionStatus::True,
@@ -200,7 +165,7 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
     let parsed = match csr::parse(&cr.spec.request.0) {
         Ok(p) => p,
         Err(e) => {
-            conditions = set(
+            conditions = conditions::set_request(
                 &conditions,
                 "Ready",
                 ConditionStatus::False,
@@ -257,7 +222,7 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
     let status = order.status.unwrap_or_default();
     match (status.state, status.certificate) {
         (Some(AcmeState::Valid), Some(chain)) => {
-            conditions = set(
+            conditions = conditions::set_request(
                 &conditions,
                 "Ready",
                 ConditionStatus::True,
@@ -280,7 +245,7 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
                 "Failed to wait for order resource {name:?} to become ready: order is in {state:?} state: {}",
                 status.reason.unwrap_or_default()
             );
-            conditions = set(
+            conditions = conditions::set_request(
                 &conditions,
                 "Ready",
                 ConditionStatus::False,
@@ -301,7 +266,7 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
                 .unwrap_or_default();
             let message =
                 format!("Waiting on certificate issuance from order {ns}/{name}: {state:?}");
-            conditions = set(
+            conditions = conditions::set_request(
                 &conditions,
                 "Ready",
                 ConditionStatus::False,

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -60,7 +60,8 @@ impl Error {
     }
 }
 
-fn issuing(cert: &Certificate) -> bool {
+/// Whether an issuance is under way (Issuing=True).
+pub(crate) fn issuing(cert: &Certificate) -> bool {
     cert.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -111,7 +112,7 @@ pub(crate) async fn publish(
         .map_err(Error::Event)
 }
 
-async fn apply_status(
+pub(crate) async fn apply_status(
     ctx: &Context,
     cert: &Certificate,
     manager: &str,
@@ -119,16 +120,9 @@ async fn apply_status(
 ) -> Result<(), Error> {
     let api: Api<Certificate> =
         Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
-    let patch =
-        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "status": status});
-    api.patch_status(
-        &cert.name_any(),
-        &PatchParams::apply(manager).force(),
-        &Patch::Apply(patch),
-    )
-    .await
-    .map_err(Error::WriteStatus)?;
-    Ok(())
+    crate::status::apply(&api, &cert.name_any(), manager, &status)
+        .await
+        .map_err(Error::WriteStatus)
 }
 
 async fn trigger(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {

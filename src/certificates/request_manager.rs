@@ -17,8 +17,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::controllers::{Error, publish};
-use crate::api::meta::ConditionStatus;
+use super::controllers::{Error, issuing, publish};
 use crate::api::{Certificate, CertificateRequest, CertificateRequestSpec};
 use crate::context::Context;
 use crate::orders::naming;
@@ -71,16 +70,6 @@ fn fits(existing: &CertificateRequest, cert: &Certificate, key: &PrivateKey) -> 
         .collect();
     wanted.sort();
     names == wanted
-}
-
-fn issuing(cert: &Certificate) -> bool {
-    cert.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c.type_ == "Issuing" && c.status == ConditionStatus::True)
-        })
 }
 
 async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -241,7 +241,9 @@ async fn reconcile_issuer(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Acti
     };
     let (status, action) = evaluate(&ctx, target).await?;
     let api: Api<Issuer> = Api::namespaced(ctx.client.clone(), &namespace);
-    apply_status(&api, &issuer.name_any(), &status).await?;
+    crate::status::apply(&api, &issuer.name_any(), CONTROLLER_NAME, &status)
+        .await
+        .map_err(Error::WriteStatus)?;
     Ok(action)
 }
 
@@ -257,24 +259,10 @@ async fn reconcile_cluster_issuer(
     };
     let (status, action) = evaluate(&ctx, target).await?;
     let api: Api<ClusterIssuer> = Api::all(ctx.client.clone());
-    apply_status(&api, &issuer.name_any(), &status).await?;
+    crate::status::apply(&api, &issuer.name_any(), CONTROLLER_NAME, &status)
+        .await
+        .map_err(Error::WriteStatus)?;
     Ok(action)
-}
-
-/// Writes an issuer's status with server-side apply as this controller.
-async fn apply_status<K>(api: &Api<K>, name: &str, status: &IssuerStatus) -> Result<(), Error>
-where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
-    api.patch_status(
-        name,
-        &PatchParams::apply(CONTROLLER_NAME).force(),
-        &Patch::Apply(patch),
-    )
-    .await
-    .map_err(Error::WriteStatus)?;
-    Ok(())
 }
 
 fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {

@@ -34,6 +34,19 @@ pub enum CertError {
     X509(String),
 }
 
+/// An IP subject alternative name (4 or 16 bytes) as text.
+pub fn ip_san(bytes: &[u8]) -> Option<String> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes)
+            .ok()
+            .map(|b| std::net::IpAddr::from(b).to_string()),
+        16 => <[u8; 16]>::try_from(bytes)
+            .ok()
+            .map(|b| std::net::IpAddr::from(b).to_string()),
+        _ => None,
+    }
+}
+
 /// Parses the first certificate of a PEM chain.
 pub fn parse_chain(pem: &[u8]) -> Result<LeafInfo, CertError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
@@ -65,18 +78,7 @@ pub fn parse_chain(pem: &[u8]) -> Result<LeafInfo, CertError> {
                 GeneralName::DNSName(d) => info.dns_names.push(d.to_string()),
                 GeneralName::URI(u) => info.uris.push(u.to_string()),
                 GeneralName::RFC822Name(e) => info.email_addresses.push(e.to_string()),
-                GeneralName::IPAddress(bytes) => {
-                    let ip = match bytes.len() {
-                        4 => <[u8; 4]>::try_from(*bytes)
-                            .ok()
-                            .map(|b| std::net::IpAddr::from(b).to_string()),
-                        16 => <[u8; 16]>::try_from(*bytes)
-                            .ok()
-                            .map(|b| std::net::IpAddr::from(b).to_string()),
-                        _ => None,
-                    };
-                    info.ip_addresses.extend(ip);
-                }
+                GeneralName::IPAddress(bytes) => info.ip_addresses.extend(ip_san(bytes)),
                 _ => {}
             }
         }

@@ -230,16 +230,7 @@ pub fn parse(pem_text: &[u8]) -> Result<ParsedCsr, CsrError> {
                         parsed.dns_names.push(d.to_string())
                     }
                     x509_parser::extensions::GeneralName::IPAddress(b) => {
-                        let ip = match b.len() {
-                            4 => <[u8; 4]>::try_from(*b)
-                                .ok()
-                                .map(|a| std::net::IpAddr::from(a).to_string()),
-                            16 => <[u8; 16]>::try_from(*b)
-                                .ok()
-                                .map(|a| std::net::IpAddr::from(a).to_string()),
-                            _ => None,
-                        };
-                        parsed.ip_addresses.extend(ip);
+                        parsed.ip_addresses.extend(super::cert::ip_san(b))
                     }
                     _ => {}
                 }

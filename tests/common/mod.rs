@@ -84,3 +84,21 @@ pub async fn emulator_with_crds() -> certwright_testcluster::apiserver::ApiServe
     }
     api
 }
+
+/// A new ACME account at the launched pebble, through certwright's client.
+pub async fn pebble_account(
+    pebble: &certwright_testcluster::pebble::Pebble,
+) -> instant_acme::Account {
+    let trust = certwright::acme::http::Trust::Bundle(pebble.tls_ca_pem.clone().into_bytes());
+    let http = certwright::acme::http::client(&trust).expect("client");
+    let new_account = instant_acme::NewAccount {
+        contact: &[],
+        terms_of_service_agreed: true,
+        only_return_existing: false,
+    };
+    let (account, _) = instant_acme::Account::builder_with_http(http)
+        .create(&new_account, pebble.directory_url.clone(), None)
+        .await
+        .expect("account");
+    account
+}
