@@ -12,8 +12,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the controllers. Today: Issuers and ClusterIssuers (ACME accounts);
-    /// Certificates, CertificateRequests, Orders and Challenges join them.
+    /// Run the controllers (Issuers, Certificates, CertificateRequests,
+    /// Orders, Challenges) and the shared HTTP-01 solver.
     Controller(ControllerArgs),
     /// Serve HTTP-01 tokens. Today: one token, as a per-challenge solver Pod
     /// runs it; the shared and sidecar modes (`--watch`) come with the controller.
@@ -40,9 +40,44 @@ pub enum Command {
 
 #[derive(clap::Args, Debug)]
 pub struct ControllerArgs {
-    /// Namespace of ClusterIssuers' Secrets (account keys); certwright's own by default.
+    /// certwright's own namespace, where its solver Service lives.
     #[arg(long, env = "POD_NAMESPACE", default_value = "certwright")]
-    pub cluster_resource_namespace: String,
+    pub namespace: String,
+    /// Namespace of ClusterIssuers' Secrets (account keys); certwright's own by default.
+    #[arg(long)]
+    pub cluster_resource_namespace: Option<String>,
+    /// Address the shared HTTP-01 solver listens on; the Pod IP from the downward API when set.
+    #[arg(long, env = "POD_IP", default_value = "0.0.0.0")]
+    pub solver_listen_address: String,
+    /// Port of the shared HTTP-01 solver.
+    #[arg(long, default_value_t = 8089)]
+    pub solver_port: u16,
+    /// certwright's solver Service (selecting its Pods); the per-namespace
+    /// mirror Services get the same name.
+    #[arg(long, default_value = "certwright-solver")]
+    pub solver_service: String,
+    /// Send the HTTP-01 self-check to this host:port (with the challenge's
+    /// Host header) instead of the domain's own address: for clusters
+    /// whose nodes cannot reach their own load balancer (no hairpin NAT).
+    #[arg(long)]
+    pub http01_self_check_address: Option<String>,
+    /// Shortest wait after a failed issuance (seconds).
+    #[arg(long, default_value_t = 10)]
+    pub backoff_min_seconds: u64,
+    /// Longest wait after repeated failed issuances (seconds).
+    #[arg(long, default_value_t = 1800)]
+    pub backoff_max_seconds: u64,
+    /// Longest wait after transient ACME errors: network, 5xx, lost orders (seconds).
+    #[arg(long, default_value_t = 10)]
+    pub transient_backoff_max_seconds: u64,
+    /// Longest interval between polls of an order or authorization the CA
+    /// is still working on, when it sends no Retry-After (milliseconds).
+    #[arg(long, default_value_t = 1000)]
+    pub acme_poll_interval_ms: u64,
+    /// Make each Certificate the owner of its Secret, so deleting the
+    /// Certificate deletes the Secret (cert-manager's flag of the same name).
+    #[arg(long)]
+    pub enable_certificate_owner_ref: bool,
 }
 
 #[derive(clap::Args, Debug)]

@@ -1,9 +1,87 @@
-//! What every controller shares.
+//! What every controller shares: the API client, the controller's settings
+//! and the caches that save round trips (ACME accounts, retry counters).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::acme::session::Accounts;
+use crate::certificates::backoff::Backoff;
+
+/// How the shared HTTP-01 solver is reached.
+#[derive(Clone, Debug)]
+pub struct SolverSettings {
+    /// certwright's own namespace, where the chart's solver Service lives.
+    pub namespace: String,
+    /// The chart's solver Service (selects certwright's Pods), also the
+    /// name of the per-namespace mirror Services.
+    pub service: String,
+    /// Port the solver server listens on in every replica.
+    pub port: u16,
+    /// Where the self-check sends its request (with the challenge's Host
+    /// header) instead of resolving the domain: for clusters without
+    /// hairpin NAT, the ingress controller's in-cluster address.
+    pub self_check_address: Option<String>,
+}
+
+impl Default for SolverSettings {
+    fn default() -> Self {
+        Self {
+            namespace: "certwright".into(),
+            service: "certwright-solver".into(),
+            port: 8089,
+            self_check_address: None,
+        }
+    }
+}
 
 /// Shared by every reconcile.
-#[derive(Clone)]
 pub struct Context {
     pub client: kube::Client,
     /// Where ClusterIssuers' Secrets (account keys) live.
     pub cluster_resource_namespace: String,
+    /// Retry bounds for failed issuances and transient ACME errors.
+    pub backoff: Backoff,
+    /// How often an order or authorization still in progress is polled
+    /// when the CA gives no Retry-After.
+    pub poll_interval: Duration,
+    pub solver: SolverSettings,
+    /// Whether the final Secret is owned by its Certificate.
+    pub certificate_owner_ref: bool,
+    /// ACME accounts, loaded once per issuer account.
+    pub accounts: Accounts,
+    /// Consecutive transient failures per object (by uid).
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context with default settings.
+    pub fn new(client: kube::Client, cluster_resource_namespace: impl Into<String>) -> Self {
+        Self {
+            client,
+            cluster_resource_namespace: cluster_resource_namespace.into(),
+            backoff: Backoff::default(),
+            poll_interval: Duration::from_secs(1),
+            solver: SolverSettings::default(),
+            certificate_owner_ref: false,
+            accounts: Accounts::default(),
+            attempts: Mutex::default(),
+        }
+    }
+
+    /// Counts one more transient failure of `uid`; returns the count.
+    pub fn failed_again(&self, uid: &str) -> u32 {
+        let mut map = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(uid.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Forgets the failures of `uid` after a success.
+    pub fn succeeded(&self, uid: &str) {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
+    }
 }

@@ -5,14 +5,31 @@ pub mod acme;
 pub mod api;
 pub mod certificaterequests;
 pub mod certificates;
+pub mod challenges;
 pub mod cli;
 pub mod conditions;
 pub mod context;
+pub mod events;
 pub mod issuers;
 pub mod orders;
 pub mod pki;
 pub mod solver;
 pub mod status;
+
+/// Runs every controller of `certwright controller` until one stops.
+pub async fn run_controllers(ctx: std::sync::Arc<context::Context>) {
+    tokio::join!(
+        issuers::run(ctx.clone()),
+        certificates::controllers::run(ctx.clone()),
+        certificates::request_manager::run(ctx.clone()),
+        certificates::issuing::run(ctx.clone()),
+        certificates::readiness::run(ctx.clone()),
+        certificaterequests::run(ctx.clone()),
+        orders::controller::run(ctx.clone()),
+        challenges::run(ctx.clone()),
+        solver::shared::mirror(ctx),
+    );
+}
 
 /// Installs aws-lc-rs as the process-wide rustls crypto provider, the one
 /// backend kube, instant-acme and our own clients share. Call once at start

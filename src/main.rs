@@ -1,5 +1,6 @@
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -51,13 +52,39 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         let client = kube::Client::try_default()
             .await
             .context("connecting to the Kubernetes API (in-cluster or KUBECONFIG)")?;
-        let ctx = std::sync::Arc::new(certwright::context::Context {
-            client,
-            cluster_resource_namespace: args.cluster_resource_namespace,
-        });
-        tracing::info!("certwright controller starting");
+        let ip: std::net::IpAddr = args.solver_listen_address.parse().with_context(|| {
+            format!(
+                "--solver-listen-address {:?} is not an IP address",
+                args.solver_listen_address
+            )
+        })?;
+        let solver_addr = std::net::SocketAddr::new(ip, args.solver_port);
+        let mut ctx = certwright::context::Context::new(
+            client.clone(),
+            args.cluster_resource_namespace
+                .clone()
+                .unwrap_or_else(|| args.namespace.clone()),
+        );
+        ctx.backoff = certwright::certificates::backoff::Backoff {
+            min: Duration::from_secs(args.backoff_min_seconds.max(1)),
+            max: Duration::from_secs(args.backoff_max_seconds.max(args.backoff_min_seconds).max(1)),
+            transient_max: Duration::from_secs(args.transient_backoff_max_seconds.max(1)),
+        };
+        ctx.poll_interval = Duration::from_millis(args.acme_poll_interval_ms.max(10));
+        ctx.solver = certwright::context::SolverSettings {
+            namespace: args.namespace.clone(),
+            service: args.solver_service.clone(),
+            port: args.solver_port,
+            self_check_address: args.http01_self_check_address.clone(),
+        };
+        ctx.certificate_owner_ref = args.enable_certificate_owner_ref;
+        let ctx = std::sync::Arc::new(ctx);
+        tracing::info!(namespace = %args.namespace, solver = %solver_addr, "certwright controller starting");
         tokio::select! {
-            _ = certwright::issuers::run(ctx) => Ok(()),
+            () = certwright::run_controllers(ctx.clone()) => Ok(()),
+            served = certwright::solver::shared::serve(client, solver_addr) => {
+                served.with_context(|| format!("serving HTTP-01 tokens on {solver_addr}"))
+            }
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })

@@ -62,10 +62,10 @@ async fn acme_requests_become_orders_and_come_back_issued_or_failed() {
             .await
             .expect("issuer");
     }
-    let ctx = Arc::new(certwright::context::Context {
-        client: client.clone(),
-        cluster_resource_namespace: "certwright".into(),
-    });
+    let ctx = Arc::new(certwright::context::Context::new(
+        client.clone(),
+        "certwright",
+    ));
     let controller = tokio::spawn(certwright::certificaterequests::run(ctx));
     let requests: Api<CertificateRequest> = Api::namespaced(client.clone(), "default");
     let orders: Api<Order> = Api::namespaced(client.clone(), "default");

@@ -21,10 +21,10 @@ async fn a_new_certificate_starts_issuing_with_a_fresh_key() {
     certwright::install_crypto_provider();
     let api = common::emulator_with_crds().await;
     let client = api.client();
-    let ctx = Arc::new(certwright::context::Context {
-        client: client.clone(),
-        cluster_resource_namespace: "certwright".into(),
-    });
+    let ctx = Arc::new(certwright::context::Context::new(
+        client.clone(),
+        "certwright",
+    ));
     let controller = tokio::spawn(certwright::certificates::controllers::run(ctx.clone()));
 
     let certs: Api<Certificate> = Api::namespaced(client.clone(), "default");
@@ -125,10 +125,10 @@ async fn the_request_manager_keeps_one_request_for_the_current_spec_and_key() {
     certwright::install_crypto_provider();
     let api = common::emulator_with_crds().await;
     let client = api.client();
-    let ctx = Arc::new(certwright::context::Context {
-        client: client.clone(),
-        cluster_resource_namespace: "certwright".into(),
-    });
+    let ctx = Arc::new(certwright::context::Context::new(
+        client.clone(),
+        "certwright",
+    ));
     let keys = tokio::spawn(certwright::certificates::controllers::run(ctx.clone()));
     let requests_task = tokio::spawn(certwright::certificates::request_manager::run(ctx));
 

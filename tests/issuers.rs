@@ -56,10 +56,10 @@ async fn issuers_register_accounts_or_say_why_not() {
     .await
     .expect("pebble");
     let client = api.client();
-    let ctx = Arc::new(certwright::context::Context {
-        client: client.clone(),
-        cluster_resource_namespace: "certwright".into(),
-    });
+    let ctx = Arc::new(certwright::context::Context::new(
+        client.clone(),
+        "certwright",
+    ));
     let controller = tokio::spawn(certwright::issuers::run(ctx));
 
     let ca_bundle = base64_encode(pebble.tls_ca_pem.as_bytes());

@@ -103,6 +103,15 @@ impl ResponseLog {
         self.last(url).and_then(|r| r.retry_after)
     }
 
+    /// The Retry-After of the most recent response, if it asked for one:
+    /// instant-acme's errors do not say which URL failed.
+    pub fn latest_retry_after(&self) -> Option<Duration> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.values()
+            .max_by_key(|r| r.at)
+            .and_then(|r| r.retry_after)
+    }
+
     fn record(&self, url: String, info: ResponseInfo) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= 4096 {

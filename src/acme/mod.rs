@@ -4,3 +4,4 @@
 pub mod account;
 pub mod errors;
 pub mod http;
+pub mod session;

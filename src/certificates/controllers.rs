@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -92,24 +92,16 @@ pub(crate) async fn publish(
     reason: &str,
     note: String,
 ) -> Result<(), Error> {
-    let recorder = Recorder::new(
-        ctx.client.clone(),
-        Reporter {
-            controller: controller.to_string(),
-            instance: None,
-        },
-    );
-    let event = Event {
+    crate::events::publish(
+        &ctx.client,
+        controller,
+        &cert.object_ref(&()),
         type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: reason.to_string(),
-        secondary: None,
-    };
-    recorder
-        .publish(&event, &cert.object_ref(&()))
-        .await
-        .map_err(Error::Event)
+        reason,
+        note,
+    )
+    .await
+    .map_err(Error::Event)
 }
 
 pub(crate) async fn apply_status(

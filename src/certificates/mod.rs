@@ -4,6 +4,8 @@
 
 pub mod backoff;
 pub mod controllers;
+pub mod issuing;
+pub mod readiness;
 pub mod renewal;
 pub mod request_manager;
 pub mod secret;

@@ -72,6 +72,22 @@ fn fits(existing: &CertificateRequest, cert: &Certificate, key: &PrivateKey) -> 
     names == wanted
 }
 
+/// Whether the request failed before the current issuance began (a retry
+/// after the backoff): it is replaced by a fresh one of the same name.
+fn failed_before_this_issuance(existing: &CertificateRequest, cert: &Certificate) -> bool {
+    let failed_at = existing
+        .status
+        .as_ref()
+        .and_then(|s| s.failure_time.as_ref());
+    let issuing_since = cert
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Issuing"))
+        .and_then(|c| c.last_transition_time.as_ref());
+    matches!((failed_at, issuing_since), (Some(f), Some(i)) if f.0 < i.0)
+}
+
 async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
     let Some(key_secret) = cert
         .status
@@ -103,7 +119,7 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
         .await
         .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e))?
     {
-        if fits(&existing, &cert, &key) {
+        if fits(&existing, &cert, &key) && !failed_before_this_issuance(&existing, &cert) {
             return Ok(Action::await_change());
         }
         let _ = requests.delete(&name, &DeleteParams::default()).await;

@@ -1,4 +1,7 @@
-//! HTTP-01 presentation: the token server. Solver resource builders and the
-//! self-check join it with the solver modes.
+//! HTTP-01 presentation: the token server, the shared solver mode (one
+//! Ingress per Challenge, tokens served by every replica) and the
+//! self-check run before the CA is asked to validate.
 
+pub mod check;
 pub mod server;
+pub mod shared;

@@ -1,0 +1,169 @@
+//! The ACME account an Order or Challenge acts through: found from the
+//! issuer reference, loaded once (instant-acme fetches the directory when
+//! an account is loaded) and kept with the log of its responses, so errors
+//! can be read together with the CA's Retry-After.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use instant_acme::Account;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use rustls::pki_types::PrivatePkcs8KeyDer;
+
+use super::account;
+use super::http::{ResponseLog, Trust, recording_client};
+use crate::api::meta::{ConditionStatus, IssuerReference};
+use crate::api::{AcmeIssuer, ClusterIssuer, Issuer, IssuerConfig, IssuerStatus};
+use crate::context::Context;
+
+/// An account ready to act, with the responses it has seen.
+#[derive(Clone)]
+pub struct Session {
+    pub account: Account,
+    pub log: ResponseLog,
+    pub issuer: AcmeIssuer,
+}
+
+/// Loaded accounts by server and account URL.
+#[derive(Default)]
+pub struct Accounts(Mutex<HashMap<String, Session>>);
+
+/// Why no account could be had; the message is for a condition.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The API server could not be asked: retry.
+    #[error("reading {0}: {1}")]
+    Api(String, #[source] kube::Error),
+    /// The issuer is missing, not ACME or not ready: wait for it.
+    #[error("{0}")]
+    NotReady(String),
+    /// The CA or the network failed while loading the account: retry.
+    #[error("loading the ACME account: {0}")]
+    Acme(#[source] instant_acme::Error),
+    /// The account key or TLS settings are unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// An issuer's configuration and status, whichever kind it is.
+pub async fn find_issuer(
+    ctx: &Context,
+    namespace: &str,
+    reference: &IssuerReference,
+) -> Result<Option<(IssuerConfig, Option<IssuerStatus>, String)>, SessionError> {
+    let name = &reference.name;
+    if reference.kind.as_deref() == Some("ClusterIssuer") {
+        let found = Api::<ClusterIssuer>::all(ctx.client.clone())
+            .get_opt(name)
+            .await
+            .map_err(|e| SessionError::Api(format!("ClusterIssuer {name}"), e))?;
+        Ok(found.map(|i| {
+            (
+                i.spec.config,
+                i.status,
+                ctx.cluster_resource_namespace.clone(),
+            )
+        }))
+    } else {
+        let found = Api::<Issuer>::namespaced(ctx.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| SessionError::Api(format!("Issuer {namespace}/{name}"), e))?;
+        Ok(found.map(|i| (i.spec.config, i.status, namespace.to_string())))
+    }
+}
+
+pub fn trust(acme: &AcmeIssuer) -> Trust {
+    match (&acme.ca_bundle, acme.skip_tls_verify) {
+        (_, Some(true)) => Trust::Insecure,
+        (Some(bundle), _) => Trust::Bundle(bundle.0.clone()),
+        _ => Trust::System,
+    }
+}
+
+/// The account of the issuer `reference` (seen from `namespace`), once the
+/// issuer controller has registered it.
+pub async fn session(
+    ctx: &Context,
+    namespace: &str,
+    reference: &IssuerReference,
+) -> Result<Session, SessionError> {
+    let kind = reference.kind.as_deref().unwrap_or("Issuer");
+    let name = &reference.name;
+    let Some((config, status, secret_ns)) = find_issuer(ctx, namespace, reference).await? else {
+        return Err(SessionError::NotReady(format!(
+            "Referenced {kind} {name:?} not found"
+        )));
+    };
+    let Some(acme) = config.acme else {
+        return Err(SessionError::NotReady(format!(
+            "Referenced {kind} {name:?} is not an ACME issuer"
+        )));
+    };
+    let ready = status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    let uri = status
+        .as_ref()
+        .and_then(|s| s.acme.as_ref())
+        .and_then(|a| a.uri.clone());
+    let (Some(uri), Some(_)) = (uri, ready.filter(|r| r.status == ConditionStatus::True))
+    else {
+        let why = ready
+            .and_then(|r| r.message.clone())
+            .unwrap_or_else(|| "its ACME account is not registered yet".into());
+        return Err(SessionError::NotReady(format!(
+            "Waiting for {kind} {name:?} to become ready: {why}"
+        )));
+    };
+    let cache_key = format!("{}|{uri}", acme.server);
+    if let Some(found) = ctx
+        .accounts
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&cache_key)
+    {
+        return Ok(Session {
+            issuer: acme.clone(),
+            ..found.clone()
+        });
+    }
+    let secret_name = &acme.private_key_secret_ref.name;
+    let data_key = acme
+        .private_key_secret_ref
+        .key
+        .clone()
+        .unwrap_or_else(|| "tls.key".into());
+    let secret_id = format!("{secret_ns}/{secret_name}");
+    let pem = Api::<Secret>::namespaced(ctx.client.clone(), &secret_ns)
+        .get_opt(secret_name)
+        .await
+        .map_err(|e| SessionError::Api(format!("Secret {secret_id}"), e))?
+        .and_then(|s| s.data)
+        .and_then(|d| d.get(&data_key).map(|b| b.0.clone()))
+        .ok_or_else(|| {
+            SessionError::NotReady(format!("The ACME account key Secret {secret_id} is gone"))
+        })?;
+    let pkcs8 =
+        account::parse_key(&pem, &secret_id).map_err(|e| SessionError::Config(e.to_string()))?;
+    let (http, log) =
+        recording_client(&trust(&acme)).map_err(|e| SessionError::Config(e.to_string()))?;
+    let loaded = Account::builder_with_http(http)
+        .from_parts(uri, PrivatePkcs8KeyDer::from(pkcs8), acme.server.clone())
+        .await
+        .map_err(SessionError::Acme)?;
+    let session = Session {
+        account: loaded,
+        log,
+        issuer: acme,
+    };
+    ctx.accounts
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(cache_key, session.clone());
+    Ok(session)
+}

@@ -1,0 +1,362 @@
+//! The issuing controller: when the CertificateRequest of the running
+//! issuance is done, either writes the final Secret (server-side apply, so
+//! what others added survives; never a Secret another Certificate owns),
+//! bumps the revision, ends the issuance and prunes old requests beyond
+//! `revisionHistoryLimit`; or records the failure (lastFailureTime,
+//! failedIssuanceAttempts) so the trigger backs off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::controllers::{Error, issuing, publish};
+use super::secret;
+use crate::api::certificate::PrivateKeyEncoding;
+use crate::api::meta::ConditionStatus;
+use crate::api::{Certificate, CertificateRequest};
+use crate::conditions;
+use crate::context::Context;
+use crate::orders::naming;
+use crate::pki::cert::parse_chain;
+use crate::pki::keys::PrivateKey;
+
+pub const ISSUING: &str = "certwright-certificates-issuing";
+
+/// Default `revisionHistoryLimit`, as cert-manager's since v1.18.
+pub const DEFAULT_REVISION_HISTORY_LIMIT: i32 = 1;
+
+/// The requests to delete: those owned by the Certificate beyond the
+/// `limit` newest revisions (by their revision annotation).
+pub fn prune(requests: &[(String, i64)], limit: i32) -> Vec<String> {
+    let mut sorted: Vec<&(String, i64)> = requests.iter().collect();
+    sorted.sort_by_key(|r| std::cmp::Reverse(r.1));
+    sorted
+        .into_iter()
+        .skip(limit.max(1) as usize)
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+fn request_condition<'a>(
+    cr: &'a CertificateRequest,
+    type_: &str,
+) -> Option<&'a crate::api::certificate_request::CertificateRequestCondition> {
+    cr.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// Ends the issuance: removes the Issuing condition (a JSON patch that
+/// checks it is still the one we saw, so a new trigger is never lost).
+async fn end_issuance(ctx: &Context, cert: &Certificate) -> Result<(), Error> {
+    let conditions = cert
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let Some(index) = conditions.iter().position(|c| c.type_ == "Issuing") else {
+        return Ok(());
+    };
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": format!("/status/conditions/{index}/type"), "value": "Issuing"},
+        {"op": "remove", "path": format!("/status/conditions/{index}")},
+    ]))
+    .map_err(|e| Error::WriteStatus(kube::Error::SerdeError(e)))?;
+    let api: Api<Certificate> =
+        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    api.patch_status(
+        &cert.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await
+    .map_err(Error::WriteStatus)?;
+    Ok(())
+}
+
+async fn record_failure(
+    ctx: &Context,
+    cert: &Certificate,
+    failed_at: Time,
+    message: String,
+) -> Result<Action, Error> {
+    let status = cert.status.clone().unwrap_or_default();
+    let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
+    let existing = status.conditions.clone().unwrap_or_default();
+    let issuing_condition: Vec<_> = conditions::set(
+        &existing,
+        "Issuing",
+        ConditionStatus::False,
+        "Failed",
+        &message,
+        cert.meta().generation,
+        Timestamp::now(),
+    )
+    .into_iter()
+    .filter(|c| c.type_ == "Issuing")
+    .collect();
+    let wait = ctx.backoff.after_failure(attempts as u32, None);
+    super::controllers::apply_status(
+        ctx,
+        cert,
+        ISSUING,
+        json!({"revision": status.revision, "lastFailureTime": failed_at, "failedIssuanceAttempts": attempts,
+               "conditions": issuing_condition}),
+    )
+    .await?;
+    publish(
+        ctx,
+        ISSUING,
+        cert,
+        EventType::Warning,
+        "Failed",
+        format!("{message}; attempt {attempts}, next in {}s", wait.as_secs()),
+    )
+    .await?;
+    Ok(Action::await_change())
+}
+
+async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !issuing(&cert) || cert.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let status = cert.status.clone().unwrap_or_default();
+    let Some(key_secret) = status.next_private_key_secret_name.clone() else {
+        return Ok(Action::await_change());
+    };
+    let ns = cert.namespace().unwrap_or_default();
+    let revision = status.revision.unwrap_or(0) + 1;
+    let name = naming::certificate_request(&cert.name_any(), revision);
+    let requests: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(cr) = requests
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e))?
+    else {
+        return Ok(Action::await_change());
+    };
+    if cr
+        .annotations()
+        .get("cert-manager.io/private-key-secret-name")
+        != Some(&key_secret)
+    {
+        // The request manager is replacing it.
+        return Ok(Action::await_change());
+    }
+    let Some(ready) = request_condition(&cr, "Ready") else {
+        return Ok(Action::await_change());
+    };
+    let issuing_since = cert
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Issuing"))
+        .and_then(|c| c.last_transition_time.clone());
+    match (ready.status, ready.reason.as_deref()) {
+        (ConditionStatus::False, Some("Failed" | "Denied")) => {
+            let failed_at = cr
+                .status
+                .as_ref()
+                .and_then(|s| s.failure_time.clone())
+                .unwrap_or(Time(Timestamp::now()));
+            if issuing_since.is_some_and(|t| t.0 > failed_at.0) {
+                // A failure from before this issuance began: the request
+                // manager replaces that request.
+                return Ok(Action::await_change());
+            }
+            let message = format!(
+                "The certificate request has failed to complete and will be retried: {}",
+                ready.message.clone().unwrap_or_default()
+            );
+            record_failure(&ctx, &cert, failed_at, message).await
+        }
+        (ConditionStatus::True, _) => {
+            let chain = cr
+                .status
+                .as_ref()
+                .and_then(|s| s.certificate.clone())
+                .map(|b| b.0)
+                .unwrap_or_default();
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+            let key = secrets
+                .get_opt(&key_secret)
+                .await
+                .map_err(|e| Error::GetSecret(format!("{ns}/{key_secret}"), e))?
+                .and_then(|s| s.data)
+                .and_then(|d| d.get("tls.key").map(|b| b.0.clone()))
+                .and_then(|pem| PrivateKey::from_pem(&pem).ok());
+            let Some(key) = key else {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            };
+            let leaf = match parse_chain(&chain) {
+                Ok(l) => l,
+                Err(e) => {
+                    let failed = Time(Timestamp::now());
+                    return record_failure(
+                        &ctx,
+                        &cert,
+                        failed,
+                        format!("The issued certificate cannot be parsed: {e}"),
+                    )
+                    .await;
+                }
+            };
+            if key.public_key_info().ok().as_deref() != Some(leaf.public_key_info.as_slice()) {
+                let failed = Time(Timestamp::now());
+                return record_failure(
+                    &ctx,
+                    &cert,
+                    failed,
+                    "The issued certificate does not match the private key".into(),
+                )
+                .await;
+            }
+            let existing = secrets
+                .get_opt(&cert.spec.secret_name)
+                .await
+                .map_err(|e| Error::GetSecret(format!("{ns}/{}", cert.spec.secret_name), e))?;
+            if let Some(other) = existing
+                .as_ref()
+                .and_then(|s| secret::owned_by_other(s.annotations(), &cert.name_any()))
+            {
+                let message = format!(
+                    "Secret {ns}/{} belongs to Certificate {other:?}; certwright will not overwrite it: give this Certificate another secretName",
+                    cert.spec.secret_name
+                );
+                return record_failure(&ctx, &cert, Time(Timestamp::now()), message).await;
+            }
+            let encoding = cert
+                .spec
+                .private_key
+                .as_ref()
+                .and_then(|k| k.encoding)
+                .unwrap_or(PrivateKeyEncoding::Pkcs1);
+            let key_pem = key.to_pem(encoding).map_err(|e| {
+                Error::WriteSecret(
+                    cert.spec.secret_name.clone(),
+                    kube::Error::Service(e.to_string().into()),
+                )
+            })?;
+            let ca = cr
+                .status
+                .as_ref()
+                .and_then(|s| s.ca.clone())
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+            let chain_text = String::from_utf8_lossy(&chain).into_owned();
+            let mut wanted = secret::build(&cert, &chain_text, &key_pem, ca.as_deref(), &leaf);
+            if ctx.certificate_owner_ref {
+                wanted["metadata"]["ownerReferences"] = json!([{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                    "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true}]);
+            }
+            secrets
+                .patch(
+                    &cert.spec.secret_name,
+                    &PatchParams::apply(ISSUING).force(),
+                    &Patch::Apply(wanted),
+                )
+                .await
+                .map_err(|e| Error::WriteSecret(format!("{ns}/{}", cert.spec.secret_name), e))?;
+            super::controllers::apply_status(&ctx, &cert, ISSUING, json!({"revision": revision}))
+                .await?;
+            end_issuance(&ctx, &cert).await?;
+            publish(
+                &ctx,
+                ISSUING,
+                &cert,
+                EventType::Normal,
+                "Issuing",
+                "The certificate has been successfully issued".into(),
+            )
+            .await?;
+            prune_requests(&ctx, &cert).await?;
+            Ok(Action::await_change())
+        }
+        _ => Ok(Action::await_change()),
+    }
+}
+
+async fn prune_requests(ctx: &Context, cert: &Certificate) -> Result<(), Error> {
+    let ns = cert.namespace().unwrap_or_default();
+    let requests: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &ns);
+    let uid = cert.meta().uid.clone();
+    let listed = requests
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Error::GetSecret(format!("{ns}/CertificateRequests"), e))?;
+    let owned: Vec<(String, i64)> = listed
+        .items
+        .iter()
+        .filter(|r| {
+            r.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .filter_map(|r| {
+            let rev = r
+                .annotations()
+                .get("cert-manager.io/certificate-revision")?
+                .parse()
+                .ok()?;
+            Some((r.name_any(), rev))
+        })
+        .collect();
+    let limit = cert
+        .spec
+        .revision_history_limit
+        .unwrap_or(DEFAULT_REVISION_HISTORY_LIMIT);
+    for name in prune(&owned, limit) {
+        let _ = requests.delete(&name, &DeleteParams::background()).await;
+    }
+    Ok(())
+}
+
+fn error_policy(_: Arc<Certificate>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(error = %error, kind = error.kind(), "issuing reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the issuing controller until the stream ends.
+pub async fn run(ctx: Arc<Context>) {
+    Controller::new(
+        Api::<Certificate>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<CertificateRequest>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .run(reconcile, error_policy, ctx.clone())
+    .for_each(|_| async {})
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest_revisions() {
+        let owned = vec![
+            ("c-1".to_string(), 1),
+            ("c-3".to_string(), 3),
+            ("c-2".to_string(), 2),
+        ];
+        assert_eq!(prune(&owned, 1), vec!["c-2".to_string(), "c-1".to_string()]);
+        assert_eq!(prune(&owned, 2), vec!["c-1".to_string()]);
+        assert!(prune(&owned, 5).is_empty());
+        assert_eq!(prune(&owned, 0).len(), 2, "a limit below one keeps one");
+    }
+}

@@ -1,0 +1,175 @@
+//! The readiness controller: condition Ready from the Secret as it is now
+//! (the trigger's policy checks, except that a renewal being due still
+//! leaves a valid certificate Ready), and status notBefore, notAfter and
+//! renewalTime from the certificate in the Secret.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::controllers::{Error, apply_status};
+use super::renewal::{parse_go_duration, renewal_time, rfc3339};
+use super::trigger::{SecretView, evaluate};
+use crate::api::Certificate;
+use crate::api::meta::ConditionStatus;
+use crate::conditions;
+use crate::context::Context;
+use crate::pki::cert::parse_chain;
+
+pub const READINESS: &str = "certwright-certificates-readiness";
+
+/// What readiness writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub reason: String,
+    pub message: String,
+    /// (notBefore, notAfter, renewalTime), Unix seconds.
+    pub times: Option<(i64, i64, i64)>,
+}
+
+/// Readiness of `cert` given its Secret at `now`.
+pub fn assess(cert: &Certificate, secret: Option<&SecretView>, now: i64) -> Readiness {
+    let times = secret
+        .and_then(|s| s.data.get("tls.crt"))
+        .and_then(|c| parse_chain(c).ok())
+        .map(|leaf| {
+            let before = cert
+                .spec
+                .renew_before
+                .as_deref()
+                .and_then(|d| parse_go_duration(d).ok());
+            let renew = renewal_time(
+                leaf.not_before,
+                leaf.not_after,
+                before,
+                cert.spec.renew_before_percentage,
+            );
+            (leaf.not_before, leaf.not_after, renew)
+        });
+    match evaluate(cert, secret, now) {
+        Some(t) if t.reason != "Renewing" => Readiness {
+            ready: false,
+            reason: t.reason.to_string(),
+            message: t.message,
+            times,
+        },
+        _ => Readiness {
+            ready: true,
+            reason: "Ready".into(),
+            message: "Certificate is up to date and has not expired".into(),
+            times,
+        },
+    }
+}
+
+fn view(secret: &Secret) -> SecretView {
+    SecretView {
+        annotations: secret.annotations().clone(),
+        data: secret
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect(),
+    }
+}
+
+async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if cert.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = cert.namespace().unwrap_or_default();
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&cert.spec.secret_name)
+        .await
+        .map_err(|e| Error::GetSecret(format!("{ns}/{}", cert.spec.secret_name), e))?;
+    let now = Timestamp::now();
+    let r = assess(&cert, secret.as_ref().map(view).as_ref(), now.as_second());
+    let existing = cert
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let status = if r.ready {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
+    let ready: Vec<_> = conditions::set(
+        &existing,
+        "Ready",
+        status,
+        &r.reason,
+        &r.message,
+        cert.meta().generation,
+        now,
+    )
+    .into_iter()
+    .filter(|c| c.type_ == "Ready")
+    .collect();
+    let mut wanted = json!({"conditions": ready});
+    if let Some((before, after, renew)) = r.times {
+        wanted["notBefore"] = json!(rfc3339(before));
+        wanted["notAfter"] = json!(rfc3339(after));
+        wanted["renewalTime"] = json!(rfc3339(renew));
+    }
+    let current = cert.status.as_ref();
+    let unchanged = existing.iter().find(|c| c.type_ == "Ready") == ready.first()
+        && current
+            .and_then(|s| s.not_after.as_ref())
+            .map(|t| t.0.as_second())
+            == r.times.map(|t| t.1)
+        && current
+            .and_then(|s| s.renewal_time.as_ref())
+            .map(|t| t.0.as_second())
+            == r.times.map(|t| t.2);
+    if !unchanged {
+        apply_status(&ctx, &cert, READINESS, wanted).await?;
+    }
+    // Look again when the certificate expires (Ready turns False then).
+    Ok(match r.times {
+        Some((_, after, _)) if after > now.as_second() => {
+            Action::requeue(Duration::from_secs((after - now.as_second()) as u64 + 1))
+        }
+        _ => Action::await_change(),
+    })
+}
+
+fn error_policy(_: Arc<Certificate>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(error = %error, kind = error.kind(), "readiness reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the readiness controller until the stream ends.
+pub async fn run(ctx: Arc<Context>) {
+    Controller::new(
+        Api::<Certificate>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<Secret>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        |secret: Secret| {
+            let ns = secret.namespace()?;
+            let name = secret
+                .annotations()
+                .get("cert-manager.io/certificate-name")?
+                .clone();
+            Some(ObjectRef::new(&name).within(&ns))
+        },
+    )
+    .run(reconcile, error_policy, ctx.clone())
+    .for_each(|_| async {})
+    .await;
+}

@@ -1,0 +1,446 @@
+//! The Challenge controller: holds cert-manager's finalizer, presents the
+//! token (shared mode: an Ingress to the namespace's solver Service),
+//! checks it is reachable as the CA will see it, accepts the challenge at
+//! the CA, polls the authorization and records state, reason, presented
+//! and processing; cleans up on any final state or on deletion.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use instant_acme::{AuthorizationStatus, ChallengeStatus as AcmeChallengeStatus, ChallengeType};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::acme::errors::{Verdict, classify};
+use crate::acme::session::{self, Session, SessionError};
+use crate::api::challenge::ChallengeStatus;
+use crate::api::order::AcmeState;
+use crate::api::{Challenge, Order};
+use crate::context::Context;
+use crate::solver::{check, shared};
+
+pub const CONTROLLER_NAME: &str = "certwright-challenges";
+/// cert-manager's finalizer, so Challenges it left are finished by us too.
+pub const FINALIZER: &str = "acme.cert-manager.io/finalizer";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading or writing {0}: {1}")]
+    Api(String, #[source] kube::Error),
+    #[error("writing the Challenge's status: {0}")]
+    WriteStatus(#[source] kube::Error),
+}
+
+impl Error {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Api(..) => "Api",
+            Self::WriteStatus(_) => "WriteStatus",
+        }
+    }
+}
+
+fn is_final(state: Option<AcmeState>) -> bool {
+    matches!(
+        state,
+        Some(AcmeState::Valid | AcmeState::Invalid | AcmeState::Errored | AcmeState::Expired)
+    )
+}
+
+/// Delay before the next self-check after `attempts` failures: from
+/// 100 ms doubling to 10 s, never a fixed long sleep.
+pub fn self_check_delay(attempts: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(10));
+    Duration::from_millis(100)
+        .saturating_mul(factor)
+        .min(Duration::from_secs(10))
+}
+
+async fn write(ctx: &Context, ch: &Challenge, status: &ChallengeStatus) -> Result<(), Error> {
+    let api: Api<Challenge> =
+        Api::namespaced(ctx.client.clone(), &ch.namespace().unwrap_or_default());
+    crate::status::apply(&api, &ch.name_any(), CONTROLLER_NAME, status)
+        .await
+        .map_err(Error::WriteStatus)
+}
+
+async fn event(ctx: &Context, ch: &Challenge, type_: EventType, reason: &str, note: String) {
+    if let Err(e) = crate::events::publish(
+        &ctx.client,
+        CONTROLLER_NAME,
+        &ch.object_ref(&()),
+        type_,
+        reason,
+        note,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "publishing a Challenge event failed");
+    }
+}
+
+async fn set_finalizers(
+    ctx: &Context,
+    ch: &Challenge,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
+    let api: Api<Challenge> =
+        Api::namespaced(ctx.client.clone(), &ch.namespace().unwrap_or_default());
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": ch.resource_version()}});
+    api.patch(
+        &ch.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .map_err(|e| Error::Api(format!("Challenge {}", ch.name_any()), e))?;
+    Ok(())
+}
+
+/// Where the CA stands on the challenge after accepting it.
+enum Outcome {
+    Valid,
+    Invalid(String),
+    Pending,
+}
+
+/// Accepts the challenge (unless the CA already has it) and polls its
+/// authorization for up to ten seconds.
+async fn accept_and_poll(
+    ctx: &Context,
+    session: &Session,
+    order_url: &str,
+    ch: &Challenge,
+) -> Result<Outcome, instant_acme::Error> {
+    let mut order = session.account.order(order_url.to_string()).await?;
+    let target = ch.spec.authorization_url.as_str();
+    let mut found = false;
+    {
+        let mut stream = order.authorizations();
+        while let Some(next) = stream.next().await {
+            let mut authz = next?;
+            if authz.url() != target {
+                continue;
+            }
+            found = true;
+            if authz.status != AuthorizationStatus::Pending {
+                break;
+            }
+            let pending = authz.challenges.iter().any(|c| {
+                c.r#type == ChallengeType::Http01 && c.status == AcmeChallengeStatus::Pending
+            });
+            if pending && let Some(mut challenge) = authz.challenge(ChallengeType::Http01) {
+                challenge.set_ready().await?;
+            }
+            break;
+        }
+    }
+    if !found {
+        return Err(instant_acme::Error::Api(instant_acme::Problem {
+            r#type: Some("urn:ietf:params:acme:error:malformed".into()),
+            detail: Some(format!(
+                "No such authorization: {target} is not part of the order"
+            )),
+            status: Some(404),
+            subproblems: Vec::new(),
+        }));
+    }
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let mut stream = order.authorizations();
+        while let Some(next) = stream.next().await {
+            let mut authz = next?;
+            if authz.url() != target {
+                continue;
+            }
+            let state = authz.refresh().await?;
+            match state.status {
+                AuthorizationStatus::Valid => return Ok(Outcome::Valid),
+                AuthorizationStatus::Pending => {}
+                _ => {
+                    let detail = state
+                        .challenges
+                        .iter()
+                        .find(|c| c.r#type == ChallengeType::Http01)
+                        .and_then(|c| c.error.as_ref())
+                        .map(|p| {
+                            let kind = p.r#type.clone().unwrap_or_default();
+                            format!("{kind}: {}", p.detail.clone().unwrap_or_default())
+                        })
+                        .unwrap_or_else(|| format!("the authorization is {:?}", state.status));
+                    return Ok(Outcome::Invalid(detail));
+                }
+            }
+            break;
+        }
+        let wait = session.log.latest_retry_after().unwrap_or(delay);
+        if started.elapsed() + wait > Duration::from_secs(10) {
+            return Ok(Outcome::Pending);
+        }
+        tokio::time::sleep(wait).await;
+        delay = (delay * 2).min(ctx.poll_interval);
+    }
+}
+
+async fn finish(
+    ctx: &Context,
+    ch: &Challenge,
+    mut status: ChallengeStatus,
+) -> Result<Action, Error> {
+    if status.presented == Some(true) {
+        shared::cleanup(ctx, ch)
+            .await
+            .map_err(|e| Error::Api("solver resources".into(), e))?;
+    }
+    status.presented = Some(false);
+    status.processing = Some(false);
+    write(ctx, ch, &status).await?;
+    ctx.succeeded(&ch.uid().unwrap_or_default());
+    Ok(Action::await_change())
+}
+
+async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let has_finalizer = ch.finalizers().iter().any(|f| f == FINALIZER);
+    if ch.meta().deletion_timestamp.is_some() {
+        if has_finalizer {
+            shared::cleanup(&ctx, &ch)
+                .await
+                .map_err(|e| Error::Api("solver resources".into(), e))?;
+            let rest: Vec<String> = ch
+                .finalizers()
+                .iter()
+                .filter(|f| *f != FINALIZER)
+                .cloned()
+                .collect();
+            set_finalizers(&ctx, &ch, rest).await?;
+        }
+        ctx.succeeded(&ch.uid().unwrap_or_default());
+        return Ok(Action::await_change());
+    }
+    let mut status = ch.status.clone().unwrap_or_default();
+    if is_final(status.state) {
+        if status.presented == Some(true) || status.processing == Some(true) {
+            return finish(&ctx, &ch, status).await;
+        }
+        return Ok(Action::await_change());
+    }
+    if !has_finalizer {
+        let mut all: Vec<String> = ch.finalizers().to_vec();
+        all.push(FINALIZER.into());
+        set_finalizers(&ctx, &ch, all).await?;
+        return Ok(Action::await_change());
+    }
+    if ch.spec.solver.http01.is_none() {
+        let reason =
+            "certwright solves HTTP-01 challenges only; this Challenge asks for DNS-01".to_string();
+        if status.reason.as_deref() != Some(reason.as_str()) {
+            status.reason = Some(reason);
+            write(&ctx, &ch, &status).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    let uid = ch.uid().unwrap_or_default();
+    let domain = ch.spec.dns_name.as_str();
+
+    // Present.
+    if status.presented != Some(true) {
+        match shared::present(&ctx, &ch).await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                let reason = format!("Cannot present the HTTP-01 challenge: {why}");
+                if status.reason.as_deref() != Some(reason.as_str()) {
+                    status.reason = Some(reason.clone());
+                    write(&ctx, &ch, &status).await?;
+                    event(&ctx, &ch, EventType::Warning, "PresentError", reason).await;
+                }
+                return Ok(Action::await_change());
+            }
+            Err(e) => return Err(Error::Api("solver resources".into(), e)),
+        }
+        status.presented = Some(true);
+        status.processing = Some(true);
+        status.state = Some(AcmeState::Pending);
+        status.reason = Some("Waiting for HTTP-01 challenge propagation".into());
+        write(&ctx, &ch, &status).await?;
+        event(
+            &ctx,
+            &ch,
+            EventType::Normal,
+            "Presented",
+            "Presented challenge using HTTP-01 challenge mechanism".into(),
+        )
+        .await;
+    }
+
+    // Self-check, as the CA will fetch it.
+    if status
+        .reason
+        .as_deref()
+        .is_none_or(|r| r.starts_with("Waiting for HTTP-01 challenge propagation"))
+    {
+        if let Err(why) = check::reachable(
+            domain,
+            &ch.spec.token,
+            &ch.spec.key,
+            ctx.solver.self_check_address.as_deref(),
+        )
+        .await
+        {
+            let attempts = ctx.failed_again(&uid);
+            if attempts.is_multiple_of(8) {
+                // Someone may have removed the resources: present again.
+                shared::present(&ctx, &ch)
+                    .await
+                    .map_err(|e| Error::Api("solver resources".into(), e))?
+                    .ok();
+            }
+            let reason = format!("Waiting for HTTP-01 challenge propagation: {why}");
+            if status.reason.as_deref() != Some(reason.as_str()) {
+                status.reason = Some(reason);
+                write(&ctx, &ch, &status).await?;
+            }
+            return Ok(Action::requeue(self_check_delay(attempts)));
+        }
+        ctx.succeeded(&uid);
+    }
+
+    // Accept and poll.
+    let ns = ch.namespace().unwrap_or_default();
+    let session = match session::session(&ctx, &ns, &ch.spec.issuer_ref).await {
+        Ok(s) => s,
+        Err(SessionError::Api(what, e)) => return Err(Error::Api(what, e)),
+        Err(e) => {
+            let reason = e.to_string();
+            if status.reason.as_deref() != Some(reason.as_str()) {
+                status.reason = Some(reason);
+                write(&ctx, &ch, &status).await?;
+            }
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+    };
+    let owner = ch
+        .owner_references()
+        .iter()
+        .find(|r| r.kind == "Order")
+        .map(|r| r.name.clone());
+    let order_url = match owner {
+        Some(name) => Api::<Order>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(&name)
+            .await
+            .map_err(|e| Error::Api(format!("Order {ns}/{name}"), e))?
+            .and_then(|o| o.status)
+            .and_then(|s| s.url),
+        None => None,
+    };
+    let Some(order_url) = order_url else {
+        status.state = Some(AcmeState::Errored);
+        status.reason = Some("The Challenge's Order, or its ACME order URL, is gone".into());
+        return finish(&ctx, &ch, status).await;
+    };
+    if status.reason.as_deref() != Some("Accepted the challenge; waiting for the CA to validate it")
+    {
+        status.reason = Some("Accepted the challenge; waiting for the CA to validate it".into());
+        status.processing = Some(true);
+        write(&ctx, &ch, &status).await?;
+    }
+    match accept_and_poll(&ctx, &session, &order_url, &ch).await {
+        Ok(Outcome::Valid) => {
+            status.state = Some(AcmeState::Valid);
+            status.reason = Some("Successfully authorized domain".into());
+            event(
+                &ctx,
+                &ch,
+                EventType::Normal,
+                "DomainVerified",
+                format!("Domain {domain:?} verified with \"HTTP-01\" validation"),
+            )
+            .await;
+            finish(&ctx, &ch, status).await
+        }
+        Ok(Outcome::Invalid(detail)) => {
+            let reason = format!(
+                "Error accepting authorization: acme: authorization error for {domain}: {detail}"
+            );
+            status.state = Some(AcmeState::Invalid);
+            status.reason = Some(reason.clone());
+            event(&ctx, &ch, EventType::Warning, "Failed", reason).await;
+            finish(&ctx, &ch, status).await
+        }
+        Ok(Outcome::Pending) => Ok(Action::requeue(ctx.poll_interval)),
+        Err(e) => match classify(&e) {
+            Verdict::Transient { reason, detail } => {
+                let attempts = ctx.failed_again(&uid);
+                let wait = ctx
+                    .backoff
+                    .after_transient(attempts, session.log.latest_retry_after());
+                tracing::info!(challenge = %ch.name_any(), attempt = attempts, wait_ms = wait.as_millis() as u64, %detail, "transient ACME error");
+                status.reason = Some(format!("{reason}: {detail}; retrying"));
+                write(&ctx, &ch, &status).await?;
+                Ok(Action::requeue(wait))
+            }
+            Verdict::ReplaceOrder { detail } => {
+                // The Order controller places a fresh order on seeing this.
+                status.state = Some(AcmeState::Errored);
+                status.reason = Some(format!("The CA lost the authorization: {detail}"));
+                event(
+                    &ctx,
+                    &ch,
+                    EventType::Warning,
+                    "Failed",
+                    format!("The CA lost the authorization: {detail}"),
+                )
+                .await;
+                finish(&ctx, &ch, status).await
+            }
+            Verdict::Permanent { detail, .. } => {
+                status.state = Some(AcmeState::Invalid);
+                status.reason = Some(format!("Error accepting the challenge: {detail}"));
+                event(
+                    &ctx,
+                    &ch,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error accepting the challenge: {detail}"),
+                )
+                .await;
+                finish(&ctx, &ch, status).await
+            }
+        },
+    }
+}
+
+fn error_policy(_: Arc<Challenge>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(error = %error, kind = error.kind(), "challenge reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the controller until the stream ends.
+pub async fn run(ctx: Arc<Context>) {
+    Controller::new(
+        Api::<Challenge>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .run(reconcile, error_policy, ctx.clone())
+    .for_each(|_| async {})
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_checks_back_off_from_a_tenth_of_a_second_to_ten_seconds() {
+        assert_eq!(self_check_delay(1), Duration::from_millis(100));
+        assert_eq!(self_check_delay(2), Duration::from_millis(200));
+        assert_eq!(self_check_delay(8), Duration::from_secs(10));
+        assert_eq!(self_check_delay(1000), Duration::from_secs(10));
+    }
+}
