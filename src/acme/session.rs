@@ -109,8 +109,7 @@ pub async fn session(
         .as_ref()
         .and_then(|s| s.acme.as_ref())
         .and_then(|a| a.uri.clone());
-    let (Some(uri), Some(_)) = (uri, ready.filter(|r| r.status == ConditionStatus::True))
-    else {
+    let (Some(uri), Some(_)) = (uri, ready.filter(|r| r.status == ConditionStatus::True)) else {
         let why = ready
             .and_then(|r| r.message.clone())
             .unwrap_or_else(|| "its ACME account is not registered yet".into());

@@ -59,22 +59,26 @@ fn request_condition<'a>(
         .find(|c| c.type_ == type_)
 }
 
-/// Ends the issuance: removes the Issuing condition (a JSON patch that
-/// checks it is still the one we saw, so a new trigger is never lost).
-async fn end_issuance(ctx: &Context, cert: &Certificate) -> Result<(), Error> {
-    let conditions = cert
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let Some(index) = conditions.iter().position(|c| c.type_ == "Issuing") else {
-        return Ok(());
-    };
-    let patch: json_patch::Patch = serde_json::from_value(json!([
-        {"op": "test", "path": format!("/status/conditions/{index}/type"), "value": "Issuing"},
-        {"op": "remove", "path": format!("/status/conditions/{index}")},
-    ]))
-    .map_err(|e| Error::WriteStatus(kube::Error::SerdeError(e)))?;
+/// Ends the issuance in one write, so no controller sees the new revision
+/// while Issuing is still True: sets the revision, removes the Issuing
+/// condition (checking it is still the one we saw, so a new trigger is
+/// never lost) and the failure record.
+async fn end_issuance(ctx: &Context, cert: &Certificate, revision: i64) -> Result<(), Error> {
+    let status = cert.status.clone().unwrap_or_default();
+    let conditions = status.conditions.clone().unwrap_or_default();
+    let mut ops = vec![json!({"op": "add", "path": "/status/revision", "value": revision})];
+    if let Some(index) = conditions.iter().position(|c| c.type_ == "Issuing") {
+        ops.push(json!({"op": "test", "path": format!("/status/conditions/{index}/type"), "value": "Issuing"}));
+        ops.push(json!({"op": "remove", "path": format!("/status/conditions/{index}")}));
+    }
+    if status.last_failure_time.is_some() {
+        ops.push(json!({"op": "remove", "path": "/status/lastFailureTime"}));
+    }
+    if status.failed_issuance_attempts.is_some() {
+        ops.push(json!({"op": "remove", "path": "/status/failedIssuanceAttempts"}));
+    }
+    let patch: json_patch::Patch = serde_json::from_value(json!(ops))
+        .map_err(|e| Error::WriteStatus(kube::Error::SerdeError(e)))?;
     let api: Api<Certificate> =
         Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
     api.patch_status(
@@ -269,9 +273,7 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
                 )
                 .await
                 .map_err(|e| Error::WriteSecret(format!("{ns}/{}", cert.spec.secret_name), e))?;
-            super::controllers::apply_status(&ctx, &cert, ISSUING, json!({"revision": revision}))
-                .await?;
-            end_issuance(&ctx, &cert).await?;
+            end_issuance(&ctx, &cert, revision).await?;
             publish(
                 &ctx,
                 ISSUING,

@@ -150,6 +150,23 @@ async fn event(ctx: &Context, order: &Order, type_: EventType, reason: &str, not
     }
 }
 
+/// Deletes the Order's Challenges once it is done, as cert-manager does
+/// (their finalizers remove what they presented).
+async fn delete_challenges(ctx: &Context, order: &Order) -> Result<(), Error> {
+    let ns = order.namespace().unwrap_or_default();
+    let challenges: Api<Challenge> = Api::namespaced(ctx.client.clone(), &ns);
+    let listed = challenges
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Error::Api(format!("Challenges in {ns}"), e))?;
+    for ch in listed.items.iter().filter(|c| owned_by(c, order)) {
+        let _ = challenges
+            .delete(&ch.name_any(), &DeleteParams::default())
+            .await;
+    }
+    Ok(())
+}
+
 /// Marks the Order errored for good, with `reason` for the user.
 async fn fail(
     ctx: &Context,
@@ -163,6 +180,7 @@ async fn fail(
     status.reason = Some(reason);
     status.failure_time = Some(Time(Timestamp::now()));
     write(ctx, order, &status).await?;
+    delete_challenges(ctx, order).await?;
     ctx.succeeded(&order.uid().unwrap_or_default());
     Ok(Action::await_change())
 }
@@ -189,17 +207,7 @@ async fn replace(
         )
         .await;
     }
-    let ns = order.namespace().unwrap_or_default();
-    let challenges: Api<Challenge> = Api::namespaced(ctx.client.clone(), &ns);
-    let listed = challenges
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| Error::Api(format!("Challenges in {ns}"), e))?;
-    for ch in listed.items.iter().filter(|c| owned_by(c, order)) {
-        let _ = challenges
-            .delete(&ch.name_any(), &DeleteParams::default())
-            .await;
-    }
+    delete_challenges(ctx, order).await?;
     let wait = ctx
         .backoff
         .after_transient(attempts, session.and_then(|s| s.log.latest_retry_after()));
@@ -565,6 +573,7 @@ async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error
             )
             .await;
             write(&ctx, &order, &status).await?;
+            delete_challenges(&ctx, &order).await?;
             ctx.succeeded(&uid);
             Ok(Action::await_change())
         }
@@ -597,6 +606,7 @@ async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error
                         status.state = Some(AcmeState::Valid);
                         status.certificate = Some(ByteString(chain.into_bytes()));
                         write(&ctx, &order, &status).await?;
+                        delete_challenges(&ctx, &order).await?;
                         ctx.succeeded(&uid);
                         event(
                             &ctx,

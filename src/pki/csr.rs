@@ -85,6 +85,8 @@ pub fn build(spec: &CertificateSpec, key: &PrivateKey) -> Result<Csr, CsrError> 
         return Err(CsrError::Unsupported("spec.literalSubject"));
     }
     let mut params = CertificateParams::default();
+    // rcgen's default subject is "CN=rcgen self signed cert"; a CSR has only what the spec asks for.
+    params.distinguished_name = rcgen::DistinguishedName::new();
     for name in spec.dns_names.iter().flatten() {
         params
             .subject_alt_names
@@ -324,5 +326,18 @@ mod tests {
             build(&spec, &key).err(),
             Some(CsrError::Unsupported("spec.literalSubject"))
         );
+    }
+
+    #[test]
+    fn without_a_common_name_the_subject_is_empty() {
+        crate::install_crypto_provider();
+        let key = PrivateKey::generate(KeyKind::Ecdsa(256)).expect("key");
+        let spec = CertificateSpec {
+            dns_names: Some(vec!["a.example.com".into()]),
+            ..Default::default()
+        };
+        let csr = build(&spec, &key).expect("csr");
+        let parsed = parse(csr.pem.as_bytes()).expect("parse");
+        assert_eq!(parsed.common_name, None, "no default subject sneaks in");
     }
 }

@@ -102,3 +102,4 @@ pub async fn pebble_account(
         .expect("account");
     account
 }
+pub mod env;

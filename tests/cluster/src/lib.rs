@@ -9,5 +9,6 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod deploy;
 pub mod pebble;
 pub mod schema;

@@ -64,24 +64,7 @@ async fn start(args: &Args) -> Result<(LocalCluster, Pebble, PathBuf, PathBuf), 
         ..PebbleOptions::default()
     })
     .await?;
-    let crds = std::process::Command::new(&args.certwright)
-        .args(["crds", "-o", "json"])
-        .output()
-        .map_err(|e| format!("running certwright crds: {e}"))?;
-    let list: serde_json::Value = serde_json::from_slice(&crds.stdout)
-        .map_err(|e| format!("certwright crds printed no JSON: {e}"))?;
-    let rt = cluster
-        .api()
-        .store()
-        .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .ok_or("no CRD resource")?;
-    for crd in list["items"].as_array().into_iter().flatten() {
-        cluster
-            .api()
-            .store()
-            .create(&rt, "", crd.clone(), "certwright-testcluster")
-            .map_err(|e| e.message)?;
-    }
+    certwright_testcluster::deploy::install_crds(&cluster, &args.certwright)?;
     let kubeconfig = args
         .kubeconfig
         .clone()
