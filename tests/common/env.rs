@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use certwright::api::{Certificate, ClusterIssuer};
+use certwright_testcluster::acme_proxy::AcmeProxy;
 use certwright_testcluster::cluster::{ClusterOptions, LocalCluster};
 use certwright_testcluster::deploy;
 use certwright_testcluster::pebble::{Pebble, PebbleOptions};
@@ -14,6 +15,8 @@ use serde_json::json;
 pub struct Env {
     pub cluster: LocalCluster,
     pub pebble: Pebble,
+    /// Between the controller and pebble: faults are injected here.
+    pub proxy: AcmeProxy,
     pub client: kube::Client,
 }
 
@@ -48,6 +51,7 @@ impl Env {
         };
         pebble(&mut options);
         let pebble = Pebble::start(options).await.expect("pebble");
+        let proxy = AcmeProxy::start(&pebble).await.expect("proxy");
         deploy::install_crds(&cluster, std::path::Path::new(binary)).expect("crds");
         let client = cluster.client();
         let mut args = controller_args(&cluster);
@@ -58,6 +62,7 @@ impl Env {
         let env = Env {
             cluster,
             pebble,
+            proxy,
             client,
         };
         env.cluster_issuer("pebble").await;
@@ -67,7 +72,7 @@ impl Env {
     pub async fn cluster_issuer(&self, name: &str) {
         let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
             "metadata": {"name": name},
-            "spec": {"acme": {"server": self.pebble.directory_url, "email": "ops@example.test",
+            "spec": {"acme": {"server": self.proxy.directory_url, "email": "ops@example.test",
                 "caBundle": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, self.pebble.tls_ca_pem.as_bytes()),
                 "privateKeySecretRef": {"name": format!("{name}-account")},
                 "solvers": [{"http01": {"ingress": {"ingressClassName": self.cluster.ingress_class()}}}]}}});

@@ -7,6 +7,7 @@
 //! - [`apiserver`]: a Kubernetes API server emulator on loopback for the real
 //!   `kube` client and `kubectl`.
 
+pub mod acme_proxy;
 pub mod apiserver;
 pub mod cluster;
 pub mod deploy;

@@ -234,6 +234,12 @@ impl Pebble {
         })
     }
 
+    /// pebble's TLS certificate and key (for localhost and 127.0.0.1), for
+    /// a proxy that stands in for it.
+    pub fn tls_leaf_paths(&self) -> (PathBuf, PathBuf) {
+        (self.dir.join("cert.pem"), self.dir.join("key.pem"))
+    }
+
     /// Where the generated TLS CA is, for clients that take a file.
     pub fn tls_ca_path(&self) -> PathBuf {
         self.dir.join("ca.pem")

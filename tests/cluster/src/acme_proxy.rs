@@ -1,0 +1,271 @@
+//! A fault-injecting HTTPS proxy in front of pebble. It serves pebble's
+//! own TLS certificate, forwards every request with its Host header (so
+//! pebble writes the proxy's address into every URL it returns and the
+//! client never leaves the proxy), records what passed, and answers the
+//! next matching requests with a chosen ACME problem instead: the seed's
+//! 404 "No such authorization", a 503 with Retry-After, and so on.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::pebble::Pebble;
+
+/// A problem to answer instead of forwarding.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub method: String,
+    /// Matches request paths starting with this.
+    pub path_prefix: String,
+    pub remaining: u32,
+    pub status: u16,
+    pub problem_type: String,
+    pub detail: String,
+    pub retry_after: Option<u32>,
+}
+
+/// One request that reached the proxy.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub at: Instant,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub injected: bool,
+}
+
+#[derive(Default)]
+struct State {
+    faults: Vec<Fault>,
+    seen: Vec<Seen>,
+}
+
+/// The running proxy; stops when dropped.
+pub struct AcmeProxy {
+    /// The directory URL to give clients instead of pebble's.
+    pub directory_url: String,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+fn problem(fault: &Fault) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"type": fault.problem_type, "detail": fault.detail, "status": fault.status});
+    let mut response = Response::builder()
+        .status(fault.status)
+        .header("content-type", "application/problem+json");
+    if let Some(secs) = fault.retry_after {
+        response = response.header("retry-after", secs.to_string());
+    }
+    response
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_default()
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    client: HttpsClient,
+    upstream: String,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = request.method().to_string();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let injected = {
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        let fault = st
+            .faults
+            .iter_mut()
+            .find(|f| f.remaining > 0 && f.method == method && path.starts_with(&f.path_prefix));
+        fault.map(|f| {
+            f.remaining -= 1;
+            f.clone()
+        })
+    };
+    let record = |status: u16, injected: bool| {
+        state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .seen
+            .push(Seen {
+                at: Instant::now(),
+                method: method.clone(),
+                path: path.clone(),
+                status,
+                injected,
+            });
+    };
+    if let Some(fault) = injected {
+        record(fault.status, true);
+        return Ok(problem(&fault));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut forward = Request::builder()
+        .method(parts.method)
+        .uri(format!("{upstream}{path}"));
+    for (name, value) in &parts.headers {
+        forward = forward.header(name, value);
+    }
+    let Ok(forward) = forward.body(Full::new(bytes)) else {
+        record(500, false);
+        return Ok(Response::builder()
+            .status(500)
+            .body(Full::default())
+            .unwrap_or_default());
+    };
+    match client.request(forward).await {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            record(parts.status.as_u16(), false);
+            Ok(Response::from_parts(parts, Full::new(bytes)))
+        }
+        Err(e) => {
+            record(502, false);
+            Ok(Response::builder()
+                .status(502)
+                .body(Full::new(Bytes::from(e.to_string())))
+                .unwrap_or_default())
+        }
+    }
+}
+
+impl AcmeProxy {
+    /// Starts a proxy for `pebble` on a free loopback port.
+    pub async fn start(pebble: &Pebble) -> Result<Self, String> {
+        let (cert_path, key_path) = pebble.tls_leaf_paths();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+            .map_err(|e| e.to_string())?
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| e.to_string())?;
+        let server = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| e.to_string())?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(
+                CertificateDer::from_pem_slice(pebble.tls_ca_pem.as_bytes())
+                    .map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .build();
+        let client: HttpsClient = Client::builder(TokioExecutor::new()).build(https);
+        let upstream = pebble.directory_url.trim_end_matches("/dir").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let state = shared.clone();
+                let client = client.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |req| {
+                        handle(req, state.clone(), client.clone(), upstream.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            directory_url: format!("https://127.0.0.1:{}/dir", addr.port()),
+            state,
+            task,
+        })
+    }
+
+    /// Answers the next `count` `method` requests under `path_prefix`
+    /// with `status` and the ACME problem `problem_type`/`detail`.
+    pub fn fail_next(
+        &self,
+        method: &str,
+        path_prefix: &str,
+        count: u32,
+        status: u16,
+        problem_type: &str,
+        detail: &str,
+    ) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .faults
+            .push(Fault {
+                method: method.into(),
+                path_prefix: path_prefix.into(),
+                remaining: count,
+                status,
+                problem_type: problem_type.into(),
+                detail: detail.into(),
+                retry_after: None,
+            });
+    }
+
+    /// Drops every fault not yet used.
+    pub fn clear_faults(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .faults
+            .clear();
+    }
+
+    /// Every request so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .seen
+            .clone()
+    }
+}
+
+impl Drop for AcmeProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,213 @@
+//! Failures, end to end with the controller as a Pod: the seed's 404 "No
+//! such authorization" replaces the ACME order within the transient bound
+//! instead of failing the request; a name the CA refuses fails with the
+//! CA's message and backs off; a controller killed mid-order resumes the
+//! same Order.
+
+use certwright::api::meta::ConditionStatus;
+use certwright::api::{Certificate, Order};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, DeleteParams, ListParams};
+use serde_json::json;
+
+mod common;
+
+use common::env::Env;
+
+async fn orders(env: &Env, ns: &str) -> Vec<Order> {
+    Api::<Order>::namespaced(env.client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("orders")
+        .items
+}
+
+async fn event_reasons(env: &Env, ns: &str, kind: &str) -> Vec<(String, String)> {
+    Api::<Event>::namespaced(env.client.clone(), ns)
+        .list(&ListParams::default().fields(&format!("involvedObject.kind={kind}")))
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_authorization_gets_a_fresh_order_within_the_transient_bound() {
+    let env = Env::start(|_| {}, &[]).await;
+    env.proxy.fail_next(
+        "POST",
+        "/authZ/",
+        1,
+        404,
+        "urn:ietf:params:acme:error:malformed",
+        "No such authorization",
+    );
+    env.namespace("apps").await;
+    env.certificate(
+        "apps",
+        "lost",
+        json!({"secretName": "lost-tls", "dnsNames": ["lost.example.test"]}),
+    )
+    .await;
+    env.certificate_ready("apps", "lost", 1).await;
+
+    let seen = env.proxy.seen();
+    assert!(
+        seen.iter().any(|s| s.injected && s.status == 404),
+        "the fault was hit"
+    );
+    let new_orders = seen
+        .iter()
+        .filter(|s| s.method == "POST" && s.path.starts_with("/order-plz"))
+        .count();
+    assert_eq!(new_orders, 2, "one ACME order lost, one fresh");
+    let listed = orders(&env, "apps").await;
+    assert_eq!(listed.len(), 1, "the same Kubernetes Order carried on");
+    let events = event_reasons(&env, "apps", "Order").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "OrderReplaced" && m.contains("No such authorization")),
+        "{events:?}"
+    );
+    // The replacement was scheduled within the transient bound (2 s here).
+    let logs = env.logs().await;
+    let waits: Vec<u64> = logs
+        .lines()
+        .filter(|l| l.contains("replacing a lost ACME order"))
+        .filter_map(|l| {
+            l.split("wait_ms=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(!waits.is_empty(), "the replacement was logged:\n{logs}");
+    assert!(waits.iter().all(|w| *w <= 2000), "waits {waits:?}");
+    // The request never failed: no Failed condition, no failure record.
+    let cert = Api::<Certificate>::namespaced(env.client.clone(), "apps")
+        .get("lost")
+        .await
+        .expect("cert");
+    assert_eq!(cert.status.and_then(|s| s.failed_issuance_attempts), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_identifier_fails_with_the_cas_message_and_backs_off() {
+    let env = Env::start(
+        |o| o.domain_blocklist = vec!["blocked.example.test".into()],
+        &[],
+    )
+    .await;
+    env.namespace("apps").await;
+    env.certificate(
+        "apps",
+        "blocked",
+        json!({"secretName": "blocked-tls", "dnsNames": ["blocked.example.test"]}),
+    )
+    .await;
+    let api: Api<Certificate> = Api::namespaced(env.client.clone(), "apps");
+    let failures = |n: i64| {
+        let api = api.clone();
+        async move {
+            let cert = api.get("blocked").await.ok()?;
+            let status = cert.status?;
+            (status.failed_issuance_attempts? >= n).then_some(status)
+        }
+    };
+    let first = env.wait("the first failure", 60, || failures(1)).await;
+    let issuing = first
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Issuing")
+        .cloned()
+        .expect("Issuing condition");
+    assert_eq!(issuing.status, ConditionStatus::False);
+    assert_eq!(issuing.reason.as_deref(), Some("Failed"));
+    let message = issuing.message.unwrap_or_default();
+    assert!(
+        message.contains("rejectedIdentifier") && message.contains("blocked.example.test"),
+        "{message}"
+    );
+    let events = event_reasons(&env, "apps", "Certificate").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "Failed" && m.contains("rejectedIdentifier")),
+        "{events:?}"
+    );
+    // The next attempt waits out the backoff (2 s minimum here), then fails again.
+    let second = env.wait("the second failure", 60, || failures(2)).await;
+    let gap = second.last_failure_time.expect("t2").0.as_second()
+        - first.last_failure_time.expect("t1").0.as_second();
+    assert!(gap >= 2, "no hot loop: {gap}s between attempts");
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(env.client.clone(), "apps")
+        .get_opt("blocked-tls")
+        .await
+        .expect("get");
+    assert!(secret.is_none(), "nothing written for a failed issuance");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_mid_order_resumes_the_same_order() {
+    let env = Env::start(|_| {}, &[]).await;
+    // The CA is down for challenge acceptance until we say otherwise.
+    env.proxy.fail_next(
+        "POST",
+        "/chalZ/",
+        10_000,
+        503,
+        "urn:ietf:params:acme:error:serverInternal",
+        "the CA is having a moment",
+    );
+    env.namespace("apps").await;
+    env.certificate(
+        "apps",
+        "resume",
+        json!({"secretName": "resume-tls", "dnsNames": ["resume.example.test"]}),
+    )
+    .await;
+    let url = env
+        .wait(
+            "the Order to be placed and its challenge tried",
+            60,
+            || async {
+                let listed = orders(&env, "apps").await;
+                let url = listed.first()?.status.as_ref()?.url.clone()?;
+                env.proxy.seen().iter().any(|s| s.injected).then_some(url)
+            },
+        )
+        .await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "certwright");
+    let before = certwright_testcluster::deploy::controller_pods(&env.client).await;
+    assert_eq!(before.len(), 1);
+    pods.delete(&before[0], &DeleteParams::default())
+        .await
+        .expect("kill the controller");
+    env.wait("a new controller Pod", 60, || async {
+        let now = certwright_testcluster::deploy::controller_pods(&env.client).await;
+        (now.len() == 1 && now[0] != before[0]).then_some(())
+    })
+    .await;
+    env.proxy.clear_faults();
+    env.certificate_ready("apps", "resume", 1).await;
+    let listed = orders(&env, "apps").await;
+    assert_eq!(listed.len(), 1, "no second Order");
+    assert_eq!(
+        listed[0].status.as_ref().and_then(|s| s.url.clone()),
+        Some(url),
+        "the same ACME order completed"
+    );
+    let new_orders = env
+        .proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST" && s.path.starts_with("/order-plz"))
+        .count();
+    assert_eq!(new_orders, 1, "no second ACME order");
+}
