@@ -183,3 +183,206 @@ async fn a_two_name_certificate_is_issued_and_everything_temporary_is_cleaned_up
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_algorithm_and_encoding_issues_and_parses() {
+    let env = Env::start(|_| {}, &[]).await;
+    env.namespace("keys").await;
+    let combos: [(&str, &str, Option<i64>, &str, &str); 11] = [
+        (
+            "rsa-2048-pkcs1",
+            "RSA",
+            Some(2048),
+            "PKCS1",
+            "RSA PRIVATE KEY",
+        ),
+        ("rsa-2048-pkcs8", "RSA", Some(2048), "PKCS8", "PRIVATE KEY"),
+        (
+            "rsa-3072-pkcs1",
+            "RSA",
+            Some(3072),
+            "PKCS1",
+            "RSA PRIVATE KEY",
+        ),
+        ("rsa-3072-pkcs8", "RSA", Some(3072), "PKCS8", "PRIVATE KEY"),
+        (
+            "rsa-4096-pkcs1",
+            "RSA",
+            Some(4096),
+            "PKCS1",
+            "RSA PRIVATE KEY",
+        ),
+        ("rsa-4096-pkcs8", "RSA", Some(4096), "PKCS8", "PRIVATE KEY"),
+        ("ec-256-sec1", "ECDSA", Some(256), "PKCS1", "EC PRIVATE KEY"),
+        ("ec-256-pkcs8", "ECDSA", Some(256), "PKCS8", "PRIVATE KEY"),
+        ("ec-384-sec1", "ECDSA", Some(384), "PKCS1", "EC PRIVATE KEY"),
+        ("ec-384-pkcs8", "ECDSA", Some(384), "PKCS8", "PRIVATE KEY"),
+        ("ed25519-pkcs8", "Ed25519", None, "PKCS8", "PRIVATE KEY"),
+    ];
+    for (name, algorithm, size, encoding, _) in &combos {
+        let mut key = json!({"algorithm": algorithm, "encoding": encoding});
+        if let Some(size) = size {
+            key["size"] = json!(size);
+        }
+        env.certificate(
+            "keys",
+            name,
+            json!({"secretName": format!("{name}-tls"), "dnsNames": [format!("{name}.example.test")], "privateKey": key}),
+        )
+        .await;
+    }
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "keys");
+    let root = env.pebble.issuing_root_pem().await.expect("root");
+    for (name, algorithm, size, _, pem_label) in &combos {
+        env.certificate_ready("keys", name, 1).await;
+        let secret = secrets.get(&format!("{name}-tls")).await.expect("secret");
+        let key_pem = String::from_utf8(secret_data(&secret, "tls.key")).expect("utf8");
+        assert!(
+            key_pem.starts_with(&format!("-----BEGIN {pem_label}-----")),
+            "{name}: {}",
+            key_pem.lines().next().unwrap_or("")
+        );
+        let key = PrivateKey::from_pem(key_pem.as_bytes()).expect("key parses");
+        let expected = match (*algorithm, size) {
+            ("RSA", Some(bits)) => format!("Rsa({bits})"),
+            ("ECDSA", Some(bits)) => format!("Ecdsa({bits})"),
+            _ => "Ed25519".to_string(),
+        };
+        assert_eq!(format!("{:?}", key.kind), expected, "{name}");
+        let chain = String::from_utf8(secret_data(&secret, "tls.crt")).expect("utf8");
+        let leaf = parse_chain(chain.as_bytes()).expect("leaf");
+        assert_eq!(
+            key.public_key_info().expect("spki"),
+            leaf.public_key_info,
+            "{name}: the certificate is for the key"
+        );
+        if *algorithm != "Ed25519" {
+            // rustls's verifier takes RSA and ECDSA leaves; Ed25519 is
+            // checked by the key match above and by OpenSSL in pki_openssl.
+            common::verify_chain(&chain, &root, &[&format!("{name}.example.test")]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_secret_is_reissued_and_labels_added_by_others_survive() {
+    let env = Env::start(|_| {}, &[]).await;
+    env.namespace("apps").await;
+    env.certificate(
+        "apps",
+        "site",
+        json!({"secretName": "site-tls", "dnsNames": ["site.example.test"],
+               "secretTemplate": {"labels": {"team": "web"}}}),
+    )
+    .await;
+    env.certificate_ready("apps", "site", 1).await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "apps");
+    // Someone else labels and annotates the Secret and adds a data key.
+    secrets
+        .patch(
+            "site-tls",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"backup": "daily"},
+                "annotations": {"reflector.example/allowed": "true"}},
+                "data": {"extra.txt": "aGVsbG8="}})),
+        )
+        .await
+        .expect("label");
+    // A spec change re-issues into the same Secret.
+    let certs: Api<certwright::api::Certificate> = Api::namespaced(env.client.clone(), "apps");
+    certs
+        .patch(
+            "site",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"spec": {"dnsNames": ["site.example.test", "www.site.example.test"]}}),
+            ),
+        )
+        .await
+        .expect("spec change");
+    env.certificate_ready("apps", "site", 2).await;
+    let secret = secrets.get("site-tls").await.expect("secret");
+    let labels = secret.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("backup").map(String::as_str), Some("daily"));
+    assert_eq!(labels.get("team").map(String::as_str), Some("web"));
+    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("reflector.example/allowed")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(secret_data(&secret, "extra.txt"), b"hello");
+    let leaf = parse_chain(&secret_data(&secret, "tls.crt")).expect("leaf");
+    assert_eq!(leaf.dns_names.len(), 2, "the new names");
+
+    // Deleted: issued again.
+    secrets
+        .delete("site-tls", &Default::default())
+        .await
+        .expect("delete");
+    env.certificate_ready("apps", "site", 3).await;
+    let again = secrets.get("site-tls").await.expect("secret again");
+    assert!(!secret_data(&again, "tls.crt").is_empty());
+    // revisionHistoryLimit (default 1) keeps only the newest request.
+    let requests: Api<CertificateRequest> = Api::namespaced(env.client.clone(), "apps");
+    env.wait("old requests pruned", 30, || {
+        let requests = requests.clone();
+        async move {
+            let names: Vec<String> = requests
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter_map(|r| r.metadata.name)
+                .collect();
+            (names == ["site-3"]).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_of_another_certificate_is_never_taken_over() {
+    let env = Env::start(|_| {}, &[]).await;
+    env.namespace("apps").await;
+    env.certificate(
+        "apps",
+        "first",
+        json!({"secretName": "shared-tls", "dnsNames": ["first.example.test"]}),
+    )
+    .await;
+    env.certificate_ready("apps", "first", 1).await;
+    env.certificate(
+        "apps",
+        "second",
+        json!({"secretName": "shared-tls", "dnsNames": ["second.example.test"]}),
+    )
+    .await;
+    let certs: Api<certwright::api::Certificate> = Api::namespaced(env.client.clone(), "apps");
+    let message = env
+        .wait("the second Certificate to fail", 60, || {
+            let certs = certs.clone();
+            async move {
+                let cert = certs.get("second").await.ok()?;
+                let c = cert
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_ == "Issuing" && c.reason.as_deref() == Some("Failed"))?;
+                c.message
+            }
+        })
+        .await;
+    assert!(
+        message.contains("belongs to Certificate \"first\""),
+        "{message}"
+    );
+    let secret = Api::<Secret>::namespaced(env.client.clone(), "apps")
+        .get("shared-tls")
+        .await
+        .expect("secret");
+    let leaf = parse_chain(&secret_data(&secret, "tls.crt")).expect("leaf");
+    assert_eq!(leaf.dns_names, ["first.example.test"], "untouched");
+}
