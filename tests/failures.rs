@@ -54,6 +54,9 @@ async fn a_lost_authorization_gets_a_fresh_order_within_the_transient_bound() {
     env.certificate_ready("apps", "lost", 1).await;
 
     let seen = env.proxy.seen();
+    if std::env::var("SHOW_LOGS").is_ok() {
+        eprintln!("{}\n{seen:#?}", env.logs().await);
+    }
     assert!(
         seen.iter().any(|s| s.injected && s.status == 404),
         "the fault was hit"

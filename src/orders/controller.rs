@@ -360,6 +360,18 @@ async fn ensure_challenges(
 }
 
 async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let mut order = order;
+    if order.status.as_ref().and_then(|s| s.url.as_ref()).is_none() {
+        // About to place an ACME order: the cached object may predate the
+        // write of an order placed a moment ago, so ask the API server.
+        let api: Api<Order> =
+            Api::namespaced(ctx.client.clone(), &order.namespace().unwrap_or_default());
+        match api.get_opt(&order.name_any()).await {
+            Ok(Some(fresh)) => order = Arc::new(fresh),
+            Ok(None) => return Ok(Action::await_change()),
+            Err(e) => return Err(Error::Api(format!("Order {}", order.name_any()), e)),
+        }
+    }
     let mut status = order.status.clone().unwrap_or_default();
     if is_final(&status) || order.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -378,7 +390,9 @@ async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error
                 status.reason = Some(text);
                 write(&ctx, &order, &status).await?;
             }
-            return Ok(Action::requeue(Duration::from_secs(5)));
+            // Usually the issuer is registering its account right now.
+            let attempts = ctx.failed_again(&uid);
+            return Ok(Action::requeue(ctx.backoff.after_transient(attempts, None)));
         }
     };
 
