@@ -109,3 +109,32 @@ fn one_command_cluster_starts_serves_kubectl_and_stops_cleanly() {
     assert_eq!(running(&pebble_marker), 0, "pebble was left behind");
     assert!(!state.exists(), "state dir removed");
 }
+
+/// The README's run command, with the binaries this test run built: the
+/// example Certificate goes Ready and the script shows the resources,
+/// the events and the issued certificate.
+#[test]
+fn the_quickstart_issues_the_example_certificate() {
+    let certwright = Path::new(env!("CARGO_BIN_EXE_certwright"));
+    let bin_dir = certwright.parent().expect("bin dir");
+    let state = std::env::temp_dir().join(format!("certwright-run-{}", std::process::id()));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(root.join("scripts/quickstart"))
+        .env("CERTWRIGHT_BIN_DIR", bin_dir)
+        .env("STATE_DIR", &state)
+        .output()
+        .expect("scripts/quickstart runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    for expected in [
+        "certificate.cert-manager.io/hello condition met",
+        "The certificate has been successfully issued",
+        "DNS:hello.example.test, DNS:www.hello.example.test",
+        "issuer=CN = Pebble Intermediate CA",
+        "order.acme.cert-manager.io/hello-1-",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
+    }
+    let _ = std::fs::remove_dir_all(&state);
+}

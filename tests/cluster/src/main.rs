@@ -11,13 +11,15 @@ use certwright_testcluster::cluster::{ClusterOptions, LocalCluster};
 use certwright_testcluster::pebble::{Pebble, PebbleOptions};
 
 const USAGE: &str =
-    "usage: certwright-testcluster [--certwright PATH] [--kubeconfig PATH] [--state-dir DIR]
+    "usage: certwright-testcluster [--certwright PATH] [--kubeconfig PATH] [--state-dir DIR] [--with-controller]
   --certwright PATH   the certwright binary Pods run (default: next to this binary)
+  --with-controller   also deploy `certwright controller` in the cluster, as the chart would
   --kubeconfig PATH   where to write the kubeconfig (default: <state-dir>/kubeconfig)
   --state-dir DIR     where to write the kubeconfig and pebble's roots (default: a temp dir)";
 
 struct Args {
     certwright: PathBuf,
+    with_controller: bool,
     kubeconfig: Option<PathBuf>,
     state_dir: PathBuf,
 }
@@ -26,6 +28,7 @@ fn parse() -> Result<Args, String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut args = Args {
         certwright: me.with_file_name("certwright"),
+        with_controller: false,
         kubeconfig: None,
         state_dir: std::env::temp_dir()
             .join(format!("certwright-testcluster-{}", std::process::id())),
@@ -37,6 +40,7 @@ fn parse() -> Result<Args, String> {
             "--certwright" => args.certwright = PathBuf::from(value("--certwright")?),
             "--kubeconfig" => args.kubeconfig = Some(PathBuf::from(value("--kubeconfig")?)),
             "--state-dir" => args.state_dir = PathBuf::from(value("--state-dir")?),
+            "--with-controller" => args.with_controller = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -77,6 +81,17 @@ async fn start(args: &Args) -> Result<(LocalCluster, Pebble, PathBuf, PathBuf), 
     std::fs::write(&roots, pebble.issuing_root_pem().await?).map_err(|e| e.to_string())?;
     std::fs::write(args.state_dir.join("pebble-tls-ca.pem"), &pebble.tls_ca_pem)
         .map_err(|e| e.to_string())?;
+    std::fs::write(args.state_dir.join("acme-directory"), &pebble.directory_url)
+        .map_err(|e| e.to_string())?;
+    if args.with_controller {
+        let flags = [
+            "--http01-self-check-address".to_string(),
+            cluster.router_addr().to_string(),
+            "--acme-poll-interval-ms".to_string(),
+            "200".to_string(),
+        ];
+        certwright_testcluster::deploy::controller(&cluster.client(), &flags).await?;
+    }
     Ok((cluster, pebble, kubeconfig, roots))
 }
 
@@ -110,6 +125,12 @@ async fn main() -> ExitCode {
         args.state_dir.join("pebble-tls-ca.pem").display()
     );
     println!("  issuing root     {}", roots.display());
+    if args.with_controller {
+        println!(
+            "  controller       Deployment certwright/certwright (Pod logs in {})",
+            cluster.log_dir().display()
+        );
+    }
     println!("try:  KUBECONFIG={} kubectl get ns", kubeconfig.display());
     println!("Ctrl-C stops everything.");
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

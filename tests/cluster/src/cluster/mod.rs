@@ -163,6 +163,11 @@ impl LocalCluster {
     }
 
     /// A Pod's output so far.
+    /// Where Pod logs (`pod-<namespace>-<name>.log`) are written.
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.shared.dir
+    }
+
     pub fn pod_log(&self, namespace: &str, name: &str) -> String {
         std::fs::read_to_string(kubelet::Kubelet::log_path(&self.shared, namespace, name))
             .unwrap_or_default()
