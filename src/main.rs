@@ -53,9 +53,18 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let client = kube::Client::try_default()
+        let mut config = kube::Config::infer()
             .await
-            .context("connecting to the Kubernetes API (in-cluster or KUBECONFIG)")?;
+            .context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
+        config.headers.push((
+            hyper::header::USER_AGENT,
+            hyper::header::HeaderValue::from_static(concat!(
+                "certwright/",
+                env!("CARGO_PKG_VERSION")
+            )),
+        ));
+        let client = kube::Client::try_from(config)
+            .context("building the Kubernetes API client")?;
         let ip: std::net::IpAddr = args.solver_listen_address.parse().with_context(|| {
             format!(
                 "--solver-listen-address {:?} is not an IP address",

@@ -1,0 +1,376 @@
+//! Issuance benchmark: N certificates (1, then 100) through certwright's
+//! controller running as a Pod in the local cluster, against pebble; and in
+//! the same run the same orders with bare instant-acme, the same HTTP
+//! client (TCP_NODELAY) and the same polling: the floor no controller can
+//! beat. Reports time-to-Ready p50/p95, the ratio to the floor, API
+//! requests and writes per certificate from the API server's request log,
+//! and the controller's peak memory.
+//!
+//! Run: `cargo bench --bench issuance` (`BENCH_SIZES=1,10` to change N).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use certwright::api::Certificate;
+use certwright::api::meta::ConditionStatus;
+use certwright::solver::server::{self, Presented, Tokens};
+use certwright_testcluster::cluster::{ClusterOptions, LocalCluster};
+use certwright_testcluster::deploy;
+use certwright_testcluster::pebble::{Pebble, PebbleOptions};
+use futures_util::StreamExt;
+use instant_acme::{
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, RetryPolicy,
+};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+
+/// The controller's ACME poll interval, and the floor's first delay
+/// (both double from 50 ms).
+const POLL_MS: u64 = 100;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+async fn create<K>(api: &Api<K>, value: serde_json::Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(value).expect("object"),
+    )
+    .await
+    .expect("create");
+}
+
+/// Routes every floor name to an in-process token server.
+async fn floor_routes(client: &kube::Client, class: &str, hosts: &[String], port: u16) {
+    let ns = "floor";
+    let _ = Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+        )
+        .await;
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    if services.get_opt("floor-solver").await.ok().flatten().is_none() {
+        create(&services, json!({"metadata": {"name": "floor-solver"},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port}]}}))
+        .await;
+        create(&Api::<EndpointSlice>::namespaced(client.clone(), ns), json!({
+            "metadata": {"name": "floor-solver", "labels": {"kubernetes.io/service-name": "floor-solver"}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": port}],
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}]}))
+        .await;
+    }
+    let rules: Vec<serde_json::Value> = hosts
+        .iter()
+        .map(|h| json!({"host": h, "http": {"paths": [{"path": "/.well-known/acme-challenge/", "pathType": "Prefix",
+            "backend": {"service": {"name": "floor-solver", "port": {"number": 80}}}}]}}))
+        .collect();
+    create(
+        &Api::<Ingress>::namespaced(client.clone(), ns),
+        json!({"metadata": {"generateName": "floor-"}, "spec": {"ingressClassName": class, "rules": rules}}),
+    )
+    .await;
+}
+
+/// One certificate the bare way; returns the time from `start` to the chain.
+async fn floor_one(account: Account, tokens: Tokens, host: String, start: Instant) -> f64 {
+    let ids = [Identifier::Dns(host.clone())];
+    let mut order = account
+        .new_order(&NewOrder::new(&ids))
+        .await
+        .expect("new order");
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.expect("authz");
+        if authz.status == AuthorizationStatus::Valid {
+            continue;
+        }
+        let mut challenge = authz.challenge(ChallengeType::Http01).expect("http-01");
+        tokens.write().expect("lock").insert(
+            challenge.token.clone(),
+            Presented {
+                domain: host.clone(),
+                key_authorization: challenge.key_authorization().as_str().to_string(),
+            },
+        );
+        challenge.set_ready().await.expect("ready");
+    }
+    let retry = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(50))
+        .backoff(2.0)
+        .timeout(Duration::from_secs(120));
+    order.poll_ready(&retry).await.expect("ready");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let csr = rcgen::CertificateParams::new(vec![host])
+        .expect("params")
+        .serialize_request(&key)
+        .expect("csr");
+    order.finalize_csr(csr.der()).await.expect("finalize");
+    order.poll_certificate(&retry).await.expect("certificate");
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+struct Row {
+    who: &'static str,
+    n: usize,
+    p50: f64,
+    p95: f64,
+    total: f64,
+    requests: Option<f64>,
+    writes: Option<f64>,
+}
+
+async fn floor(account: &Account, tokens: &Tokens, n: usize, batch: &str) -> Row {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            tokio::spawn(floor_one(
+                account.clone(),
+                tokens.clone(),
+                format!("f{batch}-{i}.example.test"),
+                start,
+            ))
+        })
+        .collect();
+    let mut times = Vec::new();
+    for t in tasks {
+        times.push(t.await.expect("task"));
+    }
+    let total = start.elapsed().as_secs_f64() * 1000.0;
+    times.sort_by(f64::total_cmp);
+    Row {
+        who: "floor: bare instant-acme",
+        n,
+        p50: percentile(&times, 50.0),
+        p95: percentile(&times, 95.0),
+        total,
+        requests: None,
+        writes: None,
+    }
+}
+
+async fn controller(cluster: &LocalCluster, n: usize, batch: &str) -> Row {
+    let client = cluster.client();
+    let ns = format!("bench-{batch}");
+    create(
+        &Api::<Namespace>::all(client.clone()),
+        json!({"metadata": {"name": ns}}),
+    )
+    .await;
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
+    let mut events = watcher(certs.clone(), watcher::Config::default()).boxed();
+    // Wait for the watch to be established before starting the clock.
+    while let Some(e) = events.next().await {
+        if matches!(e, Ok(watcher::Event::InitDone)) {
+            break;
+        }
+    }
+    cluster.api().hooks().clear_requests();
+    let start = Instant::now();
+    for i in 0..n {
+        create(&certs, json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": {"name": format!("c{i}")},
+            "spec": {"secretName": format!("c{i}-tls"), "dnsNames": [format!("c{batch}-{i}.example.test")],
+                     "privateKey": {"algorithm": "ECDSA", "size": 256},
+                     "issuerRef": {"name": "pebble", "kind": "ClusterIssuer"}}}))
+        .await;
+    }
+    let mut ready: HashMap<String, f64> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while ready.len() < n && Instant::now() < deadline {
+        let Ok(Some(Ok(event))) = tokio::time::timeout(Duration::from_secs(5), events.next()).await
+        else {
+            continue;
+        };
+        if let watcher::Event::Apply(cert) = event {
+            let is_ready = cert
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+                });
+            if is_ready {
+                let name = cert.metadata.name.clone().unwrap_or_default();
+                ready
+                    .entry(name)
+                    .or_insert(start.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let total = start.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(ready.len(), n, "every Certificate went Ready");
+    // Let cleanup (temporary Secrets, Challenges, solver resources) finish
+    // so its requests count too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let agent = concat!("certwright/", env!("CARGO_PKG_VERSION"));
+    let log: Vec<_> = cluster
+        .api()
+        .hooks()
+        .requests()
+        .into_iter()
+        .filter(|r| r.user_agent == agent)
+        .collect();
+    let writes = log.iter().filter(|r| r.is_write()).count();
+    let mut times: Vec<f64> = ready.into_values().collect();
+    times.sort_by(f64::total_cmp);
+    Row {
+        who: "certwright controller",
+        n,
+        p50: percentile(&times, 50.0),
+        p95: percentile(&times, 95.0),
+        total,
+        requests: Some(log.len() as f64 / n as f64),
+        writes: Some(writes as f64 / n as f64),
+    }
+}
+
+/// Peak resident memory of the controller process, from /proc.
+fn controller_peak_rss_kib(binary: &str) -> Option<u64> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().map(String::as_str) == Some(binary)
+            && args.get(1).map(String::as_str) == Some("controller")
+        {
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            return status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
+        }
+    }
+    None
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    certwright::install_crypto_provider();
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "1,100".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let binary = env!("CARGO_BIN_EXE_certwright");
+    let cluster = LocalCluster::start(ClusterOptions::new(binary))
+        .await
+        .expect("cluster");
+    let router = cluster.router_addr();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: router.port(),
+        dns_ipv4: router.ip().to_string(),
+        ..PebbleOptions::default()
+    })
+    .await
+    .expect("pebble");
+    deploy::install_crds(&cluster, std::path::Path::new(binary)).expect("crds");
+    let client = cluster.client();
+    let flags: Vec<String> = [
+        "--http01-self-check-address",
+        &router.to_string(),
+        "--acme-poll-interval-ms",
+        &POLL_MS.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    deploy::controller(&client, &flags)
+        .await
+        .expect("controller");
+    let ca = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        pebble.tls_ca_pem.as_bytes(),
+    );
+    create(&Api::<certwright::api::ClusterIssuer>::all(client.clone()), json!({
+        "apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "pebble"},
+        "spec": {"acme": {"server": pebble.directory_url, "caBundle": ca, "privateKeySecretRef": {"name": "pebble-account"},
+                 "solvers": [{"http01": {"ingress": {"ingressClassName": cluster.ingress_class()}}}]}}}))
+    .await;
+
+    // The floor: the same client and a token server reached the same way.
+    let trust = certwright::acme::http::Trust::Bundle(pebble.tls_ca_pem.clone().into_bytes());
+    let (account, _) = Account::builder_with_http(certwright::acme::http::client(&trust).expect("client"))
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            pebble.directory_url.clone(),
+            None,
+        )
+        .await
+        .expect("account");
+    let tokens: Tokens = Arc::new(RwLock::new(HashMap::new()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    tokio::spawn(server::serve(([127, 0, 0, 1], port).into(), tokens.clone()));
+    let mut all_hosts: Vec<String> = sizes
+        .iter()
+        .enumerate()
+        .flat_map(|(b, n)| (0..*n).map(move |i| format!("f{b}-{i}.example.test")))
+        .collect();
+    all_hosts.push("fw-0.example.test".into());
+    floor_routes(&client, cluster.ingress_class(), &all_hosts, port).await;
+    // Warm up both paths (account lookups, first connections) with one certificate each.
+    let _ = floor(&account, &tokens, 1, "w").await;
+    let _ = controller(&cluster, 1, "w").await;
+
+    let mut rows = Vec::new();
+    for (b, n) in sizes.iter().enumerate() {
+        let batch = b.to_string();
+        rows.push(floor(&account, &tokens, *n, &batch).await);
+        rows.push(controller(&cluster, *n, &batch).await);
+    }
+    println!("\nissuance against pebble, one name per certificate, controller as a Pod (poll {POLL_MS} ms)\n");
+    println!(
+        "{:<26} {:>5} {:>9} {:>9} {:>10} {:>9} {:>13} {:>15}",
+        "", "n", "p50 ms", "p95 ms", "total ms", "p50/floor", "API req/cert", "API writes/cert"
+    );
+    let mut floor_p50 = f64::NAN;
+    for row in &rows {
+        if row.requests.is_none() {
+            floor_p50 = row.p50;
+        }
+        let ratio = if row.requests.is_some() {
+            format!("{:.2}x", row.p50 / floor_p50)
+        } else {
+            "1.00x".into()
+        };
+        let per = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<26} {:>5} {:>9.1} {:>9.1} {:>10.1} {:>9} {:>13} {:>15}",
+            row.who,
+            row.n,
+            row.p50,
+            row.p95,
+            row.total,
+            ratio,
+            per(row.requests),
+            per(row.writes)
+        );
+    }
+    if let Some(kib) = controller_peak_rss_kib(binary) {
+        println!("\ncontroller peak RSS: {:.1} MiB", kib as f64 / 1024.0);
+    }
+}
