@@ -8,7 +8,7 @@
 //!
 //! Run: `cargo bench --bench issuance` (`BENCH_SIZES=1,10` to change N).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -226,6 +226,18 @@ async fn controller(cluster: &LocalCluster, n: usize, batch: &str) -> Row {
         .filter(|r| r.user_agent == agent)
         .collect();
     let writes = log.iter().filter(|r| r.is_write()).count();
+    if std::env::var("BENCH_BREAKDOWN").is_ok() {
+        let mut by: BTreeMap<String, usize> = BTreeMap::new();
+        for r in &log {
+            let what = format!("{} {}{}", r.verb, r.resource, if r.subresource.is_empty() { String::new() } else { format!("/{}", r.subresource) });
+            *by.entry(what).or_default() += 1;
+        }
+        let mut sorted: Vec<_> = by.into_iter().collect();
+        sorted.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        for (what, count) in sorted {
+            println!("  {:>7.2}/cert  {what}", count as f64 / n as f64);
+        }
+    }
     let mut times: Vec<f64> = ready.into_values().collect();
     times.sort_by(f64::total_cmp);
     Row {
