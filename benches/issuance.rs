@@ -63,9 +63,18 @@ async fn floor_routes(client: &kube::Client, class: &str, hosts: &[String], port
         )
         .await;
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    if services.get_opt("floor-solver").await.ok().flatten().is_none() {
-        create(&services, json!({"metadata": {"name": "floor-solver"},
-            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port}]}}))
+    if services
+        .get_opt("floor-solver")
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        create(
+            &services,
+            json!({"metadata": {"name": "floor-solver"},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port}]}}),
+        )
         .await;
         create(&Api::<EndpointSlice>::namespaced(client.clone(), ns), json!({
             "metadata": {"name": "floor-solver", "labels": {"kubernetes.io/service-name": "floor-solver"}},
@@ -226,10 +235,39 @@ async fn controller(cluster: &LocalCluster, n: usize, batch: &str) -> Row {
         .filter(|r| r.user_agent == agent)
         .collect();
     let writes = log.iter().filter(|r| r.is_write()).count();
+    if std::env::var("BENCH_TIMELINE").is_ok() && n == 1 {
+        let t0 = log
+            .first()
+            .map(|r| r.time)
+            .unwrap_or(std::time::SystemTime::now());
+        for r in &log {
+            let ms = r.time.duration_since(t0).unwrap_or_default().as_millis();
+            println!(
+                "  {ms:>6} ms  {} {}{} {}",
+                r.verb,
+                r.resource,
+                if r.subresource.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{}", r.subresource)
+                },
+                r.name
+            );
+        }
+    }
     if std::env::var("BENCH_BREAKDOWN").is_ok() {
         let mut by: BTreeMap<String, usize> = BTreeMap::new();
         for r in &log {
-            let what = format!("{} {}{}", r.verb, r.resource, if r.subresource.is_empty() { String::new() } else { format!("/{}", r.subresource) });
+            let what = format!(
+                "{} {}{}",
+                r.verb,
+                r.resource,
+                if r.subresource.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{}", r.subresource)
+                }
+            );
             *by.entry(what).or_default() += 1;
         }
         let mut sorted: Vec<_> = by.into_iter().collect();
@@ -320,18 +358,19 @@ async fn main() {
 
     // The floor: the same client and a token server reached the same way.
     let trust = certwright::acme::http::Trust::Bundle(pebble.tls_ca_pem.clone().into_bytes());
-    let (account, _) = Account::builder_with_http(certwright::acme::http::client(&trust).expect("client"))
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            pebble.directory_url.clone(),
-            None,
-        )
-        .await
-        .expect("account");
+    let (account, _) =
+        Account::builder_with_http(certwright::acme::http::client(&trust).expect("client"))
+            .create(
+                &NewAccount {
+                    contact: &[],
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                },
+                pebble.directory_url.clone(),
+                None,
+            )
+            .await
+            .expect("account");
     let tokens: Tokens = Arc::new(RwLock::new(HashMap::new()));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -354,7 +393,9 @@ async fn main() {
         rows.push(floor(&account, &tokens, *n, &batch).await);
         rows.push(controller(&cluster, *n, &batch).await);
     }
-    println!("\nissuance against pebble, one name per certificate, controller as a Pod (poll {POLL_MS} ms)\n");
+    println!(
+        "\nissuance against pebble, one name per certificate, controller as a Pod (poll {POLL_MS} ms)\n"
+    );
     println!(
         "{:<26} {:>5} {:>9} {:>9} {:>10} {:>9} {:>13} {:>15}",
         "", "n", "p50 ms", "p95 ms", "total ms", "p50/floor", "API req/cert", "API writes/cert"

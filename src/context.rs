@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::acme::session::Accounts;
+use crate::acme::session::{Accounts, IssuerStores};
 use crate::certificates::backoff::Backoff;
 
 /// How the shared HTTP-01 solver is reached.
@@ -50,8 +50,13 @@ pub struct Context {
     pub certificate_owner_ref: bool,
     /// ACME accounts, loaded once per issuer account.
     pub accounts: Accounts,
+    /// Issuers as last seen (filled by `acme::session::watch_issuers`).
+    pub issuer_stores: IssuerStores,
     /// Consecutive transient failures per object (by uid).
     attempts: Mutex<HashMap<String, u32>>,
+    /// The resourceVersion of our last write per object (by uid), to tell
+    /// when the watch cache has not caught up with it yet.
+    written: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -65,7 +70,9 @@ impl Context {
             solver: SolverSettings::default(),
             certificate_owner_ref: false,
             accounts: Accounts::default(),
+            issuer_stores: IssuerStores::default(),
             attempts: Mutex::default(),
+            written: Mutex::default(),
         }
     }
 
@@ -75,6 +82,23 @@ impl Context {
         let n = map.entry(uid.to_string()).or_insert(0);
         *n += 1;
         *n
+    }
+
+    /// Notes the resourceVersion our last write of `uid` produced.
+    pub fn wrote(&self, uid: &str, resource_version: Option<String>) {
+        let mut map = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        match resource_version {
+            Some(rv) => map.insert(uid.to_string(), rv),
+            None => map.remove(uid),
+        };
+    }
+
+    /// Whether a cached copy of `uid` at `resource_version` may predate
+    /// our last write of it (then read it from the API server instead).
+    pub fn behind(&self, uid: &str, resource_version: Option<&str>) -> bool {
+        let map = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(uid)
+            .is_some_and(|rv| Some(rv.as_str()) != resource_version)
     }
 
     /// Forgets the failures of `uid` after a success.

@@ -27,7 +27,8 @@ pub async fn run_controllers(ctx: std::sync::Arc<context::Context>) {
         certificaterequests::run(ctx.clone()),
         orders::controller::run(ctx.clone()),
         challenges::run(ctx.clone()),
-        solver::shared::mirror(ctx),
+        solver::shared::mirror(ctx.clone()),
+        acme::session::watch_issuers(ctx),
     );
 }
 

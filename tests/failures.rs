@@ -65,7 +65,12 @@ async fn a_lost_authorization_gets_a_fresh_order_within_the_transient_bound() {
         .iter()
         .filter(|s| s.method == "POST" && s.path.starts_with("/order-plz"))
         .count();
-    assert_eq!(new_orders, 2, "one ACME order lost, one fresh");
+    if new_orders != 2 {
+        panic!(
+            "one ACME order lost, one fresh; got {new_orders}:\n{seen:#?}\n{}",
+            env.logs().await
+        );
+    }
     let listed = orders(&env, "apps").await;
     assert_eq!(listed.len(), 1, "the same Kubernetes Order carried on");
     let events = event_reasons(&env, "apps", "Order").await;

@@ -6,9 +6,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use futures_util::StreamExt;
 use instant_acme::Account;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
 use rustls::pki_types::PrivatePkcs8KeyDer;
 
 use super::account;
@@ -28,6 +31,58 @@ pub struct Session {
 /// Loaded accounts by server and account URL.
 #[derive(Default)]
 pub struct Accounts(Mutex<HashMap<String, Session>>);
+
+/// Issuers and ClusterIssuers as last seen by a watch, so Orders and
+/// Challenges find their issuer without asking the API server each time.
+pub struct IssuerStores {
+    issuers: Store<Issuer>,
+    cluster_issuers: Store<ClusterIssuer>,
+    writers: Mutex<Option<(Writer<Issuer>, Writer<ClusterIssuer>)>>,
+}
+
+impl Default for IssuerStores {
+    fn default() -> Self {
+        let (issuers, w1) = reflector::store();
+        let (cluster_issuers, w2) = reflector::store();
+        Self {
+            issuers,
+            cluster_issuers,
+            writers: Mutex::new(Some((w1, w2))),
+        }
+    }
+}
+
+/// Fills the issuer stores until the watches end (runs once per context).
+pub async fn watch_issuers(ctx: std::sync::Arc<Context>) {
+    let Some((w1, w2)) = ctx
+        .issuer_stores
+        .writers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    else {
+        return;
+    };
+    let issuers = reflector::reflector(
+        w1,
+        watcher(
+            Api::<Issuer>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .for_each(|_| async {});
+    let cluster = reflector::reflector(
+        w2,
+        watcher(
+            Api::<ClusterIssuer>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .for_each(|_| async {});
+    futures_util::future::join(issuers, cluster).await;
+}
 
 /// Why no account could be had; the message is for a condition.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +108,16 @@ pub async fn find_issuer(
     reference: &IssuerReference,
 ) -> Result<Option<(IssuerConfig, Option<IssuerStatus>, String)>, SessionError> {
     let name = &reference.name;
+    let stores = &ctx.issuer_stores;
     if reference.kind.as_deref() == Some("ClusterIssuer") {
+        if let Some(i) = stores.cluster_issuers.get(&ObjectRef::new(name)) {
+            let i = (*i).clone();
+            return Ok(Some((
+                i.spec.config,
+                i.status,
+                ctx.cluster_resource_namespace.clone(),
+            )));
+        }
         let found = Api::<ClusterIssuer>::all(ctx.client.clone())
             .get_opt(name)
             .await
@@ -66,6 +130,10 @@ pub async fn find_issuer(
             )
         }))
     } else {
+        if let Some(i) = stores.issuers.get(&ObjectRef::new(name).within(namespace)) {
+            let i = (*i).clone();
+            return Ok(Some((i.spec.config, i.status, namespace.to_string())));
+        }
         let found = Api::<Issuer>::namespaced(ctx.client.clone(), namespace)
             .get_opt(name)
             .await

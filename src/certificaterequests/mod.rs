@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::api::certificate_request::CertificateRequestCondition;
 use crate::api::meta::ConditionStatus;
 use crate::api::order::AcmeState;
-use crate::api::{AcmeIssuer, CertificateRequest, ClusterIssuer, Issuer, Order, OrderSpec};
+use crate::api::{AcmeIssuer, CertificateRequest, Order, OrderSpec};
 use crate::conditions;
 use crate::context::Context;
 use crate::orders::naming;
@@ -71,27 +71,15 @@ async fn acme_issuer(ctx: &Context, cr: &CertificateRequest) -> Result<Option<Ac
     {
         return Ok(None);
     }
-    let name = &reference.name;
-    let config = if reference.kind.as_deref() == Some("ClusterIssuer") {
-        Api::<ClusterIssuer>::all(ctx.client.clone())
-            .get_opt(name)
-            .await
-            .map_err(|e| e.to_string())?
-            .map(|i| i.spec.config)
-    } else {
-        let ns = cr.namespace().unwrap_or_default();
-        Api::<Issuer>::namespaced(ctx.client.clone(), &ns)
-            .get_opt(name)
-            .await
-            .map_err(|e| e.to_string())?
-            .map(|i| i.spec.config)
-    };
-    match config {
-        Some(c) => Ok(c.acme),
-        None => Err(format!(
-            "Referenced {:?} not found: {name}",
-            reference.kind.as_deref().unwrap_or("Issuer")
+    let ns = cr.namespace().unwrap_or_default();
+    match crate::acme::session::find_issuer(ctx, &ns, reference).await {
+        Ok(Some((config, _, _))) => Ok(config.acme),
+        Ok(None) => Err(format!(
+            "Referenced {:?} not found: {}",
+            reference.kind.as_deref().unwrap_or("Issuer"),
+            reference.name
         )),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -100,6 +88,13 @@ async fn write_status(
     cr: &CertificateRequest,
     status: serde_json::Value,
 ) -> Result<(), Error> {
+    let current = serde_json::to_value(&cr.status).unwrap_or_default();
+    let unchanged = status
+        .as_object()
+        .is_some_and(|fields| fields.iter().all(|(k, v)| current.get(k) == Some(v)));
+    if unchanged {
+        return Ok(());
+    }
     let api: Api<CertificateRequest> =
         Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
     crate::status::apply(&api, &cr.name_any(), CONTROLLER_NAME, &status)

@@ -211,9 +211,48 @@ fn owned_by(secret: &Secret, cert: &Certificate) -> bool {
         .is_some_and(|refs| refs.iter().any(|r| Some(r.uid.as_str()) == uid))
 }
 
+/// Whether `pem` is a private key of the kind the Certificate asks for.
+fn usable_key(cert: &Certificate, pem: &[u8]) -> bool {
+    let wanted = KeySpec::from_spec(cert.spec.private_key.as_ref()).ok();
+    PrivateKey::from_pem(pem)
+        .ok()
+        .is_some_and(|k| wanted.is_some_and(|w| w.kind == k.kind))
+}
+
+fn key_pem(secret: &Secret) -> Vec<u8> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("tls.key"))
+        .map(|b| b.0.clone())
+        .unwrap_or_default()
+}
+
 async fn key_manager(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = cert.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let recorded = cert
+        .status
+        .as_ref()
+        .and_then(|s| s.next_private_key_secret_name.clone());
+    match (&recorded, issuing(&cert)) {
+        // Nothing under way and nothing left over: no need to look.
+        (None, false) => return Ok(Action::await_change()),
+        // The key of the running issuance is in place.
+        (Some(name), true) => {
+            let current = secrets
+                .get_opt(name)
+                .await
+                .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e))?;
+            if current
+                .as_ref()
+                .is_some_and(|s| owned_by(s, &cert) && usable_key(&cert, &key_pem(s)))
+            {
+                return Ok(Action::await_change());
+            }
+        }
+        _ => {}
+    }
     let listed = secrets
         .list(&ListParams::default().labels(&format!("{NEXT_KEY_LABEL}=true")))
         .await
@@ -239,17 +278,7 @@ async fn key_manager(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action
         return Ok(Action::await_change());
     }
     let wanted = KeySpec::from_spec(cert.spec.private_key.as_ref()).ok();
-    let usable = |s: &Secret| {
-        let pem = s
-            .data
-            .as_ref()
-            .and_then(|d| d.get("tls.key"))
-            .map(|b| b.0.clone())
-            .unwrap_or_default();
-        PrivateKey::from_pem(&pem)
-            .ok()
-            .is_some_and(|k| wanted.is_some_and(|w| w.kind == k.kind))
-    };
+    let usable = |s: &Secret| usable_key(&cert, &key_pem(s));
     // Keep the Secret the status names, else adopt one left by a crash.
     let keep = mine
         .iter()

@@ -210,9 +210,13 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     let has_finalizer = ch.finalizers().iter().any(|f| f == FINALIZER);
     if ch.meta().deletion_timestamp.is_some() {
         if has_finalizer {
-            shared::cleanup(&ctx, &ch)
-                .await
-                .map_err(|e| Error::Api("solver resources".into(), e))?;
+            // A Challenge that reached a final state has cleaned up already.
+            let presented = ch.status.as_ref().and_then(|s| s.presented) != Some(false);
+            if presented {
+                shared::cleanup(&ctx, &ch)
+                    .await
+                    .map_err(|e| Error::Api("solver resources".into(), e))?;
+            }
             let rest: Vec<String> = ch
                 .finalizers()
                 .iter()
@@ -330,14 +334,21 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         .iter()
         .find(|r| r.kind == "Order")
         .map(|r| r.name.clone());
-    let order_url = match owner {
-        Some(name) => Api::<Order>::namespaced(ctx.client.clone(), &ns)
+    // The Order controller notes the order URL on each Challenge it creates.
+    let annotated = ch
+        .annotations()
+        .get(crate::orders::controller::ORDER_URL_ANNOTATION)
+        .filter(|u| !u.is_empty())
+        .cloned();
+    let order_url = match (annotated, owner) {
+        (Some(url), _) => Some(url),
+        (None, Some(name)) => Api::<Order>::namespaced(ctx.client.clone(), &ns)
             .get_opt(&name)
             .await
             .map_err(|e| Error::Api(format!("Order {ns}/{name}"), e))?
             .and_then(|o| o.status)
             .and_then(|s| s.url),
-        None => None,
+        (None, None) => None,
     };
     let Some(order_url) = order_url else {
         status.state = Some(AcmeState::Errored);

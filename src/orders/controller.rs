@@ -120,6 +120,19 @@ fn challenge_type(t: &instant_acme::ChallengeType) -> String {
     }
 }
 
+/// Label on the Challenges certwright creates: the uid of their Order, so
+/// an Order lists its own Challenges and not the namespace's.
+pub const ORDER_UID_LABEL: &str = "certwright.io/order-uid";
+/// Annotation on Challenges: the ACME order URL they belong to.
+pub const ORDER_URL_ANNOTATION: &str = "certwright.io/order-url";
+
+fn own_challenges(order: &Order) -> ListParams {
+    ListParams::default().labels(&format!(
+        "{ORDER_UID_LABEL}={}",
+        order.uid().unwrap_or_default()
+    ))
+}
+
 fn owned_by(ch: &Challenge, order: &Order) -> bool {
     let uid = order.meta().uid.as_deref();
     ch.owner_references()
@@ -128,11 +141,14 @@ fn owned_by(ch: &Challenge, order: &Order) -> bool {
 }
 
 async fn write(ctx: &Context, order: &Order, status: &OrderStatus) -> Result<(), Error> {
+    let uid = order.uid().unwrap_or_default();
     let api: Api<Order> =
         Api::namespaced(ctx.client.clone(), &order.namespace().unwrap_or_default());
-    crate::status::apply(&api, &order.name_any(), CONTROLLER_NAME, status)
+    let written = crate::status::apply_returning(&api, &order.name_any(), CONTROLLER_NAME, status)
         .await
-        .map_err(Error::WriteStatus)
+        .map_err(Error::WriteStatus)?;
+    ctx.wrote(&uid, written.resource_version());
+    Ok(())
 }
 
 async fn event(ctx: &Context, order: &Order, type_: EventType, reason: &str, note: String) {
@@ -156,7 +172,7 @@ async fn delete_challenges(ctx: &Context, order: &Order) -> Result<(), Error> {
     let ns = order.namespace().unwrap_or_default();
     let challenges: Api<Challenge> = Api::namespaced(ctx.client.clone(), &ns);
     let listed = challenges
-        .list(&ListParams::default())
+        .list(&own_challenges(order))
         .await
         .map_err(|e| Error::Api(format!("Challenges in {ns}"), e))?;
     for ch in listed.items.iter().filter(|c| owned_by(c, order)) {
@@ -274,6 +290,7 @@ async fn ensure_challenges(
     session: &Session,
     authorizations: &[AcmeAuthorization],
     existing: &[Challenge],
+    order_url: &str,
 ) -> Result<Result<(), String>, Error> {
     let ns = order.namespace().unwrap_or_default();
     let api: Api<Challenge> = Api::namespaced(ctx.client.clone(), &ns);
@@ -321,11 +338,14 @@ async fn ensure_challenges(
         if existing.iter().any(|c| c.name_any() == name) {
             continue;
         }
+        let mut labels = order.labels().clone();
+        labels.insert(ORDER_UID_LABEL.into(), order.uid().unwrap_or_default());
         let owner = json!({"apiVersion": "acme.cert-manager.io/v1", "kind": "Order", "name": order.name_any(),
             "uid": order.meta().uid, "controller": true, "blockOwnerDeletion": true});
         let mut challenge: Challenge = serde_json::from_value(json!({
             "apiVersion": "acme.cert-manager.io/v1", "kind": "Challenge",
-            "metadata": {"name": name, "namespace": ns, "ownerReferences": [owner], "labels": order.labels()},
+            "metadata": {"name": name, "namespace": ns, "ownerReferences": [owner], "labels": labels,
+                "annotations": {ORDER_URL_ANNOTATION: order_url}},
             "spec": {"url": "", "authorizationURL": "", "dnsName": "", "type": "HTTP-01", "token": "", "key": "",
                      "solver": {}, "issuerRef": {"name": ""}},
         }))
@@ -361,9 +381,12 @@ async fn ensure_challenges(
 
 async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error> {
     let mut order = order;
-    if order.status.as_ref().and_then(|s| s.url.as_ref()).is_none() {
-        // About to place an ACME order: the cached object may predate the
-        // write of an order placed a moment ago, so ask the API server.
+    let uid = order.uid().unwrap_or_default();
+    let behind = ctx.behind(&uid, order.resource_version().as_deref());
+    if behind || order.status.as_ref().and_then(|s| s.url.as_ref()).is_none() {
+        // The cache has not seen our last write yet, or we are about to
+        // place an ACME order (the cache may predate the write of one
+        // placed a moment ago): ask the API server.
         let api: Api<Order> =
             Api::namespaced(ctx.client.clone(), &order.namespace().unwrap_or_default());
         match api.get_opt(&order.name_any()).await {
@@ -374,6 +397,7 @@ async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error
     }
     let mut status = order.status.clone().unwrap_or_default();
     if is_final(&status) || order.meta().deletion_timestamp.is_some() {
+        ctx.wrote(&uid, None);
         return Ok(Action::await_change());
     }
     let ns = order.namespace().unwrap_or_default();
@@ -399,7 +423,7 @@ async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error
     // While Challenges are at work, they say everything worth knowing;
     // the CA is asked again only when one of them has finished.
     let challenges: Vec<Challenge> = Api::<Challenge>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
+        .list(&own_challenges(&order))
         .await
         .map_err(|e| Error::Api(format!("Challenges in {ns}"), e))?
         .items
@@ -442,8 +466,15 @@ async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error
             })
             .count();
         if challenges.len() < pending {
-            if let Err(why) =
-                ensure_challenges(&ctx, &order, &session, authorizations, &challenges).await?
+            if let Err(why) = ensure_challenges(
+                &ctx,
+                &order,
+                &session,
+                authorizations,
+                &challenges,
+                status.url.as_deref().unwrap_or_default(),
+            )
+            .await?
             {
                 return fail(&ctx, &order, status, why).await;
             }
@@ -553,8 +584,15 @@ async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error
     match acme_status {
         instant_acme::OrderStatus::Pending => {
             let authorizations = status.authorizations.clone().unwrap_or_default();
-            if let Err(why) =
-                ensure_challenges(&ctx, &order, &session, &authorizations, &challenges).await?
+            if let Err(why) = ensure_challenges(
+                &ctx,
+                &order,
+                &session,
+                &authorizations,
+                &challenges,
+                status.url.as_deref().unwrap_or_default(),
+            )
+            .await?
             {
                 return fail(&ctx, &order, status, why).await;
             }
