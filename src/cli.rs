@@ -74,6 +74,13 @@ pub struct ControllerArgs {
     /// is still working on, when it sends no Retry-After (milliseconds).
     #[arg(long, default_value_t = 1000)]
     pub acme_poll_interval_ms: u64,
+    /// Most Challenges presented and validated at once (one per DNS name
+    /// at a time regardless); cert-manager's default is 60 too.
+    #[arg(long, default_value_t = 60)]
+    pub max_concurrent_challenges: usize,
+    /// Most reconciles running at once in each controller.
+    #[arg(long, default_value_t = 16)]
+    pub concurrent_reconciles: u16,
     /// Make each Certificate the owner of its Secret, so deleting the
     /// Certificate deletes the Secret (cert-manager's flag of the same name).
     #[arg(long)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::acme::session::{Accounts, IssuerStores};
 use crate::certificates::backoff::Backoff;
+use crate::challenges::schedule::InFlight;
 
 /// How the shared HTTP-01 solver is reached.
 #[derive(Clone, Debug)]
@@ -46,6 +47,12 @@ pub struct Context {
     /// when the CA gives no Retry-After.
     pub poll_interval: Duration,
     pub solver: SolverSettings,
+    /// Most Challenges worked on at once.
+    pub max_challenges: usize,
+    /// Most reconciles at once per controller.
+    pub concurrency: u16,
+    /// Challenges being worked on, by DNS name.
+    in_flight: Mutex<InFlight>,
     /// Whether the final Secret is owned by its Certificate.
     pub certificate_owner_ref: bool,
     /// ACME accounts, loaded once per issuer account.
@@ -69,11 +76,24 @@ impl Context {
             poll_interval: Duration::from_secs(1),
             solver: SolverSettings::default(),
             certificate_owner_ref: false,
+            max_challenges: 60,
+            concurrency: 16,
+            in_flight: Mutex::default(),
             accounts: Accounts::default(),
             issuer_stores: IssuerStores::default(),
             attempts: Mutex::default(),
             written: Mutex::default(),
         }
+    }
+
+    /// How every controller runs (its concurrency).
+    pub fn controller_config(&self) -> kube::runtime::controller::Config {
+        kube::runtime::controller::Config::default().concurrency(self.concurrency)
+    }
+
+    /// The Challenges in flight.
+    pub fn in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Counts one more transient failure of `uid`; returns the count.

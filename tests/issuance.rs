@@ -386,3 +386,51 @@ async fn a_secret_of_another_certificate_is_never_taken_over() {
     let leaf = parse_chain(&secret_data(&secret, "tls.crt")).expect("leaf");
     assert_eq!(leaf.dns_names, ["first.example.test"], "untouched");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_certificates_for_one_name_take_turns() {
+    let env = Env::start(|_| {}, &[]).await;
+    // Keep the first Challenge busy for a while: the CA is briefly unwell.
+    env.proxy.fail_next(
+        "POST",
+        "/chalZ/",
+        3,
+        503,
+        "urn:ietf:params:acme:error:serverInternal",
+        "try again",
+    );
+    let reasons = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = reasons.clone();
+    let api: Api<Challenge> = Api::all(env.client.clone());
+    let watch = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut events =
+            kube::runtime::watcher(api, kube::runtime::watcher::Config::default()).boxed();
+        while let Some(Ok(event)) = events.next().await {
+            if let kube::runtime::watcher::Event::Apply(ch) = event
+                && let Some(reason) = ch.status.and_then(|s| s.reason)
+            {
+                seen.lock().expect("lock").push(reason);
+            }
+        }
+    });
+    for ns in ["team-a", "team-b"] {
+        env.namespace(ns).await;
+        env.certificate(
+            ns,
+            "shared-name",
+            json!({"secretName": "tls", "dnsNames": ["same.example.test"]}),
+        )
+        .await;
+    }
+    env.certificate_ready("team-a", "shared-name", 1).await;
+    env.certificate_ready("team-b", "shared-name", 1).await;
+    watch.abort();
+    let reasons = reasons.lock().expect("lock").clone();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("Waiting: Challenge") && r.contains("same name")),
+        "one waited for the other: {reasons:?}"
+    );
+}

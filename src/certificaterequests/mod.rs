@@ -289,6 +289,7 @@ pub async fn run(ctx: Arc<Context>) {
         Api::<Order>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
+    .with_config(ctx.controller_config())
     .run(reconcile, error_policy, ctx.clone())
     .for_each(|_| async {})
     .await;

@@ -402,6 +402,7 @@ pub async fn run(ctx: Arc<Context>) {
                 Some(ObjectRef::new(&name).within(&ns))
             },
         )
+        .with_config(ctx.controller_config())
         .run(trigger, error_policy, ctx.clone())
         .for_each(|_| async {});
     let keys = Controller::new(certs(), watcher::Config::default())
@@ -409,6 +410,7 @@ pub async fn run(ctx: Arc<Context>) {
             Api::<Secret>::all(ctx.client.clone()),
             watcher::Config::default().labels(&format!("{NEXT_KEY_LABEL}=true")),
         )
+        .with_config(ctx.controller_config())
         .run(key_manager, error_policy, ctx.clone())
         .for_each(|_| async {});
     futures_util::future::join(trigger, keys).await;

@@ -340,6 +340,7 @@ pub async fn run(ctx: Arc<Context>) {
         Api::<CertificateRequest>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
+    .with_config(ctx.controller_config())
     .run(reconcile, error_policy, ctx.clone())
     .for_each(|_| async {})
     .await;

@@ -169,6 +169,7 @@ pub async fn run(ctx: Arc<Context>) {
             Some(ObjectRef::new(&name).within(&ns))
         },
     )
+    .with_config(ctx.controller_config())
     .run(reconcile, error_policy, ctx.clone())
     .for_each(|_| async {})
     .await;

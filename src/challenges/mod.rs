@@ -24,6 +24,8 @@ use crate::api::{Challenge, Order};
 use crate::context::Context;
 use crate::solver::{check, shared};
 
+pub mod schedule;
+
 pub const CONTROLLER_NAME: &str = "certwright-challenges";
 /// cert-manager's finalizer, so Challenges it left are finished by us too.
 pub const FINALIZER: &str = "acme.cert-manager.io/finalizer";
@@ -202,6 +204,7 @@ async fn finish(
     status.presented = Some(false);
     status.processing = Some(false);
     write(ctx, ch, &status).await?;
+    ctx.in_flight().release(&ch.uid().unwrap_or_default());
     ctx.succeeded(&ch.uid().unwrap_or_default());
     Ok(Action::await_change())
 }
@@ -226,6 +229,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             set_finalizers(&ctx, &ch, rest).await?;
         }
         ctx.succeeded(&ch.uid().unwrap_or_default());
+        ctx.in_flight().release(&ch.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
     let mut status = ch.status.clone().unwrap_or_default();
@@ -252,6 +256,31 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     }
     let uid = ch.uid().unwrap_or_default();
     let domain = ch.spec.dns_name.as_str();
+
+    // One Challenge per name at a time, and a cap overall.
+    let decision = ctx.in_flight().claim(
+        domain,
+        &uid,
+        &ch.name_any(),
+        ctx.max_challenges,
+        std::time::Instant::now(),
+    );
+    let waiting = match decision {
+        schedule::Decision::Go => None,
+        schedule::Decision::NameBusy(other) => Some(format!(
+            "Waiting: Challenge {other:?} for the same name is in progress"
+        )),
+        schedule::Decision::Full(n) => Some(format!(
+            "Waiting: {n} Challenges are in progress, the most allowed (--max-concurrent-challenges)"
+        )),
+    };
+    if let Some(reason) = waiting {
+        if status.reason.as_deref() != Some(reason.as_str()) {
+            status.reason = Some(reason);
+            write(&ctx, &ch, &status).await?;
+        }
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
 
     // Present.
     if status.presented != Some(true) {
@@ -438,6 +467,7 @@ pub async fn run(ctx: Arc<Context>) {
         Api::<Challenge>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
+    .with_config(ctx.controller_config())
     .run(reconcile, error_policy, ctx.clone())
     .for_each(|_| async {})
     .await;

@@ -276,12 +276,14 @@ pub async fn run(ctx: Arc<Context>) {
         Api::<Issuer>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
+    .with_config(ctx.controller_config())
     .run(reconcile_issuer, error_policy, ctx.clone())
     .for_each(|_| async {});
     let cluster = Controller::new(
         Api::<ClusterIssuer>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
+    .with_config(ctx.controller_config())
     .run(reconcile_cluster_issuer, error_policy, ctx.clone())
     .for_each(|_| async {});
     futures_util::future::join(issuers, cluster).await;
