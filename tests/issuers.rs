@@ -155,3 +155,110 @@ async fn issuers_register_accounts_or_say_why_not() {
 fn base64_encode(bytes: &[u8]) -> Value {
     serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec())).expect("base64")
 }
+
+/// A CA that requires external account binding: the account is created
+/// with the EAB key from its Secret under a key certwright generates; an
+/// existing key that the CA does not know is reported plainly, as is a
+/// missing EAB Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_account_binding_registers_new_accounts() {
+    certwright::install_crypto_provider();
+    let api = common::emulator_with_crds().await;
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: free_port().expect("port"),
+        eab_keys: vec![(
+            "kid-1".into(),
+            "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W".into(),
+        )],
+        ..PebbleOptions::default()
+    })
+    .await
+    .expect("pebble");
+    let client = api.client();
+    let ctx = Arc::new(certwright::context::Context::new(
+        client.clone(),
+        "certwright",
+    ));
+    let controller = tokio::spawn(certwright::issuers::run(ctx));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let eab_secret = json!({"metadata": {"name": "eab"},
+        "stringData": {}, "data": {"secret": base64_encode(b"zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W")}});
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(eab_secret).expect("secret"),
+        )
+        .await
+        .expect("eab secret");
+    let issuers: Api<Issuer> = Api::namespaced(client.clone(), "default");
+    let spec = |key_secret: &str, eab_secret: &str| {
+        json!({"acme": {"server": pebble.directory_url, "caBundle": base64_encode(pebble.tls_ca_pem.as_bytes()),
+            "privateKeySecretRef": {"name": key_secret},
+            "externalAccountBinding": {"keyID": "kid-1", "keySecretRef": {"name": eab_secret, "key": "secret"}},
+            "solvers": [{"http01": {"ingress": {"ingressClassName": "nginx"}}}]}})
+    };
+    // A generated RSA-free key that the CA has never seen.
+    let (_, stranger) = instant_acme::Key::generate_pkcs8().expect("key");
+    let stranger_pem = pem::encode(&pem::Pem::new(
+        "PRIVATE KEY",
+        stranger.secret_pkcs8_der().to_vec(),
+    ));
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "stranger"}, "data": {"tls.key": base64_encode(stranger_pem.as_bytes())}}))
+                .expect("secret"),
+        )
+        .await
+        .expect("stranger key");
+    let cases = [
+        (
+            "bound",
+            spec("bound-account", "eab"),
+            "True",
+            "ACMEAccountRegistered",
+        ),
+        (
+            "existing-key",
+            spec("stranger", "eab"),
+            "False",
+            "EABExistingKey",
+        ),
+        (
+            "no-eab-secret",
+            spec("other-account", "missing"),
+            "False",
+            "InvalidEABKey",
+        ),
+    ];
+    for (name, spec, status, reason) in cases {
+        issuers
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(
+                    json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+                    "metadata": {"name": name}, "spec": spec}),
+                )
+                .expect("issuer"),
+            )
+            .await
+            .expect("create");
+        let got =
+            ready(async || serde_json::to_value(issuers.get(name).await.ok()?.status?).ok()).await;
+        assert_eq!(
+            (got["status"].as_str(), got["reason"].as_str()),
+            (Some(status), Some(reason)),
+            "{name}: {got}"
+        );
+    }
+    let key = secrets
+        .get("bound-account")
+        .await
+        .expect("account key written");
+    let pem = key
+        .data
+        .and_then(|d| d.get("tls.key").cloned())
+        .expect("tls.key");
+    certwright::acme::account::parse_key(&pem.0, "default/bound-account").expect("a P-256 key");
+    controller.abort();
+}

@@ -20,6 +20,12 @@ pub enum AccountError {
     Client(String),
     #[error("the ACME server refused the account: {0}")]
     Acme(#[source] instant_acme::Error),
+    #[error(
+        "the ACME account key in Secret {0} is not registered at the CA, and certwright registers accounts with external account binding only for keys it generates: delete the Secret to register a new account"
+    )]
+    EabExistingKey(String),
+    #[error("the external account binding key in Secret {secret} is not usable: {why}")]
+    BadEabKey { secret: String, why: String },
 }
 
 impl AccountError {
@@ -27,6 +33,8 @@ impl AccountError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::RsaKey(_) | Self::BadKey { .. } => "InvalidAccountKey",
+            Self::EabExistingKey(_) => "EABExistingKey",
+            Self::BadEabKey { .. } => "InvalidEABKey",
             Self::Client(_) => "InvalidTLSConfig",
             Self::Acme(_) => "ErrRegisterACMEAccount",
         }
@@ -61,14 +69,97 @@ pub fn parse_key(pem: &[u8], secret: &str) -> Result<Vec<u8>, AccountError> {
 /// The account for `key`: the known one when `known_uri` is set, else the
 /// CA's existing account for the key, else a new registration. The contact
 /// email is (re)set when given. Returns the account and its URL.
-pub async fn register(
+/// The HMAC key of an external account binding as the CA hands it out:
+/// base64url, padded or not (standard base64 is accepted too).
+pub fn decode_eab_key(text: &[u8], secret: &str) -> Result<Vec<u8>, AccountError> {
+    use base64::Engine;
+    let trimmed: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
+        .collect();
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&trimmed)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&trimmed));
+    match decoded {
+        Ok(key) if !key.is_empty() => Ok(key),
+        Ok(_) => Err(AccountError::BadEabKey {
+            secret: secret.into(),
+            why: "it is empty".into(),
+        }),
+        Err(e) => Err(AccountError::BadEabKey {
+            secret: secret.into(),
+            why: format!("not base64url: {e}"),
+        }),
+    }
+}
+
+/// Registers a new account with external account binding under a fresh
+/// P-256 key; returns the account URL and the key as PKCS#8 PEM.
+pub async fn register_with_eab(
     server: &str,
     trust: &Trust,
-    pkcs8: &[u8],
-    known_uri: Option<&str>,
+    key_id: &str,
+    hmac: &[u8],
     email: Option<&str>,
-    update_contact: bool,
-) -> Result<(Account, String), AccountError> {
+) -> Result<(String, String), AccountError> {
+    let http = client(trust).map_err(|e| AccountError::Client(e.to_string()))?;
+    let contact = email
+        .filter(|e| !e.is_empty())
+        .map(|e| format!("mailto:{e}"));
+    let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+    let eak = instant_acme::ExternalAccountKey::new(key_id.to_string(), hmac);
+    let (account, credentials) = Account::builder_with_http(http)
+        .create(
+            &instant_acme::NewAccount {
+                contact: &contacts,
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            server.to_string(),
+            Some(&eak),
+        )
+        .await
+        .map_err(AccountError::Acme)?;
+    let pem = pem::encode_config(
+        &pem::Pem::new(
+            "PRIVATE KEY",
+            credentials.private_key().secret_pkcs8_der().to_vec(),
+        ),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    );
+    Ok((account.id().to_string(), pem))
+}
+
+/// What [`register`] needs to find or create an account.
+pub struct Registration<'a> {
+    pub server: &'a str,
+    pub trust: &'a Trust,
+    /// The account key, PKCS#8 DER.
+    pub pkcs8: &'a [u8],
+    /// The account URL recorded for this key, if any (then no lookup).
+    pub known_uri: Option<&'a str>,
+    pub email: Option<&'a str>,
+    /// Whether to (re)set the contact email.
+    pub update_contact: bool,
+    /// Whether the issuer binds an external account (new accounts then
+    /// need [`register_with_eab`]).
+    pub eab: bool,
+    /// The key's Secret, for messages.
+    pub secret: &'a str,
+}
+
+pub async fn register(r: Registration<'_>) -> Result<(Account, String), AccountError> {
+    let Registration {
+        server,
+        trust,
+        pkcs8,
+        known_uri,
+        email,
+        update_contact,
+        eab,
+        secret,
+    } = r;
     let http = || client(trust).map_err(|e| AccountError::Client(e.to_string()));
     let set_contact = async |account: &Account| -> Result<(), AccountError> {
         if update_contact && let Some(email) = email.filter(|e| !e.is_empty()) {
@@ -102,6 +193,13 @@ pub async fn register(
         .await;
     let (account, _) = match existing {
         Ok(found) => found,
+        Err(instant_acme::Error::Api(problem))
+            if eab
+                && problem.r#type.as_deref()
+                    == Some("urn:ietf:params:acme:error:accountDoesNotExist") =>
+        {
+            return Err(AccountError::EabExistingKey(secret.to_string()));
+        }
         Err(instant_acme::Error::Api(problem))
             if problem.r#type.as_deref()
                 == Some("urn:ietf:params:acme:error:accountDoesNotExist") =>
@@ -137,6 +235,27 @@ mod tests {
         assert!(matches!(
             parse_key(b"nope", "ns/acct"),
             Err(AccountError::BadKey { .. })
+        ));
+    }
+
+    #[test]
+    fn eab_keys_decode_from_base64url_with_or_without_padding() {
+        assert_eq!(decode_eab_key(b"aGVsbG8", "s").expect("raw"), b"hello");
+        assert_eq!(
+            decode_eab_key(b"aGVsbG8=\n", "s").expect("padded"),
+            b"hello"
+        );
+        assert_eq!(
+            decode_eab_key(b"-_8", "s").expect("url alphabet"),
+            vec![0xfb, 0xff]
+        );
+        assert!(matches!(
+            decode_eab_key(b"", "s"),
+            Err(AccountError::BadEabKey { .. })
+        ));
+        assert!(matches!(
+            decode_eab_key(b"!!", "s"),
+            Err(AccountError::BadEabKey { .. })
         ));
     }
 }

@@ -22,7 +22,6 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::acme::account::{self, AccountError};
-use crate::acme::http::Trust;
 use crate::api::acme::AcmeIssuerStatus;
 use crate::api::meta::ConditionStatus;
 use crate::api::{ClusterIssuer, Issuer, IssuerConfig, IssuerStatus};
@@ -109,13 +108,8 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
             ));
         }
     };
-    if acme.external_account_binding.is_some() {
-        let message = "externalAccountBinding is not supported by certwright yet: register the account with cert-manager, then point privateKeySecretRef at its key";
-        return Ok((
-            verdict(ConditionStatus::False, "EABNotSupported", message, None),
-            Action::await_change(),
-        ));
-    }
+    let trust = crate::acme::session::trust(acme);
+    let email = acme.email.as_deref().filter(|e| !e.is_empty());
     let secret_name = &acme.private_key_secret_ref.name;
     let data_key = acme
         .private_key_secret_ref
@@ -147,6 +141,71 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
                 ),
                 Action::requeue(Duration::from_secs(60)),
             ));
+        }
+        None if acme.external_account_binding.is_some() => {
+            // A new account bound to the CA's external account: the key
+            // is generated as the account is created.
+            let eab = acme.external_account_binding.as_ref().expect("checked");
+            let eab_secret = &eab.key_secret_ref.name;
+            let eab_id = format!("{}/{eab_secret}", t.secret_namespace);
+            let eab_key = eab
+                .key_secret_ref
+                .key
+                .clone()
+                .unwrap_or_else(|| "secret".into());
+            let text = secrets
+                .get_opt(eab_secret)
+                .await
+                .map_err(|e| Error::GetSecret(eab_id.clone(), e))?
+                .and_then(|s| s.data)
+                .and_then(|d| d.get(&eab_key).map(|b| b.0.clone()));
+            let Some(text) = text else {
+                let message = format!(
+                    "Secret {eab_id} has no external account binding key under {eab_key:?}"
+                );
+                return Ok((
+                    verdict(ConditionStatus::False, "InvalidEABKey", &message, None),
+                    Action::requeue(Duration::from_secs(60)),
+                ));
+            };
+            let registered = match account::decode_eab_key(&text, &eab_id) {
+                Ok(hmac) => {
+                    account::register_with_eab(&acme.server, &trust, &eab.key_id, &hmac, email)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            let (uri, pem) = match registered {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ACME account registration with EAB failed");
+                    return Ok((
+                        verdict(ConditionStatus::False, e.reason(), &e.to_string(), None),
+                        Action::requeue(Duration::from_secs(30)),
+                    ));
+                }
+            };
+            let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret_name, "namespace": t.secret_namespace},
+                "type": "Opaque", "data": BTreeMap::from([(data_key.clone(), ByteString(pem.clone().into_bytes()))])});
+            secrets
+                .patch(
+                    secret_name,
+                    &PatchParams::apply(CONTROLLER_NAME).force(),
+                    &Patch::Apply(secret),
+                )
+                .await
+                .map_err(|e| Error::WriteSecret(secret_id.clone(), e))?;
+            let status = verdict(
+                ConditionStatus::True,
+                "ACMEAccountRegistered",
+                "The ACME account was registered with the ACME server",
+                Some(AcmeIssuerStatus {
+                    uri: Some(uri),
+                    last_registered_email: email.map(String::from),
+                    last_private_key_hash: Some(key_hash(pem.as_bytes())),
+                }),
+            );
+            return Ok((status, Action::requeue(Duration::from_secs(3600))));
         }
         None => {
             let pem = match account::generate_key() {
@@ -180,26 +239,22 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
             ));
         }
     };
-    let trust = match (&acme.ca_bundle, acme.skip_tls_verify) {
-        (_, Some(true)) => Trust::Insecure,
-        (Some(bundle), _) => Trust::Bundle(bundle.0.clone()),
-        _ => Trust::System,
-    };
     let hash = key_hash(&pem);
     let previous = t.status.and_then(|s| s.acme.as_ref());
     let known_uri = previous
         .filter(|p| p.last_private_key_hash.as_deref() == Some(hash.as_str()))
         .and_then(|p| p.uri.as_deref());
-    let email = acme.email.as_deref().filter(|e| !e.is_empty());
     let email_changed = previous.and_then(|p| p.last_registered_email.as_deref()) != email;
-    match account::register(
-        &acme.server,
-        &trust,
-        &pkcs8,
+    match account::register(account::Registration {
+        server: &acme.server,
+        trust: &trust,
+        pkcs8: &pkcs8,
         known_uri,
         email,
-        known_uri.is_none() || email_changed,
-    )
+        update_contact: known_uri.is_none() || email_changed,
+        eab: acme.external_account_binding.is_some(),
+        secret: &secret_id,
+    })
     .await
     {
         Ok((_, uri)) => {

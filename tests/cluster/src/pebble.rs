@@ -38,6 +38,9 @@ pub struct PebbleOptions {
     pub authz_reuse_percent: u8,
     /// Let pebble's validator sleep a random 0–15 s before validating.
     pub validation_delay: bool,
+    /// External account binding keys (key ID → unpadded base64url HMAC
+    /// key); when any are given, pebble requires EAB for new accounts.
+    pub eab_keys: Vec<(String, String)>,
 }
 
 impl Default for PebbleOptions {
@@ -50,6 +53,7 @@ impl Default for PebbleOptions {
             nonce_reject_percent: 0,
             authz_reuse_percent: 0,
             validation_delay: false,
+            eab_keys: Vec::new(),
         }
     }
 }
@@ -166,6 +170,15 @@ impl Pebble {
             "externalAccountBindingRequired": false,
             "domainBlocklist": options.domain_blocklist,
         }});
+        if !options.eab_keys.is_empty() {
+            config["pebble"]["externalAccountBindingRequired"] = json!(true);
+            let keys: serde_json::Map<String, serde_json::Value> = options
+                .eab_keys
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            config["pebble"]["externalAccountMACKeys"] = json!(keys);
+        }
         if let Some(secs) = options.certificate_validity_seconds {
             config["pebble"]["certificateValidityPeriod"] = json!(secs);
         }
