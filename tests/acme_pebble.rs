@@ -108,3 +108,48 @@ async fn complete_order_against_pebble_chains_to_its_root() {
         "issued for our key"
     );
 }
+
+/// With `HTTPS_PROXY` set, the ACME client reaches the CA through an HTTP
+/// CONNECT tunnel (here the rules are given directly, as the environment
+/// is shared by every test in the process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ca_is_reached_through_an_https_proxy() {
+    certwright::install_crypto_provider();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: free_port().expect("port"),
+        ..PebbleOptions::default()
+    })
+    .await
+    .expect("pebble");
+    let proxy = certwright_testcluster::connect_proxy::ConnectProxy::start()
+        .await
+        .expect("proxy");
+    let rules = hyper_util::client::proxy::matcher::Matcher::builder()
+        .https(proxy.url.clone())
+        .build();
+    let trust = certwright::acme::http::Trust::Bundle(pebble.tls_ca_pem.clone().into_bytes());
+    let http = certwright::acme::http::client_via(&trust, Arc::new(rules)).expect("client");
+    let (account, _) = instant_acme::Account::builder_with_http(http)
+        .create(
+            &instant_acme::NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            pebble.directory_url.clone(),
+            None,
+        )
+        .await
+        .expect("account through the proxy");
+    assert!(account.id().starts_with("https://127.0.0.1:"));
+    let pebble_addr = pebble
+        .directory_url
+        .trim_start_matches("https://")
+        .trim_end_matches("/dir")
+        .to_string();
+    let tunnels = proxy.tunnels();
+    assert!(
+        !tunnels.is_empty() && tunnels.iter().all(|t| *t == pebble_addr),
+        "tunnels {tunnels:?} to {pebble_addr}"
+    );
+}

@@ -3,6 +3,8 @@
 //! local CA) and rustls trusting the issuer's `caBundle`, the system roots,
 //! or, for `skipTLSVerify`, anything. It also records each response's
 //! status and `Retry-After` per URL, which instant-acme's errors drop.
+//! `HTTPS_PROXY` (and `NO_PROXY`) from the environment are honoured: the
+//! CA is then reached through an HTTP CONNECT tunnel.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,7 +15,9 @@ use std::time::{Duration, Instant};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -184,6 +188,14 @@ pub fn recording_client(trust: &Trust) -> Result<(Box<dyn HttpClient>, ResponseL
 
 /// An instant-acme HTTP client with TCP_NODELAY and the given trust.
 pub fn client(trust: &Trust) -> Result<Box<dyn HttpClient>, ClientError> {
+    static FROM_ENV: std::sync::OnceLock<Arc<Matcher>> = std::sync::OnceLock::new();
+    let proxy = FROM_ENV.get_or_init(|| Arc::new(Matcher::from_env()));
+    client_via(trust, proxy.clone())
+}
+
+/// Like [`client`], with the proxy rules given instead of read from the
+/// environment.
+pub fn client_via(trust: &Trust, proxy: Arc<Matcher>) -> Result<Box<dyn HttpClient>, ClientError> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
@@ -191,9 +203,55 @@ pub fn client(trust: &Trust) -> Result<Box<dyn HttpClient>, ClientError> {
         .with_tls_config(tls_config(trust)?)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(ProxyConnector { http, proxy });
     let client: Client<_, BodyWrapper<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
     Ok(Box::new(client))
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Connects directly, or through a CONNECT tunnel when the proxy rules
+/// intercept the destination.
+#[derive(Clone)]
+struct ProxyConnector {
+    http: HttpConnector,
+    proxy: Arc<Matcher>,
+}
+
+impl tower::Service<hyper::Uri> for ProxyConnector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: hyper::Uri) -> Self::Future {
+        let mut http = self.http.clone();
+        match self.proxy.intercept(&dst) {
+            Some(via) => {
+                let mut tunnel = Tunnel::new(via.uri().clone(), http);
+                if let Some(auth) = via.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                Box::pin(async move {
+                    let mut tunnel = tunnel;
+                    tower::Service::call(&mut tunnel, dst)
+                        .await
+                        .map_err(BoxError::from)
+                })
+            }
+            None => Box::pin(async move {
+                tower::Service::call(&mut http, dst)
+                    .await
+                    .map_err(BoxError::from)
+            }),
+        }
+    }
 }
 
 /// `skipTLSVerify`: accepts any certificate (signatures of the handshake

@@ -10,6 +10,7 @@
 pub mod acme_proxy;
 pub mod apiserver;
 pub mod cluster;
+pub mod connect_proxy;
 pub mod deploy;
 pub mod pebble;
 pub mod schema;
