@@ -219,3 +219,43 @@ async fn a_controller_killed_mid_order_resumes_the_same_order() {
         .count();
     assert_eq!(new_orders, 1, "no second ACME order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_change_ends_the_backoff() {
+    let env = Env::start(
+        |o| o.domain_blocklist = vec!["blocked.example.test".into()],
+        &["--backoff-min-seconds", "600"],
+    )
+    .await;
+    env.namespace("apps").await;
+    env.certificate(
+        "apps",
+        "fixme",
+        json!({"secretName": "fixme-tls", "dnsNames": ["blocked.example.test"]}),
+    )
+    .await;
+    let api: Api<Certificate> = Api::namespaced(env.client.clone(), "apps");
+    env.wait("the failure", 60, || {
+        let api = api.clone();
+        async move {
+            let status = api.get("fixme").await.ok()?.status?;
+            status.failed_issuance_attempts.filter(|n| *n >= 1)
+        }
+    })
+    .await;
+    // Ten minutes of backoff ahead; fixing the spec does not wait for it.
+    api.patch(
+        "fixme",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"dnsNames": ["fixed.example.test"]}})),
+    )
+    .await
+    .expect("fix the spec");
+    let cert = env.certificate_ready("apps", "fixme", 1).await;
+    let status = cert.status.expect("status");
+    assert_eq!(
+        status.failed_issuance_attempts, None,
+        "the failure record is gone"
+    );
+    assert_eq!(status.last_failure_time, None);
+}

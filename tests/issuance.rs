@@ -434,3 +434,40 @@ async fn two_certificates_for_one_name_take_turns() {
         "one waited for the other: {reasons:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_owner_references_the_secret_goes_with_its_certificate() {
+    let env = Env::start(|_| {}, &["--enable-certificate-owner-ref"]).await;
+    env.namespace("apps").await;
+    env.certificate(
+        "apps",
+        "owned",
+        json!({"secretName": "owned-tls", "dnsNames": ["owned.example.test"]}),
+    )
+    .await;
+    let cert = env.certificate_ready("apps", "owned", 1).await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "apps");
+    let secret = secrets.get("owned-tls").await.expect("secret");
+    let owners = secret.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(Some(owners[0].uid.clone()), cert.metadata.uid);
+    Api::<certwright::api::Certificate>::namespaced(env.client.clone(), "apps")
+        .delete("owned", &Default::default())
+        .await
+        .expect("delete");
+    env.wait("the Secret and the request to go", 30, || {
+        let secrets = secrets.clone();
+        let requests: Api<CertificateRequest> = Api::namespaced(env.client.clone(), "apps");
+        async move {
+            let secret = secrets.get_opt("owned-tls").await.ok()?;
+            let left = requests
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .len();
+            (secret.is_none() && left == 0).then_some(())
+        }
+    })
+    .await;
+}

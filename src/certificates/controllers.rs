@@ -21,7 +21,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::backoff::Backoff;
+use super::backoff;
 use super::renewal::{parse_go_duration, renewal_time};
 use super::trigger::{SecretView, evaluate};
 use crate::api::Certificate;
@@ -117,22 +117,49 @@ pub(crate) async fn apply_status(
         .map_err(Error::WriteStatus)
 }
 
+/// Forgets earlier failures (the spec changed): a merge patch, as the
+/// failure record belongs to the issuing controller's apply.
+async fn reset_failures(ctx: &Context, cert: &Certificate) -> Result<(), Error> {
+    let api: Api<Certificate> =
+        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    let patch = json!({"status": {"lastFailureTime": null, "failedIssuanceAttempts": null}});
+    api.patch_status(
+        &cert.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(patch),
+    )
+    .await
+    .map_err(Error::WriteStatus)?;
+    Ok(())
+}
+
 async fn trigger(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
     if issuing(&cert) || cert.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();
-    // After failed issuances, wait out the backoff first.
+    // After failed issuances, wait out the backoff first, unless the spec
+    // changed since the failure: then start afresh.
     if let Some(status) = &cert.status
         && let (Some(failed_at), Some(attempts)) =
             (&status.last_failure_time, status.failed_issuance_attempts)
     {
-        let wait = Backoff::default().after_failure(attempts.max(1) as u32, None);
-        let due = failed_at.0.as_second() + wait.as_secs() as i64;
-        if now.as_second() < due {
-            return Ok(Action::requeue(Duration::from_secs(
-                (due - now.as_second()) as u64,
-            )));
+        let failed_generation = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Issuing" && c.reason.as_deref() == Some("Failed"))
+            .and_then(|c| c.observed_generation);
+        if backoff::spec_changed_since(failed_generation, cert.meta().generation) {
+            reset_failures(&ctx, &cert).await?;
+        } else {
+            let wait = ctx.backoff.after_failure(attempts.max(1) as u32, None);
+            let due = failed_at.0.as_second() + wait.as_secs() as i64;
+            if now.as_second() < due {
+                return Ok(Action::requeue(Duration::from_secs(
+                    (due - now.as_second()) as u64,
+                )));
+            }
         }
     }
     let ns = cert.namespace().unwrap_or_default();

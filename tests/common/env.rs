@@ -54,7 +54,14 @@ impl Env {
         let proxy = AcmeProxy::start(&pebble).await.expect("proxy");
         deploy::install_crds(&cluster, std::path::Path::new(binary)).expect("crds");
         let client = cluster.client();
-        let mut args = controller_args(&cluster);
+        // Flags in `extra` replace the defaults of the same name.
+        let defaults = controller_args(&cluster);
+        let mut args: Vec<String> = defaults
+            .chunks(2)
+            .filter(|pair| !extra.contains(&pair[0].as_str()))
+            .flatten()
+            .cloned()
+            .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
         deploy::controller(&client, &args)
             .await
