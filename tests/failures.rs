@@ -259,3 +259,39 @@ async fn a_spec_change_ends_the_backoff() {
     );
     assert_eq!(status.last_failure_time, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_the_ca_does_not_offer_fails_plainly() {
+    let env = Env::start(|_| {}, &[]).await;
+    env.cluster_issuer_with("profiled", json!({"profile": "shortlived"}))
+        .await;
+    env.namespace("apps").await;
+    env.certificate(
+        "apps",
+        "short",
+        json!({"secretName": "short-tls", "dnsNames": ["short.example.test"],
+               "issuerRef": {"name": "profiled", "kind": "ClusterIssuer"}}),
+    )
+    .await;
+    let api: Api<Certificate> = Api::namespaced(env.client.clone(), "apps");
+    let message = env
+        .wait("the failure", 60, || {
+            let api = api.clone();
+            async move {
+                let status = api.get("short").await.ok()?.status?;
+                status
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_ == "Issuing" && c.reason.as_deref() == Some("Failed"))?
+                    .message
+            }
+        })
+        .await;
+    assert!(message.contains("profile \"shortlived\""), "{message}");
+    let listed = orders(&env, "apps").await;
+    assert_eq!(
+        listed[0].status.as_ref().and_then(|s| s.url.clone()),
+        None,
+        "no order was placed at the CA"
+    );
+}

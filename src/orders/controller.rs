@@ -492,7 +492,31 @@ async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error
         None => {
             let ids = identifiers(&order.spec);
             let mut new = NewOrder::new(&ids);
-            if let Some(profile) = order.spec.profile.as_deref() {
+            if let Some(profile) = order.spec.profile.as_deref().filter(|p| !p.is_empty()) {
+                let offered: Vec<String> = session
+                    .account
+                    .profiles()
+                    .map(|p| p.name.to_string())
+                    .collect();
+                if !offered.iter().any(|p| p == profile) {
+                    let why = if offered.is_empty() {
+                        format!(
+                            "the ACME server offers no certificate profiles, so profile {profile:?} cannot be used; remove spec.acme.profile from the issuer"
+                        )
+                    } else {
+                        format!(
+                            "the ACME server does not offer profile {profile:?}; it offers {}",
+                            offered.join(", ")
+                        )
+                    };
+                    return fail(
+                        &ctx,
+                        &order,
+                        status,
+                        format!("Failed creating the ACME order: {why}"),
+                    )
+                    .await;
+                }
                 new = new.profile(profile);
             }
             let placed = match session.account.new_order(&new).await {

@@ -77,12 +77,20 @@ impl Env {
     }
 
     pub async fn cluster_issuer(&self, name: &str) {
-        let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+        self.cluster_issuer_with(name, json!({})).await;
+    }
+
+    /// A ClusterIssuer like `pebble` with `extra` merged into `spec.acme`.
+    pub async fn cluster_issuer_with(&self, name: &str, extra: serde_json::Value) {
+        let mut issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
             "metadata": {"name": name},
             "spec": {"acme": {"server": self.proxy.directory_url, "email": "ops@example.test",
                 "caBundle": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, self.pebble.tls_ca_pem.as_bytes()),
                 "privateKeySecretRef": {"name": format!("{name}-account")},
                 "solvers": [{"http01": {"ingress": {"ingressClassName": self.cluster.ingress_class()}}}]}}});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            issuer["spec"]["acme"][k] = v.clone();
+        }
         Api::<ClusterIssuer>::all(self.client.clone())
             .create(
                 &PostParams::default(),
