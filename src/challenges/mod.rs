@@ -22,7 +22,7 @@ use crate::api::challenge::ChallengeStatus;
 use crate::api::order::AcmeState;
 use crate::api::{Challenge, Order};
 use crate::context::Context;
-use crate::solver::{check, shared};
+use crate::solver::{Mode, check};
 
 pub mod schedule;
 
@@ -197,7 +197,8 @@ async fn finish(
     mut status: ChallengeStatus,
 ) -> Result<Action, Error> {
     if status.presented == Some(true) {
-        shared::cleanup(ctx, ch)
+        Mode::of(ch)
+            .cleanup(ctx, ch)
             .await
             .map_err(|e| Error::Api("solver resources".into(), e))?;
     }
@@ -216,7 +217,8 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             // A Challenge that reached a final state has cleaned up already.
             let presented = ch.status.as_ref().and_then(|s| s.presented) != Some(false);
             if presented {
-                shared::cleanup(&ctx, &ch)
+                Mode::of(&ch)
+                    .cleanup(&ctx, &ch)
                     .await
                     .map_err(|e| Error::Api("solver resources".into(), e))?;
             }
@@ -284,7 +286,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
 
     // Present.
     if status.presented != Some(true) {
-        match shared::present(&ctx, &ch).await {
+        match Mode::of(&ch).present(&ctx, &ch).await {
             Ok(Ok(())) => {}
             Ok(Err(why)) => {
                 let reason = format!("Cannot present the HTTP-01 challenge: {why}");
@@ -329,7 +331,8 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             let attempts = ctx.failed_again(&uid);
             if attempts.is_multiple_of(8) {
                 // Someone may have removed the resources: present again.
-                shared::present(&ctx, &ch)
+                Mode::of(&ch)
+                    .present(&ctx, &ch)
                     .await
                     .map_err(|e| Error::Api("solver resources".into(), e))?
                     .ok();
