@@ -1,6 +1,11 @@
-//! The Order controller's decisions: which solver proves which name, and
-//! the deterministic names of Orders and Challenges.
+//! Orders: the controller (`controller`), its Challenges (`challenges`),
+//! failure handling (`failures`), and the pure parts: ACME states and
+//! identifiers (`decide`), solver selection (`select`), deterministic
+//! names (`naming`).
 
+pub mod challenges;
 pub mod controller;
+pub mod decide;
+mod failures;
 pub mod naming;
 pub mod select;

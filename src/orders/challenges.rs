@@ -1,0 +1,147 @@
+//! The Challenges of an Order: created one per pending authorization with
+//! the solver the Issuer's selectors choose, found by their Order's uid
+//! label, deleted when the Order is done.
+
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::controller::{Error, event};
+use super::{naming, select};
+use crate::acme::session::Session;
+use crate::api::order::{AcmeAuthorization, AcmeState};
+use crate::api::{Challenge, ChallengeSpec, Order};
+use crate::context::Context;
+
+/// Label on the Challenges certwright creates: the uid of their Order, so
+/// an Order lists its own Challenges and not the namespace's.
+pub const ORDER_UID_LABEL: &str = "certwright.io/order-uid";
+/// Annotation on Challenges: the ACME order URL they belong to.
+pub const ORDER_URL_ANNOTATION: &str = "certwright.io/order-url";
+
+pub(super) fn own_challenges(order: &Order) -> ListParams {
+    ListParams::default().labels(&format!(
+        "{ORDER_UID_LABEL}={}",
+        order.uid().unwrap_or_default()
+    ))
+}
+
+pub(super) fn owned_by(ch: &Challenge, order: &Order) -> bool {
+    let uid = order.meta().uid.as_deref();
+    ch.owner_references()
+        .iter()
+        .any(|r| Some(r.uid.as_str()) == uid)
+}
+/// Deletes the Order's Challenges once it is done, as cert-manager does
+/// (their finalizers remove what they presented).
+pub(super) async fn delete_challenges(ctx: &Context, order: &Order) -> Result<(), Error> {
+    let ns = order.namespace().unwrap_or_default();
+    let challenges: Api<Challenge> = Api::namespaced(ctx.client.clone(), &ns);
+    let listed = challenges
+        .list(&own_challenges(order))
+        .await
+        .map_err(|e| Error::Api(format!("Challenges in {ns}"), e))?;
+    for ch in listed.items.iter().filter(|c| owned_by(c, order)) {
+        let _ = challenges
+            .delete(&ch.name_any(), &DeleteParams::default())
+            .await;
+    }
+    Ok(())
+}
+
+/// Creates the Challenges still missing for the pending authorizations.
+pub(super) async fn ensure_challenges(
+    ctx: &Context,
+    order: &Order,
+    session: &Session,
+    authorizations: &[AcmeAuthorization],
+    existing: &[Challenge],
+    order_url: &str,
+) -> Result<Result<(), String>, Error> {
+    let ns = order.namespace().unwrap_or_default();
+    let api: Api<Challenge> = Api::namespaced(ctx.client.clone(), &ns);
+    let solvers = session.issuer.solvers.clone().unwrap_or_default();
+    for authz in authorizations
+        .iter()
+        .filter(|a| a.initial_state == Some(AcmeState::Pending))
+    {
+        let domain = authz.identifier.clone().unwrap_or_default();
+        let wildcard = authz.wildcard.unwrap_or(false);
+        let shown = if wildcard {
+            format!("*.{domain}")
+        } else {
+            domain.clone()
+        };
+        let Some(index) = select::solver_for(&solvers, &domain, wildcard, order.labels()) else {
+            let why = if wildcard {
+                format!(
+                    "no solver of the issuer can prove {shown}: wildcard names need DNS-01, and certwright solves HTTP-01 only"
+                )
+            } else {
+                format!("no solver of the issuer matches {shown}")
+            };
+            return Ok(Err(format!(
+                "Failed to determine a valid solver configuration for the set of domains on the Order: {why}"
+            )));
+        };
+        let solver = solvers[index].clone();
+        if solver.http01.is_none() {
+            return Ok(Err(format!(
+                "The solver chosen for {shown} is DNS-01, which certwright does not support yet; add an HTTP-01 solver whose selector matches it"
+            )));
+        }
+        let Some(http) = authz
+            .challenges
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "http-01")
+        else {
+            return Ok(Err(format!(
+                "The CA offers no HTTP-01 challenge for {shown}"
+            )));
+        };
+        let name = naming::challenge(&order.name_any(), &authz.url, &http.token);
+        if existing.iter().any(|c| c.name_any() == name) {
+            continue;
+        }
+        let mut labels = order.labels().clone();
+        labels.insert(ORDER_UID_LABEL.into(), order.uid().unwrap_or_default());
+        let owner = json!({"apiVersion": "acme.cert-manager.io/v1", "kind": "Order", "name": order.name_any(),
+            "uid": order.meta().uid, "controller": true, "blockOwnerDeletion": true});
+        let mut challenge: Challenge = serde_json::from_value(json!({
+            "apiVersion": "acme.cert-manager.io/v1", "kind": "Challenge",
+            "metadata": {"name": name, "namespace": ns, "ownerReferences": [owner], "labels": labels,
+                "annotations": {ORDER_URL_ANNOTATION: order_url}},
+            "spec": {"url": "", "authorizationURL": "", "dnsName": "", "type": "HTTP-01", "token": "", "key": "",
+                     "solver": {}, "issuerRef": {"name": ""}},
+        }))
+        .map_err(|e| Error::Api(format!("Challenge {ns}/{name}"), kube::Error::SerdeError(e)))?;
+        challenge.spec = ChallengeSpec {
+            url: http.url.clone(),
+            authorization_url: authz.url.clone(),
+            dns_name: domain.clone(),
+            wildcard: Some(wildcard),
+            type_: crate::api::challenge::ChallengeType::Http01,
+            token: http.token.clone(),
+            key: format!("{}.{}", http.token, session.account.key_thumbprint()),
+            solver,
+            issuer_ref: order.spec.issuer_ref.clone(),
+        };
+        match api.create(&PostParams::default(), &challenge).await {
+            Ok(_) => {
+                event(
+                    ctx,
+                    order,
+                    EventType::Normal,
+                    "Created",
+                    format!("Created Challenge resource {name:?} for domain {shown:?}"),
+                )
+                .await;
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(Error::Api(format!("Challenge {ns}/{name}"), e)),
+        }
+    }
+    Ok(Ok(()))
+}

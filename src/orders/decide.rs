@@ -1,0 +1,133 @@
+//! The Order controller's pure decisions: which identifiers to order,
+//! when an Order is done, and how ACME states map to cert-manager's.
+
+use instant_acme::{AuthorizationStatus, Identifier};
+
+use crate::api::OrderSpec;
+use crate::api::order::{AcmeState, OrderStatus};
+
+/// Whether the Order has reached a state it never leaves.
+pub fn is_final(status: &OrderStatus) -> bool {
+    match status.state {
+        Some(AcmeState::Valid) => status.certificate.is_some(),
+        Some(AcmeState::Invalid | AcmeState::Errored | AcmeState::Expired) => true,
+        _ => false,
+    }
+}
+
+/// The identifiers to order: the DNS names, the common name when it is
+/// not among them, and the IP addresses.
+pub fn identifiers(spec: &OrderSpec) -> Vec<Identifier> {
+    let mut names: Vec<String> = Vec::new();
+    let mut ips: Vec<std::net::IpAddr> = Vec::new();
+    let mut add = |value: &str| {
+        if let Ok(ip) = value.parse::<std::net::IpAddr>() {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        } else {
+            let name = value.trim_end_matches('.').to_ascii_lowercase();
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    };
+    for name in spec.dns_names.iter().flatten() {
+        add(name);
+    }
+    if let Some(cn) = &spec.common_name {
+        add(cn);
+    }
+    for ip in spec.ip_addresses.iter().flatten() {
+        add(ip);
+    }
+    names
+        .into_iter()
+        .map(Identifier::Dns)
+        .chain(ips.into_iter().map(Identifier::Ip))
+        .collect()
+}
+
+pub fn order_state(s: instant_acme::OrderStatus) -> AcmeState {
+    match s {
+        instant_acme::OrderStatus::Pending => AcmeState::Pending,
+        instant_acme::OrderStatus::Ready => AcmeState::Ready,
+        instant_acme::OrderStatus::Processing => AcmeState::Processing,
+        instant_acme::OrderStatus::Valid => AcmeState::Valid,
+        instant_acme::OrderStatus::Invalid => AcmeState::Invalid,
+    }
+}
+
+pub fn authorization_state(s: AuthorizationStatus) -> AcmeState {
+    match s {
+        AuthorizationStatus::Pending => AcmeState::Pending,
+        AuthorizationStatus::Valid => AcmeState::Valid,
+        AuthorizationStatus::Expired => AcmeState::Expired,
+        _ => AcmeState::Invalid,
+    }
+}
+
+pub fn challenge_type(t: &instant_acme::ChallengeType) -> String {
+    match t {
+        instant_acme::ChallengeType::Http01 => "http-01".into(),
+        instant_acme::ChallengeType::Dns01 => "dns-01".into(),
+        instant_acme::ChallengeType::TlsAlpn01 => "tls-alpn-01".into(),
+        other => format!("{other:?}").to_ascii_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    #[test]
+    fn identifiers_take_names_common_name_and_ips_once() {
+        let spec = OrderSpec {
+            dns_names: Some(vec!["b.example".into(), "A.example.".into()]),
+            common_name: Some("a.example".into()),
+            ip_addresses: Some(vec!["10.0.0.1".into()]),
+            ..Default::default()
+        };
+        let ids = identifiers(&spec);
+        assert_eq!(
+            ids,
+            vec![
+                Identifier::Dns("b.example".into()),
+                Identifier::Dns("a.example".into()),
+                Identifier::Ip("10.0.0.1".parse().expect("ip")),
+            ]
+        );
+        let only_cn = OrderSpec {
+            common_name: Some("cn.example".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            identifiers(&only_cn),
+            vec![Identifier::Dns("cn.example".into())]
+        );
+    }
+
+    #[test]
+    fn final_states() {
+        let mut s = OrderStatus {
+            state: Some(AcmeState::Valid),
+            ..Default::default()
+        };
+        assert!(!is_final(&s), "valid without the chain is not done");
+        s.certificate = Some(ByteString(b"pem".to_vec()));
+        assert!(is_final(&s));
+        for state in [AcmeState::Invalid, AcmeState::Errored, AcmeState::Expired] {
+            assert!(is_final(&OrderStatus {
+                state: Some(state),
+                ..Default::default()
+            }));
+        }
+        for state in [AcmeState::Pending, AcmeState::Ready, AcmeState::Processing] {
+            assert!(!is_final(&OrderStatus {
+                state: Some(state),
+                ..Default::default()
+            }));
+        }
+    }
+}
