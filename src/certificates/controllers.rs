@@ -411,23 +411,26 @@ fn error_policy(_: Arc<Certificate>, error: &Error, _: Arc<Context>) -> Action {
     Action::requeue(Duration::from_secs(2))
 }
 
+/// The Certificate a Secret belongs to, by its certificate-name
+/// annotation (it is not owned by the Certificate unless owner references
+/// are on).
+pub(crate) fn certificate_of(secret: Secret) -> Option<ObjectRef<Certificate>> {
+    let ns = secret.namespace()?;
+    let name = secret
+        .annotations()
+        .get("cert-manager.io/certificate-name")?
+        .clone();
+    Some(ObjectRef::new(&name).within(&ns))
+}
+
 /// Runs the trigger and key manager until the streams end.
 pub async fn run(ctx: Arc<Context>) {
     let certs = || Api::<Certificate>::all(ctx.client.clone());
-    // A Certificate's Secret is found by its certificate-name annotation
-    // (it is not owned by the Certificate unless owner references are on).
     let trigger = Controller::new(certs(), watcher::Config::default())
         .watches(
             Api::<Secret>::all(ctx.client.clone()),
             watcher::Config::default(),
-            |secret: Secret| {
-                let ns = secret.namespace()?;
-                let name = secret
-                    .annotations()
-                    .get("cert-manager.io/certificate-name")?
-                    .clone();
-                Some(ObjectRef::new(&name).within(&ns))
-            },
+            certificate_of,
         )
         .with_config(ctx.controller_config())
         .run(trigger, error_policy, ctx.clone())

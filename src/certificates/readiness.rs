@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -160,14 +159,7 @@ pub async fn run(ctx: Arc<Context>) {
     .watches(
         Api::<Secret>::all(ctx.client.clone()),
         watcher::Config::default(),
-        |secret: Secret| {
-            let ns = secret.namespace()?;
-            let name = secret
-                .annotations()
-                .get("cert-manager.io/certificate-name")?
-                .clone();
-            Some(ObjectRef::new(&name).within(&ns))
-        },
+        super::controllers::certificate_of,
     )
     .with_config(ctx.controller_config())
     .run(reconcile, error_policy, ctx.clone())
