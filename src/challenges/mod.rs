@@ -27,6 +27,9 @@ use crate::solver::{Mode, check};
 pub mod schedule;
 
 pub const CONTROLLER_NAME: &str = "certwright-challenges";
+/// Every reason written once the CA has been asked starts so.
+const ACCEPTED: &str = "Accepted the challenge";
+const WAITING_FOR_CA: &str = "Accepted the challenge; waiting for the CA to validate it";
 /// cert-manager's finalizer, so Challenges it left are finished by us too.
 pub const FINALIZER: &str = "acme.cert-manager.io/finalizer";
 
@@ -315,11 +318,12 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     }
 
     // Self-check, as the CA will fetch it.
-    if status
+    // (Once the CA has been asked, its answer is what counts.)
+    let accepted = status
         .reason
         .as_deref()
-        .is_none_or(|r| r.starts_with("Waiting for HTTP-01 challenge propagation"))
-    {
+        .is_some_and(|r| r.starts_with(ACCEPTED));
+    if !accepted {
         if let Err(why) = check::reachable(
             domain,
             &ch.spec.token,
@@ -387,9 +391,8 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         status.reason = Some("The Challenge's Order, or its ACME order URL, is gone".into());
         return finish(&ctx, &ch, status).await;
     };
-    if status.reason.as_deref() != Some("Accepted the challenge; waiting for the CA to validate it")
-    {
-        status.reason = Some("Accepted the challenge; waiting for the CA to validate it".into());
+    if status.reason.as_deref() != Some(WAITING_FOR_CA) {
+        status.reason = Some(WAITING_FOR_CA.into());
         status.processing = Some(true);
         write(&ctx, &ch, &status).await?;
     }
@@ -424,7 +427,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
                     .backoff
                     .after_transient(attempts, session.log.latest_retry_after());
                 tracing::info!(challenge = %ch.name_any(), attempt = attempts, wait_ms = wait.as_millis() as u64, %detail, "transient ACME error");
-                status.reason = Some(format!("{reason}: {detail}; retrying"));
+                status.reason = Some(format!("{ACCEPTED}; {reason}: {detail}; retrying"));
                 write(&ctx, &ch, &status).await?;
                 Ok(Action::requeue(wait))
             }
