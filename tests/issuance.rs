@@ -394,7 +394,7 @@ async fn two_certificates_for_one_name_take_turns() {
     env.proxy.fail_next(
         "POST",
         "/chalZ/",
-        3,
+        6,
         503,
         "urn:ietf:params:acme:error:serverInternal",
         "try again",

@@ -199,14 +199,21 @@ async fn finish(
     ch: &Challenge,
     mut status: ChallengeStatus,
 ) -> Result<Action, Error> {
+    status.processing = Some(false);
     if status.presented == Some(true) {
+        // The final state is written before cleaning up: the namespace's
+        // solver Service goes with the last live Challenge, and of two
+        // Challenges finishing together the later one to look must see
+        // the other one finished.
+        if ch.status.as_ref().and_then(|s| s.state) != status.state {
+            write(ctx, ch, &status).await?;
+        }
         Mode::of(ch)
             .cleanup(ctx, ch)
             .await
             .map_err(|e| Error::Api("solver resources".into(), e))?;
     }
     status.presented = Some(false);
-    status.processing = Some(false);
     write(ctx, ch, &status).await?;
     ctx.in_flight().release(&ch.uid().unwrap_or_default());
     ctx.succeeded(&ch.uid().unwrap_or_default());
