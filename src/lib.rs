@@ -20,10 +20,7 @@ pub mod status;
 pub async fn run_controllers(ctx: std::sync::Arc<context::Context>) {
     tokio::join!(
         issuers::run(ctx.clone()),
-        certificates::controllers::run(ctx.clone()),
-        certificates::request_manager::run(ctx.clone()),
-        certificates::issuing::run(ctx.clone()),
-        certificates::readiness::run(ctx.clone()),
+        certificates::run(ctx.clone()),
         certificaterequests::run(ctx.clone()),
         orders::controller::run(ctx.clone()),
         challenges::run(ctx.clone()),

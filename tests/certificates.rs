@@ -25,7 +25,7 @@ async fn a_new_certificate_starts_issuing_with_a_fresh_key() {
         client.clone(),
         "certwright",
     ));
-    let controller = tokio::spawn(certwright::certificates::controllers::run(ctx.clone()));
+    let controller = tokio::spawn(certwright::certificates::run(ctx.clone()));
 
     let certs: Api<Certificate> = Api::namespaced(client.clone(), "default");
     let cert = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "web"},
@@ -98,7 +98,7 @@ async fn a_new_certificate_starts_issuing_with_a_fresh_key() {
 
     // A restart adopts the key instead of generating another.
     controller.abort();
-    let again = tokio::spawn(certwright::certificates::controllers::run(ctx));
+    let again = tokio::spawn(certwright::certificates::run(ctx));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let temps = secrets
         .list(&ListParams::default().labels("cert-manager.io/next-private-key=true"))
@@ -129,8 +129,7 @@ async fn the_request_manager_keeps_one_request_for_the_current_spec_and_key() {
         client.clone(),
         "certwright",
     ));
-    let keys = tokio::spawn(certwright::certificates::controllers::run(ctx.clone()));
-    let requests_task = tokio::spawn(certwright::certificates::request_manager::run(ctx));
+    let keys = tokio::spawn(certwright::certificates::run(ctx));
 
     let certs: Api<Certificate> = Api::namespaced(client.clone(), "default");
     let cert = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "api", "labels": {"team": "a"}},
@@ -263,5 +262,4 @@ async fn the_request_manager_keeps_one_request_for_the_current_spec_and_key() {
     let list = requests.list(&ListParams::default()).await.expect("list");
     assert_eq!(list.items.len(), 1, "exactly one request");
     keys.abort();
-    requests_task.abort();
 }

@@ -6,18 +6,15 @@
 //! publish the events users know from cert-manager.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use super::Again;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -133,9 +130,9 @@ async fn reset_failures(ctx: &Context, cert: &Certificate) -> Result<(), Error> 
     Ok(())
 }
 
-async fn trigger(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if issuing(&cert) || cert.meta().deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
+pub(crate) async fn trigger(cert: &Certificate, ctx: &Context) -> Result<Again, Error> {
+    if issuing(cert) || cert.meta().deletion_timestamp.is_some() {
+        return Ok(None);
     }
     let now = Timestamp::now();
     // After failed issuances, wait out the backoff first, unless the spec
@@ -151,14 +148,12 @@ async fn trigger(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Er
             .find(|c| c.type_ == "Issuing" && c.reason.as_deref() == Some("Failed"))
             .and_then(|c| c.observed_generation);
         if backoff::spec_changed_since(failed_generation, cert.meta().generation) {
-            reset_failures(&ctx, &cert).await?;
+            reset_failures(ctx, cert).await?;
         } else {
             let wait = ctx.backoff.after_failure(attempts.max(1) as u32, None);
             let due = failed_at.0.as_second() + wait.as_secs() as i64;
             if now.as_second() < due {
-                return Ok(Action::requeue(Duration::from_secs(
-                    (due - now.as_second()) as u64,
-                )));
+                return Ok(Some(Duration::from_secs((due - now.as_second()) as u64)));
             }
         }
     }
@@ -170,7 +165,7 @@ async fn trigger(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Er
         .await
         .map_err(|e| Error::GetSecret(secret_id, e))?;
     let current = secret.as_ref().map(view);
-    match evaluate(&cert, current.as_ref(), now.as_second()) {
+    match evaluate(cert, current.as_ref(), now.as_second()) {
         Some(t) => {
             let existing = cert
                 .status
@@ -190,17 +185,9 @@ async fn trigger(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Er
                 .into_iter()
                 .filter(|c| c.type_ == "Issuing")
                 .collect::<Vec<_>>();
-            apply_status(&ctx, &cert, TRIGGER, json!({"conditions": issuing})).await?;
-            publish(
-                &ctx,
-                TRIGGER,
-                &cert,
-                EventType::Normal,
-                "Issuing",
-                t.message,
-            )
-            .await?;
-            Ok(Action::await_change())
+            apply_status(ctx, cert, TRIGGER, json!({"conditions": issuing})).await?;
+            publish(ctx, TRIGGER, cert, EventType::Normal, "Issuing", t.message).await?;
+            Ok(None)
         }
         None => {
             // Healthy: look again at the renewal time.
@@ -222,9 +209,7 @@ async fn trigger(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Er
                 );
                 Duration::from_secs((at - now.as_second()).max(1) as u64)
             });
-            Ok(wait
-                .map(Action::requeue)
-                .unwrap_or_else(Action::await_change))
+            Ok(wait)
         }
     }
 }
@@ -255,16 +240,16 @@ fn key_pem(secret: &Secret) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-async fn key_manager(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn key_manager(cert: &Certificate, ctx: &Context) -> Result<Again, Error> {
     let ns = cert.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let recorded = cert
         .status
         .as_ref()
         .and_then(|s| s.next_private_key_secret_name.clone());
-    match (&recorded, issuing(&cert)) {
+    match (&recorded, issuing(cert)) {
         // Nothing under way and nothing left over: no need to look.
-        (None, false) => return Ok(Action::await_change()),
+        (None, false) => return Ok(None),
         // The key of the running issuance is in place.
         (Some(name), true) => {
             let current = secrets
@@ -273,9 +258,9 @@ async fn key_manager(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action
                 .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e))?;
             if current
                 .as_ref()
-                .is_some_and(|s| owned_by(s, &cert) && usable_key(&cert, &key_pem(s)))
+                .is_some_and(|s| owned_by(s, cert) && usable_key(cert, &key_pem(s)))
             {
-                return Ok(Action::await_change());
+                return Ok(None);
             }
         }
         _ => {}
@@ -287,25 +272,25 @@ async fn key_manager(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action
     let mine: Vec<Secret> = listed
         .items
         .into_iter()
-        .filter(|s| owned_by(s, &cert))
+        .filter(|s| owned_by(s, cert))
         .collect();
     let named = cert
         .status
         .as_ref()
         .and_then(|s| s.next_private_key_secret_name.clone());
-    if !issuing(&cert) {
+    if !issuing(cert) {
         for s in &mine {
             let _ = secrets
                 .delete(&s.name_any(), &DeleteParams::default())
                 .await;
         }
         if named.is_some() {
-            apply_status(&ctx, &cert, KEY_MANAGER, json!({})).await?;
+            apply_status(ctx, cert, KEY_MANAGER, json!({})).await?;
         }
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let wanted = KeySpec::from_spec(cert.spec.private_key.as_ref()).ok();
-    let usable = |s: &Secret| usable_key(&cert, &key_pem(s));
+    let usable = |s: &Secret| usable_key(cert, &key_pem(s));
     // Keep the Secret the status names, else adopt one left by a crash.
     let keep = mine
         .iter()
@@ -324,7 +309,7 @@ async fn key_manager(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action
         Some(s) => s.name_any(),
         None => {
             let Some(spec) = wanted else {
-                return Ok(Action::await_change());
+                return Ok(None);
             };
             let reuse = if cert
                 .spec
@@ -351,15 +336,15 @@ async fn key_manager(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action
                     Ok(k) => k,
                     Err(e) => {
                         publish(
-                            &ctx,
+                            ctx,
                             KEY_MANAGER,
-                            &cert,
+                            cert,
                             EventType::Warning,
                             "InvalidPrivateKey",
                             e.to_string(),
                         )
                         .await?;
-                        return Ok(Action::await_change());
+                        return Ok(None);
                     }
                 },
             };
@@ -383,9 +368,9 @@ async fn key_manager(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action
                 .map_err(|e| Error::WriteSecret(format!("{ns}/{}-*", cert.name_any()), e))?;
             let name = created.name_any();
             publish(
-                &ctx,
+                ctx,
                 KEY_MANAGER,
-                &cert,
+                cert,
                 EventType::Normal,
                 "Generated",
                 format!("Stored new private key in temporary Secret resource {name:?}"),
@@ -396,19 +381,14 @@ async fn key_manager(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action
     };
     if named.as_deref() != Some(secret_name.as_str()) {
         apply_status(
-            &ctx,
-            &cert,
+            ctx,
+            cert,
             KEY_MANAGER,
             json!({"nextPrivateKeySecretName": secret_name}),
         )
         .await?;
     }
-    Ok(Action::await_change())
-}
-
-fn error_policy(_: Arc<Certificate>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(error = %error, kind = error.kind(), "certificate reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    Ok(None)
 }
 
 /// The Certificate a Secret belongs to, by its certificate-name
@@ -421,27 +401,4 @@ pub(crate) fn certificate_of(secret: Secret) -> Option<ObjectRef<Certificate>> {
         .get("cert-manager.io/certificate-name")?
         .clone();
     Some(ObjectRef::new(&name).within(&ns))
-}
-
-/// Runs the trigger and key manager until the streams end.
-pub async fn run(ctx: Arc<Context>) {
-    let certs = || Api::<Certificate>::all(ctx.client.clone());
-    let trigger = Controller::new(certs(), watcher::Config::default())
-        .watches(
-            Api::<Secret>::all(ctx.client.clone()),
-            watcher::Config::default(),
-            certificate_of,
-        )
-        .with_config(ctx.controller_config())
-        .run(trigger, error_policy, ctx.clone())
-        .for_each(|_| async {});
-    let keys = Controller::new(certs(), watcher::Config::default())
-        .owns(
-            Api::<Secret>::all(ctx.client.clone()),
-            watcher::Config::default().labels(&format!("{NEXT_KEY_LABEL}=true")),
-        )
-        .with_config(ctx.controller_config())
-        .run(key_manager, error_policy, ctx.clone())
-        .for_each(|_| async {});
-    futures_util::future::join(trigger, keys).await;
 }

@@ -5,17 +5,14 @@
 //! `revisionHistoryLimit`; or records the failure (lastFailureTime,
 //! failedIssuanceAttempts) so the trigger backs off.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use super::Again;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -96,7 +93,7 @@ async fn record_failure(
     cert: &Certificate,
     failed_at: Time,
     message: String,
-) -> Result<Action, Error> {
+) -> Result<Again, Error> {
     let status = cert.status.clone().unwrap_or_default();
     let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
     let existing = status.conditions.clone().unwrap_or_default();
@@ -130,16 +127,16 @@ async fn record_failure(
         format!("{message}; attempt {attempts}, next in {}s", wait.as_secs()),
     )
     .await?;
-    Ok(Action::await_change())
+    Ok(None)
 }
 
-async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if !issuing(&cert) || cert.meta().deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
+pub(crate) async fn reconcile(cert: &Certificate, ctx: &Context) -> Result<Again, Error> {
+    if !issuing(cert) || cert.meta().deletion_timestamp.is_some() {
+        return Ok(None);
     }
     let status = cert.status.clone().unwrap_or_default();
     let Some(key_secret) = status.next_private_key_secret_name.clone() else {
-        return Ok(Action::await_change());
+        return Ok(None);
     };
     let ns = cert.namespace().unwrap_or_default();
     let revision = status.revision.unwrap_or(0) + 1;
@@ -150,7 +147,7 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
         .await
         .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e))?
     else {
-        return Ok(Action::await_change());
+        return Ok(None);
     };
     if cr
         .annotations()
@@ -158,10 +155,10 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
         != Some(&key_secret)
     {
         // The request manager is replacing it.
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let Some(ready) = request_condition(&cr, "Ready") else {
-        return Ok(Action::await_change());
+        return Ok(None);
     };
     let issuing_since = cert
         .status
@@ -179,13 +176,13 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
             if issuing_since.is_some_and(|t| t.0 > failed_at.0) {
                 // A failure from before this issuance began: the request
                 // manager replaces that request.
-                return Ok(Action::await_change());
+                return Ok(None);
             }
             let message = format!(
                 "The certificate request has failed to complete and will be retried: {}",
                 ready.message.clone().unwrap_or_default()
             );
-            record_failure(&ctx, &cert, failed_at, message).await
+            record_failure(ctx, cert, failed_at, message).await
         }
         (ConditionStatus::True, _) => {
             let chain = cr
@@ -203,15 +200,15 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
                 .and_then(|d| d.get("tls.key").map(|b| b.0.clone()))
                 .and_then(|pem| PrivateKey::from_pem(&pem).ok());
             let Some(key) = key else {
-                return Ok(Action::requeue(Duration::from_secs(1)));
+                return Ok(Some(Duration::from_secs(1)));
             };
             let leaf = match parse_chain(&chain) {
                 Ok(l) => l,
                 Err(e) => {
                     let failed = Time(Timestamp::now());
                     return record_failure(
-                        &ctx,
-                        &cert,
+                        ctx,
+                        cert,
                         failed,
                         format!("The issued certificate cannot be parsed: {e}"),
                     )
@@ -221,8 +218,8 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
             if key.public_key_info().ok().as_deref() != Some(leaf.public_key_info.as_slice()) {
                 let failed = Time(Timestamp::now());
                 return record_failure(
-                    &ctx,
-                    &cert,
+                    ctx,
+                    cert,
                     failed,
                     "The issued certificate does not match the private key".into(),
                 )
@@ -240,7 +237,7 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
                     "Secret {ns}/{} belongs to Certificate {other:?}; certwright will not overwrite it: give this Certificate another secretName",
                     cert.spec.secret_name
                 );
-                return record_failure(&ctx, &cert, Time(Timestamp::now()), message).await;
+                return record_failure(ctx, cert, Time(Timestamp::now()), message).await;
             }
             let encoding = cert
                 .spec
@@ -260,7 +257,7 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
                 .and_then(|s| s.ca.clone())
                 .map(|b| String::from_utf8_lossy(&b.0).into_owned());
             let chain_text = String::from_utf8_lossy(&chain).into_owned();
-            let mut wanted = secret::build(&cert, &chain_text, &key_pem, ca.as_deref(), &leaf);
+            let mut wanted = secret::build(cert, &chain_text, &key_pem, ca.as_deref(), &leaf);
             if ctx.certificate_owner_ref {
                 wanted["metadata"]["ownerReferences"] = json!([{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
                     "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true}]);
@@ -273,20 +270,20 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
                 )
                 .await
                 .map_err(|e| Error::WriteSecret(format!("{ns}/{}", cert.spec.secret_name), e))?;
-            end_issuance(&ctx, &cert, revision).await?;
+            end_issuance(ctx, cert, revision).await?;
             publish(
-                &ctx,
+                ctx,
                 ISSUING,
-                &cert,
+                cert,
                 EventType::Normal,
                 "Issuing",
                 "The certificate has been successfully issued".into(),
             )
             .await?;
-            prune_requests(&ctx, &cert).await?;
-            Ok(Action::await_change())
+            prune_requests(ctx, cert).await?;
+            Ok(None)
         }
-        _ => Ok(Action::await_change()),
+        _ => Ok(None),
     }
 }
 
@@ -323,27 +320,6 @@ async fn prune_requests(ctx: &Context, cert: &Certificate) -> Result<(), Error> 
         let _ = requests.delete(&name, &DeleteParams::background()).await;
     }
     Ok(())
-}
-
-fn error_policy(_: Arc<Certificate>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(error = %error, kind = error.kind(), "issuing reconcile failed");
-    Action::requeue(Duration::from_secs(2))
-}
-
-/// Runs the issuing controller until the stream ends.
-pub async fn run(ctx: Arc<Context>) {
-    Controller::new(
-        Api::<Certificate>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<CertificateRequest>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(ctx.controller_config())
-    .run(reconcile, error_policy, ctx.clone())
-    .for_each(|_| async {})
-    .await;
 }
 
 #[cfg(test)]

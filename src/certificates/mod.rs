@@ -10,3 +10,75 @@ pub mod renewal;
 pub mod request_manager;
 pub mod secret;
 pub mod trigger;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+
+use crate::api::{Certificate, CertificateRequest};
+use crate::context::Context;
+
+/// When a role wants to look at the Certificate again: `None` means on
+/// its next change.
+pub type Again = Option<Duration>;
+
+/// One pass over a Certificate: every role in flow order. Each acts on
+/// the state it was given and writes at most its own step; the write
+/// brings the next pass. All roles run even if one fails, and the first
+/// error is reported.
+async fn reconcile(
+    cert: Arc<Certificate>,
+    ctx: Arc<Context>,
+) -> Result<Action, controllers::Error> {
+    let results = [
+        controllers::trigger(&cert, &ctx).await,
+        controllers::key_manager(&cert, &ctx).await,
+        request_manager::reconcile(&cert, &ctx).await,
+        issuing::reconcile(&cert, &ctx).await,
+        readiness::reconcile(&cert, &ctx).await,
+    ];
+    let mut soonest: Again = None;
+    for result in results {
+        if let Some(wait) = result? {
+            soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+        }
+    }
+    Ok(soonest.map_or_else(Action::await_change, Action::requeue))
+}
+
+fn error_policy(_: Arc<Certificate>, error: &controllers::Error, _: Arc<Context>) -> Action {
+    tracing::warn!(error = %error, kind = error.kind(), "certificate reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the Certificate controllers (one watch of Certificates, their
+/// requests, their temporary key Secrets and the Secrets they write)
+/// until the streams end.
+pub async fn run(ctx: Arc<Context>) {
+    Controller::new(
+        Api::<Certificate>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<CertificateRequest>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<Secret>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        controllers::certificate_of,
+    )
+    .owns(
+        Api::<Secret>::all(ctx.client.clone()),
+        watcher::Config::default().labels(&format!("{}=true", controllers::NEXT_KEY_LABEL)),
+    )
+    .with_config(ctx.controller_config())
+    .run(reconcile, error_policy, ctx.clone())
+    .for_each(|_| async {})
+    .await;
+}

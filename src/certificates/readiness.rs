@@ -3,15 +3,12 @@
 //! leaves a valid certificate Ready), and status notBefore, notAfter and
 //! renewalTime from the certificate in the Secret.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use super::Again;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -84,9 +81,9 @@ fn view(secret: &Secret) -> SecretView {
     }
 }
 
-async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn reconcile(cert: &Certificate, ctx: &Context) -> Result<Again, Error> {
     if cert.meta().deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let ns = cert.namespace().unwrap_or_default();
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
@@ -94,7 +91,7 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
         .await
         .map_err(|e| Error::GetSecret(format!("{ns}/{}", cert.spec.secret_name), e))?;
     let now = Timestamp::now();
-    let r = assess(&cert, secret.as_ref().map(view).as_ref(), now.as_second());
+    let r = assess(cert, secret.as_ref().map(view).as_ref(), now.as_second());
     let existing = cert
         .status
         .as_ref()
@@ -134,35 +131,13 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
             .map(|t| t.0.as_second())
             == r.times.map(|t| t.2);
     if !unchanged {
-        apply_status(&ctx, &cert, READINESS, wanted).await?;
+        apply_status(ctx, cert, READINESS, wanted).await?;
     }
     // Look again when the certificate expires (Ready turns False then).
     Ok(match r.times {
         Some((_, after, _)) if after > now.as_second() => {
-            Action::requeue(Duration::from_secs((after - now.as_second()) as u64 + 1))
+            Some(Duration::from_secs((after - now.as_second()) as u64 + 1))
         }
-        _ => Action::await_change(),
+        _ => None,
     })
-}
-
-fn error_policy(_: Arc<Certificate>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(error = %error, kind = error.kind(), "readiness reconcile failed");
-    Action::requeue(Duration::from_secs(2))
-}
-
-/// Runs the readiness controller until the stream ends.
-pub async fn run(ctx: Arc<Context>) {
-    Controller::new(
-        Api::<Certificate>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        Api::<Secret>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        super::controllers::certificate_of,
-    )
-    .with_config(ctx.controller_config())
-    .run(reconcile, error_policy, ctx.clone())
-    .for_each(|_| async {})
-    .await;
 }

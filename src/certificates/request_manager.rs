@@ -4,16 +4,13 @@
 //! annotated as cert-manager does; replace it when the spec or key no
 //! longer match; publish Requested.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use super::Again;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -88,16 +85,16 @@ fn failed_before_this_issuance(existing: &CertificateRequest, cert: &Certificate
     matches!((failed_at, issuing_since), (Some(f), Some(i)) if f.0 < i.0)
 }
 
-async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn reconcile(cert: &Certificate, ctx: &Context) -> Result<Again, Error> {
     let Some(key_secret) = cert
         .status
         .as_ref()
         .and_then(|s| s.next_private_key_secret_name.clone())
     else {
-        return Ok(Action::await_change());
+        return Ok(None);
     };
-    if !issuing(&cert) {
-        return Ok(Action::await_change());
+    if !issuing(cert) {
+        return Ok(None);
     }
     let ns = cert.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -109,7 +106,7 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
         .and_then(|d| d.get("tls.key").map(|b| b.0.clone()));
     let Some(key) = pem.and_then(|p| PrivateKey::from_pem(&p).ok()) else {
         // The key manager has not written it yet, or will replace it.
-        return Ok(Action::requeue(Duration::from_secs(1)));
+        return Ok(Some(Duration::from_secs(1)));
     };
     let revision = cert.status.as_ref().and_then(|s| s.revision).unwrap_or(0) + 1;
     let name = naming::certificate_request(&cert.name_any(), revision);
@@ -119,25 +116,25 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
         .await
         .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e))?
     {
-        if fits(&existing, &cert, &key) && !failed_before_this_issuance(&existing, &cert) {
-            return Ok(Action::await_change());
+        if fits(&existing, cert, &key) && !failed_before_this_issuance(&existing, cert) {
+            return Ok(None);
         }
         let _ = requests.delete(&name, &DeleteParams::default()).await;
-        return Ok(Action::requeue(Duration::from_millis(200)));
+        return Ok(Some(Duration::from_millis(200)));
     }
     let csr = match csr::build(&cert.spec, &key) {
         Ok(c) => c,
         Err(e) => {
             publish(
-                &ctx,
+                ctx,
                 REQUEST_MANAGER,
-                &cert,
+                cert,
                 EventType::Warning,
                 "InvalidRequest",
                 e.to_string(),
             )
             .await?;
-            return Ok(Action::await_change());
+            return Ok(None);
         }
     };
     let owner = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true});
@@ -151,40 +148,19 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
         "spec": {"issuerRef": {"name": ""}, "request": ""},
     }))
     .map_err(|e| Error::WriteSecret(format!("{ns}/{name}"), kube::Error::SerdeError(e)))?;
-    request.spec = request_spec(&cert, &csr.pem);
+    request.spec = request_spec(cert, &csr.pem);
     requests
         .create(&PostParams::default(), &request)
         .await
         .map_err(|e| Error::WriteSecret(format!("{ns}/{name}"), e))?;
     publish(
-        &ctx,
+        ctx,
         REQUEST_MANAGER,
-        &cert,
+        cert,
         EventType::Normal,
         "Requested",
         format!("Created new CertificateRequest resource {name:?}"),
     )
     .await?;
-    Ok(Action::await_change())
-}
-
-fn error_policy(_: Arc<Certificate>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(error = %error, kind = error.kind(), "request manager reconcile failed");
-    Action::requeue(Duration::from_secs(2))
-}
-
-/// Runs the request manager until the stream ends.
-pub async fn run(ctx: Arc<Context>) {
-    Controller::new(
-        Api::<Certificate>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<CertificateRequest>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(ctx.controller_config())
-    .run(reconcile, error_policy, ctx.clone())
-    .for_each(|_| async {})
-    .await;
+    Ok(None)
 }
