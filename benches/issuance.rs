@@ -19,9 +19,7 @@ use certwright_testcluster::cluster::{ClusterOptions, LocalCluster};
 use certwright_testcluster::deploy;
 use certwright_testcluster::pebble::{Pebble, PebbleOptions};
 use futures_util::StreamExt;
-use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, RetryPolicy,
-};
+use instant_acme::{Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -117,18 +115,38 @@ async fn floor_one(account: Account, tokens: Tokens, host: String, start: Instan
         );
         challenge.set_ready().await.expect("ready");
     }
-    let retry = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(50))
-        .backoff(2.0)
-        .timeout(Duration::from_secs(120));
-    order.poll_ready(&retry).await.expect("ready");
+    // The controller's polling: from 50 ms, doubling, at most POLL_MS.
+    let mut delay = Duration::from_millis(50);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = order.refresh().await.expect("refresh");
+        match state.status {
+            instant_acme::OrderStatus::Ready => break,
+            instant_acme::OrderStatus::Pending | instant_acme::OrderStatus::Processing => {}
+            other => panic!("floor order for {host} is {other:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "floor order for {host} never got ready"
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(POLL_MS));
+    }
     let key = rcgen::KeyPair::generate().expect("key");
-    let csr = rcgen::CertificateParams::new(vec![host])
+    let csr = rcgen::CertificateParams::new(vec![host.clone()])
         .expect("params")
         .serialize_request(&key)
         .expect("csr");
     order.finalize_csr(csr.der()).await.expect("finalize");
-    order.poll_certificate(&retry).await.expect("certificate");
+    let mut delay = Duration::from_millis(50);
+    while order.certificate().await.expect("certificate").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "floor certificate for {host} never came"
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(POLL_MS));
+    }
     start.elapsed().as_secs_f64() * 1000.0
 }
 

@@ -27,21 +27,23 @@ use crate::context::Context;
 /// its next change.
 pub type Again = Option<Duration>;
 
-/// One pass over a Certificate: every role in flow order. Each acts on
-/// the state it was given and writes at most its own step; the write
-/// brings the next pass. All roles run even if one fails, and the first
-/// error is reported.
+/// One pass over a Certificate: every role, on the same snapshot. Each
+/// writes at most its own step; the write brings the next pass. All roles
+/// run even if one fails, and the first error is reported.
 async fn reconcile(
     cert: Arc<Certificate>,
     ctx: Arc<Context>,
 ) -> Result<Action, controllers::Error> {
-    let results = [
-        controllers::trigger(&cert, &ctx).await,
-        controllers::key_manager(&cert, &ctx).await,
-        request_manager::reconcile(&cert, &ctx).await,
-        issuing::reconcile(&cert, &ctx).await,
-        readiness::reconcile(&cert, &ctx).await,
-    ];
+    // The roles read the same snapshot and write different steps, so they
+    // run side by side.
+    let (trigger, keys, request, issue, ready) = futures_util::join!(
+        controllers::trigger(&cert, &ctx),
+        controllers::key_manager(&cert, &ctx),
+        request_manager::reconcile(&cert, &ctx),
+        issuing::reconcile(&cert, &ctx),
+        readiness::reconcile(&cert, &ctx),
+    );
+    let results = [trigger, keys, request, issue, ready];
     let mut soonest: Again = None;
     for result in results {
         if let Some(wait) = result? {
