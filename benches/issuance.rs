@@ -93,10 +93,17 @@ async fn floor_routes(client: &kube::Client, class: &str, hosts: &[String], port
 }
 
 /// One certificate the bare way; returns the time from `start` to the chain.
+/// Fails loudly instead of hanging when a floor step never finishes.
+async fn step<T>(what: &str, host: &str, f: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(60), f).await {
+        Ok(v) => v,
+        Err(_) => panic!("floor: {what} for {host} did not finish within 60 s"),
+    }
+}
+
 async fn floor_one(account: Account, tokens: Tokens, host: String, start: Instant) -> f64 {
     let ids = [Identifier::Dns(host.clone())];
-    let mut order = account
-        .new_order(&NewOrder::new(&ids))
+    let mut order = step("newOrder", &host, account.new_order(&NewOrder::new(&ids)))
         .await
         .expect("new order");
     let mut authorizations = order.authorizations();
@@ -113,13 +120,17 @@ async fn floor_one(account: Account, tokens: Tokens, host: String, start: Instan
                 key_authorization: challenge.key_authorization().as_str().to_string(),
             },
         );
-        challenge.set_ready().await.expect("ready");
+        step("challenge ready", &host, challenge.set_ready())
+            .await
+            .expect("ready");
     }
     // The controller's polling: from 50 ms, doubling, at most POLL_MS.
     let mut delay = Duration::from_millis(50);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let state = order.refresh().await.expect("refresh");
+        let state = step("order refresh", &host, order.refresh())
+            .await
+            .expect("refresh");
         match state.status {
             instant_acme::OrderStatus::Ready => break,
             instant_acme::OrderStatus::Pending | instant_acme::OrderStatus::Processing => {}

@@ -78,8 +78,10 @@ pub struct ControllerArgs {
     /// at a time regardless); cert-manager's default is 60 too.
     #[arg(long, default_value_t = 60)]
     pub max_concurrent_challenges: usize,
-    /// Most reconciles running at once in each controller.
-    #[arg(long, default_value_t = 16)]
+    /// Most reconciles running at once in each controller; 0 for no limit
+    /// (Order and Challenge reconciles wait on the CA, so a low limit
+    /// queues whole batches behind a few slow orders).
+    #[arg(long, default_value_t = 0)]
     pub concurrent_reconciles: u16,
     /// Make each Certificate the owner of its Secret, so deleting the
     /// Certificate deletes the Secret (cert-manager's flag of the same name).

@@ -77,7 +77,7 @@ impl Context {
             solver: SolverSettings::default(),
             certificate_owner_ref: false,
             max_challenges: 60,
-            concurrency: 16,
+            concurrency: 0,
             in_flight: Mutex::default(),
             accounts: Accounts::default(),
             issuer_stores: IssuerStores::default(),

@@ -92,7 +92,7 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         };
         ctx.certificate_owner_ref = args.enable_certificate_owner_ref;
         ctx.max_challenges = args.max_concurrent_challenges.max(1);
-        ctx.concurrency = args.concurrent_reconciles.max(1);
+        ctx.concurrency = args.concurrent_reconciles;
         let ctx = std::sync::Arc::new(ctx);
         tracing::info!(namespace = %args.namespace, solver = %solver_addr, "certwright controller starting");
         tokio::select! {

@@ -188,24 +188,39 @@ pub fn recording_client(trust: &Trust) -> Result<(Box<dyn HttpClient>, ResponseL
 
 /// An instant-acme HTTP client with TCP_NODELAY and the given trust.
 pub fn client(trust: &Trust) -> Result<Box<dyn HttpClient>, ClientError> {
-    static FROM_ENV: std::sync::OnceLock<Arc<Matcher>> = std::sync::OnceLock::new();
-    let proxy = FROM_ENV.get_or_init(|| Arc::new(Matcher::from_env()));
+    static FROM_ENV: std::sync::OnceLock<Option<Arc<Matcher>>> = std::sync::OnceLock::new();
+    let proxy = FROM_ENV.get_or_init(|| {
+        let set = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+            .iter()
+            .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty()));
+        set.then(|| Arc::new(Matcher::from_env()))
+    });
     client_via(trust, proxy.clone())
 }
 
 /// Like [`client`], with the proxy rules given instead of read from the
-/// environment.
-pub fn client_via(trust: &Trust, proxy: Arc<Matcher>) -> Result<Box<dyn HttpClient>, ClientError> {
+/// environment (`None`: connect directly).
+pub fn client_via(
+    trust: &Trust,
+    proxy: Option<Arc<Matcher>>,
+) -> Result<Box<dyn HttpClient>, ClientError> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls_config(trust)?)
         .https_or_http()
-        .enable_http1()
-        .wrap_connector(ProxyConnector { http, proxy });
-    let client: Client<_, BodyWrapper<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
-    Ok(Box::new(client))
+        .enable_http1();
+    Ok(match proxy {
+        Some(proxy) => {
+            let https = builder.wrap_connector(ProxyConnector { http, proxy });
+            Box::new(Client::builder(TokioExecutor::new()).build::<_, BodyWrapper<Bytes>>(https))
+        }
+        None => {
+            let https = builder.wrap_connector(http);
+            Box::new(Client::builder(TokioExecutor::new()).build::<_, BodyWrapper<Bytes>>(https))
+        }
+    })
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

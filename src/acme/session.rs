@@ -185,7 +185,9 @@ pub async fn session(
             "Waiting for {kind} {name:?} to become ready: {why}"
         )));
     };
-    let cache_key = format!("{}|{uri}", acme.server);
+    // A changed caBundle or skipTLSVerify needs a new client.
+    let trust_id = crate::orders::naming::fnv32a(format!("{:?}", trust(&acme)).as_bytes());
+    let cache_key = format!("{}|{uri}|{trust_id:08x}", acme.server);
     if let Some(found) = ctx
         .accounts
         .0
