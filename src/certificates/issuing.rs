@@ -280,7 +280,13 @@ pub(crate) async fn reconcile(cert: &Certificate, ctx: &Context) -> Result<Again
                 "The certificate has been successfully issued".into(),
             )
             .await?;
-            prune_requests(ctx, cert).await?;
+            let limit = cert
+                .spec
+                .revision_history_limit
+                .unwrap_or(DEFAULT_REVISION_HISTORY_LIMIT);
+            if revision > i64::from(limit.max(1)) {
+                prune_requests(ctx, cert).await?;
+            }
             Ok(None)
         }
         _ => Ok(None),

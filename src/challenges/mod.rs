@@ -273,14 +273,15 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     let decision = ctx.in_flight().claim(
         domain,
         &uid,
-        &ch.name_any(),
+        &format!("{}/{}", ch.namespace().unwrap_or_default(), ch.name_any()),
         ctx.max_challenges,
         std::time::Instant::now(),
     );
     let waiting = match decision {
         schedule::Decision::Go => None,
         schedule::Decision::NameBusy(other) => Some(format!(
-            "Waiting: Challenge {other:?} for the same name is in progress"
+            "Waiting: Challenge {:?} for the same name is in progress",
+            other.split_once('/').map_or(other.as_str(), |(_, n)| n)
         )),
         schedule::Decision::Full(n) => Some(format!(
             "Waiting: {n} Challenges are in progress, the most allowed (--max-concurrent-challenges)"

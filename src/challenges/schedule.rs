@@ -26,8 +26,8 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    /// Claims `dns_name` for Challenge `uid` (`name` for messages), or says
-    /// why not.
+    /// Claims `dns_name` for Challenge `uid` (`name`, as namespace/name,
+    /// for messages), or says why not.
     pub fn claim(
         &mut self,
         dns_name: &str,
@@ -54,6 +54,13 @@ impl InFlight {
         self.by_name
             .insert(key, (uid.to_string(), name.to_string(), now));
         Decision::Go
+    }
+
+    /// Whether a Challenge other than `uid` in `namespace` holds a claim.
+    pub fn others_in(&self, namespace: &str, uid: &str) -> bool {
+        self.by_name.values().any(|(holder, name, _)| {
+            holder != uid && name.split_once('/').is_some_and(|(ns, _)| ns == namespace)
+        })
     }
 
     /// Releases whatever `uid` holds.
@@ -84,6 +91,16 @@ mod tests {
         assert_eq!(f.claim("c.example", "u4", "c4", 2, now), Decision::Full(2));
         f.release("u1");
         assert_eq!(f.claim("a.example", "u2", "c2", 2, now), Decision::Go);
+    }
+
+    #[test]
+    fn claims_are_seen_by_namespace() {
+        let now = Instant::now();
+        let mut f = InFlight::default();
+        f.claim("a.example", "u1", "apps/c1", 10, now);
+        assert!(f.others_in("apps", "u2"));
+        assert!(!f.others_in("apps", "u1"), "not itself");
+        assert!(!f.others_in("web", "u2"));
     }
 
     #[test]

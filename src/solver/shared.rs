@@ -214,12 +214,17 @@ pub async fn cleanup(ctx: &Context, ch: &Challenge) -> Result<(), kube::Error> {
     if ns == settings.namespace {
         return Ok(());
     }
-    let others = Api::<Challenge>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .any(|c| c.uid() != ch.uid() && c.meta().deletion_timestamp.is_none() && live(&c));
+    // Challenges being worked on here are known without asking; only
+    // when none is left is the namespace listed (after a restart some may
+    // not have been claimed again yet).
+    let uid = ch.uid().unwrap_or_default();
+    let others = ctx.in_flight().others_in(&ns, &uid)
+        || Api::<Challenge>::namespaced(ctx.client.clone(), &ns)
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .any(|c| c.uid() != ch.uid() && c.meta().deletion_timestamp.is_none() && live(&c));
     if !others {
         ignore_missing(
             Api::<Service>::namespaced(ctx.client.clone(), &ns)
