@@ -15,8 +15,8 @@ pub enum Command {
     /// Run the controllers (Issuers, Certificates, CertificateRequests,
     /// Orders, Challenges) and the shared HTTP-01 solver.
     Controller(ControllerArgs),
-    /// Serve HTTP-01 tokens. Today: one token, as a per-challenge solver Pod
-    /// runs it; the shared and sidecar modes (`--watch`) come with the controller.
+    /// Serve one HTTP-01 token, as a per-challenge solver Pod does (the
+    /// shared mode runs inside `controller`; the sidecar mode comes later).
     Solver(SolverArgs),
     /// Print the CustomResourceDefinitions certwright serves.
     Crds {
