@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::backoff;
-use super::renewal::{parse_go_duration, renewal_time};
+use super::renewal::renewal_of;
 use super::trigger::{SecretView, evaluate};
 use crate::api::Certificate;
 use crate::api::certificate::{PrivateKeyEncoding, RotationPolicy};
@@ -196,17 +196,7 @@ pub(crate) async fn trigger(cert: &Certificate, ctx: &Context) -> Result<Again, 
                 .and_then(|v| v.data.get("tls.crt"))
                 .and_then(|c| parse_chain(c).ok());
             let wait = leaf.map(|l| {
-                let before = cert
-                    .spec
-                    .renew_before
-                    .as_deref()
-                    .and_then(|d| parse_go_duration(d).ok());
-                let at = renewal_time(
-                    l.not_before,
-                    l.not_after,
-                    before,
-                    cert.spec.renew_before_percentage,
-                );
+                let at = renewal_of(cert, l.not_before, l.not_after);
                 Duration::from_secs((at - now.as_second()).max(1) as u64)
             });
             Ok(wait)

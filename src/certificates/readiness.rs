@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::controllers::{Error, apply_status};
-use super::renewal::{parse_go_duration, renewal_time, rfc3339};
+use super::renewal::{renewal_of, rfc3339};
 use super::trigger::{SecretView, evaluate};
 use crate::api::Certificate;
 use crate::api::meta::ConditionStatus;
@@ -39,17 +39,7 @@ pub fn assess(cert: &Certificate, secret: Option<&SecretView>, now: i64) -> Read
         .and_then(|s| s.data.get("tls.crt"))
         .and_then(|c| parse_chain(c).ok())
         .map(|leaf| {
-            let before = cert
-                .spec
-                .renew_before
-                .as_deref()
-                .and_then(|d| parse_go_duration(d).ok());
-            let renew = renewal_time(
-                leaf.not_before,
-                leaf.not_after,
-                before,
-                cert.spec.renew_before_percentage,
-            );
+            let renew = renewal_of(cert, leaf.not_before, leaf.not_after);
             (leaf.not_before, leaf.not_after, renew)
         });
     match evaluate(cert, secret, now) {

@@ -62,6 +62,23 @@ pub fn renewal_time(
 }
 
 /// RFC 3339 (UTC, seconds) of Unix seconds.
+/// When `cert` renews a certificate valid from `not_before` to
+/// `not_after` (Unix seconds), from its renewBefore or
+/// renewBeforePercentage.
+pub fn renewal_of(cert: &crate::api::Certificate, not_before: i64, not_after: i64) -> i64 {
+    let before = cert
+        .spec
+        .renew_before
+        .as_deref()
+        .and_then(|d| parse_go_duration(d).ok());
+    renewal_time(
+        not_before,
+        not_after,
+        before,
+        cert.spec.renew_before_percentage,
+    )
+}
+
 pub fn rfc3339(secs: i64) -> String {
     Timestamp::from_second(secs)
         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())

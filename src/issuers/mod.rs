@@ -67,6 +67,28 @@ fn key_hash(pem: &[u8]) -> String {
     format!("{:016x}", h.finish())
 }
 
+/// Writes the account key into its Secret (server-side apply: other keys
+/// and metadata of the Secret are left alone).
+async fn store_key(
+    secrets: &Api<Secret>,
+    name: &str,
+    data_key: &str,
+    pem: &str,
+) -> Result<(), Error> {
+    let ns = secrets.namespace().unwrap_or_default();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns},
+        "type": "Opaque", "data": BTreeMap::from([(data_key.to_string(), ByteString(pem.as_bytes().to_vec()))])});
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply(CONTROLLER_NAME).force(),
+            &Patch::Apply(secret),
+        )
+        .await
+        .map_err(|e| Error::WriteSecret(format!("{ns}/{name}"), e))?;
+    Ok(())
+}
+
 /// Works out the status an issuer should have, creating its account key
 /// and registering its account on the way.
 async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action), Error> {
@@ -185,16 +207,7 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
                     ));
                 }
             };
-            let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret_name, "namespace": t.secret_namespace},
-                "type": "Opaque", "data": BTreeMap::from([(data_key.clone(), ByteString(pem.clone().into_bytes()))])});
-            secrets
-                .patch(
-                    secret_name,
-                    &PatchParams::apply(CONTROLLER_NAME).force(),
-                    &Patch::Apply(secret),
-                )
-                .await
-                .map_err(|e| Error::WriteSecret(secret_id.clone(), e))?;
+            store_key(&secrets, secret_name, &data_key, &pem).await?;
             let status = verdict(
                 ConditionStatus::True,
                 "ACMEAccountRegistered",
@@ -217,16 +230,7 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
                     ));
                 }
             };
-            let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret_name, "namespace": t.secret_namespace},
-                "type": "Opaque", "data": BTreeMap::from([(data_key.clone(), ByteString(pem.clone().into_bytes()))])});
-            secrets
-                .patch(
-                    secret_name,
-                    &PatchParams::apply(CONTROLLER_NAME).force(),
-                    &Patch::Apply(secret),
-                )
-                .await
-                .map_err(|e| Error::WriteSecret(secret_id.clone(), e))?;
+            store_key(&secrets, secret_name, &data_key, &pem).await?;
             pem.into_bytes()
         }
     };
