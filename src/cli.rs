@@ -97,11 +97,11 @@ pub struct SolverArgs {
     /// Port to listen on.
     #[arg(long, default_value_t = 8089)]
     pub listen_port: u16,
-    /// The challenge token.
-    #[arg(long)]
+    /// The challenge token (base64url: it may start with `-`).
+    #[arg(long, allow_hyphen_values = true)]
     pub token: String,
     /// The key authorization to answer with.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub key: String,
     /// The domain the challenge is for (matched against the Host header).
     #[arg(long)]
@@ -113,4 +113,33 @@ pub enum Format {
     Text,
     Yaml,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn solver_takes_tokens_that_start_with_a_hyphen() {
+        let cli = Cli::try_parse_from([
+            "certwright",
+            "solver",
+            "--token",
+            "-mX_9",
+            "--key",
+            "-mX_9.thumb",
+            "--domain",
+            "a.example",
+        ])
+        .expect("a base64url token may start with '-'");
+        let Command::Solver(args) = cli.command else {
+            panic!("not the solver command");
+        };
+        assert_eq!(
+            (args.token.as_str(), args.key.as_str()),
+            ("-mX_9", "-mX_9.thumb")
+        );
+    }
 }

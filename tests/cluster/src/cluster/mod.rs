@@ -181,6 +181,13 @@ impl Drop for LocalCluster {
         }
         self.shared.kubelet.stop_all();
         self.shared.proxies.stop_all();
-        let _ = std::fs::remove_dir_all(&self.shared.dir);
+        if std::thread::panicking() {
+            eprintln!(
+                "local cluster: Pod logs kept in {}",
+                self.shared.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.shared.dir);
+        }
     }
 }
