@@ -4,7 +4,9 @@
 //! or, for `skipTLSVerify`, anything. It also records each response's
 //! status and `Retry-After` per URL, which instant-acme's errors drop.
 //! `HTTPS_PROXY` (and `NO_PROXY`) from the environment are honoured: the
-//! CA is then reached through an HTTP CONNECT tunnel.
+//! CA is then reached through an HTTP CONNECT tunnel. Every request, body
+//! included, has a deadline: a CA that stops answering is an error the
+//! controllers retry, never a reconcile that waits forever.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -186,6 +188,57 @@ pub fn recording_client(trust: &Trust) -> Result<(Box<dyn HttpClient>, ResponseL
     ))
 }
 
+/// How long one request to the CA may take, from connecting to the last
+/// byte of the body.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long establishing the TCP connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+#[error("the ACME server did not answer {what} within {} s", .after.as_secs_f32())]
+struct TimedOut {
+    what: String,
+    after: Duration,
+}
+
+/// Reads the whole response (headers and body) before `timeout` passes.
+struct Deadline {
+    inner: Box<dyn HttpClient>,
+    timeout: Duration,
+}
+
+impl HttpClient for Deadline {
+    fn request(
+        &self,
+        req: hyper::Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let what = format!("{} {}", req.method(), req.uri());
+        let timeout = self.timeout;
+        let response = self.inner.request(req);
+        Box::pin(async move {
+            let whole = async move {
+                let mut response = response.await?;
+                let body = response
+                    .body
+                    .into_bytes()
+                    .await
+                    .map_err(instant_acme::Error::Other)?;
+                Ok(BytesResponse {
+                    parts: response.parts,
+                    body: Box::new(body),
+                })
+            };
+            match tokio::time::timeout(timeout, whole).await {
+                Ok(result) => result,
+                Err(_) => Err(instant_acme::Error::Other(Box::new(TimedOut {
+                    what,
+                    after: timeout,
+                }))),
+            }
+        })
+    }
+}
+
 /// An instant-acme HTTP client with TCP_NODELAY and the given trust.
 pub fn client(trust: &Trust) -> Result<Box<dyn HttpClient>, ClientError> {
     static FROM_ENV: std::sync::OnceLock<Option<Arc<Matcher>>> = std::sync::OnceLock::new();
@@ -207,11 +260,12 @@ pub fn client_via(
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls_config(trust)?)
         .https_or_http()
         .enable_http1();
-    Ok(match proxy {
+    let inner: Box<dyn HttpClient> = match proxy {
         Some(proxy) => {
             let https = builder.wrap_connector(ProxyConnector { http, proxy });
             Box::new(Client::builder(TokioExecutor::new()).build::<_, BodyWrapper<Bytes>>(https))
@@ -220,7 +274,11 @@ pub fn client_via(
             let https = builder.wrap_connector(http);
             Box::new(Client::builder(TokioExecutor::new()).build::<_, BodyWrapper<Bytes>>(https))
         }
-    })
+    };
+    Ok(Box::new(Deadline {
+        inner,
+        timeout: REQUEST_TIMEOUT,
+    }))
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -363,6 +421,38 @@ mod tests {
             (429, Some(Duration::from_secs(7)))
         );
         assert_eq!(log.retry_after("http://elsewhere/"), None);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_stops_answering_is_an_error_not_a_hang() {
+        crate::install_crypto_provider();
+        // Headers at once, then a body that never ends.
+        let app = axum::Router::new().fallback(|| async {
+            let stalled = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+            axum::body::Body::from_stream(stalled)
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = Deadline {
+            inner: client_via(&Trust::Insecure, None).expect("client"),
+            timeout: Duration::from_millis(200),
+        };
+        let request = hyper::Request::get(format!("http://{addr}/acme/new-nonce"))
+            .body(BodyWrapper::from(Vec::new()))
+            .expect("request");
+        let started = Instant::now();
+        let err = client.request(request).await.err().expect("timed out");
+        assert!(
+            started.elapsed() < REQUEST_TIMEOUT,
+            "the short deadline applied"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("the ACME server did not answer GET http://{addr}/acme/new-nonce within 0.2 s")
+        );
     }
 
     #[test]
