@@ -390,11 +390,12 @@ async fn a_secret_of_another_certificate_is_never_taken_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_certificates_for_one_name_take_turns() {
     let env = Env::start(|_| {}, &[]).await;
-    // Keep the first Challenge busy for a while: the CA is briefly unwell.
+    // Keep the first Challenge busy: the CA is unwell until the second
+    // Challenge for the name has been seen waiting for it.
     env.proxy.fail_next(
         "POST",
         "/chalZ/",
-        6,
+        1000,
         503,
         "urn:ietf:params:acme:error:serverInternal",
         "try again",
@@ -423,15 +424,21 @@ async fn two_certificates_for_one_name_take_turns() {
         )
         .await;
     }
+    let waited = |r: &String| r.starts_with("Waiting: Challenge") && r.contains("same name");
+    let check = reasons.clone();
+    env.wait("one Challenge to wait for the other", 60, || {
+        let found = check.lock().expect("lock").iter().any(waited);
+        async move { found.then_some(()) }
+    })
+    .await;
+    env.proxy.clear_faults();
     env.certificate_ready("team-a", "shared-name", 1).await;
     env.certificate_ready("team-b", "shared-name", 1).await;
     watch.abort();
     let reasons = reasons.lock().expect("lock").clone();
     assert!(
-        reasons
-            .iter()
-            .any(|r| r.starts_with("Waiting: Challenge") && r.contains("same name")),
-        "one waited for the other: {reasons:?}"
+        reasons.iter().any(|r| r.contains("ServerInternal")),
+        "the first was busy retrying while the other waited: {reasons:?}"
     );
 }
 
