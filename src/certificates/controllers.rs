@@ -20,7 +20,8 @@ use serde_json::json;
 
 use super::backoff;
 use super::renewal::renewal_of;
-use super::trigger::{SecretView, evaluate};
+use super::snapshot::{Snapshot, key_pem};
+use super::trigger::evaluate;
 use crate::api::Certificate;
 use crate::api::certificate::{PrivateKeyEncoding, RotationPolicy};
 use crate::api::meta::ConditionStatus;
@@ -66,19 +67,6 @@ pub(crate) fn issuing(cert: &Certificate) -> bool {
             c.iter()
                 .any(|c| c.type_ == "Issuing" && c.status == ConditionStatus::True)
         })
-}
-
-fn view(secret: &Secret) -> SecretView {
-    SecretView {
-        annotations: secret.metadata.annotations.clone().unwrap_or_default(),
-        data: secret
-            .data
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect(),
-    }
 }
 
 pub(crate) async fn publish(
@@ -130,7 +118,11 @@ async fn reset_failures(ctx: &Context, cert: &Certificate) -> Result<(), Error> 
     Ok(())
 }
 
-pub(crate) async fn trigger(cert: &Certificate, ctx: &Context) -> Result<Again, Error> {
+pub(crate) async fn trigger(
+    cert: &Certificate,
+    seen: &Snapshot,
+    ctx: &Context,
+) -> Result<Again, Error> {
     if issuing(cert) || cert.meta().deletion_timestamp.is_some() {
         return Ok(None);
     }
@@ -157,14 +149,7 @@ pub(crate) async fn trigger(cert: &Certificate, ctx: &Context) -> Result<Again, 
             }
         }
     }
-    let ns = cert.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let secret_id = format!("{ns}/{}", cert.spec.secret_name);
-    let secret = secrets
-        .get_opt(&cert.spec.secret_name)
-        .await
-        .map_err(|e| Error::GetSecret(secret_id, e))?;
-    let current = secret.as_ref().map(view);
+    let current = seen.secret_view();
     match evaluate(cert, current.as_ref(), now.as_second()) {
         Some(t) => {
             let existing = cert
@@ -221,38 +206,26 @@ fn usable_key(cert: &Certificate, pem: &[u8]) -> bool {
         .is_some_and(|k| wanted.is_some_and(|w| w.kind == k.kind))
 }
 
-fn key_pem(secret: &Secret) -> Vec<u8> {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get("tls.key"))
-        .map(|b| b.0.clone())
-        .unwrap_or_default()
-}
-
-pub(crate) async fn key_manager(cert: &Certificate, ctx: &Context) -> Result<Again, Error> {
+pub(crate) async fn key_manager(
+    cert: &Certificate,
+    seen: &Snapshot,
+    ctx: &Context,
+) -> Result<Again, Error> {
     let ns = cert.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let recorded = cert
         .status
         .as_ref()
         .and_then(|s| s.next_private_key_secret_name.clone());
+    let in_place = seen
+        .next_key
+        .as_ref()
+        .is_some_and(|s| owned_by(s, cert) && key_pem(s).is_some_and(|pem| usable_key(cert, pem)));
     match (&recorded, issuing(cert)) {
         // Nothing under way and nothing left over: no need to look.
         (None, false) => return Ok(None),
         // The key of the running issuance is in place.
-        (Some(name), true) => {
-            let current = secrets
-                .get_opt(name)
-                .await
-                .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e))?;
-            if current
-                .as_ref()
-                .is_some_and(|s| owned_by(s, cert) && usable_key(cert, &key_pem(s)))
-            {
-                return Ok(None);
-            }
-        }
+        (Some(_), true) if in_place => return Ok(None),
         _ => {}
     }
     let listed = secrets
@@ -280,7 +253,7 @@ pub(crate) async fn key_manager(cert: &Certificate, ctx: &Context) -> Result<Aga
         return Ok(None);
     }
     let wanted = KeySpec::from_spec(cert.spec.private_key.as_ref()).ok();
-    let usable = |s: &Secret| usable_key(cert, &key_pem(s));
+    let usable = |s: &Secret| key_pem(s).is_some_and(|pem| usable_key(cert, pem));
     // Keep the Secret the status names, else adopt one left by a crash.
     let keep = mine
         .iter()
@@ -308,14 +281,8 @@ pub(crate) async fn key_manager(cert: &Certificate, ctx: &Context) -> Result<Aga
                 .and_then(|k| k.rotation_policy)
                 == Some(RotationPolicy::Never)
             {
-                let current = secrets
-                    .get_opt(&cert.spec.secret_name)
-                    .await
-                    .map_err(|e| Error::GetSecret(cert.spec.secret_name.clone(), e))?;
-                current
-                    .and_then(|s| s.data)
-                    .and_then(|d| d.get("tls.key").map(|b| b.0.clone()))
-                    .and_then(|pem| PrivateKey::from_pem(&pem).ok())
+                seen.current_key_pem()
+                    .and_then(|pem| PrivateKey::from_pem(pem).ok())
                     .filter(|k| k.kind == spec.kind)
             } else {
                 None

@@ -18,12 +18,12 @@ use serde_json::json;
 
 use super::controllers::{Error, issuing, publish};
 use super::secret;
+use super::snapshot::Snapshot;
 use crate::api::certificate::PrivateKeyEncoding;
 use crate::api::meta::ConditionStatus;
 use crate::api::{Certificate, CertificateRequest};
 use crate::conditions;
 use crate::context::Context;
-use crate::orders::naming;
 use crate::pki::cert::parse_chain;
 use crate::pki::keys::PrivateKey;
 
@@ -130,7 +130,11 @@ async fn record_failure(
     Ok(None)
 }
 
-pub(crate) async fn reconcile(cert: &Certificate, ctx: &Context) -> Result<Again, Error> {
+pub(crate) async fn reconcile(
+    cert: &Certificate,
+    seen: &Snapshot,
+    ctx: &Context,
+) -> Result<Again, Error> {
     if !issuing(cert) || cert.meta().deletion_timestamp.is_some() {
         return Ok(None);
     }
@@ -140,13 +144,7 @@ pub(crate) async fn reconcile(cert: &Certificate, ctx: &Context) -> Result<Again
     };
     let ns = cert.namespace().unwrap_or_default();
     let revision = status.revision.unwrap_or(0) + 1;
-    let name = naming::certificate_request(&cert.name_any(), revision);
-    let requests: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(cr) = requests
-        .get_opt(&name)
-        .await
-        .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e))?
-    else {
+    let Some(cr) = &seen.request else {
         return Ok(None);
     };
     if cr
@@ -157,7 +155,7 @@ pub(crate) async fn reconcile(cert: &Certificate, ctx: &Context) -> Result<Again
         // The request manager is replacing it.
         return Ok(None);
     }
-    let Some(ready) = request_condition(&cr, "Ready") else {
+    let Some(ready) = request_condition(cr, "Ready") else {
         return Ok(None);
     };
     let issuing_since = cert
@@ -191,14 +189,9 @@ pub(crate) async fn reconcile(cert: &Certificate, ctx: &Context) -> Result<Again
                 .and_then(|s| s.certificate.clone())
                 .map(|b| b.0)
                 .unwrap_or_default();
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-            let key = secrets
-                .get_opt(&key_secret)
-                .await
-                .map_err(|e| Error::GetSecret(format!("{ns}/{key_secret}"), e))?
-                .and_then(|s| s.data)
-                .and_then(|d| d.get("tls.key").map(|b| b.0.clone()))
-                .and_then(|pem| PrivateKey::from_pem(&pem).ok());
+            let key = seen
+                .next_key_pem()
+                .and_then(|pem| PrivateKey::from_pem(pem).ok());
             let Some(key) = key else {
                 return Ok(Some(Duration::from_secs(1)));
             };
@@ -225,10 +218,7 @@ pub(crate) async fn reconcile(cert: &Certificate, ctx: &Context) -> Result<Again
                 )
                 .await;
             }
-            let existing = secrets
-                .get_opt(&cert.spec.secret_name)
-                .await
-                .map_err(|e| Error::GetSecret(format!("{ns}/{}", cert.spec.secret_name), e))?;
+            let existing = seen.secret.as_ref();
             if let Some(other) = existing
                 .as_ref()
                 .and_then(|s| secret::owned_by_other(s.annotations(), &cert.name_any()))
@@ -262,7 +252,7 @@ pub(crate) async fn reconcile(cert: &Certificate, ctx: &Context) -> Result<Again
                 wanted["metadata"]["ownerReferences"] = json!([{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
                     "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true}]);
             }
-            secrets
+            Api::<Secret>::namespaced(ctx.client.clone(), &ns)
                 .patch(
                     &cert.spec.secret_name,
                     &PatchParams::apply(ISSUING).force(),

@@ -9,6 +9,7 @@ pub mod readiness;
 pub mod renewal;
 pub mod request_manager;
 pub mod secret;
+pub mod snapshot;
 pub mod trigger;
 
 use std::sync::Arc;
@@ -36,12 +37,13 @@ async fn reconcile(
 ) -> Result<Action, controllers::Error> {
     // The roles read the same snapshot and write different steps, so they
     // run side by side.
+    let seen = snapshot::Snapshot::read(&cert, &ctx).await?;
     let (trigger, keys, request, issue, ready) = futures_util::join!(
-        controllers::trigger(&cert, &ctx),
-        controllers::key_manager(&cert, &ctx),
-        request_manager::reconcile(&cert, &ctx),
-        issuing::reconcile(&cert, &ctx),
-        readiness::reconcile(&cert, &ctx),
+        controllers::trigger(&cert, &seen, &ctx),
+        controllers::key_manager(&cert, &seen, &ctx),
+        request_manager::reconcile(&cert, &seen, &ctx),
+        issuing::reconcile(&cert, &seen, &ctx),
+        readiness::reconcile(&cert, &seen, &ctx),
     );
     let results = [trigger, keys, request, issue, ready];
     let mut soonest: Again = None;

@@ -6,10 +6,9 @@
 use std::time::Duration;
 
 use super::Again;
-use k8s_openapi::api::core::v1::Secret;
+use super::snapshot::Snapshot;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::Api;
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use serde_json::json;
 
 use super::controllers::{Error, apply_status};
@@ -58,30 +57,16 @@ pub fn assess(cert: &Certificate, secret: Option<&SecretView>, now: i64) -> Read
     }
 }
 
-fn view(secret: &Secret) -> SecretView {
-    SecretView {
-        annotations: secret.annotations().clone(),
-        data: secret
-            .data
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect(),
-    }
-}
-
-pub(crate) async fn reconcile(cert: &Certificate, ctx: &Context) -> Result<Again, Error> {
+pub(crate) async fn reconcile(
+    cert: &Certificate,
+    seen: &Snapshot,
+    ctx: &Context,
+) -> Result<Again, Error> {
     if cert.meta().deletion_timestamp.is_some() {
         return Ok(None);
     }
-    let ns = cert.namespace().unwrap_or_default();
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(&cert.spec.secret_name)
-        .await
-        .map_err(|e| Error::GetSecret(format!("{ns}/{}", cert.spec.secret_name), e))?;
     let now = Timestamp::now();
-    let r = assess(cert, secret.as_ref().map(view).as_ref(), now.as_second());
+    let r = assess(cert, seen.secret_view().as_ref(), now.as_second());
     let existing = cert
         .status
         .as_ref()

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use super::Again;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::controllers::{Error, issuing, publish};
+use super::snapshot::Snapshot;
 use crate::api::{Certificate, CertificateRequest, CertificateRequestSpec};
 use crate::context::Context;
 use crate::orders::naming;
@@ -85,7 +85,11 @@ fn failed_before_this_issuance(existing: &CertificateRequest, cert: &Certificate
     matches!((failed_at, issuing_since), (Some(f), Some(i)) if f.0 < i.0)
 }
 
-pub(crate) async fn reconcile(cert: &Certificate, ctx: &Context) -> Result<Again, Error> {
+pub(crate) async fn reconcile(
+    cert: &Certificate,
+    seen: &Snapshot,
+    ctx: &Context,
+) -> Result<Again, Error> {
     let Some(key_secret) = cert
         .status
         .as_ref()
@@ -97,26 +101,18 @@ pub(crate) async fn reconcile(cert: &Certificate, ctx: &Context) -> Result<Again
         return Ok(None);
     }
     let ns = cert.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let pem = secrets
-        .get_opt(&key_secret)
-        .await
-        .map_err(|e| Error::GetSecret(format!("{ns}/{key_secret}"), e))?
-        .and_then(|s| s.data)
-        .and_then(|d| d.get("tls.key").map(|b| b.0.clone()));
-    let Some(key) = pem.and_then(|p| PrivateKey::from_pem(&p).ok()) else {
+    let Some(key) = seen
+        .next_key_pem()
+        .and_then(|p| PrivateKey::from_pem(p).ok())
+    else {
         // The key manager has not written it yet, or will replace it.
         return Ok(Some(Duration::from_secs(1)));
     };
     let revision = cert.status.as_ref().and_then(|s| s.revision).unwrap_or(0) + 1;
     let name = naming::certificate_request(&cert.name_any(), revision);
     let requests: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &ns);
-    if let Some(existing) = requests
-        .get_opt(&name)
-        .await
-        .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e))?
-    {
-        if fits(&existing, cert, &key) && !failed_before_this_issuance(&existing, cert) {
+    if let Some(existing) = &seen.request {
+        if fits(existing, cert, &key) && !failed_before_this_issuance(existing, cert) {
             return Ok(None);
         }
         let _ = requests.delete(&name, &DeleteParams::default()).await;

@@ -1,0 +1,111 @@
+//! What one pass over a Certificate reads from the API, read once and
+//! shared by every role: the Secret it writes, the temporary key Secret
+//! of the issuance under way and the CertificateRequest of the next
+//! revision. Reads are fresh (not from a cache), so a role never acts on
+//! a state older than its own last write.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+
+use super::controllers::{Error, issuing};
+use super::trigger::SecretView;
+use crate::api::{Certificate, CertificateRequest};
+use crate::context::Context;
+use crate::orders::naming;
+
+pub struct Snapshot {
+    /// The Secret `spec.secretName` names.
+    pub secret: Option<Secret>,
+    /// The temporary key Secret `status.nextPrivateKeySecretName` names,
+    /// read only while an issuance is under way.
+    pub next_key: Option<Secret>,
+    /// The CertificateRequest of revision + 1, read only while an
+    /// issuance is under way.
+    pub request: Option<CertificateRequest>,
+}
+
+impl Snapshot {
+    pub async fn read(cert: &Certificate, ctx: &Context) -> Result<Self, Error> {
+        let ns = cert.namespace().unwrap_or_default();
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let requests: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &ns);
+        let under_way = issuing(cert) && cert.metadata.deletion_timestamp.is_none();
+        let status = cert.status.as_ref();
+        let next_key_name = status
+            .and_then(|s| s.next_private_key_secret_name.clone())
+            .filter(|_| under_way);
+        let revision = status.and_then(|s| s.revision).unwrap_or(0) + 1;
+        let request_name =
+            under_way.then(|| naming::certificate_request(&cert.name_any(), revision));
+        let secret_name = &cert.spec.secret_name;
+        let (secret, next_key, request) = tokio::try_join!(
+            async {
+                secrets
+                    .get_opt(secret_name)
+                    .await
+                    .map_err(|e| Error::GetSecret(format!("{ns}/{secret_name}"), e))
+            },
+            async {
+                match &next_key_name {
+                    Some(name) => secrets
+                        .get_opt(name)
+                        .await
+                        .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e)),
+                    None => Ok(None),
+                }
+            },
+            async {
+                match &request_name {
+                    Some(name) => requests
+                        .get_opt(name)
+                        .await
+                        .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e)),
+                    None => Ok(None),
+                }
+            },
+        )?;
+        Ok(Self {
+            secret,
+            next_key,
+            request,
+        })
+    }
+
+    /// The written Secret as the pure decisions see it.
+    pub fn secret_view(&self) -> Option<SecretView> {
+        self.secret.as_ref().map(view)
+    }
+
+    /// The PEM of the temporary key Secret, when it has one.
+    pub fn next_key_pem(&self) -> Option<&[u8]> {
+        key_pem(self.next_key.as_ref()?)
+    }
+
+    /// The PEM of the key in the written Secret, when it has one.
+    pub fn current_key_pem(&self) -> Option<&[u8]> {
+        key_pem(self.secret.as_ref()?)
+    }
+}
+
+pub(crate) fn key_pem(secret: &Secret) -> Option<&[u8]> {
+    secret
+        .data
+        .as_ref()?
+        .get("tls.key")
+        .map(|b| b.0.as_slice())
+        .filter(|b| !b.is_empty())
+}
+
+fn view(secret: &Secret) -> SecretView {
+    SecretView {
+        annotations: secret.annotations().clone(),
+        data: secret
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect(),
+    }
+}
