@@ -23,6 +23,26 @@ use super::selector::{FieldSelector, LabelSelector};
 /// (group, plural, namespace, name); namespace is empty for cluster-scoped objects.
 pub type ObjectKey = (String, String, String, String);
 
+/// The objects of one type (in one namespace, when given), found by range
+/// in the key order instead of by scanning everything stored.
+fn of_type<'a>(
+    objects: &'a BTreeMap<ObjectKey, Value>,
+    rt: &ResourceType,
+    namespace: Option<&str>,
+) -> impl Iterator<Item = (&'a ObjectKey, &'a Value)> {
+    let (group, plural) = (rt.group.clone(), rt.plural.clone());
+    let ns = namespace.map(str::to_string);
+    let start = (
+        group.clone(),
+        plural.clone(),
+        ns.clone().unwrap_or_default(),
+        String::new(),
+    );
+    objects.range(start..).take_while(move |((g, p, n, _), _)| {
+        *g == group && *p == plural && ns.as_ref().is_none_or(|ns| ns == n)
+    })
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
     Added,
@@ -245,10 +265,8 @@ impl Store {
     /// Matching objects, and the resourceVersion the list is consistent with.
     pub fn list(&self, rt: &ResourceType, filter: &Filter) -> (Vec<Value>, u64) {
         let state = self.lock();
-        let items = state
-            .objects
-            .iter()
-            .filter(|((g, p, ns, _), o)| *g == rt.group && *p == rt.plural && filter.matches(ns, o))
+        let items = of_type(&state.objects, rt, filter.namespace.as_deref())
+            .filter(|((_, _, ns, _), o)| filter.matches(ns, o))
             .map(|(_, o)| with_api_version(o, rt))
             .collect();
         (items, state.rv)
