@@ -146,7 +146,20 @@ fn spawn(
 }
 
 impl Pebble {
+    /// Starts pebble and its DNS server. A port chosen up front can be
+    /// taken by someone else's outgoing connection before pebble binds it;
+    /// then it starts again on other ports.
     pub async fn start(options: PebbleOptions) -> Result<Self, String> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(&options).await {
+                Err(e) if e.contains("address already in use") && attempt < 3 => attempt += 1,
+                started => return started,
+            }
+        }
+    }
+
+    async fn start_once(options: &PebbleOptions) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!(
             "certwright-pebble-{}-{}",
             std::process::id(),
