@@ -17,10 +17,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-use super::challenges::{delete_challenges, ensure_challenges, own_challenges, owned_by};
+use super::challenges::{delete_challenges, ensure_challenges, owned_by};
 use super::decide::{authorization_state, challenge_type, identifiers, is_final, order_state};
 use super::failures::{fail, on_acme_error, replace};
 use crate::acme::session::{self, SessionError};
@@ -79,7 +80,11 @@ pub(super) async fn event(
     }
 }
 
-async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    order: Arc<Order>,
+    ctx: Arc<Context>,
+    cached: Store<Challenge>,
+) -> Result<Action, Error> {
     let mut order = order;
     let uid = order.uid().unwrap_or_default();
     let behind = ctx.behind(&uid, order.resource_version().as_deref());
@@ -121,14 +126,20 @@ async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error
     };
 
     // While Challenges are at work, they say everything worth knowing;
-    // the CA is asked again only when one of them has finished.
-    let challenges: Vec<Challenge> = Api::<Challenge>::namespaced(ctx.client.clone(), &ns)
-        .list(&own_challenges(&order))
-        .await
-        .map_err(|e| Error::Api(format!("Challenges in {ns}"), e))?
-        .items
-        .into_iter()
-        .filter(|c| owned_by(c, &order) && c.meta().deletion_timestamp.is_none())
+    // the CA is asked again only when one of them has finished. They are
+    // read from the cache that feeds this controller's triggers, so a
+    // reconcile caused by a Challenge sees at least that Challenge's news;
+    // one the cache misses yet is created again, which the API refuses
+    // harmlessly (409).
+    let challenges: Vec<Challenge> = cached
+        .state()
+        .iter()
+        .filter(|c| {
+            c.namespace().as_deref() == Some(ns.as_str())
+                && owned_by(c, &order)
+                && c.meta().deletion_timestamp.is_none()
+        })
+        .map(|c| Challenge::clone(c))
         .collect();
     let challenge_state = |c: &Challenge| c.status.as_ref().and_then(|s| s.state);
     if let Some(lost) = challenges
@@ -428,16 +439,26 @@ fn error_policy(_: Arc<Order>, error: &Error, _: Arc<Context>) -> Action {
 
 /// Runs the controller until the stream ends.
 pub async fn run(ctx: Arc<Context>) {
+    let (cached, writer) = reflector::store::<Challenge>();
+    let challenges = reflector::reflector(
+        writer,
+        watcher(
+            Api::<Challenge>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .touched_objects();
     Controller::new(
         Api::<Order>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
-    .owns(
-        Api::<Challenge>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
+    .owns_stream(challenges)
     .with_config(ctx.controller_config())
-    .run(reconcile, error_policy, ctx.clone())
+    .run(
+        move |order, ctx| reconcile(order, ctx, cached.clone()),
+        error_policy,
+        ctx.clone(),
+    )
     .for_each(|_| async {})
     .await;
 }
