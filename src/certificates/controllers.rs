@@ -37,6 +37,8 @@ pub const NEXT_KEY_LABEL: &str = "cert-manager.io/next-private-key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("reading {0}: {1}")]
+    Get(String, #[source] kube::Error),
     #[error("reading Secret {0}: {1}")]
     GetSecret(String, #[source] kube::Error),
     #[error("writing Secret {0}: {1}")]
@@ -50,6 +52,7 @@ pub enum Error {
 impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
+            Self::Get(..) => "Get",
             Self::GetSecret(..) => "GetSecret",
             Self::WriteSecret(..) => "WriteSecret",
             Self::WriteStatus(_) => "WriteStatus",
@@ -97,9 +100,20 @@ pub(crate) async fn apply_status(
 ) -> Result<(), Error> {
     let api: Api<Certificate> =
         Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
-    crate::status::apply(&api, &cert.name_any(), manager, &status)
+    let written = crate::status::apply_returning(&api, &cert.name_any(), manager, &status)
         .await
-        .map_err(Error::WriteStatus)
+        .map_err(Error::WriteStatus)?;
+    note_written(ctx, &written);
+    Ok(())
+}
+
+/// Remembers the resourceVersion a status write produced, so the next
+/// pass can tell whether its cached Certificate predates it.
+pub(crate) fn note_written(ctx: &Context, written: &Certificate) {
+    ctx.wrote(
+        &written.uid().unwrap_or_default(),
+        written.resource_version(),
+    );
 }
 
 /// Forgets earlier failures (the spec changed): a merge patch, as the
@@ -108,13 +122,15 @@ async fn reset_failures(ctx: &Context, cert: &Certificate) -> Result<(), Error> 
     let api: Api<Certificate> =
         Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
     let patch = json!({"status": {"lastFailureTime": null, "failedIssuanceAttempts": null}});
-    api.patch_status(
-        &cert.name_any(),
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(patch),
-    )
-    .await
-    .map_err(Error::WriteStatus)?;
+    let written = api
+        .patch_status(
+            &cert.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(patch),
+        )
+        .await
+        .map_err(Error::WriteStatus)?;
+    note_written(ctx, &written);
     Ok(())
 }
 

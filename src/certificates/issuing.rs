@@ -78,13 +78,15 @@ async fn end_issuance(ctx: &Context, cert: &Certificate, revision: i64) -> Resul
         .map_err(|e| Error::WriteStatus(kube::Error::SerdeError(e)))?;
     let api: Api<Certificate> =
         Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
-    api.patch_status(
-        &cert.name_any(),
-        &PatchParams::default(),
-        &Patch::<()>::Json(patch),
-    )
-    .await
-    .map_err(Error::WriteStatus)?;
+    let written = api
+        .patch_status(
+            &cert.name_any(),
+            &PatchParams::default(),
+            &Patch::<()>::Json(patch),
+        )
+        .await
+        .map_err(Error::WriteStatus)?;
+    super::controllers::note_written(ctx, &written);
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -35,6 +36,26 @@ async fn reconcile(
     cert: Arc<Certificate>,
     ctx: Arc<Context>,
 ) -> Result<Action, controllers::Error> {
+    // A Certificate cached from before our own last status write would
+    // have the roles redo that step: read it fresh then.
+    let uid = cert.uid().unwrap_or_default();
+    let cert = if ctx.behind(&uid, cert.resource_version().as_deref()) {
+        let ns = cert.namespace().unwrap_or_default();
+        let api: Api<Certificate> = Api::namespaced(ctx.client.clone(), &ns);
+        let fresh = api.get_opt(&cert.name_any()).await.map_err(|e| {
+            controllers::Error::Get(format!("Certificate {ns}/{}", cert.name_any()), e)
+        })?;
+        ctx.wrote(&uid, None);
+        match fresh {
+            Some(fresh) => Arc::new(fresh),
+            None => return Ok(Action::await_change()),
+        }
+    } else {
+        cert
+    };
+    if cert.metadata.deletion_timestamp.is_some() {
+        ctx.wrote(&uid, None);
+    }
     // The roles read the same snapshot and write different steps, so they
     // run side by side.
     let seen = snapshot::Snapshot::read(&cert, &ctx).await?;
