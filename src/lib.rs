@@ -13,6 +13,7 @@ pub mod events;
 pub mod issuers;
 pub mod orders;
 pub mod pki;
+pub mod reconcile_error;
 pub mod solver;
 pub mod status;
 

@@ -33,22 +33,7 @@ const WAITING_FOR_CA: &str = "Accepted the challenge; waiting for the CA to vali
 /// cert-manager's finalizer, so Challenges it left are finished by us too.
 pub const FINALIZER: &str = "acme.cert-manager.io/finalizer";
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("reading or writing {0}: {1}")]
-    Api(String, #[source] kube::Error),
-    #[error("writing the Challenge's status: {0}")]
-    WriteStatus(#[source] kube::Error),
-}
-
-impl Error {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Api(..) => "Api",
-            Self::WriteStatus(_) => "WriteStatus",
-        }
-    }
-}
+pub use crate::reconcile_error::Error;
 
 fn is_final(state: Option<AcmeState>) -> bool {
     matches!(
@@ -71,7 +56,7 @@ async fn write(ctx: &Context, ch: &Challenge, status: &ChallengeStatus) -> Resul
         Api::namespaced(ctx.client.clone(), &ch.namespace().unwrap_or_default());
     crate::status::apply(&api, &ch.name_any(), CONTROLLER_NAME, status)
         .await
-        .map_err(Error::WriteStatus)
+        .map_err(|e| Error::WriteStatus("Challenge", e))
 }
 
 async fn event(ctx: &Context, ch: &Challenge, type_: EventType, reason: &str, note: String) {

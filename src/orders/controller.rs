@@ -31,22 +31,7 @@ use crate::context::Context;
 
 pub const CONTROLLER_NAME: &str = "certwright-orders";
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("reading or writing {0}: {1}")]
-    Api(String, #[source] kube::Error),
-    #[error("writing the Order's status: {0}")]
-    WriteStatus(#[source] kube::Error),
-}
-
-impl Error {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Api(..) => "Api",
-            Self::WriteStatus(_) => "WriteStatus",
-        }
-    }
-}
+pub use crate::reconcile_error::Error;
 
 pub(super) async fn write(ctx: &Context, order: &Order, status: &OrderStatus) -> Result<(), Error> {
     let uid = order.uid().unwrap_or_default();
@@ -54,7 +39,7 @@ pub(super) async fn write(ctx: &Context, order: &Order, status: &OrderStatus) ->
         Api::namespaced(ctx.client.clone(), &order.namespace().unwrap_or_default());
     let written = crate::status::apply_returning(&api, &order.name_any(), CONTROLLER_NAME, status)
         .await
-        .map_err(Error::WriteStatus)?;
+        .map_err(|e| Error::WriteStatus("Order", e))?;
     ctx.wrote(&uid, written.resource_version());
     Ok(())
 }
