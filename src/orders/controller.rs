@@ -215,7 +215,7 @@ async fn reconcile(
                 }
                 new = new.profile(profile);
             }
-            let placed = match session.account.new_order(&new).await {
+            let mut placed = match session.account.new_order(&new).await {
                 Ok(o) => o,
                 Err(e) => {
                     return on_acme_error(
@@ -229,7 +229,6 @@ async fn reconcile(
                     .await;
                 }
             };
-            let mut placed = placed;
             // Store the URL before anything else can fail: a restart resumes it.
             status.url = Some(placed.url().to_string());
             status.finalize_url = Some(placed.state().finalize.clone());
