@@ -48,8 +48,9 @@ pub struct AcmeIssuer {
     /// `disableAccountKeyGeneration` is set. `key` defaults to `tls.key`.
     pub private_key_secret_ref: SecretKeySelector,
     /// Solvers for the CA's challenges; the most specific selector matching a
-    /// DNS name wins.
-    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    /// DNS name wins. At most 100, which bounds the cost of the solvers' CEL
+    /// rules as the API server requires.
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"), length(max = 100))]
     pub solvers: Option<Vec<AcmeChallengeSolver>>,
     /// If true, never generate an account key: the key must already be in
     /// `privateKeySecretRef`. Defaults to false.

@@ -12,7 +12,7 @@ use super::meta::SecretKeySelector;
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "[has(self.akamai), has(self.cloudDNS), has(self.cloudflare), has(self.route53), has(self.azureDNS), has(self.digitalocean), has(self.acmeDNS), has(self.rfc2136), has(self.webhook)].filter(x, x).size() == 1",
+    {"rule": "((has(self.akamai) ? 1 : 0) + (has(self.cloudDNS) ? 1 : 0) + (has(self.cloudflare) ? 1 : 0) + (has(self.route53) ? 1 : 0) + (has(self.azureDNS) ? 1 : 0) + (has(self.digitalocean) ? 1 : 0) + (has(self.acmeDNS) ? 1 : 0) + (has(self.rfc2136) ? 1 : 0) + (has(self.webhook) ? 1 : 0)) == 1",
      "message": "exactly one DNS-01 provider must be set"}
 ]))]
 pub struct Dns01Solver {

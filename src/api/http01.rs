@@ -40,7 +40,7 @@ pub enum SolverServiceType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "[has(self.class), has(self.ingressClassName), has(self.name)].filter(x, x).size() <= 1",
+    {"rule": "((has(self.class) ? 1 : 0) + (has(self.ingressClassName) ? 1 : 0) + (has(self.name) ? 1 : 0)) <= 1",
      "message": "only one of class, ingressClassName or name may be set"}
 ]))]
 pub struct Http01IngressSolver {

@@ -88,7 +88,7 @@ pub struct ClusterIssuerSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "[has(self.acme), has(self.ca), has(self.vault), has(self.selfSigned), has(self.venafi)].filter(x, x).size() == 1",
+    {"rule": "((has(self.acme) ? 1 : 0) + (has(self.ca) ? 1 : 0) + (has(self.vault) ? 1 : 0) + (has(self.selfSigned) ? 1 : 0) + (has(self.venafi) ? 1 : 0)) == 1",
      "message": "exactly one of acme, ca, vault, selfSigned or venafi must be set"}
 ]))]
 pub struct IssuerConfig {
@@ -182,7 +182,7 @@ pub struct VaultIssuer {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "[has(self.tokenSecretRef), has(self.appRole), has(self.clientCertificate), has(self.kubernetes)].filter(x, x).size() == 1",
+    {"rule": "((has(self.tokenSecretRef) ? 1 : 0) + (has(self.appRole) ? 1 : 0) + (has(self.clientCertificate) ? 1 : 0) + (has(self.kubernetes) ? 1 : 0)) == 1",
      "message": "exactly one of tokenSecretRef, appRole, clientCertificate or kubernetes must be set"}
 ]))]
 pub struct VaultAuth {
