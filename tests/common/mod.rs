@@ -85,6 +85,63 @@ pub async fn emulator_with_crds() -> certwright_testcluster::apiserver::ApiServe
     api
 }
 
+/// The test binary's real control plane with certwright's CRDs installed
+/// and established (once), and an admin client on the current runtime.
+pub async fn control_plane_with_crds() -> (
+    &'static certwright_testcluster::control_plane::ControlPlane,
+    kube::Client,
+) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, Patch, PatchParams};
+    static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    certwright::install_crypto_provider();
+    let plane = certwright_testcluster::control_plane::shared().expect("the control plane starts");
+    let client = plane.client();
+    INSTALLED
+        .get_or_init(|| async {
+            let client = plane.client();
+            let api: Api<CustomResourceDefinition> = Api::all(client);
+            let pp = PatchParams::apply("certwright-tests").force();
+            for crd in certwright::api::crds() {
+                let name = crd.metadata.name.clone().expect("CRD name");
+                api.patch(&name, &pp, &Patch::Apply(&crd))
+                    .await
+                    .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+                eventually(&format!("CRD {name} established"), || {
+                    let api = api.clone();
+                    let name = name.clone();
+                    async move {
+                        let crd = api.get(&name).await.ok()?;
+                        crd.status?
+                            .conditions?
+                            .iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                            .then_some(())
+                    }
+                })
+                .await;
+            }
+        })
+        .await;
+    (plane, client)
+}
+
+/// Creates namespace `name` (if missing).
+pub async fn namespace(client: &kube::Client, name: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, PostParams};
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+    match Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("creating namespace {name}: {e}"),
+    }
+}
+
 /// A new ACME account at the launched pebble, through certwright's client.
 pub async fn pebble_account(
     pebble: &certwright_testcluster::pebble::Pebble,

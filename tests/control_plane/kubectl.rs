@@ -1,13 +1,14 @@
-//! The real `kubectl` against the API emulator, with certwright's CRDs:
-//! client-side and server-side apply, printer columns, `-o yaml`, patch,
-//! label, `wait --for=condition=Ready`, `describe` with events written by
-//! kube-runtime's Recorder, and delete. `--validate=false` because the
-//! emulator serves no OpenAPI documents.
+//! The real `kubectl` against the real API server, with certwright's CRDs
+//! and no special flags: client-side and server-side apply (validated
+//! against the served OpenAPI), printer columns, `-o yaml`, patch, label,
+//! `explain`, `wait --for=condition=Ready`, `describe` with events written
+//! by kube-runtime's Recorder, generators (`create namespace`, `create
+//! deployment`, whose ReplicaSet and Pods the real controllers make), `auth
+//! can-i` answered by RBAC, and delete.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use certwright_testcluster::apiserver::{ApiServer, Options};
 use kube::Resource;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -35,18 +36,19 @@ impl Kubectl {
         );
         (out.status.success(), text)
     }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, text) = self.run(args);
-        assert!(ok, "kubectl {args:?} failed:\n{text}");
-        text
-    }
 }
 
 async fn kubectl(args: Vec<String>, k: std::sync::Arc<Kubectl>) -> String {
+    let (ok, text) = try_kubectl(args.clone(), k).await;
+    assert!(ok, "kubectl {args:?} failed:\n{text}");
+    text
+}
+
+/// Runs kubectl; whether it succeeded, and what it printed.
+async fn try_kubectl(args: Vec<String>, k: std::sync::Arc<Kubectl>) -> (bool, String) {
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        k.ok(&refs)
+        k.run(&refs)
     })
     .await
     .expect("kubectl task")
@@ -58,37 +60,64 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+use crate::common;
+
+const NS: &str = "cw-kubectl";
+
 const CERT: &str = "apiVersion: cert-manager.io/v1
 kind: Certificate
 metadata:
   name: example
-  namespace: default
 spec:
   secretName: example-tls
   dnsNames: [example.com]
   issuerRef: {name: letsencrypt, kind: ClusterIssuer}
 ";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_drives_certwright_resources_on_the_emulator() {
-    certwright::install_crypto_provider();
-    let server = ApiServer::start(Options::default())
-        .await
-        .expect("emulator");
-    let dir = std::env::temp_dir().join(format!("certwright-kubectl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let kubeconfig = dir.join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let k = std::sync::Arc::new(Kubectl {
-        kubeconfig,
+fn kubectl_in(dir: &Path, kubeconfig: &Path) -> std::sync::Arc<Kubectl> {
+    std::fs::create_dir_all(dir).expect("temp dir");
+    // The admin kubeconfig with the test's namespace as its default.
+    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+    let own = dir.join("kubeconfig");
+    std::fs::write(
+        &own,
+        text.replace("namespace: default", &format!("namespace: {NS}")),
+    )
+    .expect("kubeconfig written");
+    std::sync::Arc::new(Kubectl {
+        kubeconfig: own,
         cache: dir.join("cache"),
-    });
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_drives_certwright_resources_on_the_real_api_server() {
+    let (plane, client) = common::control_plane_with_crds().await;
+    let dir = std::env::temp_dir().join(format!("certwright-kubectl-{}", std::process::id()));
+    let k = kubectl_in(&dir, plane.kubeconfig());
     let run = |args: &[&str]| kubectl(args.iter().map(|s| s.to_string()).collect(), k.clone());
 
+    let version = run(&["version", "-o", "json"]).await;
+    // The JSON, then whatever kubectl warns on stderr.
+    let version: serde_json::Value = serde_json::Deserializer::from_str(&version)
+        .into_iter()
+        .next()
+        .expect("a JSON document")
+        .expect("version JSON");
+    assert_eq!(
+        version["serverVersion"]["gitVersion"],
+        certwright_testcluster::control_plane::kubernetes_version(),
+        "{version}"
+    );
+    let created = run(&["create", "namespace", NS]).await;
+    assert!(
+        created.contains(&format!("namespace/{NS} created")),
+        "{created}"
+    );
     let ns = run(&["get", "ns"]).await;
     assert!(
         ns.lines()
-            .any(|l| l.starts_with("default") && l.contains("Active")),
+            .any(|l| l.starts_with(NS) && l.contains("Active")),
         "{ns}"
     );
 
@@ -97,12 +126,23 @@ async fn kubectl_drives_certwright_resources_on_the_emulator() {
         .output()
         .expect("certwright crds");
     let crds = write(&dir, "crds.yaml", &String::from_utf8_lossy(&crds.stdout));
-    let applied = run(&["apply", "--validate=false", "-f", &crds]).await;
-    assert_eq!(applied.matches(" created").count(), 6, "{applied}");
+    let applied = run(&["apply", "--server-side", "-f", &crds]).await;
+    assert_eq!(
+        applied.matches(" serverside-applied").count(),
+        6,
+        "{applied}"
+    );
+    let explained = run(&["explain", "certificate.spec.dnsNames"]).await;
+    assert!(
+        explained.contains("KIND:")
+            && explained.contains("Certificate")
+            && explained.contains("[]string"),
+        "{explained}"
+    );
 
     let cert = write(&dir, "cert.yaml", CERT);
     assert!(
-        run(&["apply", "--validate=false", "-f", &cert])
+        run(&["apply", "-f", &cert])
             .await
             .contains("certificate.cert-manager.io/example created")
     );
@@ -133,13 +173,9 @@ async fn kubectl_drives_certwright_resources_on_the_emulator() {
         "cert2.yaml",
         &CERT.replace("[example.com]", "[example.com, www.example.com]"),
     );
+    assert!(run(&["apply", "-f", &changed]).await.contains("configured"));
     assert!(
-        run(&["apply", "--validate=false", "-f", &changed])
-            .await
-            .contains("configured")
-    );
-    assert!(
-        run(&["apply", "--server-side", "--validate=false", "-f", &changed])
+        run(&["apply", "--server-side", "-f", &changed])
             .await
             .contains("serverside-applied")
     );
@@ -163,14 +199,13 @@ async fn kubectl_drives_certwright_resources_on_the_emulator() {
     .await;
     run(&["label", "certificate", "example", "team=platform"]).await;
     run(&["annotate", "certificate", "example", "owner=alice"]).await;
-    // kubectl's generators (`create configmap`) send protobuf, which the
-    // emulator refuses with 415; manifests go as JSON.
-    let settings = write(
-        &dir,
-        "settings.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: fast\n",
-    );
-    let created = run(&["create", "--validate=false", "-f", &settings]).await;
+    let created = run(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=mode=fast",
+    ])
+    .await;
     assert!(created.contains("configmap/settings created"), "{created}");
     let labelled = run(&[
         "get",
@@ -193,12 +228,11 @@ async fn kubectl_drives_certwright_resources_on_the_emulator() {
     assert_eq!(annotated.trim(), "alice");
 
     // A controller marks it Ready while kubectl waits for it.
-    let client = server.client();
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"),
         "certificates",
     );
-    let certs: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let certs: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ar);
     let writer = tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "Certificate is up to date and has not expired"}]}});
@@ -223,10 +257,10 @@ async fn kubectl_drives_certwright_resources_on_the_emulator() {
     );
 
     // Events from kube-runtime's Recorder (events.k8s.io/v1) show in describe.
-    let certs: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let certs: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ar);
     let object = certs.get("example").await.expect("get");
     let recorder = Recorder::new(
-        client,
+        client.clone(),
         Reporter {
             controller: "certwright-certificates-trigger".into(),
             instance: None,
@@ -259,11 +293,7 @@ async fn kubectl_drives_certwright_resources_on_the_emulator() {
     // Built-in kinds: client-side apply of a changed manifest is a strategic merge patch.
     let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: app\n        image: example/web:v1\n        env:\n        - {name: A, value: \"1\"}\n      - name: sidecar\n        image: example/side:v1\n";
     let first = write(&dir, "deploy.yaml", deploy);
-    assert!(
-        run(&["apply", "--validate=false", "-f", &first])
-            .await
-            .contains("created")
-    );
+    assert!(run(&["apply", "-f", &first]).await.contains("created"));
     let second = write(
         &dir,
         "deploy2.yaml",
@@ -271,11 +301,7 @@ async fn kubectl_drives_certwright_resources_on_the_emulator() {
             .replace("web:v1", "web:v2")
             .replace("{name: A, value: \"1\"}", "{name: B, value: \"2\"}"),
     );
-    assert!(
-        run(&["apply", "--validate=false", "-f", &second])
-            .await
-            .contains("configured")
-    );
+    assert!(run(&["apply", "-f", &second]).await.contains("configured"));
     let containers = run(&[
         "get",
         "deployment",
@@ -288,6 +314,80 @@ async fn kubectl_drives_certwright_resources_on_the_emulator() {
         containers.trim(),
         "app=example/web:v2:B;sidecar=example/side:v1:;"
     );
+
+    // A generator and the real controllers: Deployment -> ReplicaSet -> Pods.
+    let made = run(&[
+        "create",
+        "deployment",
+        "hello",
+        "--image=registry.example/hello:1",
+        "--replicas=2",
+    ])
+    .await;
+    assert!(made.contains("deployment.apps/hello created"), "{made}");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), NS);
+    let owners = common::eventually("two Pods from the ReplicaSet", || async {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels("app=hello"))
+            .await
+            .ok()?;
+        let owners: Vec<String> = list
+            .items
+            .iter()
+            .flat_map(|p| p.metadata.owner_references.iter().flatten())
+            .map(|o| format!("{}/{}", o.kind, o.name))
+            .collect();
+        (owners.len() == 2).then_some(owners)
+    })
+    .await;
+    let replica_set = owners[0]
+        .strip_prefix("ReplicaSet/")
+        .expect("owned by a ReplicaSet");
+    let rs_owner = run(&[
+        "get",
+        "replicaset",
+        replica_set,
+        "-o",
+        "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
+    ])
+    .await;
+    assert_eq!(rs_owner.trim(), "Deployment/hello");
+
+    // RBAC answers for a ServiceAccount bound to a narrow Role.
+    run(&["create", "serviceaccount", "reader"]).await;
+    run(&[
+        "create",
+        "role",
+        "certificate-reader",
+        "--verb=get,list",
+        "--resource=certificates.cert-manager.io",
+    ])
+    .await;
+    run(&[
+        "create",
+        "rolebinding",
+        "reader",
+        "--role=certificate-reader",
+        &format!("--serviceaccount={NS}:reader"),
+    ])
+    .await;
+    let who = format!("--as=system:serviceaccount:{NS}:reader");
+    let can = |verb: &str| {
+        try_kubectl(
+            vec![
+                "auth".into(),
+                "can-i".into(),
+                verb.into(),
+                "certificates.cert-manager.io".into(),
+                who.clone(),
+            ],
+            k.clone(),
+        )
+    };
+    let (ok, text) = can("get").await;
+    assert!(ok && text.trim() == "yes", "{text}");
+    let (ok, text) = can("delete").await;
+    assert!(!ok && text.trim() == "no", "{text}");
 
     let all = run(&[
         "get",
