@@ -6,6 +6,20 @@ use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Removes `null` members everywhere in `value`. In an apply patch a field
+/// left out is one the manager gives up (so it goes if nobody else owns it),
+/// whereas `null` for a typed field is refused by the API server.
+pub fn drop_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
 /// Applies `status` to the object `name` as field manager `manager`.
 pub async fn apply<K, S>(
     api: &Api<K>,
@@ -33,6 +47,8 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize,
 {
+    let mut status = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
+    drop_nulls(&mut status);
     let patch = serde_json::json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
     api.patch_status(
         name,
@@ -40,4 +56,20 @@ where
         &Patch::Apply(patch),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nulls_are_left_out_at_every_depth() {
+        let mut v = serde_json::json!({"revision": null, "lastFailureTime": "t",
+            "conditions": [{"type": "Issuing", "observedGeneration": null}], "nested": {"a": null}});
+        drop_nulls(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"lastFailureTime": "t", "conditions": [{"type": "Issuing"}], "nested": {}})
+        );
+    }
 }

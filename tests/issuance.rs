@@ -42,7 +42,7 @@ async fn a_two_name_certificate_is_issued_and_everything_temporary_is_cleaned_up
     let secret = secrets.get("web-tls").await.expect("secret");
     assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
     let chain = String::from_utf8(secret_data(&secret, "tls.crt")).expect("utf8");
-    let root = env.pebble.issuing_root_pem().await.expect("root");
+    let root = env.pebble.issuing_root_pem().to_string();
     common::verify_chain(&chain, &root, &["web.example.test", "www.example.test"]);
     let leaf = parse_chain(chain.as_bytes()).expect("leaf");
     let mut names = leaf.dns_names.clone();
@@ -232,7 +232,7 @@ async fn every_key_algorithm_and_encoding_issues_and_parses() {
         .await;
     }
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "keys");
-    let root = env.pebble.issuing_root_pem().await.expect("root");
+    let root = env.pebble.issuing_root_pem().to_string();
     for (name, algorithm, size, _, pem_label) in &combos {
         env.certificate_ready("keys", name, 1).await;
         let secret = secrets.get(&format!("{name}-tls")).await.expect("secret");

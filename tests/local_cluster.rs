@@ -1,13 +1,15 @@
-//! The local cluster end to end: certwright's own solver run as a Pod,
-//! reached through a Service and an Ingress by Host header; Pod deletion
-//! stops the process; an Ingress of another class is not routed; and a
-//! complete ACME order against pebble, which validates every token by
-//! resolving the names to the ingress router, as Let's Encrypt would.
+//! The local cluster end to end: certwright's own solver run as a Pod in a
+//! network namespace of its own, reached through a Service (the real
+//! EndpointSlice controller's endpoints) and an Ingress by Host header; Pod
+//! deletion stops the process; an Ingress of another class is not routed;
+//! Deployments run and scale through the real controllers; and a complete
+//! ACME order against pebble, which validates every token by resolving the
+//! names to the ingress router, as Let's Encrypt would.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use certwright_testcluster::cluster::{ClusterOptions, LocalCluster};
+use certwright_testcluster::cluster::{LocalCluster, NODE_IP};
 use certwright_testcluster::pebble::{Pebble, PebbleOptions};
 use instant_acme::{
     AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
@@ -22,7 +24,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod common;
 
 async fn http_get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    exchange(stream, host, path).await
+}
+
+/// One HTTP/1.1 GET over `stream`: the status and the body.
+async fn exchange(
+    mut stream: tokio::net::TcpStream,
+    host: &str,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
     stream
         .write_all(
             format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -41,16 +52,17 @@ async fn http_get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(
 
 use common::eventually;
 
-/// A solver Pod, its Service and an Ingress of `class` for one token.
+/// A solver Pod, its Service and an Ingress of `class` for one token, in `ns`.
 async fn present(
     client: &kube::Client,
+    ns: &str,
     class: &str,
     name: &str,
     domain: &str,
     token: &str,
     key: &str,
 ) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pod = json!({"metadata": {"name": name, "labels": {"solver": name}},
         "spec": {"restartPolicy": "Always", "containers": [{"name": "solver", "image": "example.registry/certwright:dev",
             "command": ["/usr/local/bin/certwright"],
@@ -63,7 +75,7 @@ async fn present(
     )
     .await
     .expect("create pod");
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
     let svc = json!({"metadata": {"name": name}, "spec": {"selector": {"solver": name}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}});
     services
         .create(
@@ -72,7 +84,7 @@ async fn present(
         )
         .await
         .expect("create service");
-    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), "default");
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), ns);
     let ing = json!({"metadata": {"name": name}, "spec": {"ingressClassName": class, "rules": [{"host": domain, "http": {"paths": [
         {"path": format!("/.well-known/acme-challenge/{token}"), "pathType": "Exact",
          "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]}});
@@ -85,19 +97,25 @@ async fn present(
         .expect("create ingress");
 }
 
-fn cluster_options() -> ClusterOptions {
-    ClusterOptions::new(env!("CARGO_BIN_EXE_certwright"))
+/// A namespace of the test's own in the shared cluster.
+async fn namespace(client: &kube::Client, ns: &str) {
+    common::namespace(client, ns).await;
+}
+
+/// Whether something listens on `addr` inside the cluster.
+async fn listening(cluster: &LocalCluster, addr: SocketAddr) -> bool {
+    cluster.node().connect(addr).await.is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certwright_pod_is_reached_through_service_and_ingress() {
-    certwright::install_crypto_provider();
-    let cluster = LocalCluster::start(cluster_options())
-        .await
-        .expect("cluster");
+    let cluster = common::local_cluster().await;
     let client = cluster.client();
+    let ns = "lc-ingress";
+    namespace(&client, ns).await;
     present(
         &client,
+        ns,
         cluster.ingress_class(),
         "solver-a",
         "app.example.test",
@@ -124,14 +142,14 @@ async fn a_certwright_pod_is_reached_through_service_and_ingress() {
         "wrong host"
     );
 
-    let pod = Api::<Pod>::namespaced(client.clone(), "default")
+    let pod = Api::<Pod>::namespaced(client.clone(), ns)
         .get("solver-a")
         .await
         .expect("pod");
     let status = pod.status.expect("status");
     let pod_ip = status.pod_ip.expect("podIP");
     assert!(
-        pod_ip.starts_with("127.") && pod_ip != "127.0.0.1",
+        pod_ip.starts_with("10.244.") && pod_ip != NODE_IP.to_string(),
         "{pod_ip}"
     );
     assert!(
@@ -141,7 +159,7 @@ async fn a_certwright_pod_is_reached_through_service_and_ingress() {
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True")
     );
-    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "default")
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels("kubernetes.io/service-name=solver-a"))
         .await
         .expect("slices");
@@ -151,47 +169,44 @@ async fn a_certwright_pod_is_reached_through_service_and_ingress() {
         .flat_map(|s| s.endpoints.iter().flat_map(|e| e.addresses.clone()))
         .collect();
     assert_eq!(addresses, std::slice::from_ref(&pod_ip));
-    let svc = Api::<Service>::namespaced(client.clone(), "default")
+    let svc = Api::<Service>::namespaced(client.clone(), ns)
         .get("solver-a")
         .await
         .expect("svc");
     let cluster_ip = svc.spec.and_then(|s| s.cluster_ip).expect("clusterIP");
-    let via_service = http_get(
-        format!("{cluster_ip}:80").parse().expect("addr"),
-        "app.example.test",
-        path,
-    )
-    .await
-    .expect("service proxy");
+    let service: SocketAddr = format!("{cluster_ip}:80").parse().expect("addr");
+    let stream = cluster
+        .node()
+        .connect(service)
+        .await
+        .expect("the cluster IP answers");
+    let via_service = exchange(stream, "app.example.test", path)
+        .await
+        .expect("service proxy");
     assert_eq!(
         via_service,
         (200, "tok_A.thumb".to_string()),
         "clusterIP:port proxies to the Pod"
     );
-    let ingress = Api::<Ingress>::namespaced(client.clone(), "default")
-        .get("solver-a")
-        .await
-        .expect("ingress");
-    let lb = ingress
-        .status
-        .and_then(|s| s.load_balancer)
-        .and_then(|l| l.ingress)
-        .unwrap_or_default();
-    assert_eq!(
-        lb.first().and_then(|i| i.ip.clone()),
-        Some(router.ip().to_string())
-    );
+    let ingresses = Api::<Ingress>::namespaced(client.clone(), ns);
+    eventually("the router writes the Ingress's load balancer", || async {
+        let ingress = ingresses.get("solver-a").await.ok()?;
+        let lb = ingress.status?.load_balancer?.ingress?;
+        (lb.first()?.ip.as_deref() == Some(NODE_IP.to_string().as_str())).then_some(())
+    })
+    .await;
     assert!(
         cluster
-            .pod_log("default", "solver-a")
+            .pod_log(ns, "solver-a")
             .contains("served key authorization"),
         "{}",
-        cluster.pod_log("default", "solver-a")
+        cluster.pod_log(ns, "solver-a")
     );
 
     // An Ingress of another class is not routed.
     present(
         &client,
+        ns,
         "nginx",
         "solver-b",
         "b.example.test",
@@ -200,17 +215,16 @@ async fn a_certwright_pod_is_reached_through_service_and_ingress() {
     )
     .await;
     let pod_b = eventually("solver-b running", || async {
-        let p = Api::<Pod>::namespaced(client.clone(), "default")
+        let p = Api::<Pod>::namespaced(client.clone(), ns)
             .get("solver-b")
             .await
             .ok()?;
         p.status?.pod_ip
     })
     .await;
+    let pod_b: SocketAddr = format!("{pod_b}:8089").parse().expect("address");
     eventually("solver-b listening", || async {
-        tokio::net::TcpStream::connect((pod_b.as_str(), 8089))
-            .await
-            .ok()
+        listening(cluster, pod_b).await.then_some(())
     })
     .await;
     assert_eq!(
@@ -226,14 +240,21 @@ async fn a_certwright_pod_is_reached_through_service_and_ingress() {
     );
 
     // Deleting the Pod stops its process.
-    Api::<Pod>::namespaced(client.clone(), "default")
+    Api::<Pod>::namespaced(client.clone(), ns)
         .delete("solver-a", &DeleteParams::default())
         .await
         .expect("delete");
+    let pod_a: SocketAddr = format!("{pod_ip}:8089").parse().expect("address");
     eventually("the solver process to stop", || async {
-        tokio::net::TcpStream::connect((pod_ip.as_str(), 8089))
+        (!listening(cluster, pod_a).await).then_some(())
+    })
+    .await;
+    eventually("the Pod deleted by the kubelet", || async {
+        Api::<Pod>::namespaced(client.clone(), ns)
+            .get_opt("solver-a")
             .await
-            .is_err()
+            .ok()?
+            .is_none()
             .then_some(())
     })
     .await;
@@ -241,19 +262,25 @@ async fn a_certwright_pod_is_reached_through_service_and_ingress() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pebble_validates_tokens_served_by_pods_behind_the_router() {
-    certwright::install_crypto_provider();
-    let cluster = LocalCluster::start(cluster_options())
-        .await
-        .expect("cluster");
-    let router = cluster.router_addr();
+    let cluster = common::local_cluster().await;
+    // pebble, the ACME client and the router all live in the node.
+    cluster.in_node(order_through_the_router(cluster)).await;
+}
+
+async fn order_through_the_router(cluster: &'static LocalCluster) {
+    let router = cluster.router_node_addr();
     let pebble = Pebble::start(PebbleOptions {
         http_port: router.port(),
-        dns_ipv4: router.ip().to_string(),
+        dns_ipv4: NODE_IP.to_string(),
+        address: NODE_IP.into(),
+        netns: Some(cluster.node().clone()),
         ..PebbleOptions::default()
     })
     .await
     .expect("pebble");
-    let client = cluster.client();
+    let client = cluster.control_plane().client();
+    let ns = "lc-pebble";
+    namespace(&client, ns).await;
     let account = common::pebble_account(&pebble).await;
     let names = ["one.example.test", "two.example.test"];
     let identifiers: Vec<Identifier> = names
@@ -280,6 +307,7 @@ async fn pebble_validates_tokens_served_by_pods_behind_the_router() {
             let name = format!("solver-{i}");
             present(
                 &client,
+                ns,
                 cluster.ingress_class(),
                 &name,
                 &domain,
@@ -326,16 +354,12 @@ async fn pebble_validates_tokens_served_by_pods_behind_the_router() {
     let (_key, csr) = common::csr_for(&names);
     order.finalize_csr(&csr).await.expect("finalize");
     let chain_pem = order.poll_certificate(&retries).await.expect("certificate");
-    common::verify_chain(
-        &chain_pem,
-        &pebble.issuing_root_pem().await.expect("root"),
-        &names,
-    );
+    common::verify_chain(&chain_pem, &pebble.issuing_root_pem().to_string(), &names);
     let served: usize = pending
         .iter()
         .map(|p| {
             cluster
-                .pod_log("default", p)
+                .pod_log(ns, p)
                 .matches("served key authorization")
                 .count()
         })
@@ -350,12 +374,11 @@ async fn pebble_validates_tokens_served_by_pods_behind_the_router() {
 async fn deployments_run_their_pods_and_scale() {
     use k8s_openapi::api::apps::v1::Deployment;
     use kube::api::{Patch, PatchParams};
-    certwright::install_crypto_provider();
-    let cluster = LocalCluster::start(cluster_options())
-        .await
-        .expect("cluster");
+    let cluster = common::local_cluster().await;
     let client = cluster.client();
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let ns = "lc-deploy";
+    namespace(&client, ns).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let deploy = json!({"metadata": {"name": "solver"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "solver"}},
         "template": {"metadata": {"labels": {"app": "solver"}}, "spec": {"containers": [{"name": "solver", "image": "ghcr.io/example/certwright:1",
             "args": ["solver", "--token", "t", "--key", "t.k", "--domain", "d.example.test"],
@@ -375,7 +398,7 @@ async fn deployments_run_their_pods_and_scale() {
         }
     };
     eventually("two ready replicas", || ready(2)).await;
-    let pods = Api::<Pod>::namespaced(client.clone(), "default")
+    let pods = Api::<Pod>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels("app=solver"))
         .await
         .expect("pods");
@@ -384,7 +407,7 @@ async fn deployments_run_their_pods_and_scale() {
         p.metadata
             .owner_references
             .as_ref()
-            .is_some_and(|o| o[0].kind == "Deployment")
+            .is_some_and(|o| o[0].kind == "ReplicaSet")
     }));
     deployments
         .patch(
@@ -395,7 +418,7 @@ async fn deployments_run_their_pods_and_scale() {
         .await
         .expect("scale");
     eventually("one pod left", || async {
-        let pods = Api::<Pod>::namespaced(client.clone(), "default")
+        let pods = Api::<Pod>::namespaced(client.clone(), ns)
             .list(&ListParams::default().labels("app=solver"))
             .await
             .ok()?;

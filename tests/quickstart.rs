@@ -1,6 +1,6 @@
 //! The one-command local cluster (`certwright-testcluster`): it starts,
 //! `kubectl get ns` works against it, certwright's CRDs are served, and on
-//! Ctrl-C it stops everything, pebble included.
+//! Ctrl-C it stops everything, pebble and the control plane included.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -35,7 +35,7 @@ fn one_command_cluster_starts_serves_kubectl_and_stops_cleanly() {
         }
     });
     let mut banner = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     while !banner
         .iter()
         .any(|l: &String| l.contains("Ctrl-C stops everything"))
@@ -57,7 +57,7 @@ fn one_command_cluster_starts_serves_kubectl_and_stops_cleanly() {
     assert!(
         banner
             .iter()
-            .any(|l| l.contains("ACME directory") && l.contains("https://127.0.0.1:")),
+            .any(|l| l.contains("ACME directory") && l.contains("https://10.244.0.1:")),
         "{banner:?}"
     );
     let kubeconfig = state.join("kubeconfig");
@@ -86,9 +86,15 @@ fn one_command_cluster_starts_serves_kubectl_and_stops_cleanly() {
             .expect("pgrep");
         String::from_utf8_lossy(&out.stdout).lines().count()
     };
+    let control_plane_marker = format!("certwright-control-plane/{pid}-");
     assert!(
         running(&pebble_marker) >= 1,
         "pebble runs under the launcher"
+    );
+    assert_eq!(
+        running(&control_plane_marker),
+        3,
+        "etcd, kube-apiserver and kube-controller-manager run under the launcher"
     );
     Command::new("kill")
         .args(["-INT", &pid.to_string()])
@@ -107,6 +113,11 @@ fn one_command_cluster_starts_serves_kubectl_and_stops_cleanly() {
     };
     assert!(status.success(), "{status}");
     assert_eq!(running(&pebble_marker), 0, "pebble was left behind");
+    assert_eq!(
+        running(&control_plane_marker),
+        0,
+        "the control plane was left behind"
+    );
     assert!(!state.exists(), "state dir removed");
 }
 

@@ -1,11 +1,14 @@
 //! certwright running as a Pod in the local cluster, with pebble resolving
-//! every name to the ingress router: the whole product, end to end.
+//! every name to the ingress router: the whole product, end to end. One
+//! cluster serves the test binary; tests that deploy a controller take
+//! turns, and each turn first removes what the last one made (its
+//! namespaces, ClusterIssuers and controller).
 
 use std::time::Duration;
 
 use certwright::api::{Certificate, ClusterIssuer};
 use certwright_testcluster::acme_proxy::AcmeProxy;
-use certwright_testcluster::cluster::{ClusterOptions, LocalCluster};
+use certwright_testcluster::cluster::{LocalCluster, NODE_IP};
 use certwright_testcluster::deploy;
 use certwright_testcluster::pebble::{Pebble, PebbleOptions};
 use k8s_openapi::api::core::v1::Namespace;
@@ -13,18 +16,22 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 
 pub struct Env {
-    pub cluster: LocalCluster,
+    pub cluster: &'static LocalCluster,
     pub pebble: Pebble,
     /// Between the controller and pebble: faults are injected here.
     pub proxy: AcmeProxy,
     pub client: kube::Client,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
+
+/// Label on the namespaces a test makes, so the next turn removes them.
+const OWNED: &str = "certwright.test/env";
 
 /// The controller's flags for tests: self-check through the router, fast polls.
 pub fn controller_args(cluster: &LocalCluster) -> Vec<String> {
     vec![
         "--http01-self-check-address".into(),
-        cluster.router_addr().to_string(),
+        cluster.router_node_addr().to_string(),
         "--acme-poll-interval-ms".into(),
         "100".into(),
         "--backoff-min-seconds".into(),
@@ -38,22 +45,33 @@ impl Env {
     /// Starts the cluster, pebble (changed by `pebble`), the CRDs and the
     /// controller (with `extra` flags), and a ClusterIssuer `pebble`.
     pub async fn start(pebble: impl FnOnce(&mut PebbleOptions), extra: &[&str]) -> Env {
+        static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         certwright::install_crypto_provider();
         let binary = env!("CARGO_BIN_EXE_certwright");
-        let cluster = LocalCluster::start(ClusterOptions::new(binary))
+        let cluster = super::local_cluster().await;
+        let turn = TURN.lock().await;
+        let client = cluster.client();
+        deploy::install_crds(&client, std::path::Path::new(binary))
             .await
-            .expect("cluster");
-        let router = cluster.router_addr();
+            .expect("crds");
+        clean_up(&client).await;
+        let router = cluster.router_node_addr();
         let mut options = PebbleOptions {
             http_port: router.port(),
-            dns_ipv4: router.ip().to_string(),
+            dns_ipv4: NODE_IP.to_string(),
+            address: NODE_IP.into(),
+            netns: Some(cluster.node().clone()),
             ..PebbleOptions::default()
         };
         pebble(&mut options);
-        let pebble = Pebble::start(options).await.expect("pebble");
-        let proxy = AcmeProxy::start(&pebble).await.expect("proxy");
-        deploy::install_crds(&cluster, std::path::Path::new(binary)).expect("crds");
-        let client = cluster.client();
+        let pebble = cluster
+            .in_node(Pebble::start(options))
+            .await
+            .expect("pebble");
+        let proxy = cluster
+            .in_node(AcmeProxy::start(&pebble))
+            .await
+            .expect("proxy");
         // Flags in `extra` replace the defaults of the same name.
         let defaults = controller_args(&cluster);
         let mut args: Vec<String> = defaults
@@ -71,6 +89,7 @@ impl Env {
             pebble,
             proxy,
             client,
+            _turn: turn,
         };
         env.cluster_issuer("pebble").await;
         env
@@ -101,7 +120,7 @@ impl Env {
     }
 
     pub async fn namespace(&self, name: &str) {
-        let ns = json!({"metadata": {"name": name}});
+        let ns = json!({"metadata": {"name": name, "labels": {OWNED: "true"}}});
         let _ = Api::<Namespace>::all(self.client.clone())
             .create(
                 &PostParams::default(),
@@ -185,5 +204,65 @@ impl Env {
             },
         )
         .await
+    }
+}
+
+/// Removes what an earlier turn made: its namespaces (while its controller
+/// still runs, so Challenge finalizers are honoured) and ClusterIssuers.
+async fn clean_up(client: &kube::Client) {
+    use certwright::api::Challenge;
+    use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let owned = ListParams::default().labels(&format!("{OWNED}=true"));
+    let names: Vec<String> = namespaces
+        .list(&owned)
+        .await
+        .expect("list namespaces")
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    for name in &names {
+        let _ = namespaces.delete(name, &DeleteParams::background()).await;
+    }
+    let _ = Api::<ClusterIssuer>::all(client.clone())
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut stripped = false;
+    while !namespaces
+        .list(&owned)
+        .await
+        .map(|l| l.items.is_empty())
+        .unwrap_or(false)
+    {
+        if !stripped && tokio::time::Instant::now() + Duration::from_secs(40) > deadline {
+            // A controller that died mid-test cannot finish its Challenges.
+            for name in &names {
+                let api: Api<Challenge> = Api::namespaced(client.clone(), name);
+                for c in api
+                    .list(&ListParams::default())
+                    .await
+                    .map(|l| l.items)
+                    .unwrap_or_default()
+                {
+                    if let Some(n) = c.metadata.name {
+                        let _ = api
+                            .patch(
+                                &n,
+                                &PatchParams::default(),
+                                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+                            )
+                            .await;
+                    }
+                }
+            }
+            stripped = true;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the last test's namespaces {names:?} were not deleted within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

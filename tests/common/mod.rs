@@ -85,6 +85,19 @@ pub async fn emulator_with_crds() -> certwright_testcluster::apiserver::ApiServe
     api
 }
 
+/// The test binary's local cluster (started on first use, on a thread of
+/// its own, since its start blocks).
+pub async fn local_cluster() -> &'static certwright_testcluster::cluster::LocalCluster {
+    certwright::install_crypto_provider();
+    tokio::task::spawn_blocking(|| {
+        certwright_testcluster::cluster::LocalCluster::shared(
+            env!("CARGO_BIN_EXE_certwright").as_ref(),
+        )
+    })
+    .await
+    .expect("the local cluster")
+}
+
 /// The test binary's real control plane with certwright's CRDs installed
 /// and established (once), and an admin client on the current runtime.
 pub async fn control_plane_with_crds() -> (

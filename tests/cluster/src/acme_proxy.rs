@@ -153,9 +153,23 @@ async fn handle(
     }
 }
 
+type Prepared = (tokio_rustls::TlsAcceptor, HttpsClient, String, String);
+
 impl AcmeProxy {
-    /// Starts a proxy for `pebble` on a free loopback port.
-    pub async fn start(pebble: &Pebble) -> Result<Self, String> {
+    /// Starts a proxy for `pebble` on a free port of pebble's address; run
+    /// the returned future where pebble's network is (the node's runtime,
+    /// for a pebble in the local cluster).
+    pub fn start(
+        pebble: &Pebble,
+    ) -> impl std::future::Future<Output = Result<Self, String>> + Send + 'static {
+        let prepared = Self::prepare(pebble);
+        async move {
+            let (acceptor, client, upstream, host) = prepared?;
+            Self::serve(acceptor, client, upstream, host).await
+        }
+    }
+
+    fn prepare(pebble: &Pebble) -> Result<Prepared, String> {
         let (cert_path, key_path) = pebble.tls_leaf_paths();
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
             .map_err(|e| e.to_string())?
@@ -184,7 +198,21 @@ impl AcmeProxy {
             .build();
         let client: HttpsClient = Client::builder(TokioExecutor::new()).build(https);
         let upstream = pebble.directory_url.trim_end_matches("/dir").to_string();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let host = upstream
+            .trim_start_matches("https://")
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_else(|| "127.0.0.1".into());
+        Ok((acceptor, client, upstream, host))
+    }
+
+    async fn serve(
+        acceptor: tokio_rustls::TlsAcceptor,
+        client: HttpsClient,
+        upstream: String,
+        host: String,
+    ) -> Result<Self, String> {
+        let listener = tokio::net::TcpListener::bind((host.as_str(), 0))
             .await
             .map_err(|e| e.to_string())?;
         let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -213,7 +241,7 @@ impl AcmeProxy {
             }
         });
         Ok(Self {
-            directory_url: format!("https://127.0.0.1:{}/dir", addr.port()),
+            directory_url: format!("https://{host}:{}/dir", addr.port()),
             state,
             task,
         })

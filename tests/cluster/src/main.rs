@@ -1,8 +1,9 @@
 //! `certwright-testcluster`: the local cluster in one command, for people,
-//! kubectl and the quickstart. It starts the API emulator, the pod runner,
-//! Service endpoints and proxies, the ingress router and pebble, applies
-//! certwright's CRDs, writes a kubeconfig, prints how to use it, and runs
-//! until Ctrl-C (or SIGTERM), then stops everything it started.
+//! kubectl and the quickstart. It starts the real control plane in a node
+//! network namespace, the process kubelet, the Service proxy, the ingress
+//! router and pebble, applies certwright's CRDs, writes a kubeconfig (the
+//! API server through a forwarder on 127.0.0.1), prints how to use it, and
+//! runs until Ctrl-C (or SIGTERM), then stops everything it started.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,34 +52,28 @@ fn parse() -> Result<Args, String> {
     Ok(args)
 }
 
-async fn start(args: &Args) -> Result<(LocalCluster, Pebble, PathBuf, PathBuf), String> {
-    if !args.certwright.is_file() {
-        return Err(format!(
-            "no certwright binary at {} (build it with `cargo build`, or pass --certwright)",
-            args.certwright.display()
-        ));
-    }
-    std::fs::create_dir_all(&args.state_dir)
-        .map_err(|e| format!("creating {}: {e}", args.state_dir.display()))?;
-    let cluster = LocalCluster::start(ClusterOptions::new(&args.certwright)).await?;
-    let router = cluster.router_addr();
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: router.port(),
-        dns_ipv4: router.ip().to_string(),
-        ..PebbleOptions::default()
-    })
-    .await?;
-    certwright_testcluster::deploy::install_crds(&cluster, &args.certwright)?;
+async fn start(cluster: &LocalCluster, args: &Args) -> Result<(Pebble, PathBuf, PathBuf), String> {
+    let router = cluster.router_node_addr();
+    let pebble = cluster
+        .in_node(Pebble::start(PebbleOptions {
+            http_port: router.port(),
+            dns_ipv4: router.ip().to_string(),
+            address: router.ip(),
+            netns: Some(cluster.node().clone()),
+            ..PebbleOptions::default()
+        }))
+        .await?;
+    let client = cluster.client();
+    certwright_testcluster::deploy::install_crds(&client, &args.certwright).await?;
     let kubeconfig = args
         .kubeconfig
         .clone()
         .unwrap_or_else(|| args.state_dir.join("kubeconfig"));
     cluster
-        .api()
         .write_kubeconfig(&kubeconfig)
         .map_err(|e| format!("writing {}: {e}", kubeconfig.display()))?;
     let roots = args.state_dir.join("pebble-roots.pem");
-    std::fs::write(&roots, pebble.issuing_root_pem().await?).map_err(|e| e.to_string())?;
+    std::fs::write(&roots, pebble.issuing_root_pem()).map_err(|e| e.to_string())?;
     std::fs::write(args.state_dir.join("pebble-tls-ca.pem"), &pebble.tls_ca_pem)
         .map_err(|e| e.to_string())?;
     std::fs::write(args.state_dir.join("acme-directory"), &pebble.directory_url)
@@ -86,17 +81,16 @@ async fn start(args: &Args) -> Result<(LocalCluster, Pebble, PathBuf, PathBuf), 
     if args.with_controller {
         let flags = [
             "--http01-self-check-address".to_string(),
-            cluster.router_addr().to_string(),
+            router.to_string(),
             "--acme-poll-interval-ms".to_string(),
             "200".to_string(),
         ];
-        certwright_testcluster::deploy::controller(&cluster.client(), &flags).await?;
+        certwright_testcluster::deploy::controller(&client, &flags).await?;
     }
-    Ok((cluster, pebble, kubeconfig, roots))
+    Ok((pebble, kubeconfig, roots))
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {
@@ -104,7 +98,46 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (cluster, pebble, kubeconfig, roots) = match start(&args).await {
+    if !args.certwright.is_file() {
+        eprintln!(
+            "certwright-testcluster: no certwright binary at {} (build it with `cargo build`, or pass --certwright)",
+            args.certwright.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = std::fs::create_dir_all(&args.state_dir) {
+        eprintln!(
+            "certwright-testcluster: creating {}: {e}",
+            args.state_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cluster = match LocalCluster::start(ClusterOptions::new(&args.certwright)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("certwright-testcluster: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("certwright-testcluster: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(&cluster, &args));
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&args.state_dir);
+    code
+}
+
+async fn run(cluster: &LocalCluster, args: &Args) -> ExitCode {
+    let (pebble, kubeconfig, roots) = match start(cluster, args).await {
         Ok(parts) => parts,
         Err(e) => {
             eprintln!("certwright-testcluster: {e}");
@@ -112,14 +145,22 @@ async fn main() -> ExitCode {
         }
     };
     println!("certwright local cluster is up.");
-    println!("  API server       {}", cluster.api().url());
+    println!(
+        "  API server       {} (kube-apiserver {})",
+        cluster.api_url(),
+        certwright_testcluster::control_plane::kubernetes_version()
+    );
     println!("  kubeconfig       {}", kubeconfig.display());
     println!(
-        "  ingress router   {} (class {:?}; every name resolves here for pebble)",
+        "  ingress router   {} in the cluster, {} from here (class {:?}; every name resolves to it for pebble)",
+        cluster.router_node_addr(),
         cluster.router_addr(),
         cluster.ingress_class()
     );
-    println!("  ACME directory   {}", pebble.directory_url);
+    println!(
+        "  ACME directory   {} (in the cluster)",
+        pebble.directory_url
+    );
     println!(
         "  pebble TLS CA    {}",
         args.state_dir.join("pebble-tls-ca.pem").display()
@@ -145,8 +186,6 @@ async fn main() -> ExitCode {
         _ = term.recv() => {}
     }
     drop(pebble);
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&args.state_dir);
     println!("stopped.");
     ExitCode::SUCCESS
 }

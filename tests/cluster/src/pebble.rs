@@ -1,13 +1,16 @@
 //! Launches Debian's `pebble` (an RFC 8555 test CA) with
-//! `pebble-challtestsrv` as its DNS, on free loopback ports, for one test
+//! `pebble-challtestsrv` as its DNS, on free ports of one address (loopback,
+//! or the local cluster's node inside its namespace), for one test
 //! environment: every name resolves to one IPv4 address (the ingress
 //! router's), HTTP-01 is validated on a chosen port, pebble's TLS listener
-//! uses a CA generated here, and its issuing roots can be fetched for chain
-//! verification. Facts learned on our machines are encoded as defaults (see
+//! uses a CA generated here, and its issuing root is fetched at start for
+//! chain verification. Facts learned on our machines are encoded as defaults (see
 //! the option docs).
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
@@ -18,7 +21,9 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::json;
-use tokio::process::{Child, Command};
+
+use crate::netns::Netns;
+use crate::process::Process;
 
 /// How to run pebble.
 #[derive(Clone, Debug)]
@@ -41,6 +46,11 @@ pub struct PebbleOptions {
     /// External account binding keys (key ID → unpadded base64url HMAC
     /// key); when any are given, pebble requires EAB for new accounts.
     pub eab_keys: Vec<(String, String)>,
+    /// Where pebble and its DNS listen.
+    pub address: IpAddr,
+    /// The network namespace they run in (this process's when `None`);
+    /// start them from a runtime whose sockets are in it too.
+    pub netns: Option<Arc<Netns>>,
 }
 
 impl Default for PebbleOptions {
@@ -54,15 +64,18 @@ impl Default for PebbleOptions {
             authz_reuse_percent: 0,
             validation_delay: false,
             eab_keys: Vec::new(),
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            netns: None,
         }
     }
 }
 
 /// A running pebble and challtestsrv; both are killed on drop.
 pub struct Pebble {
-    pebble: Child,
-    dns: Child,
+    pebble: Process,
+    dns: Process,
     dir: PathBuf,
+    issuing_root: String,
     /// The ACME directory, e.g. `https://127.0.0.1:40123/dir`.
     pub directory_url: String,
     /// Management interface (roots, intermediates).
@@ -74,12 +87,15 @@ pub struct Pebble {
 /// A loopback port that was free a moment ago. Pebble logs its configured
 /// port rather than a bound one, so ports are chosen up front.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
-fn tls_material(dir: &Path) -> Result<String, String> {
+/// The same on `ip` (in the calling thread's network namespace).
+pub fn free_port_on(ip: IpAddr) -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
+}
+
+fn tls_material(dir: &Path, address: IpAddr) -> Result<String, String> {
     let err = |e: rcgen::Error| format!("generating pebble's TLS certificate: {e}");
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
@@ -89,8 +105,12 @@ fn tls_material(dir: &Path) -> Result<String, String> {
     let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
     let issuer = Issuer::new(ca, ca_key);
     let leaf_key = KeyPair::generate().map_err(err)?;
-    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .map_err(err)?;
+    let leaf = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        address.to_string(),
+    ])
+    .map_err(err)?;
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(err)?;
     let write = |name: &str, text: String| {
         std::fs::write(dir.join(name), text).map_err(|e| format!("writing {name}: {e}"))
@@ -101,25 +121,19 @@ fn tls_material(dir: &Path) -> Result<String, String> {
     Ok(ca_cert.pem())
 }
 
-async fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) -> Result<(), String> {
+async fn wait_for_port(ip: IpAddr, port: u16, child: &mut Process) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
+        if tokio::net::TcpStream::connect((ip, port)).await.is_ok() {
             return Ok(());
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "{what} exited with {status}:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            ));
+        if let Some(failure) = child.failure() {
+            return Err(failure);
         }
         if tokio::time::Instant::now() > deadline {
             return Err(format!(
-                "{what} did not listen on {port} within 30 s:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
+                "did not listen on {ip}:{port} within 30 s:\n{}",
+                child.log_tail(40)
             ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -127,22 +141,22 @@ async fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) -> 
 }
 
 fn spawn(
+    options: &PebbleOptions,
     program: &str,
     args: &[String],
     envs: &[(&str, String)],
     log: &Path,
-) -> Result<Child, String> {
-    let out = std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    Command::new(program)
+) -> Result<Process, String> {
+    let mut command = Command::new(program);
+    command
         .args(args)
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start {program} ({e}); install it with `apt-get install pebble` (scripts/install-tools does)"))
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+    if let Some(ns) = &options.netns {
+        ns.enter(&mut command);
+    }
+    Process::spawn(program, command, log).map_err(|e| {
+        format!("{e}; install it with `apt-get install pebble` (scripts/install-tools does)")
+    })
 }
 
 impl Pebble {
@@ -160,25 +174,26 @@ impl Pebble {
     }
 
     async fn start_once(options: &PebbleOptions) -> Result<Self, String> {
+        let ip = options.address;
         let dir = std::env::temp_dir().join(format!(
             "certwright-pebble-{}-{}",
             std::process::id(),
-            free_port().unwrap_or(0)
+            free_port_on(ip).unwrap_or(0)
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let tls_ca_pem = tls_material(&dir)?;
+        let tls_ca_pem = tls_material(&dir, ip)?;
         let ports = (0..4)
-            .map(|_| free_port())
+            .map(|_| free_port_on(ip))
             .collect::<Result<Vec<u16>, _>>()
             .map_err(|e| e.to_string())?;
         let (acme, management, dns, dns_management) = (ports[0], ports[1], ports[2], ports[3]);
         let mut config = json!({"pebble": {
-            "listenAddress": format!("127.0.0.1:{acme}"),
-            "managementListenAddress": format!("127.0.0.1:{management}"),
+            "listenAddress": format!("{ip}:{acme}"),
+            "managementListenAddress": format!("{ip}:{management}"),
             "certificate": dir.join("cert.pem"),
             "privateKey": dir.join("key.pem"),
             "httpPort": options.http_port,
-            "tlsPort": free_port().map_err(|e| e.to_string())?,
+            "tlsPort": free_port_on(ip).map_err(|e| e.to_string())?,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
             "domainBlocklist": options.domain_blocklist,
@@ -199,6 +214,7 @@ impl Pebble {
 
         let dns_log = dir.join("challtestsrv.log");
         let mut dns_child = spawn(
+            options,
             "pebble-challtestsrv",
             &[
                 "-defaultIPv4".into(),
@@ -206,9 +222,9 @@ impl Pebble {
                 "-defaultIPv6".into(),
                 String::new(),
                 "-dns01".into(),
-                format!("127.0.0.1:{dns}"),
+                format!("{ip}:{dns}"),
                 "-management".into(),
-                format!("127.0.0.1:{dns_management}"),
+                format!("{ip}:{dns_management}"),
                 "-http01".into(),
                 String::new(),
                 "-https01".into(),
@@ -219,13 +235,7 @@ impl Pebble {
             &[],
             &dns_log,
         )?;
-        wait_for_port(
-            dns_management,
-            &mut dns_child,
-            "pebble-challtestsrv",
-            &dns_log,
-        )
-        .await?;
+        wait_for_port(ip, dns_management, &mut dns_child).await?;
 
         let log = dir.join("pebble.log");
         let mut envs = vec![
@@ -239,25 +249,37 @@ impl Pebble {
             envs.push(("PEBBLE_VA_NOSLEEP", "1".into()));
         }
         let mut pebble = spawn(
+            options,
             "pebble",
             &[
                 "-config".into(),
                 dir.join("pebble.json").to_string_lossy().into_owned(),
                 "-dnsserver".into(),
-                format!("127.0.0.1:{dns}"),
+                format!("{ip}:{dns}"),
             ],
             &envs,
             &log,
         )?;
-        wait_for_port(acme, &mut pebble, "pebble", &log).await?;
-        Ok(Self {
+        wait_for_port(ip, acme, &mut pebble).await?;
+        let mut started = Self {
             pebble,
             dns: dns_child,
             dir,
-            directory_url: format!("https://127.0.0.1:{acme}/dir"),
-            management_url: format!("https://127.0.0.1:{management}"),
+            issuing_root: String::new(),
+            directory_url: format!("https://{ip}:{acme}/dir"),
+            management_url: format!("https://{ip}:{management}"),
             tls_ca_pem,
-        })
+        };
+        // The management listener may come up a moment after the ACME one.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        started.issuing_root = loop {
+            match started.management_get("/roots/0").await {
+                Ok(root) => break root,
+                Err(e) if tokio::time::Instant::now() > deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        Ok(started)
     }
 
     /// pebble's TLS certificate and key (for localhost and 127.0.0.1), for
@@ -273,12 +295,12 @@ impl Pebble {
 
     /// pebble's output so far, to attach to a failure.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("pebble.log")).unwrap_or_default()
+        self.pebble.log()
     }
 
     /// PEM of the root that issued certificates chain to (it changes on every start).
-    pub async fn issuing_root_pem(&self) -> Result<String, String> {
-        self.management_get("/roots/0").await
+    pub fn issuing_root_pem(&self) -> &str {
+        &self.issuing_root
     }
 
     async fn management_get(&self, path: &str) -> Result<String, String> {
@@ -320,16 +342,8 @@ impl Pebble {
 
 impl Drop for Pebble {
     fn drop(&mut self) {
-        let _ = self.pebble.start_kill();
-        let _ = self.dns.start_kill();
-        // Reap both, so no zombie outlives the launcher.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::time::Instant::now() < deadline
-            && !(matches!(self.pebble.try_wait(), Ok(Some(_)) | Err(_))
-                && matches!(self.dns.try_wait(), Ok(Some(_)) | Err(_)))
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.pebble.kill();
+        self.dns.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

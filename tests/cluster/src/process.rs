@@ -59,10 +59,29 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `command` (stdin closed, stdout and stderr into `log`).
-    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<Self, String> {
+    /// Starts `command` (stdin closed, stdout and stderr into a new `log`).
+    pub fn spawn(name: &str, command: Command, log: &Path) -> Result<Self, String> {
         let out =
             std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        Self::spawn_into(name, command, log, out)
+    }
+
+    /// The same, appending to `log` (a restarted container's).
+    pub fn spawn_appending(name: &str, command: Command, log: &Path) -> Result<Self, String> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("opening {}: {e}", log.display()))?;
+        Self::spawn_into(name, command, log, out)
+    }
+
+    fn spawn_into(
+        name: &str,
+        mut command: Command,
+        log: &Path,
+        out: std::fs::File,
+    ) -> Result<Self, String> {
         let err = out.try_clone().map_err(|e| e.to_string())?;
         command.stdin(Stdio::null()).stdout(out).stderr(err);
         die_with_parent(&mut command);

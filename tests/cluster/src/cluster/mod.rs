@@ -1,19 +1,46 @@
-//! The local cluster: the API emulator plus a pod runner, Deployments, Service endpoints
-//! and proxies, and an ingress router, on loopback addresses of their own,
-//! so that pebble validates HTTP-01 as Let's Encrypt validates a real
-//! cluster: DNS → ingress → Service → Pod.
+//! The local cluster: the real control plane in a node network namespace
+//! of the run's own, with a process kubelet (Pods of certwright's image run
+//! as processes in Pod namespaces on a bridge), a Service proxy on the
+//! cluster IPs, an ingress router, and a fault-injecting proxy in front of
+//! kube-apiserver that Pods reach through the `kubernetes` Service. Nothing
+//! is added to the host's namespace but `unreachable` routes for the Pod
+//! and Service ranges (a safety net); tests and kubectl reach the cluster
+//! through forwarders on 127.0.0.1. Pebble validates HTTP-01 as Let's
+//! Encrypt validates a real cluster: DNS → ingress → Service → Pod.
 
-pub mod deployments;
+pub mod api_proxy;
+pub mod audit;
 pub mod kubelet;
-pub mod network;
 pub mod router;
+pub mod sandbox;
+pub mod services;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::apiserver::{ApiServer, Options};
+use crate::control_plane::{self, ControlPlane};
+use crate::netns::Netns;
+use crate::process::remove_stale_dirs;
+
+/// The node's address: the bridge the Pods hang on, where the API server,
+/// the ingress router, pebble and the proxies listen.
+pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
+/// Pod addresses come from here (the node has the first).
+pub const POD_CIDR: &str = "10.244.0.0/16";
+/// Service cluster IPs; the first is the `kubernetes` Service.
+pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
+/// kube-apiserver's port on the node.
+pub const APISERVER_PORT: u16 = 6443;
+/// The fault-injecting proxy's port (behind the `kubernetes` Service).
+pub const API_PROXY_PORT: u16 = 6444;
+/// The ingress router's port: plain HTTP, as HTTP-01 wants.
+pub const ROUTER_PORT: u16 = 80;
+/// The Node's name.
+pub const NODE_NAME: &str = "local";
+const BRIDGE: &str = "cw0";
 
 /// What the local cluster runs.
 #[derive(Clone, Debug)]
@@ -24,8 +51,6 @@ pub struct ClusterOptions {
     pub binary: PathBuf,
     /// The ingress router's class (and IngressClass name).
     pub ingress_class: String,
-    /// The router's port; 0 picks a free one.
-    pub router_port: u16,
 }
 
 impl ClusterOptions {
@@ -34,160 +59,354 @@ impl ClusterOptions {
             image_pattern: "certwright".into(),
             binary: binary.into(),
             ingress_class: "certwright-test".into(),
-            router_port: 0,
         }
     }
-}
-
-/// Address blocks inside the environment's 127.X.0.0/16.
-#[derive(Clone, Copy, Debug)]
-pub enum Block {
-    Pods = 1,
-    Services = 2,
 }
 
 /// What the cluster's parts share.
 pub struct Shared {
-    pub api: ApiServer,
     pub options: ClusterOptions,
     pub dir: PathBuf,
-    pub kubeconfig: PathBuf,
-    pub router_ip: String,
-    prefix: u8,
-    next: [AtomicU32; 3],
-    pub kubelet: kubelet::Kubelet,
-    pub proxies: network::Proxies,
+    pub node: Arc<Netns>,
+    pub plane: ControlPlane,
+    pub api_proxy: api_proxy::Faults,
 }
 
 impl Shared {
-    /// A fresh loopback address in `block` (127.X.block.n).
-    pub fn allocate_ip(&self, block: Block) -> String {
-        let n = self.next[block as usize].fetch_add(1, Ordering::SeqCst) + 1;
-        format!(
-            "127.{}.{}.{}",
-            self.prefix,
-            block as u32 * 16 + n / 250,
-            n % 250 + 1
-        )
+    /// An admin client, from the node's namespace.
+    pub fn admin(&self) -> kube::Client {
+        self.plane.client()
     }
 }
 
-/// A running local cluster; everything stops when it is dropped.
+/// A running local cluster. Its parts run on a runtime whose threads live
+/// in the node's namespace; dropping it stops everything.
 pub struct LocalCluster {
     shared: Arc<Shared>,
-    router_addr: SocketAddr,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    api_forward: SocketAddr,
+    router_forward: SocketAddr,
+    kubeconfig: PathBuf,
+    routes: SafetyRoutes,
 }
 
-static ENVIRONMENTS: AtomicU32 = AtomicU32::new(0);
+/// `unreachable` routes in this process's namespace for the cluster's
+/// ranges, removed on drop.
+struct SafetyRoutes(Vec<&'static str>);
+
+impl Drop for SafetyRoutes {
+    fn drop(&mut self) {
+        remove_safety_routes(&self.0);
+    }
+}
+
+/// Refuses ranges the machine already routes somewhere, then routes them
+/// nowhere, so a cluster address dialled from the host fails at once.
+fn add_safety_routes() -> Result<Vec<&'static str>, String> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "route", "show", "table", "all"])
+        .output()
+        .map_err(|e| format!("running ip route: {e} (install iproute2)"))?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    let mut added = Vec::new();
+    for range in [POD_CIDR, SERVICE_CIDR] {
+        let prefix = range.split('.').take(2).collect::<Vec<_>>().join(".") + ".";
+        if let Some(line) = table
+            .lines()
+            .find(|l| l.contains(&prefix) && !l.starts_with("unreachable"))
+        {
+            return Err(format!(
+                "this machine already routes {range} ({line}); the local cluster needs it to itself"
+            ));
+        }
+        let status = std::process::Command::new("ip")
+            .args(["route", "replace", "unreachable", range])
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!(
+                "ip route replace unreachable {range} failed (root is needed)"
+            ));
+        }
+        added.push(range);
+    }
+    Ok(added)
+}
+
+fn remove_safety_routes(routes: &[&str]) {
+    for range in routes {
+        let _ = std::process::Command::new("ip")
+            .args(["route", "del", "unreachable", range])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Builds the node network: a bridge holding the node address, and the
+/// Service range as local addresses (so the Service proxy can bind any).
+fn node_network(node: &Netns) -> Result<(), String> {
+    node.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
+    node.ip(&["addr", "add", &format!("{NODE_IP}/16"), "dev", BRIDGE])?;
+    node.ip(&["link", "set", BRIDGE, "up"])?;
+    node.ip(&["route", "add", "local", SERVICE_CIDR, "dev", "lo"])
+}
+
+/// Forwards connections to `listener` (this process's namespace) to
+/// `target` (dialled from the runtime's, the node's).
+async fn forward(listener: tokio::net::TcpListener, target: SocketAddr) {
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                let _ = outbound.set_nodelay(true);
+                let _ = inbound.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+/// Runs `future` on a thread of `runtime` (in the node) and waits for it.
+fn on_node<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    future: impl Future<Output = Result<T, String>> + Send + 'static,
+) -> Result<T, String> {
+    runtime
+        .block_on(runtime.spawn(future))
+        .map_err(|e| format!("starting the cluster: {e}"))?
+}
+
+fn loopback_listener() -> Result<tokio::net::TcpListener, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    Ok(tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?)
+}
 
 impl LocalCluster {
-    pub async fn start(options: ClusterOptions) -> Result<Self, String> {
-        let seq = ENVIRONMENTS.fetch_add(1, Ordering::SeqCst);
-        let prefix = (100 + (std::process::id() * 7 + seq) % 150) as u8;
-        let dir =
-            std::env::temp_dir().join(format!("certwright-cluster-{}-{seq}", std::process::id()));
+    /// Starts everything (tens of seconds: the API server's start on two cores).
+    pub fn start(options: ClusterOptions) -> Result<Self, String> {
+        let root = std::env::temp_dir().join("certwright-cluster");
+        remove_stale_dirs(&root);
+        let dir = root.join(format!("{}-0", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let api = ApiServer::start(Options::default())
-            .await
-            .map_err(|e| format!("starting the API server: {e}"))?;
+        let routes = SafetyRoutes(add_safety_routes()?);
+        Self::start_in(options, dir, routes)
+    }
+
+    fn start_in(
+        options: ClusterOptions,
+        dir: PathBuf,
+        routes: SafetyRoutes,
+    ) -> Result<Self, String> {
+        let node = Netns::new("node", &dir)?;
+        node_network(&node)?;
+        let fd = node.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("local-cluster")
+            .enable_all()
+            .on_thread_start(move || {
+                if let Err(e) = fd.join_current_thread() {
+                    eprintln!("local cluster: a runtime thread could not join the node: {e}");
+                }
+            })
+            .build()
+            .map_err(|e| format!("starting the node runtime: {e}"))?;
+        let entered = runtime.enter();
+        let api_listener = loopback_listener()?;
+        let router_listener = loopback_listener()?;
+        let api_forward = api_listener.local_addr().map_err(|e| e.to_string())?;
+        let router_forward = router_listener.local_addr().map_err(|e| e.to_string())?;
+        drop(entered);
+        let plane_options = control_plane::Options {
+            address: IpAddr::V4(NODE_IP),
+            port: APISERVER_PORT,
+            extra_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            service_cidr: SERVICE_CIDR.into(),
+            kubernetes_service_ip: IpAddr::V4(KUBERNETES_SERVICE_IP),
+            netns: Some(node.clone()),
+        };
+        // Spawned, not run by block_on: only the runtime's threads are in the node.
+        let node_for_plane = node.clone();
+        let dir_for_plane = dir.clone();
+        let shared = on_node(&runtime, async move {
+            let (node, dir) = (node_for_plane, dir_for_plane);
+            let plane = ControlPlane::start(plane_options).await?;
+            let api_proxy = api_proxy::Faults::default();
+            Ok::<_, String>(Arc::new(Shared {
+                options,
+                dir,
+                node,
+                plane,
+                api_proxy,
+            }))
+        })?;
+        let server = format!("https://{api_forward}");
         let kubeconfig = dir.join("kubeconfig");
-        api.write_kubeconfig(&kubeconfig)
-            .map_err(|e| format!("writing the kubeconfig: {e}"))?;
-        let router_ip = format!("127.{prefix}.0.1");
-        let listener = tokio::net::TcpListener::bind((router_ip.as_str(), options.router_port))
-            .await
-            .map_err(|e| {
-                format!(
-                    "binding the ingress router on {router_ip}:{}: {e}",
-                    options.router_port
-                )
-            })?;
-        let router_addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let shared = Arc::new(Shared {
-            api,
-            options: options.clone(),
-            dir,
-            kubeconfig,
-            router_ip,
-            prefix,
-            next: Default::default(),
-            kubelet: kubelet::Kubelet::default(),
-            proxies: network::Proxies::default(),
-        });
-        let class = serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-            "metadata": {"name": options.ingress_class}, "spec": {"controller": "certwright.io/testcluster-router"}});
-        if let Some(rt) = shared
-            .api
-            .store()
-            .resource("networking.k8s.io", "v1", "ingressclasses")
-        {
-            shared
-                .api
-                .store()
-                .create(&rt, "", class, "testcluster")
-                .map_err(|e| e.message)?;
-        }
-        let tasks = vec![
-            tokio::spawn(kubelet::run(shared.clone())),
-            tokio::spawn(deployments::run(shared.clone())),
-            tokio::spawn(network::run(shared.clone())),
-            tokio::spawn(router::run(shared.clone(), listener)),
-        ];
+        std::fs::write(
+            &kubeconfig,
+            control_plane::kubeconfig(
+                &server,
+                shared.plane.ca_pem(),
+                shared.plane.admin(),
+                "default",
+            ),
+        )
+        .map_err(|e| format!("writing the kubeconfig: {e}"))?;
+        runtime.spawn(forward(
+            api_listener,
+            SocketAddr::new(NODE_IP.into(), APISERVER_PORT),
+        ));
+        runtime.spawn(forward(
+            router_listener,
+            SocketAddr::new(NODE_IP.into(), ROUTER_PORT),
+        ));
+        let parts = shared.clone();
+        on_node(&runtime, async move {
+            let shared = parts;
+            let proxy = api_proxy::start(shared.clone()).await?;
+            tokio::spawn(proxy);
+            let router = router::start(shared.clone()).await?;
+            tokio::spawn(router);
+            tokio::spawn(services::run(shared.clone()));
+            kubelet::start(shared.clone()).await
+        })?;
         Ok(Self {
             shared,
-            router_addr,
-            tasks,
+            runtime: Some(runtime),
+            api_forward,
+            router_forward,
+            kubeconfig,
+            routes,
         })
     }
 
-    pub fn api(&self) -> &ApiServer {
-        &self.shared.api
+    /// One cluster for the whole test binary (started on first use). Its
+    /// processes die with the test process; what it leaves on disk and in
+    /// the routing table is removed at exit, or by the next start.
+    pub fn shared(binary: &Path) -> &'static LocalCluster {
+        static SHARED: OnceLock<Result<LocalCluster, String>> = OnceLock::new();
+        let started = SHARED.get_or_init(|| {
+            let cluster = std::thread::spawn({
+                let binary = binary.to_path_buf();
+                move || LocalCluster::start(ClusterOptions::new(binary))
+            })
+            .join()
+            .unwrap_or_else(|_| Err("starting the local cluster panicked".into()))?;
+            at_exit(cluster.shared.dir.clone(), cluster.routes.0.clone());
+            control_plane::remove_at_exit(cluster.shared.plane.dir());
+            Ok(cluster)
+        });
+        match started {
+            Ok(cluster) => cluster,
+            Err(e) => panic!("the local cluster did not start: {e}"),
+        }
     }
 
+    /// An admin client (through the forwarder), on the caller's runtime.
     pub fn client(&self) -> kube::Client {
-        self.shared.api.client()
+        self.shared
+            .plane
+            .client_via(&format!("https://{}", self.api_forward))
     }
 
-    /// Where HTTP for every name arrives (give it to pebble).
+    /// The admin kubeconfig, for kubectl (server: the forwarder on 127.0.0.1).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::copy(&self.kubeconfig, path).map(|_| ())
+    }
+
+    /// The API server as seen from this process.
+    pub fn api_url(&self) -> String {
+        format!("https://{}", self.api_forward)
+    }
+
+    pub fn control_plane(&self) -> &ControlPlane {
+        &self.shared.plane
+    }
+
+    /// Faults to inject in front of kube-apiserver (what Pods see).
+    pub fn api_faults(&self) -> &api_proxy::Faults {
+        &self.shared.api_proxy
+    }
+
+    /// The ingress router as reached from this process (a forwarder).
     pub fn router_addr(&self) -> SocketAddr {
-        self.router_addr
+        self.router_forward
     }
 
-    pub fn kubeconfig(&self) -> &std::path::Path {
-        &self.shared.kubeconfig
+    /// The ingress router inside the cluster (give it to pebble and to the
+    /// controller's self-check).
+    pub fn router_node_addr(&self) -> SocketAddr {
+        SocketAddr::new(NODE_IP.into(), ROUTER_PORT)
     }
 
     pub fn ingress_class(&self) -> &str {
         &self.shared.options.ingress_class
     }
 
-    /// A Pod's output so far.
+    /// The node's network namespace.
+    pub fn node(&self) -> &Arc<Netns> {
+        &self.shared.node
+    }
+
+    /// Runs `future` on the node's runtime (its sockets are the node's) and
+    /// waits for it from any runtime.
+    pub async fn in_node<F>(&self, future: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let runtime = self.runtime.as_ref().expect("the node runtime runs");
+        match runtime.spawn(future).await {
+            Ok(out) => out,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
     /// Where Pod logs (`pod-<namespace>-<name>.log`) are written.
-    pub fn log_dir(&self) -> &std::path::Path {
+    pub fn log_dir(&self) -> &Path {
         &self.shared.dir
     }
 
+    /// A Pod's output so far (all its containers' runs).
     pub fn pod_log(&self, namespace: &str, name: &str) -> String {
-        std::fs::read_to_string(kubelet::Kubelet::log_path(&self.shared, namespace, name))
+        std::fs::read_to_string(kubelet::log_path(&self.shared.dir, namespace, name))
             .unwrap_or_default()
     }
 }
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
-        self.shared.kubelet.stop_all();
-        self.shared.proxies.stop_all();
+        kubelet::stop_all();
         if std::thread::panicking() {
-            eprintln!(
-                "local cluster: Pod logs kept in {}",
-                self.shared.dir.display()
-            );
+            eprintln!("local cluster: logs kept in {}", self.shared.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.shared.dir);
         }
     }
+}
+
+/// Removes the shared cluster's directory and routes when the process exits
+/// normally (statics are never dropped; children die with the process).
+fn at_exit(dir: PathBuf, routes: Vec<&'static str>) {
+    static STATE: Mutex<Option<(PathBuf, Vec<&'static str>)>> = Mutex::new(None);
+    extern "C" fn cleanup() {
+        if let Some((dir, routes)) = STATE.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            kubelet::stop_all();
+            remove_safety_routes(&routes);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    *STATE.lock().unwrap_or_else(|e| e.into_inner()) = Some((dir, routes));
+    // SAFETY: registers a plain function with no captured state.
+    unsafe { libc::atexit(cleanup) };
 }

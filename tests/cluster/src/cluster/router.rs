@@ -1,29 +1,46 @@
-//! The ingress controller: one listener (the address and port pebble
-//! validates on) routing as ingress-nginx does for what certwright uses:
-//! exact host match, Exact before Prefix/ImplementationSpecific (as Prefix),
-//! longest path first, only Ingresses of its class (`spec.ingressClassName`
-//! or the `kubernetes.io/ingress.class` annotation; class-less ones when its
-//! IngressClass is the default), backends by Service name and port in the
-//! Ingress's own namespace. Admitted Ingresses get `status.loadBalancer`.
-//! Unrouted requests get 404, like nginx's default backend.
+//! The ingress controller: one listener on the node (the address and port
+//! pebble validates on) routing as ingress-nginx does for what certwright
+//! uses: exact host match, Exact before Prefix/ImplementationSpecific (as
+//! Prefix), longest path first, only Ingresses of its class
+//! (`spec.ingressClassName` or the `kubernetes.io/ingress.class`
+//! annotation; class-less ones when its IngressClass is the default),
+//! backends by Service name and port in the Ingress's own namespace,
+//! reached through their cluster IP. Admitted Ingresses get
+//! `status.loadBalancer`. Unrouted requests get 404, like nginx's default
+//! backend. It reads everything from watches, as a real controller does.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
-use super::Shared;
-use crate::apiserver::store::Filter;
+use super::{NODE_IP, ROUTER_PORT, Shared};
 
-/// Whether this router serves `ingress`.
-pub fn admits(shared: &Shared, ingress: &Value) -> bool {
-    let class = &shared.options.ingress_class;
+#[derive(Clone)]
+struct Router {
+    class: String,
+    ingresses: Store<Ingress>,
+    classes: Store<IngressClass>,
+    services: Store<Service>,
+    client: Client<HttpConnector, Body>,
+}
+
+/// Whether a router of `class` serves `ingress` (`default_class`: its
+/// IngressClass is marked the cluster default).
+pub fn admits(class: &str, default_class: bool, ingress: &Value) -> bool {
     if let Some(name) = ingress["spec"]["ingressClassName"].as_str() {
         return name == class;
     }
@@ -32,16 +49,32 @@ pub fn admits(shared: &Shared, ingress: &Value) -> bool {
     {
         return annotation == class;
     }
-    let Some(classes) = shared
-        .api
-        .store()
-        .resource("networking.k8s.io", "v1", "ingressclasses")
-    else {
-        return false;
-    };
-    shared.api.store().get(&classes, "", class).is_ok_and(|c| {
-        c["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"] == "true"
-    })
+    default_class
+}
+
+impl Router {
+    /// Whether the router's IngressClass is the cluster's default.
+    fn default_class(&self) -> bool {
+        self.classes
+            .get(&ObjectRef::new(&self.class))
+            .is_some_and(|c| {
+                c.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("ingressclass.kubernetes.io/is-default-class"))
+                    .is_some_and(|v| v == "true")
+            })
+    }
+
+    fn admitted(&self) -> Vec<Value> {
+        let default_class = self.default_class();
+        self.ingresses
+            .state()
+            .iter()
+            .filter_map(|i| serde_json::to_value(i.as_ref()).ok())
+            .filter(|i| admits(&self.class, default_class, i))
+            .collect()
+    }
 }
 
 /// A matched route: (namespace, service, port as number or name).
@@ -108,7 +141,7 @@ pub fn route(ingresses: &[Value], host: &str, path: &str) -> Option<Route> {
     best.map(|(_, _, r)| r)
 }
 
-async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response {
+async fn forward(State(router): State<Router>, request: Request<Body>) -> Response {
     let host = request
         .headers()
         .get("host")
@@ -116,25 +149,12 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
         .unwrap_or("")
         .to_string();
     let path = request.uri().path().to_string();
-    let Some(ingresses_rt) = shared
-        .api
-        .store()
-        .resource("networking.k8s.io", "v1", "ingresses")
-    else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let (all, _) = shared.api.store().list(&ingresses_rt, &Filter::default());
-    let admitted: Vec<Value> = all.into_iter().filter(|i| admits(&shared, i)).collect();
-    let Some(route) = route(&admitted, &host, &path) else {
+    let Some(route) = route(&router.admitted(), &host, &path) else {
         return (StatusCode::NOT_FOUND, "default backend - 404").into_response();
     };
-    let Some(services) = shared.api.store().resource("", "v1", "services") else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let Ok(svc) = shared
-        .api
-        .store()
-        .get(&services, &route.namespace, &route.service)
+    let Some(svc) = router
+        .services
+        .get(&ObjectRef::new(&route.service).within(&route.namespace))
     else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -142,25 +162,14 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
         )
             .into_response();
     };
-    let port = svc["spec"]["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| match &route.port {
-            Value::Number(n) => p["port"].as_u64() == n.as_u64(),
-            Value::String(name) => p["name"].as_str() == Some(name.as_str()),
-            _ => false,
-        });
-    let port_name = port
-        .and_then(|p| p["name"].as_str())
-        .unwrap_or("")
-        .to_string();
-    let Some((ip, target)) =
-        super::network::endpoints(&shared, &route.namespace, &route.service, &port_name)
-            .into_iter()
-            .next()
-    else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no ready endpoints").into_response();
+    let spec = svc.spec.clone().unwrap_or_default();
+    let port = spec.ports.iter().flatten().find(|p| match &route.port {
+        Value::Number(n) => n.as_u64() == Some(p.port as u64),
+        Value::String(name) => p.name.as_deref() == Some(name.as_str()),
+        _ => false,
+    });
+    let (Some(ip), Some(port)) = (spec.cluster_ip.clone(), port) else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no such service port").into_response();
     };
     let (mut parts, body) = request.into_parts();
     let query = parts
@@ -168,68 +177,112 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
         .query()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
-    parts.uri = match format!("http://{ip}:{target}{path}{query}").parse() {
+    parts.uri = match format!("http://{ip}:{}{path}{query}", port.port).parse() {
         Ok(uri) => uri,
         Err(_) => return StatusCode::BAD_REQUEST.into_response(),
     };
-    let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
-    match client.request(Request::from_parts(parts, body)).await {
+    match router
+        .client
+        .request(Request::from_parts(parts, body))
+        .await
+    {
         Ok(response) => response.map(Body::new).into_response(),
         Err(e) => (
             StatusCode::BAD_GATEWAY,
-            format!("upstream {ip}:{target}: {e}"),
+            format!("upstream {ip}:{}: {e}", port.port),
         )
             .into_response(),
     }
 }
 
-/// Serves the router and keeps admitted Ingresses' status up to date.
-pub async fn run(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
-    let status_task = tokio::spawn(admit_loop(shared.clone()));
-    let app = axum::Router::new().fallback(forward).with_state(shared);
-    let _ = axum::serve(listener, app).await;
-    status_task.abort();
+fn reflect<K>(api: Api<K>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|_| futures_util::future::ready(()));
+    tokio::spawn(stream);
+    store
 }
 
-async fn admit_loop(shared: Arc<Shared>) {
-    let mut events = shared.api.store().subscribe();
-    loop {
-        if let Some(rt) = shared
-            .api
-            .store()
-            .resource("networking.k8s.io", "v1", "ingresses")
+/// Binds the node's port 80 and creates the router's IngressClass; the
+/// returned future serves until the cluster stops.
+pub async fn start(shared: Arc<Shared>) -> Result<impl std::future::Future<Output = ()>, String> {
+    let client = shared.admin();
+    let class = shared.options.ingress_class.clone();
+    let ingress_class = json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": class}, "spec": {"controller": "certwright.io/testcluster-router"}});
+    Api::<IngressClass>::all(client.clone())
+        .patch(
+            &class,
+            &PatchParams::apply("ingress-router").force(),
+            &Patch::Apply(ingress_class),
+        )
+        .await
+        .map_err(|e| format!("creating IngressClass {class}: {e}"))?;
+    let addr = SocketAddr::new(NODE_IP.into(), ROUTER_PORT);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("binding the ingress router on {addr}: {e}"))?;
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    let router = Router {
+        class,
+        ingresses: reflect(Api::all(client.clone())),
+        classes: reflect(Api::all(client.clone())),
+        services: reflect(Api::all(client.clone())),
+        client: Client::builder(TokioExecutor::new()).build(http),
+    };
+    tokio::spawn(admit_loop(router.clone(), client));
+    let app = axum::Router::new().fallback(forward).with_state(router);
+    Ok(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+/// Writes `status.loadBalancer` on every Ingress the router admits, as
+/// the watch delivers it.
+async fn admit_loop(router: Router, client: kube::Client) {
+    let ip = NODE_IP.to_string();
+    let mut events = watcher(
+        Api::<Ingress>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .applied_objects()
+    .boxed();
+    while let Some(event) = events.next().await {
+        let Ok(ingress) = event else { continue };
+        let Ok(ing) = serde_json::to_value(&ingress) else {
+            continue;
+        };
+        if !admits(&router.class, router.default_class(), &ing)
+            || ing["status"]["loadBalancer"]["ingress"][0]["ip"] == ip.as_str()
         {
-            let (all, _) = shared.api.store().list(&rt, &Filter::default());
-            let ip = shared.router_ip.clone();
-            for ing in all.iter().filter(|i| admits(&shared, i)) {
-                if ing["status"]["loadBalancer"]["ingress"][0]["ip"] == ip.as_str() {
-                    continue;
-                }
-                let (ns, name) = (
-                    ing["metadata"]["namespace"].as_str().unwrap_or(""),
-                    ing["metadata"]["name"].as_str().unwrap_or(""),
-                );
-                let _ = shared.api.store().patch(
-                    &rt,
-                    ns,
-                    name,
-                    Some("status"),
-                    "ingress-router",
-                    |o| {
-                        o["status"] = json!({"loadBalancer": {"ingress": [{"ip": ip}]}});
-                        Ok(())
-                    },
-                );
-            }
+            continue;
         }
-        loop {
-            match events.recv().await {
-                Ok(e) if e.plural == "ingresses" || e.plural == "ingressclasses" => break,
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                Err(_) => return,
-            }
-        }
+        let (Some(ns), Some(name)) = (
+            ing["metadata"]["namespace"].as_str(),
+            ing["metadata"]["name"].as_str(),
+        ) else {
+            continue;
+        };
+        let _ = Api::<Ingress>::namespaced(client.clone(), ns)
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})),
+            )
+            .await;
     }
 }
 

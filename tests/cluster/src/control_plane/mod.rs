@@ -361,6 +361,11 @@ impl ControlPlane {
         &self.ca
     }
 
+    /// Where its certificates, logs and data live.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The API server's audit log (one JSON event a line).
     pub fn audit_log(&self) -> PathBuf {
         self.dir.join("audit.log")
@@ -499,7 +504,7 @@ pub fn shared() -> Result<&'static ControlPlane, String> {
 }
 
 /// Removes `dir` when the process exits normally (statics are never dropped).
-fn remove_at_exit(dir: &Path) {
+pub(crate) fn remove_at_exit(dir: &Path) {
     static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
     extern "C" fn cleanup() {
         for dir in DIRS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
