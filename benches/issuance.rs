@@ -3,8 +3,9 @@
 //! the same run the same orders with bare instant-acme, the same HTTP
 //! client (TCP_NODELAY) and the same polling: the floor no controller can
 //! beat. Reports time-to-Ready p50/p95, the ratio to the floor, API
-//! requests and writes per certificate from the API server's request log,
-//! and the controller's peak memory.
+//! requests and writes per certificate made by the controller's
+//! ServiceAccount (from kube-apiserver's audit log), and the controller's
+//! peak memory. Everything runs inside the local cluster's node namespace.
 //!
 //! Run: `cargo bench --bench issuance` (`BENCH_SIZES=1,10` to change N).
 
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 use certwright::api::Certificate;
 use certwright::api::meta::ConditionStatus;
 use certwright::solver::server::{self, Presented, Tokens};
-use certwright_testcluster::cluster::{ClusterOptions, LocalCluster};
+use certwright_testcluster::cluster::audit::AuditLog;
+use certwright_testcluster::cluster::{LocalCluster, NODE_IP};
 use certwright_testcluster::deploy;
 use certwright_testcluster::pebble::{Pebble, PebbleOptions};
 use futures_util::StreamExt;
@@ -77,7 +79,7 @@ async fn floor_routes(client: &kube::Client, class: &str, hosts: &[String], port
         create(&Api::<EndpointSlice>::namespaced(client.clone(), ns), json!({
             "metadata": {"name": "floor-solver", "labels": {"kubernetes.io/service-name": "floor-solver"}},
             "addressType": "IPv4", "ports": [{"name": "http", "port": port}],
-            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}]}))
+            "endpoints": [{"addresses": [NODE_IP.to_string()], "conditions": {"ready": true}}]}))
         .await;
     }
     let rules: Vec<serde_json::Value> = hosts
@@ -201,7 +203,8 @@ async fn floor(account: &Account, tokens: &Tokens, n: usize, batch: &str) -> Row
 }
 
 async fn controller(cluster: &LocalCluster, n: usize, batch: &str) -> Row {
-    let client = cluster.client();
+    let client = cluster.control_plane().client();
+    let audit = AuditLog::new(&cluster.control_plane().audit_log());
     let ns = format!("bench-{batch}");
     create(
         &Api::<Namespace>::all(client.clone()),
@@ -216,7 +219,7 @@ async fn controller(cluster: &LocalCluster, n: usize, batch: &str) -> Row {
             break;
         }
     }
-    cluster.api().hooks().clear_requests();
+    let mark = audit.mark();
     let start = Instant::now();
     for i in 0..n {
         create(&certs, json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
@@ -255,35 +258,8 @@ async fn controller(cluster: &LocalCluster, n: usize, batch: &str) -> Row {
     // Let cleanup (temporary Secrets, Challenges, solver resources) finish
     // so its requests count too.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let agent = concat!("certwright/", env!("CARGO_PKG_VERSION"));
-    let log: Vec<_> = cluster
-        .api()
-        .hooks()
-        .requests()
-        .into_iter()
-        .filter(|r| r.user_agent == agent)
-        .collect();
+    let log = audit.by_user(mark, deploy::CONTROLLER_USER);
     let writes = log.iter().filter(|r| r.is_write()).count();
-    if std::env::var("BENCH_TIMELINE").is_ok() && n == 1 {
-        let t0 = log
-            .first()
-            .map(|r| r.time)
-            .unwrap_or(std::time::SystemTime::now());
-        for r in &log {
-            let ms = r.time.duration_since(t0).unwrap_or_default().as_millis();
-            println!(
-                "  {ms:>6} ms  {} {}{} {}",
-                r.verb,
-                r.resource,
-                if r.subresource.is_empty() {
-                    String::new()
-                } else {
-                    format!("/{}", r.subresource)
-                },
-                r.name
-            );
-        }
-    }
     if std::env::var("BENCH_BREAKDOWN").is_ok() {
         let mut by: BTreeMap<String, usize> = BTreeMap::new();
         for r in &log {
@@ -341,8 +317,7 @@ fn controller_peak_rss_kib(binary: &str) -> Option<u64> {
     None
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
     certwright::install_crypto_provider();
     let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
         .unwrap_or_else(|_| "1,100".into())
@@ -350,19 +325,30 @@ async fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let binary = env!("CARGO_BIN_EXE_certwright");
-    let cluster = LocalCluster::start(ClusterOptions::new(binary))
-        .await
-        .expect("cluster");
-    let router = cluster.router_addr();
+    let cluster = LocalCluster::shared(binary.as_ref());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // The clients, pebble and the floor's token server all live in the node.
+    runtime.block_on(cluster.in_node(run(cluster, sizes, binary)));
+}
+
+async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>, binary: &'static str) {
+    let router = cluster.router_node_addr();
     let pebble = Pebble::start(PebbleOptions {
         http_port: router.port(),
-        dns_ipv4: router.ip().to_string(),
+        dns_ipv4: NODE_IP.to_string(),
+        address: NODE_IP.into(),
+        netns: Some(cluster.node().clone()),
         ..PebbleOptions::default()
     })
     .await
     .expect("pebble");
-    deploy::install_crds(&cluster, std::path::Path::new(binary)).expect("crds");
-    let client = cluster.client();
+    let client = cluster.control_plane().client();
+    deploy::install_crds(&client, std::path::Path::new(binary))
+        .await
+        .expect("crds");
     let flags: Vec<String> = [
         "--http01-self-check-address",
         &router.to_string(),
@@ -401,10 +387,10 @@ async fn main() {
             .await
             .expect("account");
     let tokens: Tokens = Arc::new(RwLock::new(HashMap::new()));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listener = std::net::TcpListener::bind((NODE_IP, 0)).expect("bind");
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
-    tokio::spawn(server::serve(([127, 0, 0, 1], port).into(), tokens.clone()));
+    tokio::spawn(server::serve((NODE_IP, port).into(), tokens.clone()));
     let mut all_hosts: Vec<String> = sizes
         .iter()
         .enumerate()
@@ -414,13 +400,13 @@ async fn main() {
     floor_routes(&client, cluster.ingress_class(), &all_hosts, port).await;
     // Warm up both paths (account lookups, first connections) with one certificate each.
     let _ = floor(&account, &tokens, 1, "w").await;
-    let _ = controller(&cluster, 1, "w").await;
+    let _ = controller(cluster, 1, "w").await;
 
     let mut rows = Vec::new();
     for (b, n) in sizes.iter().enumerate() {
         let batch = b.to_string();
         rows.push(floor(&account, &tokens, *n, &batch).await);
-        rows.push(controller(&cluster, *n, &batch).await);
+        rows.push(controller(cluster, *n, &batch).await);
     }
     println!(
         "\nissuance against pebble, one name per certificate, controller as a Pod (poll {POLL_MS} ms)\n"

@@ -1,4 +1,4 @@
-//! CertificateRequests for an ACME issuer against the API emulator:
+//! CertificateRequests for an ACME issuer against the real API server:
 //! approved, answered by one Order built from the CSR, Pending while the
 //! Order works, Issued with the chain when it is valid, Failed with the
 //! Order's reason when it is not; requests for other issuers untouched.
@@ -45,8 +45,11 @@ fn ready(cr: &CertificateRequest) -> Option<(String, String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acme_requests_become_orders_and_come_back_issued_or_failed() {
     certwright::install_crypto_provider();
-    let api = common::emulator_with_crds().await;
-    let client = api.client();
+    let (_, client) = common::control_plane_with_crds().await;
+    let _turn = common::turn().await;
+    let ns = "requests";
+    common::namespace(&client, ns).await;
+
     let issuers: Api<certwright::api::ClusterIssuer> = Api::all(client.clone());
     for (name, spec) in [
         (
@@ -67,8 +70,8 @@ async fn acme_requests_become_orders_and_come_back_issued_or_failed() {
         "certwright",
     ));
     let controller = tokio::spawn(certwright::certificaterequests::run(ctx));
-    let requests: Api<CertificateRequest> = Api::namespaced(client.clone(), "default");
-    let orders: Api<Order> = Api::namespaced(client.clone(), "default");
+    let requests: Api<CertificateRequest> = Api::namespaced(client.clone(), ns);
+    let orders: Api<Order> = Api::namespaced(client.clone(), ns);
     for (name, issuer) in [("ok-1", "le"), ("bad-1", "le"), ("other-1", "ca")] {
         requests
             .create(
@@ -102,7 +105,7 @@ async fn acme_requests_become_orders_and_come_back_issued_or_failed() {
         .expect("order");
     assert!(
         pending.2.starts_with(&format!(
-            "Waiting on certificate issuance from order default/{order_name}"
+            "Waiting on certificate issuance from order {ns}/{order_name}"
         )),
         "{pending:?}"
     );

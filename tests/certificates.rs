@@ -1,4 +1,4 @@
-//! The Certificate trigger and key manager against the API emulator: a new
+//! The Certificate trigger and key manager against the real API server: a new
 //! Certificate gets Issuing=True ("Issuing certificate as Secret does not
 //! exist"), a temporary key Secret of the requested kind owned by it and
 //! named in status.nextPrivateKeySecretName, and both events; a restarted
@@ -19,15 +19,18 @@ use common::eventually;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_certificate_starts_issuing_with_a_fresh_key() {
     certwright::install_crypto_provider();
-    let api = common::emulator_with_crds().await;
-    let client = api.client();
+    let (_, client) = common::control_plane_with_crds().await;
+    let _turn = common::turn().await;
+    let ns = "cert-trigger";
+    common::namespace(&client, ns).await;
+
     let ctx = Arc::new(certwright::context::Context::new(
         client.clone(),
         "certwright",
     ));
     let controller = tokio::spawn(certwright::certificates::run(ctx.clone()));
 
-    let certs: Api<Certificate> = Api::namespaced(client.clone(), "default");
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), ns);
     let cert = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "web"},
         "spec": {"secretName": "web-tls", "dnsNames": ["web.example.test"], "issuerRef": {"name": "le", "kind": "ClusterIssuer"},
                  "privateKey": {"algorithm": "ECDSA", "size": 384}}});
@@ -58,7 +61,7 @@ async fn a_new_certificate_starts_issuing_with_a_fresh_key() {
         "{temp_name}"
     );
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let temp = secrets.get(&temp_name).await.expect("temporary Secret");
     assert_eq!(
         temp.metadata
@@ -75,7 +78,7 @@ async fn a_new_certificate_starts_issuing_with_a_fresh_key() {
     let key = PrivateKey::from_pem(&temp.data.expect("data")["tls.key"].0).expect("key parses");
     assert_eq!(key.kind, KeyKind::Ecdsa(384));
 
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
     let notes = eventually("both events", || async {
         let list = events
             .list(&ListParams::default().fields("involvedObject.name=web"))
@@ -123,15 +126,18 @@ async fn the_request_manager_keeps_one_request_for_the_current_spec_and_key() {
     use certwright::api::CertificateRequest;
     use kube::api::{Patch, PatchParams};
     certwright::install_crypto_provider();
-    let api = common::emulator_with_crds().await;
-    let client = api.client();
+    let (_, client) = common::control_plane_with_crds().await;
+    let _turn = common::turn().await;
+    let ns = "cert-requests";
+    common::namespace(&client, ns).await;
+
     let ctx = Arc::new(certwright::context::Context::new(
         client.clone(),
         "certwright",
     ));
     let keys = tokio::spawn(certwright::certificates::run(ctx));
 
-    let certs: Api<Certificate> = Api::namespaced(client.clone(), "default");
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), ns);
     let cert = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "api", "labels": {"team": "a"}},
         "spec": {"secretName": "api-tls", "dnsNames": ["api.example.test"], "issuerRef": {"name": "le", "kind": "ClusterIssuer"}}});
     certs
@@ -141,7 +147,7 @@ async fn the_request_manager_keeps_one_request_for_the_current_spec_and_key() {
         )
         .await
         .expect("create");
-    let requests: Api<CertificateRequest> = Api::namespaced(client.clone(), "default");
+    let requests: Api<CertificateRequest> = Api::namespaced(client.clone(), ns);
     let request = eventually("CertificateRequest api-1", || async {
         requests.get("api-1").await.ok()
     })
@@ -187,7 +193,7 @@ async fn the_request_manager_keeps_one_request_for_the_current_spec_and_key() {
         request.spec.issuer_ref.kind.as_deref(),
         Some("ClusterIssuer")
     );
-    let key_pem = Api::<Secret>::namespaced(client.clone(), "default")
+    let key_pem = Api::<Secret>::namespaced(client.clone(), ns)
         .get(&key_secret)
         .await
         .expect("key")
@@ -208,7 +214,7 @@ async fn the_request_manager_keeps_one_request_for_the_current_spec_and_key() {
         "signed by the next key"
     );
 
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
     eventually("the Requested event", || async {
         let list = events
             .list(&ListParams::default().fields("involvedObject.name=api"))

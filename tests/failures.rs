@@ -2,7 +2,8 @@
 //! such authorization" replaces the ACME order within the transient bound
 //! instead of failing the request; a name the CA refuses fails with the
 //! CA's message and backs off; a controller killed mid-order resumes the
-//! same Order.
+//! same Order; an API server that fails writes and cuts watches (through
+//! the `kubernetes` Service, as Pods see it) only delays issuance.
 
 use certwright::api::meta::ConditionStatus;
 use certwright::api::{Certificate, Order};
@@ -294,4 +295,53 @@ async fn a_profile_the_ca_does_not_offer_fails_plainly() {
         None,
         "no order was placed at the CA"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_errors_and_cut_watches_only_delay_issuance() {
+    use certwright_testcluster::cluster::api_proxy::ApiFault;
+    let env = Env::start(|_| {}, &[]).await;
+    let faults = env.cluster.api_faults();
+    let before = faults.injected();
+    // Every status write of the first attempts, and every Secret create, fails once or more.
+    for (method, path, status, retry_after) in [
+        ("PATCH", "/certificates/", 500, None),
+        ("PATCH", "/orders/", 409, None),
+        ("POST", "/secrets", 429, Some(1)),
+    ] {
+        faults.add(ApiFault {
+            method: Some(method.into()),
+            path_contains: path.into(),
+            remaining: 3,
+            status,
+            retry_after,
+        });
+    }
+    env.namespace("shaky").await;
+    env.certificate(
+        "shaky",
+        "web",
+        json!({"secretName": "web-tls", "dnsNames": ["shaky.example.test"]}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    faults.cut_watches();
+    env.certificate_ready("shaky", "web", 1).await;
+    assert!(
+        faults.injected() > before,
+        "the controller's requests went through the fault proxy"
+    );
+    faults.cut_watches();
+    // The controller still sees changes after its watches were cut: a new name re-issues.
+    Api::<Certificate>::namespaced(env.client.clone(), "shaky")
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"spec": {"dnsNames": ["shaky.example.test", "www.shaky.example.test"]}}),
+            ),
+        )
+        .await
+        .expect("patch");
+    env.certificate_ready("shaky", "web", 2).await;
 }

@@ -1,4 +1,4 @@
-//! The Issuer/ClusterIssuer controller against the API emulator and pebble:
+//! The Issuer/ClusterIssuer controller against the real API server and pebble:
 //! an ACME ClusterIssuer gets an account (key generated into the cluster
 //! resource namespace, Ready=True, status.acme.uri); issuers certwright
 //! cannot serve, and RSA account keys left by cert-manager, get Ready=False
@@ -36,26 +36,18 @@ async fn ready(get: impl AsyncFn() -> Option<Value>) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issuers_register_accounts_or_say_why_not() {
     certwright::install_crypto_provider();
-    let api = common::emulator_with_crds().await;
-    let namespaces = api
-        .store()
-        .resource("", "v1", "namespaces")
-        .expect("ns type");
-    api.store()
-        .create(
-            &namespaces,
-            "",
-            json!({"metadata": {"name": "certwright"}}),
-            "test",
-        )
-        .expect("ns");
+    let (_, client) = common::control_plane_with_crds().await;
+    let _turn = common::turn().await;
+    let ns = "issuers";
+    common::namespace(&client, ns).await;
+    common::namespace(&client, "certwright").await;
     let pebble = Pebble::start(PebbleOptions {
         http_port: free_port().expect("port"),
         ..PebbleOptions::default()
     })
     .await
     .expect("pebble");
-    let client = api.client();
+
     let ctx = Arc::new(certwright::context::Context::new(
         client.clone(),
         "certwright",
@@ -94,7 +86,7 @@ async fn issuers_register_accounts_or_say_why_not() {
     let pem = key.data.expect("data")["tls.key"].0.clone();
     assert!(String::from_utf8_lossy(&pem).starts_with("-----BEGIN PRIVATE KEY-----"));
 
-    let issuers: Api<Issuer> = Api::namespaced(client.clone(), "default");
+    let issuers: Api<Issuer> = Api::namespaced(client.clone(), ns);
     let cases = [
         (
             "ca",
@@ -120,7 +112,7 @@ async fn issuers_register_accounts_or_say_why_not() {
             .to_pem(certwright::api::certificate::PrivateKeyEncoding::Pkcs1)
             .expect("pem");
     let secret = json!({"metadata": {"name": "rsa-account"}, "stringData": {}, "data": {"tls.key": base64_encode(rsa.as_bytes())}});
-    Api::<Secret>::namespaced(client.clone(), "default")
+    Api::<Secret>::namespaced(client.clone(), ns)
         .create(
             &PostParams::default(),
             &serde_json::from_value(secret).expect("secret"),
@@ -163,7 +155,10 @@ fn base64_encode(bytes: &[u8]) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_account_binding_registers_new_accounts() {
     certwright::install_crypto_provider();
-    let api = common::emulator_with_crds().await;
+    let (_, client) = common::control_plane_with_crds().await;
+    let _turn = common::turn().await;
+    let ns = "issuers-eab";
+    common::namespace(&client, ns).await;
     let pebble = Pebble::start(PebbleOptions {
         http_port: free_port().expect("port"),
         eab_keys: vec![(
@@ -174,13 +169,13 @@ async fn external_account_binding_registers_new_accounts() {
     })
     .await
     .expect("pebble");
-    let client = api.client();
+
     let ctx = Arc::new(certwright::context::Context::new(
         client.clone(),
         "certwright",
     ));
     let controller = tokio::spawn(certwright::issuers::run(ctx));
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let eab_secret = json!({"metadata": {"name": "eab"},
         "stringData": {}, "data": {"secret": base64_encode(b"zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W")}});
     secrets
@@ -190,7 +185,7 @@ async fn external_account_binding_registers_new_accounts() {
         )
         .await
         .expect("eab secret");
-    let issuers: Api<Issuer> = Api::namespaced(client.clone(), "default");
+    let issuers: Api<Issuer> = Api::namespaced(client.clone(), ns);
     let spec = |key_secret: &str, eab_secret: &str| {
         json!({"acme": {"server": pebble.directory_url, "caBundle": base64_encode(pebble.tls_ca_pem.as_bytes()),
             "privateKeySecretRef": {"name": key_secret},

@@ -354,7 +354,7 @@ async fn order_through_the_router(cluster: &'static LocalCluster) {
     let (_key, csr) = common::csr_for(&names);
     order.finalize_csr(&csr).await.expect("finalize");
     let chain_pem = order.poll_certificate(&retries).await.expect("certificate");
-    common::verify_chain(&chain_pem, &pebble.issuing_root_pem().to_string(), &names);
+    common::verify_chain(&chain_pem, pebble.issuing_root_pem(), &names);
     let served: usize = pending
         .iter()
         .map(|p| {

@@ -73,7 +73,7 @@ impl Env {
             .await
             .expect("proxy");
         // Flags in `extra` replace the defaults of the same name.
-        let defaults = controller_args(&cluster);
+        let defaults = controller_args(cluster);
         let mut args: Vec<String> = defaults
             .chunks(2)
             .filter(|pair| !extra.contains(&pair[0].as_str()))

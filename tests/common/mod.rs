@@ -66,25 +66,6 @@ where
     }
 }
 
-/// The API emulator with certwright's CRDs installed.
-pub async fn emulator_with_crds() -> certwright_testcluster::apiserver::ApiServer {
-    let api = certwright_testcluster::apiserver::ApiServer::start(
-        certwright_testcluster::apiserver::Options::default(),
-    )
-    .await
-    .expect("emulator");
-    let crds = api
-        .store()
-        .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .expect("crd type");
-    for crd in certwright::api::crds() {
-        api.store()
-            .create(&crds, "", serde_json::to_value(crd).expect("json"), "test")
-            .expect("crd");
-    }
-    api
-}
-
 /// The test binary's local cluster (started on first use, on a thread of
 /// its own, since its start blocks).
 pub async fn local_cluster() -> &'static certwright_testcluster::cluster::LocalCluster {
@@ -137,6 +118,13 @@ pub async fn control_plane_with_crds() -> (
         })
         .await;
     (plane, client)
+}
+
+/// Tests that run a controller in this process take turns: controllers
+/// watch the whole cluster, so two at once would act on each other's objects.
+pub async fn turn() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
 }
 
 /// Creates namespace `name` (if missing).

@@ -1,14 +1,16 @@
 //! Test support for certwright, never shipped in the controller binary.
 //!
-//! - [`schema`]: validates custom resources against a CRD's openAPIV3Schema
-//!   the way a real API server does (pruning, types, required, enum, formats,
-//!   bounds, list types, CEL rules), so tests and the API emulator can answer
-//!   422 Invalid with Kubernetes-shaped field errors.
-//! - [`apiserver`]: a Kubernetes API server emulator on loopback for the real
-//!   `kube` client and `kubectl`.
+//! - [`control_plane`]: the real etcd, kube-apiserver and
+//!   kube-controller-manager, built by `scripts/install-tools`.
+//! - [`cluster`]: the local cluster around it (node and Pod network
+//!   namespaces, process kubelet, Service proxy, ingress router, API fault
+//!   proxy, audit log).
+//! - [`pebble`], [`acme_proxy`], [`connect_proxy`]: the ACME side.
+//! - [`deploy`]: certwright installed as the chart installs it.
+//! - [`process`], [`netns`]: children that die with the run, namespaces
+//!   held by a process.
 
 pub mod acme_proxy;
-pub mod apiserver;
 pub mod cluster;
 pub mod connect_proxy;
 pub mod control_plane;
@@ -16,4 +18,3 @@ pub mod deploy;
 pub mod netns;
 pub mod pebble;
 pub mod process;
-pub mod schema;

@@ -38,6 +38,7 @@ pub struct ApiFault {
 /// What the proxy does to the requests passing through.
 pub struct Faults {
     faults: Mutex<Vec<ApiFault>>,
+    injected: std::sync::atomic::AtomicUsize,
     latency: Mutex<Duration>,
     cut: tokio::sync::watch::Sender<u64>,
 }
@@ -46,6 +47,7 @@ impl Default for Faults {
     fn default() -> Self {
         Self {
             faults: Mutex::default(),
+            injected: Default::default(),
             latency: Mutex::default(),
             cut: tokio::sync::watch::Sender::new(0),
         }
@@ -65,6 +67,11 @@ impl Faults {
         *self.latency.lock().unwrap_or_else(|e| e.into_inner()) = latency;
     }
 
+    /// How many requests were answered with a fault so far.
+    pub fn injected(&self) -> usize {
+        self.injected.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Ends every watch (and other streaming response) now in flight.
     pub fn cut_watches(&self) {
         self.cut.send_modify(|n| *n += 1);
@@ -78,6 +85,8 @@ impl Faults {
                 && path.contains(&f.path_contains)
         })?;
         fault.remaining -= 1;
+        self.injected
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Some(fault.clone())
     }
 }

@@ -184,7 +184,7 @@ async fn heartbeat(client: kube::Client) {
         tokio::time::sleep(Duration::from_secs(10)).await;
         let _ = renew_lease(&client).await;
         ticks += 1;
-        if ticks % 6 == 0 {
+        if ticks.is_multiple_of(6) {
             let _ = nodes
                 .patch_status(
                     NODE_NAME,

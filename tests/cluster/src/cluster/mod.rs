@@ -181,7 +181,7 @@ fn on_node<T: Send + 'static>(
 fn loopback_listener() -> Result<tokio::net::TcpListener, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    Ok(tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?)
+    tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())
 }
 
 impl LocalCluster {
