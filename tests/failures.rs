@@ -331,6 +331,17 @@ async fn api_server_errors_and_cut_watches_only_delay_issuance() {
         faults.injected() > before,
         "the controller's requests went through the fault proxy"
     );
+    // ... as its own ServiceAccount: the token the kubelet mounted, not admin credentials.
+    let audit = certwright_testcluster::cluster::audit::AuditLog::new(
+        &env.cluster.control_plane().audit_log(),
+    );
+    let own = audit.by_user(0, certwright_testcluster::deploy::CONTROLLER_USER);
+    assert!(
+        own.iter()
+            .any(|r| r.resource == "certificates" && r.subresource == "status" && r.is_write()),
+        "the controller writes as {}",
+        certwright_testcluster::deploy::CONTROLLER_USER
+    );
     faults.cut_watches();
     // The controller still sees changes after its watches were cut: a new name re-issues.
     Api::<Certificate>::namespaced(env.client.clone(), "shaky")

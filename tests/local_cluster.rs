@@ -239,6 +239,36 @@ async fn a_certwright_pod_is_reached_through_service_and_ingress() {
         404
     );
 
+    // A Pod of an image the local kubelet cannot run stays Pending, saying why.
+    let foreign = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}});
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(foreign).expect("pod"),
+        )
+        .await
+        .expect("create");
+    let waiting = eventually("the foreign Pod's waiting reason", || async {
+        let p = Api::<Pod>::namespaced(client.clone(), ns)
+            .get("web")
+            .await
+            .ok()?;
+        let status = p.status?;
+        let state = status.container_statuses?.first()?.state.clone()?.waiting?;
+        Some((
+            status.phase?,
+            state.reason?,
+            state.message.unwrap_or_default(),
+        ))
+    })
+    .await;
+    assert_eq!(
+        (waiting.0.as_str(), waiting.1.as_str()),
+        ("Pending", "ImageNotRunnable"),
+        "{waiting:?}"
+    );
+    assert!(waiting.2.contains("certwright"), "{waiting:?}");
+
     // Deleting the Pod stops its process.
     Api::<Pod>::namespaced(client.clone(), ns)
         .delete("solver-a", &DeleteParams::default())
