@@ -20,6 +20,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use futures_util::StreamExt;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
 use crate::control_plane::{self, ControlPlane};
 use crate::netns::Netns;
 use crate::process::remove_stale_dirs;
@@ -166,6 +171,26 @@ async fn forward(listener: tokio::net::TcpListener, target: SocketAddr) {
             }
         });
     }
+}
+
+/// A cache of every `K`, kept by a watch on the current runtime.
+pub(crate) fn reflect<K>(api: Api<K>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|_| futures_util::future::ready(()));
+    tokio::spawn(stream);
+    store
 }
 
 /// Runs `future` on a thread of `runtime` (in the node) and waits for it.

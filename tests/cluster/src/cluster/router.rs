@@ -23,11 +23,11 @@ use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
-use super::{NODE_IP, ROUTER_PORT, Shared};
+use super::{NODE_IP, ROUTER_PORT, Shared, reflect};
 
 #[derive(Clone)]
 struct Router {
@@ -193,25 +193,6 @@ async fn forward(State(router): State<Router>, request: Request<Body>) -> Respon
         )
             .into_response(),
     }
-}
-
-fn reflect<K>(api: Api<K>) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .for_each(|_| futures_util::future::ready(()));
-    tokio::spawn(stream);
-    store
 }
 
 /// Binds the node's port 80 and creates the router's IngressClass; the

@@ -17,7 +17,7 @@ use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use super::{API_PROXY_PORT, NODE_IP, Shared};
+use super::{API_PROXY_PORT, NODE_IP, Shared, reflect};
 
 /// Ready endpoints of `namespace/service`'s port named `port_name`.
 pub fn endpoints(
@@ -129,15 +129,7 @@ async fn serve(listener: tokio::net::TcpListener, port: Port, slices: Store<Endp
 /// Keeps a listener on every Service port until the cluster stops.
 pub async fn run(shared: Arc<Shared>) {
     let client = shared.admin();
-    let (slices, slice_writer) = reflector::store();
-    let slice_stream = watcher(
-        Api::<EndpointSlice>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(slice_writer)
-    .for_each(|_| futures_util::future::ready(()));
-    tokio::spawn(slice_stream);
+    let slices: Store<EndpointSlice> = reflect(Api::all(client.clone()));
     let (services, service_writer) = reflector::store();
     let mut service_events = watcher(Api::<Service>::all(client), watcher::Config::default())
         .default_backoff()
