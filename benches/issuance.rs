@@ -294,6 +294,36 @@ async fn controller(cluster: &LocalCluster, n: usize, batch: &str) -> Row {
     }
 }
 
+/// CPU seconds (user + system) so far of the processes whose command line
+/// contains `pattern`, from /proc.
+fn cpu_seconds(pattern: &str) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if !String::from_utf8_lossy(&cmdline)
+            .replace('\0', " ")
+            .contains(pattern)
+        {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command name: utime and stime are the 12th and 13th.
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+            .sum();
+        total += ticks / tick;
+    }
+    total
+}
+
 /// Peak resident memory of the controller process, from /proc.
 fn controller_peak_rss_kib(binary: &str) -> Option<u64> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -437,6 +467,23 @@ async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>, binary: &'static
             per(row.requests),
             per(row.writes)
         );
+    }
+    println!("\nCPU seconds since the cluster started (whole run, start-up included):");
+    for (who, pattern) in [
+        ("kube-apiserver", "kube-apiserver --etcd-servers"),
+        ("etcd", "etcd --name=local"),
+        (
+            "kube-controller-manager",
+            "kube-controller-manager --kubeconfig",
+        ),
+        (
+            "certwright controller",
+            " controller --http01-self-check-address",
+        ),
+        ("pebble", "pebble -config"),
+        ("kubelet, proxies, router, floor", "deps/issuance-"),
+    ] {
+        println!("  {who:<26} {:>7.1}", cpu_seconds(pattern));
     }
     if let Some(kib) = controller_peak_rss_kib(binary) {
         println!("\ncontroller peak RSS: {:.1} MiB", kib as f64 / 1024.0);
