@@ -14,6 +14,7 @@ pub mod kubelet;
 pub mod router;
 pub mod sandbox;
 pub mod services;
+pub mod volumes;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -416,6 +417,8 @@ impl Drop for LocalCluster {
             eprintln!("local cluster: logs kept in {}", self.shared.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.shared.dir);
+            // Tasks may still hold the control plane; its processes die with us.
+            let _ = std::fs::remove_dir_all(self.shared.plane.dir());
         }
     }
 }
