@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod controllers;
 pub mod issuing;
+pub mod names;
 pub mod readiness;
 pub mod renewal;
 pub mod request_manager;

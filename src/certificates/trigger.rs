@@ -42,13 +42,6 @@ fn issuer_string(name: &str, kind: &str, group: &str) -> String {
     format!("{kind}.{group}/{name}")
 }
 
-fn sorted(list: &[String]) -> Vec<String> {
-    let mut v: Vec<String> = list.iter().map(|s| s.to_ascii_lowercase()).collect();
-    v.sort();
-    v.dedup();
-    v
-}
-
 /// Decides whether `cert` must be (re-)issued given its Secret (None when
 /// absent) at Unix time `now`.
 pub fn evaluate(cert: &Certificate, secret: Option<&SecretView>, now: i64) -> Option<Trigger> {
@@ -141,25 +134,7 @@ pub fn evaluate(cert: &Certificate, secret: Option<&SecretView>, now: i64) -> Op
         );
     }
 
-    let mut violations = Vec::new();
-    if sorted(spec.dns_names.as_deref().unwrap_or_default()) != sorted(&leaf.dns_names) {
-        violations.push("spec.dnsNames");
-    }
-    if sorted(spec.ip_addresses.as_deref().unwrap_or_default()) != sorted(&leaf.ip_addresses) {
-        violations.push("spec.ipAddresses");
-    }
-    if sorted(spec.uris.as_deref().unwrap_or_default()) != sorted(&leaf.uris) {
-        violations.push("spec.uris");
-    }
-    if sorted(spec.email_addresses.as_deref().unwrap_or_default()) != sorted(&leaf.email_addresses)
-    {
-        violations.push("spec.emailAddresses");
-    }
-    if let Some(cn) = &spec.common_name
-        && leaf.common_name.as_deref() != Some(cn.as_str())
-    {
-        violations.push("spec.commonName");
-    }
+    let violations = super::names::violations(spec, &leaf);
     if !violations.is_empty() {
         return trigger(
             "SecretMismatch",

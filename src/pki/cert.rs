@@ -6,7 +6,7 @@ use rustls::pki_types::pem::PemObject;
 use x509_parser::extensions::GeneralName;
 
 /// What the controllers need to know about an issued leaf certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LeafInfo {
     /// Seconds since the Unix epoch.
     pub not_before: i64,
