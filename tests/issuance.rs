@@ -481,7 +481,8 @@ async fn with_owner_references_the_secret_goes_with_its_certificate() {
 
 /// pebble rewrites what it issues as real CAs do: the CN becomes the first
 /// SAN, email and URI SANs are dropped. A Certificate whose spec says
-/// otherwise is issued once, not again and again.
+/// otherwise is issued once, not again and again; a common name outside
+/// dnsNames is issued too (it goes into the CSR's SANs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_the_ca_rewrote_is_issued_once() {
     let env = Env::start(|_| {}, &[]).await;
@@ -500,7 +501,15 @@ async fn a_certificate_the_ca_rewrote_is_issued_once() {
                "emailAddresses": ["ops@rewritten.test"], "uris": ["spiffe://rewritten.test/c"]}),
     )
     .await;
-    for name in ["second-cn", "extra-sans"] {
+    // A common name outside dnsNames is ordered, so it must be a SAN of the CSR too.
+    env.certificate(
+        "rewritten",
+        "cn-apart",
+        json!({"secretName": "cn-apart-tls", "commonName": "e.rewritten.test",
+               "dnsNames": ["d.rewritten.test"]}),
+    )
+    .await;
+    for name in ["second-cn", "extra-sans", "cn-apart"] {
         env.certificate_ready("rewritten", name, 1).await;
     }
     let secret = Api::<Secret>::namespaced(env.client.clone(), "rewritten")

@@ -92,6 +92,24 @@ pub fn build(spec: &CertificateSpec, key: &PrivateKey) -> Result<Csr, CsrError> 
             .subject_alt_names
             .push(SanType::DnsName(ia5("spec.dnsNames", name)?));
     }
+    // A common name must also be a SAN (CAs validate and issue SANs; the
+    // order asks for it): a CN missing from dnsNames and ipAddresses is added.
+    if let Some(cn) = &spec.common_name {
+        let listed = spec
+            .dns_names
+            .iter()
+            .flatten()
+            .chain(spec.ip_addresses.iter().flatten())
+            .any(|n| n.eq_ignore_ascii_case(cn));
+        if !listed {
+            match cn.parse::<std::net::IpAddr>() {
+                Ok(ip) => params.subject_alt_names.push(SanType::IpAddress(ip)),
+                Err(_) => params
+                    .subject_alt_names
+                    .push(SanType::DnsName(ia5("spec.commonName", cn)?)),
+            }
+        }
+    }
     for ip in spec.ip_addresses.iter().flatten() {
         let parsed = ip
             .parse()
@@ -326,6 +344,26 @@ mod tests {
             build(&spec, &key).err(),
             Some(CsrError::Unsupported("spec.literalSubject"))
         );
+    }
+
+    #[test]
+    fn a_common_name_outside_the_sans_is_added_to_them() {
+        crate::install_crypto_provider();
+        let key = PrivateKey::generate(KeyKind::Ecdsa(256)).expect("key");
+        let spec = CertificateSpec {
+            common_name: Some("cn.example.com".into()),
+            dns_names: Some(vec!["a.example.com".into()]),
+            ..Default::default()
+        };
+        let round = parse(build(&spec, &key).expect("csr").pem.as_bytes()).expect("parse");
+        assert_eq!(round.dns_names, ["a.example.com", "cn.example.com"]);
+        let spec = CertificateSpec {
+            common_name: Some("A.example.com".into()),
+            dns_names: Some(vec!["a.example.com".into()]),
+            ..Default::default()
+        };
+        let round = parse(build(&spec, &key).expect("csr").pem.as_bytes()).expect("parse");
+        assert_eq!(round.dns_names, ["a.example.com"], "already listed");
     }
 
     #[test]
