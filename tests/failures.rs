@@ -143,13 +143,15 @@ async fn a_rejected_identifier_fails_with_the_cas_message_and_backs_off() {
         message.contains("rejectedIdentifier") && message.contains("blocked.example.test"),
         "{message}"
     );
-    let events = event_reasons(&env, "apps", "Certificate").await;
-    assert!(
-        events
+    // The Warning event is published right after the status write.
+    env.wait("a Failed event naming rejectedIdentifier", 30, || async {
+        event_reasons(&env, "apps", "Certificate")
+            .await
             .iter()
-            .any(|(r, m)| r == "Failed" && m.contains("rejectedIdentifier")),
-        "{events:?}"
-    );
+            .any(|(r, m)| r == "Failed" && m.contains("rejectedIdentifier"))
+            .then_some(())
+    })
+    .await;
     // The next attempt waits out the backoff (2 s minimum here), then fails again.
     let second = env.wait("the second failure", 60, || failures(2)).await;
     let gap = second.last_failure_time.expect("t2").0.as_second()
