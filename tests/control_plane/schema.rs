@@ -2,40 +2,13 @@
 //! stored as written (nothing pruned), wrong manifests rejected by the
 //! schema and the CEL rules with the API server's messages.
 
-use std::path::Path;
-
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::common;
-
-fn documents(text: &str) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).expect("valid YAML"))
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-fn fixtures() -> Vec<(String, Value)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/api");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("fixture dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("fixture readable");
-        for (i, doc) in documents(&text).into_iter().enumerate() {
-            let name = file.file_name().unwrap_or_default().to_string_lossy();
-            out.push((format!("{name}#{i}"), doc));
-        }
-    }
-    out
-}
+use crate::fixtures::{documents, fixtures};
 
 /// The dynamic API for `doc`'s kind, in its namespace (if any).
 fn api_for(client: &kube::Client, doc: &Value) -> Api<DynamicObject> {

@@ -90,7 +90,8 @@ pub fn free_port() -> std::io::Result<u16> {
     free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
-/// The same on `ip` (in the calling thread's network namespace).
+/// A port of `ip` that was free a moment ago, in the calling thread's
+/// network namespace (the control plane's ports are chosen the same way).
 pub fn free_port_on(ip: IpAddr) -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
 }

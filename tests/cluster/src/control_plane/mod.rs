@@ -128,10 +128,7 @@ pub struct ControlPlane {
 static STARTED: AtomicU32 = AtomicU32::new(0);
 
 fn free_port(ip: IpAddr) -> Result<u16, String> {
-    std::net::TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("finding a free port on {ip}: {e}"))
+    crate::pebble::free_port_on(ip).map_err(|e| format!("finding a free port on {ip}: {e}"))
 }
 
 fn host(ip: IpAddr) -> String {

@@ -1,6 +1,6 @@
-//! The API types against cert-manager-shaped manifests: every fixture
-//! round-trips through the Rust types without losing a field. What the API
-//! server makes of them (pruning, CEL rules) is in `control_plane/schema.rs`.
+//! The API types against cert-manager-shaped manifests (`tests/fixtures/api`):
+//! every fixture round-trips through the Rust types without losing a field.
+//! What the API server makes of them is in `schema.rs`.
 
 use std::path::Path;
 
@@ -8,14 +8,14 @@ use certwright::api::{Certificate, CertificateRequest, Challenge, ClusterIssuer,
 use serde::Deserialize;
 use serde_json::Value;
 
-fn documents(text: &str) -> Vec<Value> {
+pub fn documents(text: &str) -> Vec<Value> {
     serde_yaml_ng::Deserializer::from_str(text)
         .map(|doc| Value::deserialize(doc).expect("fixture is valid YAML"))
         .filter(|v| !v.is_null())
         .collect()
 }
 
-fn fixtures() -> Vec<(String, Value)> {
+pub fn fixtures() -> Vec<(String, Value)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/api");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("fixture dir")
