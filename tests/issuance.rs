@@ -426,10 +426,17 @@ async fn two_certificates_for_one_name_take_turns() {
     }
     let waited = |r: &String| r.starts_with("Waiting: Challenge") && r.contains("same name");
     let check = reasons.clone();
-    env.wait("one Challenge to wait for the other", 60, || {
-        let found = check.lock().expect("lock").iter().any(waited);
-        async move { found.then_some(()) }
-    })
+    // Both at once: one Challenge retrying the CA's 503 while the other waits for it.
+    env.wait(
+        "one Challenge to retry the CA while the other waits",
+        60,
+        || {
+            let seen = check.lock().expect("lock");
+            let found =
+                seen.iter().any(waited) && seen.iter().any(|r| r.contains("ServerInternal"));
+            async move { found.then_some(()) }
+        },
+    )
     .await;
     env.proxy.clear_faults();
     env.certificate_ready("team-a", "shared-name", 1).await;
