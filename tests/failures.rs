@@ -358,3 +358,37 @@ async fn api_server_errors_and_cut_watches_only_delay_issuance() {
         .expect("patch");
     env.certificate_ready("shaky", "web", 2).await;
 }
+
+/// An issuer with only HTTP-01 solvers cannot prove a wildcard: the Order
+/// fails saying so, and the CA is never asked for an order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_without_a_dns01_solver_fails_before_anything_is_ordered() {
+    let env = Env::start(|_| {}, &[]).await;
+    env.namespace("wild").await;
+    env.certificate(
+        "wild",
+        "wild",
+        json!({"secretName": "wild-tls", "dnsNames": ["*.wild.example.test", "www.wild.example.test"]}),
+    )
+    .await;
+    let reason = env
+        .wait("the Order to fail", 60, || async {
+            orders(&env, "wild")
+                .await
+                .into_iter()
+                .find_map(|o| o.status?.reason)
+                .filter(|r| r.contains("wildcard"))
+        })
+        .await;
+    assert!(
+        reason.contains("*.wild.example.test") && reason.contains("wildcard names need DNS-01"),
+        "{reason}"
+    );
+    let ordered = env
+        .proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST" && s.path.starts_with("/order-plz"))
+        .count();
+    assert_eq!(ordered, 0, "no ACME order for a name no solver can prove");
+}

@@ -73,24 +73,13 @@ pub(super) async fn ensure_challenges(
         } else {
             domain.clone()
         };
+        if let Some(why) = select::cannot_prove(&solvers, &shown, order.labels()) {
+            return Ok(Err(why));
+        }
         let Some(index) = select::solver_for(&solvers, &domain, wildcard, order.labels()) else {
-            let why = if wildcard {
-                format!(
-                    "no solver of the issuer can prove {shown}: wildcard names need DNS-01, and certwright solves HTTP-01 only"
-                )
-            } else {
-                format!("no solver of the issuer matches {shown}")
-            };
-            return Ok(Err(format!(
-                "Failed to determine a valid solver configuration for the set of domains on the Order: {why}"
-            )));
+            return Ok(Err(format!("no solver of the issuer matches {shown}")));
         };
         let solver = solvers[index].clone();
-        if solver.http01.is_none() {
-            return Ok(Err(format!(
-                "The solver chosen for {shown} is DNS-01, which certwright does not support yet; add an HTTP-01 solver whose selector matches it"
-            )));
-        }
         let Some(http) = authz
             .challenges
             .iter()

@@ -187,6 +187,18 @@ async fn reconcile(
     let mut acme_order = match status.url.clone() {
         None => {
             let ids = identifiers(&order.spec);
+            let solvers = session.issuer.solvers.clone().unwrap_or_default();
+            let unsolvable = ids.iter().find_map(|id| {
+                let name = match id {
+                    Identifier::Dns(name) => name.clone(),
+                    Identifier::Ip(ip) => ip.to_string(),
+                    _ => return None,
+                };
+                super::select::cannot_prove(&solvers, &name, order.labels())
+            });
+            if let Some(why) = unsolvable {
+                return fail(&ctx, &order, status, why).await;
+            }
             let mut new = NewOrder::new(&ids);
             if let Some(profile) = order.spec.profile.as_deref().filter(|p| !p.is_empty()) {
                 let offered: Vec<String> = session

@@ -23,6 +23,36 @@ fn zone_match(domain: &str, zone: &str) -> bool {
     domain == zone || domain.ends_with(&format!(".{zone}"))
 }
 
+/// Why the issuer's `solvers` cannot prove `name` (as an Order lists it,
+/// `*.` first for a wildcard) with what certwright solves today, if they
+/// cannot. Decided before anything is ordered, so an impossible name costs
+/// no ACME order.
+pub fn cannot_prove(
+    solvers: &[AcmeChallengeSolver],
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> Option<String> {
+    let (domain, wildcard) = match name.strip_prefix("*.") {
+        Some(domain) => (domain, true),
+        None => (name, false),
+    };
+    let why = match solver_for(solvers, domain, wildcard, labels) {
+        None if wildcard => format!(
+            "no solver of the issuer can prove {name}: wildcard names need DNS-01, and certwright solves HTTP-01 only"
+        ),
+        None => format!("no solver of the issuer matches {name}"),
+        Some(i) if solvers[i].http01.is_none() => {
+            return Some(format!(
+                "The solver chosen for {name} is DNS-01, which certwright does not support yet; add an HTTP-01 solver whose selector matches it"
+            ));
+        }
+        Some(_) => return None,
+    };
+    Some(format!(
+        "Failed to determine a valid solver configuration for the set of domains on the Order: {why}"
+    ))
+}
+
 /// The index of the solver for `domain` (without `*.`; `wildcard` says
 /// whether the name was a wildcard), given the labels of the Certificate.
 pub fn solver_for(
@@ -126,6 +156,28 @@ mod tests {
                     .collect()
             }),
         })
+    }
+
+    #[test]
+    fn names_certwright_cannot_prove_are_known_before_ordering() {
+        let none = BTreeMap::new();
+        let only_http = vec![http(None)];
+        assert_eq!(cannot_prove(&only_http, "www.example.com", &none), None);
+        let why =
+            cannot_prove(&only_http, "*.example.com", &none).expect("a wildcard needs DNS-01");
+        assert!(
+            why.contains("*.example.com") && why.contains("wildcard names need DNS-01"),
+            "{why}"
+        );
+        let scoped = vec![http(sel(&[], &["example.com"], &[]))];
+        let why = cannot_prove(&scoped, "other.org", &none).expect("no solver matches");
+        assert!(
+            why.contains("no solver of the issuer matches other.org"),
+            "{why}"
+        );
+        let why =
+            cannot_prove(&[dns(None)], "www.example.com", &none).expect("DNS-01 is not solved yet");
+        assert!(why.contains("DNS-01"), "{why}");
     }
 
     #[test]
