@@ -385,6 +385,30 @@ async fn a_secret_of_another_certificate_is_never_taken_over() {
         .expect("secret");
     let leaf = parse_chain(&secret_data(&secret, "tls.crt")).expect("leaf");
     assert_eq!(leaf.dns_names, ["first.example.test"], "untouched");
+    // Decided before anything was ordered: the refusal cost no certificate.
+    let requests = Api::<CertificateRequest>::namespaced(env.client.clone(), "apps")
+        .list(&ListParams::default())
+        .await
+        .expect("requests");
+    let names: Vec<String> = requests
+        .items
+        .iter()
+        .filter_map(|r| r.metadata.name.clone())
+        .collect();
+    assert_eq!(names, ["first-1"], "no request for the second");
+
+    // Once its Certificate is gone (renamed, say), the Secret is free to adopt.
+    certs
+        .delete("first", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete first");
+    env.certificate_ready("apps", "second", 1).await;
+    let secret = Api::<Secret>::namespaced(env.client.clone(), "apps")
+        .get("shared-tls")
+        .await
+        .expect("secret");
+    let leaf = parse_chain(&secret_data(&secret, "tls.crt")).expect("leaf");
+    assert_eq!(leaf.dns_names, ["second.example.test"], "adopted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::Again;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::events::EventType;
@@ -164,6 +165,14 @@ pub(crate) async fn trigger(
                 return Ok(Some(Duration::from_secs((due - now.as_second()) as u64)));
             }
         }
+    }
+    // Whose Secret it is is decided before anything is ordered: losing
+    // that race after a full ACME order cost a certificate per attempt.
+    if let Some(secret) = &seen.secret
+        && let Some(other) = foreign_owner(ctx, cert, secret).await?
+    {
+        let message = foreign_message(cert, &other);
+        return super::issuing::record_failure(ctx, cert, Time(now), message).await;
     }
     let current = seen.secret_view();
     match evaluate(cert, current.as_ref(), now.as_second()) {
@@ -362,6 +371,36 @@ pub(crate) async fn key_manager(
         .await?;
     }
     Ok(None)
+}
+
+/// The other, existing Certificate that `secret` belongs to, if any. A
+/// Secret whose Certificate is gone is free to adopt (a renamed
+/// Certificate keeps its secretName).
+pub(crate) async fn foreign_owner(
+    ctx: &Context,
+    cert: &Certificate,
+    secret: &Secret,
+) -> Result<Option<String>, Error> {
+    let Some(other) = super::secret::owned_by_other(secret.annotations(), &cert.name_any()) else {
+        return Ok(None);
+    };
+    let ns = cert.namespace().unwrap_or_default();
+    let api: Api<Certificate> = Api::namespaced(ctx.client.clone(), &ns);
+    let exists = api
+        .get_opt(&other)
+        .await
+        .map_err(|e| Error::Get(format!("Certificate {ns}/{other}"), e))?
+        .is_some();
+    Ok(exists.then_some(other))
+}
+
+/// The message for a Secret another Certificate holds.
+pub(crate) fn foreign_message(cert: &Certificate, other: &str) -> String {
+    format!(
+        "Secret {}/{} belongs to Certificate {other:?}; certwright will not overwrite it: give this Certificate another secretName",
+        cert.namespace().unwrap_or_default(),
+        cert.spec.secret_name
+    )
 }
 
 /// The Certificate a Secret belongs to, by its certificate-name

@@ -90,7 +90,7 @@ async fn end_issuance(ctx: &Context, cert: &Certificate, revision: i64) -> Resul
     Ok(())
 }
 
-async fn record_failure(
+pub(super) async fn record_failure(
     ctx: &Context,
     cert: &Certificate,
     failed_at: Time,
@@ -220,15 +220,10 @@ pub(crate) async fn reconcile(
                 )
                 .await;
             }
-            let existing = seen.secret.as_ref();
-            if let Some(other) = existing
-                .as_ref()
-                .and_then(|s| secret::owned_by_other(s.annotations(), &cert.name_any()))
+            if let Some(secret) = &seen.secret
+                && let Some(other) = super::controllers::foreign_owner(ctx, cert, secret).await?
             {
-                let message = format!(
-                    "Secret {ns}/{} belongs to Certificate {other:?}; certwright will not overwrite it: give this Certificate another secretName",
-                    cert.spec.secret_name
-                );
+                let message = super::controllers::foreign_message(cert, &other);
                 return record_failure(ctx, cert, Time(Timestamp::now()), message).await;
             }
             let encoding = cert
