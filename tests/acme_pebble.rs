@@ -36,7 +36,11 @@ async fn serve_token(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn complete_order_against_pebble_chains_to_its_root() {
     certwright::install_crypto_provider();
-    let http_port = free_port().expect("port");
+    // Bound first, so none of the ports pebble picks can be this one.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("token port");
+    let http_port = listener.local_addr().expect("addr").port();
     let pebble = Pebble::start(PebbleOptions {
         http_port,
         ..PebbleOptions::default()
@@ -51,9 +55,6 @@ async fn complete_order_against_pebble_chains_to_its_root() {
             axum::routing::get(serve_token),
         )
         .with_state(tokens.clone());
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", http_port))
-        .await
-        .expect("token port");
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let account = common::pebble_account(&pebble).await;
