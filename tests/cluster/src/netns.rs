@@ -46,6 +46,17 @@ fn join(fd: RawFd) -> io::Result<()> {
     check("setns", unsafe { libc::setns(fd, libc::CLONE_NEWNET) })
 }
 
+/// `n` distinct ports of `ip` that were free a moment ago, in the calling
+/// thread's namespace (all held at once while chosen, so no two are equal).
+pub fn free_ports(ip: std::net::IpAddr, n: usize) -> io::Result<Vec<u16>> {
+    let held = (0..n)
+        .map(|_| TcpListener::bind((ip, 0)))
+        .collect::<io::Result<Vec<_>>>()?;
+    held.iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
+}
+
 impl std::fmt::Debug for Netns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Netns({}, held by {})", self.name, self.holder.id())

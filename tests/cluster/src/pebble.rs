@@ -183,10 +183,8 @@ impl Pebble {
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let tls_ca_pem = tls_material(&dir, ip)?;
-        let ports = (0..4)
-            .map(|_| free_port_on(ip))
-            .collect::<Result<Vec<u16>, _>>()
-            .map_err(|e| e.to_string())?;
+        // Held together while chosen, so no two coincide.
+        let ports = crate::netns::free_ports(ip, 5).map_err(|e| e.to_string())?;
         let (acme, management, dns, dns_management) = (ports[0], ports[1], ports[2], ports[3]);
         let mut config = json!({"pebble": {
             "listenAddress": format!("{ip}:{acme}"),
@@ -194,7 +192,7 @@ impl Pebble {
             "certificate": dir.join("cert.pem"),
             "privateKey": dir.join("key.pem"),
             "httpPort": options.http_port,
-            "tlsPort": free_port_on(ip).map_err(|e| e.to_string())?,
+            "tlsPort": ports[4],
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
             "domainBlocklist": options.domain_blocklist,

@@ -127,10 +127,6 @@ pub struct ControlPlane {
 
 static STARTED: AtomicU32 = AtomicU32::new(0);
 
-fn free_port(ip: IpAddr) -> Result<u16, String> {
-    crate::pebble::free_port_on(ip).map_err(|e| format!("finding a free port on {ip}: {e}"))
-}
-
 fn host(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
@@ -210,9 +206,11 @@ impl ControlPlane {
         files.text("audit-policy.yaml", AUDIT_POLICY)?;
         let p = |name: &str| files.path(name).to_string_lossy().into_owned();
 
-        let (etcd_client, etcd_peer) = (free_port(ip)?, free_port(ip)?);
+        let ports = crate::netns::free_ports(ip, 3)
+            .map_err(|e| format!("finding free ports on {ip}: {e}"))?;
+        let (etcd_client, etcd_peer) = (ports[0], ports[1]);
         let port = match options.port {
-            0 => free_port(ip)?,
+            0 => ports[2],
             p => p,
         };
         let mut etcd = Command::new(&etcd_bin);
