@@ -2,8 +2,8 @@
 //! name (so they vanish with it, even after a SIGKILL): the node's, where
 //! the control plane, pebble, the Service proxy and the ingress router
 //! live, and one per Pod. Children join one before they exec; this process
-//! reaches into one through a thread that lives in it, which opens sockets
-//! there for the caller ([`Netns::connect`], [`Netns::listen`]).
+//! reaches into one through a thread that lives in it, which opens
+//! connections there for the caller ([`Netns::connect`]).
 
 use std::fs::File;
 use std::io;
@@ -19,7 +19,6 @@ use crate::process::Process;
 
 enum Request {
     Connect(SocketAddr, mpsc::Sender<io::Result<TcpStream>>),
-    Listen(SocketAddr, mpsc::Sender<io::Result<TcpListener>>),
 }
 
 /// A network namespace held by a sleeping process.
@@ -107,9 +106,6 @@ impl Netns {
                             let _ = reply
                                 .send(TcpStream::connect_timeout(&addr, Duration::from_secs(5)));
                         }
-                        Request::Listen(addr, reply) => {
-                            let _ = reply.send(TcpListener::bind(addr));
-                        }
                     }
                 }
             })
@@ -124,10 +120,6 @@ impl Netns {
         Ok(ns)
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The holder's pid (`ip link set … netns <pid>` takes it).
     pub fn pid(&self) -> u32 {
         self.holder.id()
@@ -136,11 +128,6 @@ impl Netns {
     /// Moves the calling thread into this namespace (for good).
     pub fn join_current_thread(&self) -> io::Result<()> {
         join(self.file.as_raw_fd())
-    }
-
-    /// The namespace file (`/proc/<holder>/ns/net`), kept open.
-    pub fn fd(&self) -> RawFd {
-        self.file.as_raw_fd()
     }
 
     /// Makes `command` join this namespace before it execs.
@@ -193,12 +180,5 @@ impl Netns {
         stream.set_nonblocking(true)?;
         stream.set_nodelay(true)?;
         tokio::net::TcpStream::from_std(stream)
-    }
-
-    /// A listener on `addr` inside this namespace, served by the caller's runtime.
-    pub fn listen(&self, addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
-        let listener = self.ask(|tx| Request::Listen(addr, tx))?;
-        listener.set_nonblocking(true)?;
-        tokio::net::TcpListener::from_std(listener)
     }
 }

@@ -244,7 +244,8 @@ async fn pod_loop(shared: Arc<Shared>, client: kube::Client) {
     }
 }
 
-fn key(pod: &Pod) -> (String, String) {
+/// A Pod's namespace and name.
+pub(super) fn key(pod: &Pod) -> (String, String) {
     (
         pod.metadata.namespace.clone().unwrap_or_default(),
         pod.metadata.name.clone().unwrap_or_default(),

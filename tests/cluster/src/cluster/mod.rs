@@ -423,18 +423,17 @@ impl Drop for LocalCluster {
     }
 }
 
-/// Removes the shared cluster's directory and routes when the process exits
-/// normally (statics are never dropped; children die with the process).
+/// Removes the shared cluster's routes (and, through the control plane's
+/// exit hook, its directory) when the process exits normally: statics are
+/// never dropped, and children die with the process.
 fn at_exit(dir: PathBuf, routes: Vec<&'static str>) {
-    static STATE: Mutex<Option<(PathBuf, Vec<&'static str>)>> = Mutex::new(None);
+    static ROUTES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
     extern "C" fn cleanup() {
-        if let Some((dir, routes)) = STATE.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            kubelet::stop_all();
-            remove_safety_routes(&routes);
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        kubelet::stop_all();
+        remove_safety_routes(&ROUTES.lock().unwrap_or_else(|e| e.into_inner()));
     }
-    *STATE.lock().unwrap_or_else(|e| e.into_inner()) = Some((dir, routes));
+    control_plane::remove_at_exit(&dir);
+    *ROUTES.lock().unwrap_or_else(|e| e.into_inner()) = routes;
     // SAFETY: registers a plain function with no captured state.
     unsafe { libc::atexit(cleanup) };
 }

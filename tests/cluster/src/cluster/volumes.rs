@@ -12,15 +12,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
+use super::kubelet::key;
 use super::sandbox::Mount;
 use super::{NODE_IP, NODE_NAME};
-
-fn key(pod: &Pod) -> (String, String) {
-    (
-        pod.metadata.namespace.clone().unwrap_or_default(),
-        pod.metadata.name.clone().unwrap_or_default(),
-    )
-}
 
 /// Writes the projected ServiceAccount volume (token, ca.crt, namespace)
 /// into `dir`; returns the token's lifetime in seconds.

@@ -122,7 +122,6 @@ pub struct ControlPlane {
     ca_pem: String,
     ca: pki::Ca,
     admin: Pair,
-    address: IpAddr,
 }
 
 static STARTED: AtomicU32 = AtomicU32::new(0);
@@ -323,17 +322,12 @@ impl ControlPlane {
             ca: files.ca,
             admin,
             dir,
-            address: ip,
         })
     }
 
     /// `https://address:port` of kube-apiserver.
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    pub fn address(&self) -> IpAddr {
-        self.address
     }
 
     /// The admin kubeconfig (`system:masters`), for kubectl.
