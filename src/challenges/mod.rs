@@ -193,6 +193,7 @@ async fn finish(
         if ch.status.as_ref().and_then(|s| s.state) != status.state {
             write(ctx, ch, &status).await?;
         }
+        ctx.in_flight().finishing(&ch.uid().unwrap_or_default());
         Mode::of(ch)
             .cleanup(ctx, ch)
             .await
@@ -212,6 +213,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             // A Challenge that reached a final state has cleaned up already.
             let presented = ch.status.as_ref().and_then(|s| s.presented) != Some(false);
             if presented {
+                ctx.in_flight().finishing(&ch.uid().unwrap_or_default());
                 Mode::of(&ch)
                     .cleanup(&ctx, &ch)
                     .await

@@ -19,10 +19,21 @@ pub enum Decision {
     Full(usize),
 }
 
+#[derive(Debug)]
+struct Claim {
+    uid: String,
+    /// namespace/name, for messages.
+    name: String,
+    at: Instant,
+    /// Its final state is written and it is cleaning up: it still holds
+    /// its DNS name, but no longer needs the namespace's solver resources.
+    finishing: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct InFlight {
-    /// DNS name (lower case) → (Challenge uid, its name, claimed at).
-    by_name: HashMap<String, (String, String, Instant)>,
+    /// DNS name (lower case) → the Challenge holding it.
+    by_name: HashMap<String, Claim>,
 }
 
 impl InFlight {
@@ -37,35 +48,54 @@ impl InFlight {
         now: Instant,
     ) -> Decision {
         self.by_name
-            .retain(|_, (_, _, at)| now.duration_since(*at) < CLAIM_TTL);
+            .retain(|_, claim| now.duration_since(claim.at) < CLAIM_TTL);
         let key = dns_name.trim_end_matches('.').to_ascii_lowercase();
-        match self.by_name.get(&key) {
-            Some((holder, _, _)) if holder == uid => {
-                self.by_name
-                    .insert(key, (uid.to_string(), name.to_string(), now));
+        match self.by_name.get_mut(&key) {
+            Some(claim) if claim.uid == uid => {
+                claim.at = now;
                 return Decision::Go;
             }
-            Some((_, holder_name, _)) => return Decision::NameBusy(holder_name.clone()),
+            Some(claim) => return Decision::NameBusy(claim.name.clone()),
             None => {}
         }
         if self.by_name.len() >= max.max(1) {
             return Decision::Full(self.by_name.len());
         }
-        self.by_name
-            .insert(key, (uid.to_string(), name.to_string(), now));
+        let claim = Claim {
+            uid: uid.to_string(),
+            name: name.to_string(),
+            at: now,
+            finishing: false,
+        };
+        self.by_name.insert(key, claim);
         Decision::Go
     }
 
-    /// Whether a Challenge other than `uid` in `namespace` holds a claim.
+    /// Whether a Challenge other than `uid` in `namespace` holds a claim
+    /// and still needs the namespace's solver resources.
     pub fn others_in(&self, namespace: &str, uid: &str) -> bool {
-        self.by_name.values().any(|(holder, name, _)| {
-            holder != uid && name.split_once('/').is_some_and(|(ns, _)| ns == namespace)
+        self.by_name.values().any(|claim| {
+            claim.uid != uid
+                && !claim.finishing
+                && claim
+                    .name
+                    .split_once('/')
+                    .is_some_and(|(ns, _)| ns == namespace)
         })
+    }
+
+    /// Marks `uid` as finishing: of two Challenges cleaning up together,
+    /// the later to look must not count the other as needing the
+    /// namespace's solver Service, or neither removes it.
+    pub fn finishing(&mut self, uid: &str) {
+        for claim in self.by_name.values_mut().filter(|c| c.uid == uid) {
+            claim.finishing = true;
+        }
     }
 
     /// Releases whatever `uid` holds.
     pub fn release(&mut self, uid: &str) {
-        self.by_name.retain(|_, (holder, _, _)| holder != uid);
+        self.by_name.retain(|_, claim| claim.uid != uid);
     }
 }
 
@@ -101,6 +131,23 @@ mod tests {
         assert!(f.others_in("apps", "u2"));
         assert!(!f.others_in("apps", "u1"), "not itself");
         assert!(!f.others_in("web", "u2"));
+    }
+
+    #[test]
+    fn two_finishing_together_do_not_count_each_other() {
+        let now = Instant::now();
+        let mut f = InFlight::default();
+        f.claim("a.example", "u1", "apps/c1", 10, now);
+        f.claim("b.example", "u2", "apps/c2", 10, now);
+        f.finishing("u1");
+        f.finishing("u2");
+        assert!(!f.others_in("apps", "u1"));
+        assert!(!f.others_in("apps", "u2"));
+        assert_eq!(
+            f.claim("a.example", "u3", "apps/c3", 10, now),
+            Decision::NameBusy("apps/c1".into()),
+            "a finishing Challenge still holds its name"
+        );
     }
 
     #[test]
