@@ -233,7 +233,29 @@ async fn a_controller_killed_mid_order_resumes_the_same_order() {
     env.proxy.clear_faults();
     env.certificate_ready("apps", "resume", 1).await;
     let listed = orders(&env, "apps").await;
-    assert_eq!(listed.len(), 1, "no second Order");
+    if listed.len() != 1 {
+        let summary: Vec<_> = listed
+            .iter()
+            .map(|o| {
+                let status = o.status.clone().unwrap_or_default();
+                (
+                    o.metadata.name.clone(),
+                    o.metadata.creation_timestamp.clone(),
+                    status.state,
+                    status.url,
+                    status.reason,
+                )
+            })
+            .collect();
+        let old_log = env
+            .cluster
+            .pod_log(certwright_testcluster::deploy::NAMESPACE, &before[0]);
+        panic!(
+            "no second Order: {summary:#?}\n--- killed controller {}\n{old_log}\n{}",
+            before[0],
+            env.logs().await
+        );
+    }
     assert_eq!(
         listed[0].status.as_ref().and_then(|s| s.url.clone()),
         Some(url),

@@ -28,7 +28,7 @@ pub mod schedule;
 
 pub const CONTROLLER_NAME: &str = "certwright-challenges";
 /// Every reason written once the CA has been asked starts so.
-const ACCEPTED: &str = "Accepted the challenge";
+const ASKING: &str = "Asking the CA to validate";
 const WAITING_FOR_CA: &str = "Accepted the challenge; waiting for the CA to validate it";
 /// cert-manager's finalizer, so Challenges it left are finished by us too.
 pub const FINALIZER: &str = "acme.cert-manager.io/finalizer";
@@ -312,13 +312,11 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         .await;
     }
 
-    // Self-check, as the CA will fetch it.
-    // (Once the CA has been asked, its answer is what counts.)
-    let accepted = status
-        .reason
-        .as_deref()
-        .is_some_and(|r| r.starts_with(ACCEPTED));
-    if !accepted {
+    // Self-check, as the CA will fetch it, before every request to
+    // validate: a retried request may be the first to reach the CA (the
+    // earlier ones failed on the way), and a restarted or rescheduled
+    // solver may not be reachable yet.
+    {
         if let Err(why) = check::reachable(
             domain,
             &ch.spec.token,
@@ -422,7 +420,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
                     .backoff
                     .after_transient(attempts, session.log.latest_retry_after());
                 tracing::info!(challenge = %ch.name_any(), attempt = attempts, wait_ms = wait.as_millis() as u64, %detail, "transient ACME error");
-                status.reason = Some(format!("{ACCEPTED}; {reason}: {detail}; retrying"));
+                status.reason = Some(format!("{ASKING}; {reason}: {detail}; retrying"));
                 write(&ctx, &ch, &status).await?;
                 Ok(Action::requeue(wait))
             }
