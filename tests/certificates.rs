@@ -265,6 +265,61 @@ async fn the_request_manager_keeps_one_request_for_the_current_spec_and_key() {
         ["DNSName(api.example.test)", "DNSName(www.api.example.test)"],
         "the new request has the new names"
     );
+    // Every other field that goes into the CSR replaces it too (these
+    // were missed: the stale request completed, then it re-issued).
+    type Check = fn(&certwright::pki::csr::ParsedCsr) -> bool;
+    let edits: [(&str, serde_json::Value, Check); 6] = [
+        (
+            "commonName",
+            json!({"commonName": "www.api.example.test"}),
+            |c| c.common_name.as_deref() == Some("www.api.example.test"),
+        ),
+        ("ipAddresses", json!({"ipAddresses": ["192.0.2.10"]}), |c| {
+            c.ip_addresses == ["192.0.2.10"]
+        }),
+        (
+            "uris",
+            json!({"uris": ["spiffe://example.test/api"]}),
+            |c| c.uris == ["spiffe://example.test/api"],
+        ),
+        (
+            "emailAddresses",
+            json!({"emailAddresses": ["ops@example.test"]}),
+            |c| c.email_addresses == ["ops@example.test"],
+        ),
+        (
+            "subject",
+            json!({"subject": {"organizations": ["Example"]}}),
+            |c| c.subject == [("2.5.4.10".to_string(), "Example".to_string())],
+        ),
+        ("isCA", json!({"isCA": true}), |c| c.is_ca),
+    ];
+    let mut uid = replaced.metadata.uid.clone();
+    for (field, spec, check) in edits {
+        certs
+            .patch(
+                "api",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": spec })),
+            )
+            .await
+            .expect("patch");
+        let replaced = eventually(&format!("api-1 replaced for {field}"), || async {
+            requests
+                .get("api-1")
+                .await
+                .ok()
+                .filter(|r| r.metadata.uid != uid)
+        })
+        .await;
+        let parsed = certwright::pki::csr::parse(&replaced.spec.request.0).expect("CSR");
+        assert!(check(&parsed), "{field}: {parsed:?}");
+        uid = replaced.metadata.uid.clone();
+    }
+    // And an unchanged spec keeps its request.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kept = requests.get("api-1").await.expect("request");
+    assert_eq!(kept.metadata.uid, uid, "no change, no new request");
     let list = requests.list(&ListParams::default()).await.expect("list");
     assert_eq!(list.items.len(), 1, "exactly one request");
     keys.abort();

@@ -565,10 +565,36 @@ async fn a_certificate_the_ca_rewrote_is_issued_once() {
         .filter_map(|r| r.metadata.name.clone())
         .collect();
     names.sort();
-    assert_eq!(names, ["extra-sans-1", "second-cn-1"], "one issuance each");
+    assert_eq!(
+        names,
+        ["cn-apart-1", "extra-sans-1", "second-cn-1"],
+        "one issuance each, and its request kept"
+    );
     let certs: Api<certwright::api::Certificate> = Api::namespaced(env.client.clone(), "rewritten");
-    for name in ["second-cn", "extra-sans"] {
+    for name in ["second-cn", "extra-sans", "cn-apart"] {
         let status = certs.get(name).await.expect("cert").status.expect("status");
         assert_eq!(status.revision, Some(1), "{name}");
     }
+
+    // A field the CA drops is compared with the request, not the leaf: an
+    // edit re-issues once, and the new leaf (again without it) is final.
+    certs
+        .patch(
+            "extra-sans",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"spec": {"emailAddresses": ["security@rewritten.test"]}}),
+            ),
+        )
+        .await
+        .expect("patch");
+    env.certificate_ready("rewritten", "extra-sans", 2).await;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let status = certs
+        .get("extra-sans")
+        .await
+        .expect("cert")
+        .status
+        .expect("status");
+    assert_eq!(status.revision, Some(2), "re-issued once for the edit");
 }

@@ -175,7 +175,12 @@ pub(crate) async fn trigger(
         return super::issuing::record_failure(ctx, cert, Time(now), message).await;
     }
     let current = seen.secret_view();
-    match evaluate(cert, current.as_ref(), now.as_second()) {
+    match evaluate(
+        cert,
+        current.as_ref(),
+        seen.current_request.as_ref(),
+        now.as_second(),
+    ) {
         Some(t) => {
             let existing = cert
                 .status

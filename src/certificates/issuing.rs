@@ -59,20 +59,50 @@ fn request_condition<'a>(
 /// Ends the issuance in one write, so no controller sees the new revision
 /// while Issuing is still True: sets the revision, removes the Issuing
 /// condition (checking it is still the one we saw, so a new trigger is
-/// never lost) and the failure record.
-async fn end_issuance(ctx: &Context, cert: &Certificate, revision: i64) -> Result<(), Error> {
+/// never lost) and the failure record. When the CA issued something that
+/// does not serve the spec (`mismatch` says how), the Issuing condition
+/// records a failure instead, so a re-issuance for it waits out the
+/// failure backoff: whatever a CA does, certwright never loops on it.
+async fn end_issuance(
+    ctx: &Context,
+    cert: &Certificate,
+    revision: i64,
+    mismatch: Option<&str>,
+) -> Result<(), Error> {
     let status = cert.status.clone().unwrap_or_default();
     let conditions = status.conditions.clone().unwrap_or_default();
     let mut ops = vec![json!({"op": "add", "path": "/status/revision", "value": revision})];
     if let Some(index) = conditions.iter().position(|c| c.type_ == "Issuing") {
-        ops.push(json!({"op": "test", "path": format!("/status/conditions/{index}/type"), "value": "Issuing"}));
-        ops.push(json!({"op": "remove", "path": format!("/status/conditions/{index}")}));
+        let path = format!("/status/conditions/{index}");
+        ops.push(json!({"op": "test", "path": format!("{path}/type"), "value": "Issuing"}));
+        match mismatch {
+            Some(message) => {
+                let failed = conditions::set(
+                    &conditions,
+                    "Issuing",
+                    ConditionStatus::False,
+                    "Failed",
+                    message,
+                    cert.meta().generation,
+                    Timestamp::now(),
+                );
+                let condition = failed.iter().find(|c| c.type_ == "Issuing");
+                ops.push(json!({"op": "replace", "path": path, "value": condition}));
+            }
+            None => ops.push(json!({"op": "remove", "path": path})),
+        }
     }
-    if status.last_failure_time.is_some() {
-        ops.push(json!({"op": "remove", "path": "/status/lastFailureTime"}));
-    }
-    if status.failed_issuance_attempts.is_some() {
-        ops.push(json!({"op": "remove", "path": "/status/failedIssuanceAttempts"}));
+    if mismatch.is_some() {
+        let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
+        ops.push(json!({"op": "add", "path": "/status/lastFailureTime", "value": Time(Timestamp::now())}));
+        ops.push(json!({"op": "add", "path": "/status/failedIssuanceAttempts", "value": attempts}));
+    } else {
+        if status.last_failure_time.is_some() {
+            ops.push(json!({"op": "remove", "path": "/status/lastFailureTime"}));
+        }
+        if status.failed_issuance_attempts.is_some() {
+            ops.push(json!({"op": "remove", "path": "/status/failedIssuanceAttempts"}));
+        }
     }
     let patch: json_patch::Patch = serde_json::from_value(json!(ops))
         .map_err(|e| Error::WriteStatus(kube::Error::SerdeError(e)))?;
@@ -257,7 +287,14 @@ pub(crate) async fn reconcile(
                 )
                 .await
                 .map_err(|e| Error::WriteSecret(format!("{ns}/{}", cert.spec.secret_name), e))?;
-            end_issuance(ctx, cert, revision).await?;
+            let violations = super::names::violations(&cert.spec, &leaf);
+            let mismatch = (!violations.is_empty()).then(|| {
+                format!(
+                    "The CA issued a certificate that does not serve the spec: [{}]; it is stored, and another attempt waits out the failure backoff",
+                    violations.join(", ")
+                )
+            });
+            end_issuance(ctx, cert, revision, mismatch.as_deref()).await?;
             publish(
                 ctx,
                 ISSUING,
@@ -267,6 +304,9 @@ pub(crate) async fn reconcile(
                 "The certificate has been successfully issued".into(),
             )
             .await?;
+            if let Some(message) = mismatch {
+                publish(ctx, ISSUING, cert, EventType::Warning, "Mismatch", message).await?;
+            }
             let limit = cert
                 .spec
                 .revision_history_limit

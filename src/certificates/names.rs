@@ -1,4 +1,9 @@
-//! Whether an issued leaf serves the names a Certificate asks for, judged
+//! Whether what was requested and issued still fits a Certificate's spec.
+//!
+//! A request is compared strictly: every field that goes into the CSR,
+//! as the spec would build it now (the CA cannot have changed it).
+//!
+//! An issued leaf serves the names a Certificate asks for, judged
 //! as CAs actually issue: a name may move between the subject's common
 //! name and the SANs (pebble sets the CN to the first SAN; Let's Encrypt's
 //! `tlsserver` and `shortlived` profiles leave it out), CAs drop email and
@@ -10,7 +15,10 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use crate::api::certificate::CertificateSpec;
+use crate::api::{Certificate, CertificateRequest};
 use crate::pki::cert::LeafInfo;
+use crate::pki::csr;
+use crate::pki::keys::PrivateKey;
 
 fn lower<'a>(names: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
     names.into_iter().map(|n| n.to_ascii_lowercase()).collect()
@@ -54,6 +62,47 @@ pub fn violations(spec: &CertificateSpec, leaf: &LeafInfo) -> Vec<&'static str> 
     }
     if !lower(&leaf.email_addresses).is_subset(&lower(spec.email_addresses.iter().flatten())) {
         out.push("spec.emailAddresses");
+    }
+    out
+}
+
+/// The fields in which an existing request no longer fits the
+/// Certificate: its issuer, duration, usages and isCA, and a CSR with
+/// every field the current spec puts in one, from the current key.
+pub fn misfits(
+    existing: &CertificateRequest,
+    cert: &Certificate,
+    key: &PrivateKey,
+) -> Vec<&'static str> {
+    let spec = &existing.spec;
+    let mut out = Vec::new();
+    if spec.issuer_ref != cert.spec.issuer_ref {
+        out.push("spec.issuerRef");
+    }
+    if spec.duration != cert.spec.duration {
+        out.push("spec.duration");
+    }
+    let Ok(have) = csr::parse(&spec.request.0) else {
+        out.push("spec.request");
+        return out;
+    };
+    if key.public_key_info().ok().as_deref() != Some(have.public_key_info.as_slice()) {
+        out.push("spec.privateKey");
+    }
+    match csr::build(&cert.spec, key).map(|c| csr::parse(c.pem.as_bytes())) {
+        Ok(Ok(want)) => out.extend(csr::differences(&have, &want)),
+        // The spec can no longer be turned into a CSR: building says why.
+        _ => out.push("spec"),
+    }
+    // The request's own fields, which reach the CSR only in part
+    // (encodeUsagesInRequest: false leaves the usages out).
+    for (differs, field) in [
+        (spec.is_ca != cert.spec.is_ca, "spec.isCA"),
+        (spec.usages != cert.spec.usages, "spec.usages"),
+    ] {
+        if differs && !out.contains(&field) {
+            out.push(field);
+        }
     }
     out
 }

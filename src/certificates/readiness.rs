@@ -41,7 +41,7 @@ pub fn assess(cert: &Certificate, secret: Option<&SecretView>, now: i64) -> Read
             let renew = renewal_of(cert, leaf.not_before, leaf.not_after);
             (leaf.not_before, leaf.not_after, renew)
         });
-    match evaluate(cert, secret, now) {
+    match evaluate(cert, secret, None, now) {
         Some(t) if t.reason != "Renewing" => Readiness {
             ready: false,
             reason: t.reason.to_string(),

@@ -35,40 +35,6 @@ pub fn request_spec(cert: &Certificate, csr_pem: &str) -> CertificateRequestSpec
     }
 }
 
-/// Whether an existing request still fits: same issuer, duration, usages
-/// and a CSR for the current names from the current key.
-fn fits(existing: &CertificateRequest, cert: &Certificate, key: &PrivateKey) -> bool {
-    let spec = &existing.spec;
-    if spec.issuer_ref != cert.spec.issuer_ref
-        || spec.duration != cert.spec.duration
-        || spec.usages != cert.spec.usages
-    {
-        return false;
-    }
-    let Ok(parsed) = csr::parse(&spec.request.0) else {
-        return false;
-    };
-    if key.public_key_info().ok().as_deref() != Some(parsed.public_key_info.as_slice()) {
-        return false;
-    }
-    let mut names: Vec<String> = parsed
-        .dns_names
-        .iter()
-        .map(|n| n.to_ascii_lowercase())
-        .collect();
-    names.sort();
-    let mut wanted: Vec<String> = cert
-        .spec
-        .dns_names
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .map(|n| n.to_ascii_lowercase())
-        .collect();
-    wanted.sort();
-    names == wanted
-}
-
 /// Whether the request failed before the current issuance began (a retry
 /// after the backoff): it is replaced by a fresh one of the same name.
 fn failed_before_this_issuance(existing: &CertificateRequest, cert: &Certificate) -> bool {
@@ -112,8 +78,13 @@ pub(crate) async fn reconcile(
     let name = naming::certificate_request(&cert.name_any(), revision);
     let requests: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &ns);
     if let Some(existing) = &seen.request {
-        if fits(existing, cert, &key) && !failed_before_this_issuance(existing, cert) {
+        let misfits = super::names::misfits(existing, cert, &key);
+        if misfits.is_empty() && !failed_before_this_issuance(existing, cert) {
             return Ok(None);
+        }
+        if !misfits.is_empty() {
+            tracing::info!(request = %format!("{ns}/{name}"), fields = ?misfits,
+                "replacing the CertificateRequest: the Certificate's spec changed");
         }
         let _ = requests.delete(&name, &DeleteParams::default()).await;
         return Ok(Some(Duration::from_millis(200)));

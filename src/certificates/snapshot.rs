@@ -23,6 +23,10 @@ pub struct Snapshot {
     /// The CertificateRequest of revision + 1, read only while an
     /// issuance is under way.
     pub request: Option<CertificateRequest>,
+    /// The CertificateRequest of the current revision, read only when no
+    /// issuance is under way: the trigger compares the spec with it (a CA
+    /// may rewrite what the leaf says).
+    pub current_request: Option<CertificateRequest>,
 }
 
 impl Snapshot {
@@ -38,37 +42,21 @@ impl Snapshot {
         let revision = status.and_then(|s| s.revision).unwrap_or(0) + 1;
         let request_name =
             under_way.then(|| naming::certificate_request(&cert.name_any(), revision));
-        let secret_name = &cert.spec.secret_name;
-        let (secret, next_key, request) = tokio::try_join!(
-            async {
-                secrets
-                    .get_opt(secret_name)
-                    .await
-                    .map_err(|e| Error::GetSecret(format!("{ns}/{secret_name}"), e))
-            },
-            async {
-                match &next_key_name {
-                    Some(name) => secrets
-                        .get_opt(name)
-                        .await
-                        .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e)),
-                    None => Ok(None),
-                }
-            },
-            async {
-                match &request_name {
-                    Some(name) => requests
-                        .get_opt(name)
-                        .await
-                        .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e)),
-                    None => Ok(None),
-                }
-            },
+        let current_name = status
+            .and_then(|s| s.revision)
+            .filter(|_| !under_way)
+            .map(|r| naming::certificate_request(&cert.name_any(), r));
+        let (secret, next_key, request, current_request) = tokio::try_join!(
+            get_opt(&secrets, Some(&cert.spec.secret_name), &ns),
+            get_opt(&secrets, next_key_name.as_deref(), &ns),
+            get_opt(&requests, request_name.as_deref(), &ns),
+            get_opt(&requests, current_name.as_deref(), &ns),
         )?;
         Ok(Self {
             secret,
             next_key,
             request,
+            current_request,
         })
     }
 
@@ -95,6 +83,20 @@ pub(crate) fn key_pem(secret: &Secret) -> Option<&[u8]> {
         .get("tls.key")
         .map(|b| b.0.as_slice())
         .filter(|b| !b.is_empty())
+}
+
+/// Reads `name` when there is one to read.
+async fn get_opt<K>(api: &Api<K>, name: Option<&str>, ns: &str) -> Result<Option<K>, Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match name {
+        Some(name) => api
+            .get_opt(name)
+            .await
+            .map_err(|e| Error::GetSecret(format!("{ns}/{name}"), e)),
+        None => Ok(None),
+    }
 }
 
 fn view(secret: &Secret) -> SecretView {

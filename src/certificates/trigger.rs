@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::renewal::{parse_go_duration, renewal_time, rfc1123, rfc3339};
-use crate::api::Certificate;
+use crate::api::{Certificate, CertificateRequest};
 use crate::pki::cert::parse_chain;
 use crate::pki::keys::{KeySpec, PrivateKey};
 
@@ -43,8 +43,14 @@ fn issuer_string(name: &str, kind: &str, group: &str) -> String {
 }
 
 /// Decides whether `cert` must be (re-)issued given its Secret (None when
-/// absent) at Unix time `now`.
-pub fn evaluate(cert: &Certificate, secret: Option<&SecretView>, now: i64) -> Option<Trigger> {
+/// absent) and the CertificateRequest of its current revision (when it
+/// still exists) at Unix time `now`.
+pub fn evaluate(
+    cert: &Certificate,
+    secret: Option<&SecretView>,
+    request: Option<&CertificateRequest>,
+    now: i64,
+) -> Option<Trigger> {
     let Some(secret) = secret else {
         return trigger(
             "DoesNotExist",
@@ -134,7 +140,24 @@ pub fn evaluate(cert: &Certificate, secret: Option<&SecretView>, now: i64) -> Op
         );
     }
 
-    let violations = super::names::violations(spec, &leaf);
+    // As cert-manager: the request of the current revision says what was
+    // asked for, exactly; only without it is the leaf compared, loosely.
+    if let Some(request) = request {
+        let fields = super::names::misfits(request, cert, &key);
+        if !fields.is_empty() {
+            return trigger(
+                "RequestChanged",
+                format!(
+                    "Fields on existing CertificateRequest resource not up to date: [{}]",
+                    fields.join(", ")
+                ),
+            );
+        }
+    }
+    let violations = match request {
+        Some(_) => Vec::new(),
+        None => super::names::violations(spec, &leaf),
+    };
     if !violations.is_empty() {
         return trigger(
             "SecretMismatch",
@@ -263,26 +286,30 @@ mod tests {
         crate::install_crypto_provider();
         let c = certificate(&["a.example.com"]);
         assert_eq!(
-            evaluate(&c, None, ISSUED),
+            evaluate(&c, None, None, ISSUED),
             trigger(
                 "DoesNotExist",
                 "Issuing certificate as Secret does not exist"
             )
         );
         assert_eq!(
-            reason(evaluate(&c, Some(&SecretView::default()), ISSUED)),
+            reason(evaluate(&c, Some(&SecretView::default()), None, ISSUED)),
             Some("MissingData")
         );
         let mut s = secret(&["a.example.com"], KeyKind::Ecdsa(256));
         s.data.remove("tls.crt");
         assert_eq!(
-            evaluate(&c, Some(&s), ISSUED).map(|t| t.message).as_deref(),
+            evaluate(&c, Some(&s), None, ISSUED)
+                .map(|t| t.message)
+                .as_deref(),
             Some("Issuing certificate as Secret does not contain a certificate")
         );
         s.data.remove("tls.key");
         s.data.insert("ca.crt".into(), b"x".to_vec());
         assert_eq!(
-            evaluate(&c, Some(&s), ISSUED).map(|t| t.message).as_deref(),
+            evaluate(&c, Some(&s), None, ISSUED)
+                .map(|t| t.message)
+                .as_deref(),
             Some("Issuing certificate as Secret does not contain a private key")
         );
     }
@@ -295,7 +322,7 @@ mod tests {
         let good = s.clone();
         s.data.insert("tls.key".into(), b"junk".to_vec());
         assert_eq!(
-            reason(evaluate(&c, Some(&s), ISSUED)),
+            reason(evaluate(&c, Some(&s), None, ISSUED)),
             Some("InvalidKeyPair")
         );
         let mut s = good.clone();
@@ -304,7 +331,7 @@ mod tests {
             b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec(),
         );
         assert_eq!(
-            reason(evaluate(&c, Some(&s), ISSUED)),
+            reason(evaluate(&c, Some(&s), None, ISSUED)),
             Some("InvalidCertificate")
         );
         let mut s = good.clone();
@@ -313,13 +340,15 @@ mod tests {
             secret(&["x"], KeyKind::Ecdsa(256)).data["tls.key"].clone(),
         );
         assert_eq!(
-            evaluate(&c, Some(&s), ISSUED).map(|t| t.message).as_deref(),
+            evaluate(&c, Some(&s), None, ISSUED)
+                .map(|t| t.message)
+                .as_deref(),
             Some(
                 "Issuing certificate as Secret contains a private key that does not match the certificate"
             )
         );
         assert_eq!(
-            evaluate(&c, Some(&good), ISSUED + DAY),
+            evaluate(&c, Some(&good), None, ISSUED + DAY),
             None,
             "a healthy Secret needs nothing"
         );
@@ -334,7 +363,7 @@ mod tests {
         s.annotations
             .insert("cert-manager.io/issuer-name".into(), "old".into());
         assert_eq!(
-            evaluate(&c, Some(&s), ISSUED),
+            evaluate(&c, Some(&s), None, ISSUED),
             trigger(
                 "IncorrectIssuer",
                 "Issuing certificate as Secret was previously issued by \"ClusterIssuer.cert-manager.io/old\""
@@ -344,12 +373,12 @@ mod tests {
         s.annotations
             .insert("cert-manager.io/certificate-name".into(), "other".into());
         assert_eq!(
-            reason(evaluate(&c, Some(&s), ISSUED)),
+            reason(evaluate(&c, Some(&s), None, ISSUED)),
             Some("IncorrectCertificate")
         );
         let changed = certificate(&["a.example.com", "b.example.com"]);
         assert_eq!(
-            evaluate(&changed, Some(&good), ISSUED),
+            evaluate(&changed, Some(&good), None, ISSUED),
             trigger(
                 "SecretMismatch",
                 "Issuing certificate as Existing issued Secret is not up to date for spec: [spec.dnsNames]"
@@ -362,7 +391,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            evaluate(&bigger, Some(&good), ISSUED),
+            evaluate(&bigger, Some(&good), None, ISSUED),
             trigger(
                 "SecretMismatch",
                 "Existing private key is not up to date for spec: [spec.privateKey.size]"
@@ -371,9 +400,57 @@ mod tests {
         let mut rsa = c.clone();
         rsa.spec.private_key = None;
         assert_eq!(
-            reason(evaluate(&rsa, Some(&good), ISSUED)),
+            reason(evaluate(&rsa, Some(&good), None, ISSUED)),
             Some("SecretMismatch"),
             "default algorithm is RSA"
+        );
+    }
+
+    /// The request of the current revision, as the request manager made it
+    /// from the Secret's key.
+    fn request_for(c: &Certificate, s: &SecretView) -> CertificateRequest {
+        let key = PrivateKey::from_pem(&s.data["tls.key"]).expect("key");
+        let csr = crate::pki::csr::build(&c.spec, &key).expect("csr");
+        CertificateRequest::new(
+            "web-1",
+            super::super::request_manager::request_spec(c, &csr.pem),
+        )
+    }
+
+    #[test]
+    fn the_current_request_is_compared_exactly_and_the_leaf_is_not() {
+        crate::install_crypto_provider();
+        let mut c = certificate(&["a.example.com", "b.example.com"]);
+        c.spec.common_name = Some("b.example.com".into());
+        c.spec.email_addresses = Some(vec!["ops@example.com".into()]);
+        // The CA moved the CN and dropped the email SAN (pebble does).
+        let s = secret(&["a.example.com", "b.example.com"], KeyKind::Ecdsa(256));
+        let request = request_for(&c, &s);
+        assert_eq!(evaluate(&c, Some(&s), Some(&request), ISSUED), None);
+        // A field the CA drops is still noticed when the spec changes it.
+        let mut edited = c.clone();
+        edited.spec.email_addresses = Some(vec!["security@example.com".into()]);
+        assert_eq!(
+            evaluate(&edited, Some(&s), Some(&request), ISSUED),
+            trigger(
+                "RequestChanged",
+                "Fields on existing CertificateRequest resource not up to date: [spec.emailAddresses]"
+            )
+        );
+        let mut edited = c.clone();
+        edited.spec.duration = Some("2160h".into());
+        assert_eq!(
+            reason(evaluate(&edited, Some(&s), Some(&request), ISSUED)),
+            Some("RequestChanged")
+        );
+        // A request from another key than the Secret's is not the current one's.
+        let other = secret(&["a.example.com"], KeyKind::Ecdsa(256));
+        assert_eq!(
+            evaluate(&c, Some(&s), Some(&request_for(&c, &other)), ISSUED),
+            trigger(
+                "RequestChanged",
+                "Fields on existing CertificateRequest resource not up to date: [spec.privateKey]"
+            )
         );
     }
 
@@ -382,9 +459,9 @@ mod tests {
         crate::install_crypto_provider();
         let c = certificate(&["a.example.com"]);
         let s = secret(&["a.example.com"], KeyKind::Ecdsa(256));
-        assert_eq!(evaluate(&c, Some(&s), ISSUED + 59 * DAY), None);
+        assert_eq!(evaluate(&c, Some(&s), None, ISSUED + 59 * DAY), None);
         assert_eq!(
-            evaluate(&c, Some(&s), ISSUED + 60 * DAY),
+            evaluate(&c, Some(&s), None, ISSUED + 60 * DAY),
             trigger(
                 "Renewing",
                 "Renewing certificate as renewal was scheduled at 2026-03-02T00:00:00Z"
@@ -393,16 +470,16 @@ mod tests {
         let mut early = c.clone();
         early.spec.renew_before = Some("720h".into());
         assert_eq!(
-            reason(evaluate(&early, Some(&s), ISSUED + 60 * DAY)),
+            reason(evaluate(&early, Some(&s), None, ISSUED + 60 * DAY)),
             Some("Renewing")
         );
         assert_eq!(
-            reason(evaluate(&early, Some(&s), ISSUED + 59 * DAY)),
+            reason(evaluate(&early, Some(&s), None, ISSUED + 59 * DAY)),
             None,
             "30 days before expiry is day 60"
         );
         assert_eq!(
-            evaluate(&c, Some(&s), ISSUED + 91 * DAY),
+            evaluate(&c, Some(&s), None, ISSUED + 91 * DAY),
             trigger(
                 "Expired",
                 "Certificate expired on Wed, 01 Apr 2026 00:00:00 UTC"

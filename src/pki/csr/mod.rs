@@ -7,6 +7,10 @@ use rcgen::{
     OtherNameValue, SanType,
 };
 
+mod parse;
+
+pub use parse::{ParsedCsr, differences, parse};
+
 use super::keys::PrivateKey;
 use crate::api::CertificateSpec;
 use crate::api::meta::KeyUsage;
@@ -205,60 +209,6 @@ pub fn build(spec: &CertificateSpec, key: &PrivateKey) -> Result<Csr, CsrError> 
         der: csr.der().to_vec(),
         pem,
     })
-}
-
-/// What a PEM CSR asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParsedCsr {
-    pub der: Vec<u8>,
-    pub common_name: Option<String>,
-    pub dns_names: Vec<String>,
-    pub ip_addresses: Vec<String>,
-    pub public_key_info: Vec<u8>,
-}
-
-/// Parses a PEM CSR (as CertificateRequests carry it).
-pub fn parse(pem_text: &[u8]) -> Result<ParsedCsr, CsrError> {
-    let invalid = |why: String| CsrError::Invalid {
-        field: "spec.request",
-        value: String::new(),
-        why,
-    };
-    let text = std::str::from_utf8(pem_text).map_err(|e| invalid(e.to_string()))?;
-    let block = pem::parse(text).map_err(|e| invalid(e.to_string()))?;
-    let der = block.contents().to_vec();
-    let (_, csr) = <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(&der)
-        .map_err(|e| invalid(e.to_string()))?;
-    let info = &csr.certification_request_info;
-    let mut parsed = ParsedCsr {
-        der: Vec::new(),
-        common_name: info
-            .subject
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(String::from),
-        dns_names: Vec::new(),
-        ip_addresses: Vec::new(),
-        public_key_info: info.subject_pki.raw.to_vec(),
-    };
-    for ext in csr.requested_extensions().into_iter().flatten() {
-        if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) = ext {
-            for name in &san.general_names {
-                match name {
-                    x509_parser::extensions::GeneralName::DNSName(d) => {
-                        parsed.dns_names.push(d.to_string())
-                    }
-                    x509_parser::extensions::GeneralName::IPAddress(b) => {
-                        parsed.ip_addresses.extend(super::cert::ip_san(b))
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    parsed.der = der;
-    Ok(parsed)
 }
 
 #[cfg(test)]
