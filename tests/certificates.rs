@@ -324,3 +324,69 @@ async fn the_request_manager_keeps_one_request_for_the_current_spec_and_key() {
     assert_eq!(list.items.len(), 1, "exactly one request");
     keys.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_no_csr_can_carry_fails_with_a_condition_not_only_an_event() {
+    use certwright::api::CertificateRequest;
+    certwright::install_crypto_provider();
+    let (_, client) = common::control_plane_with_crds().await;
+    let _turn = common::turn().await;
+    let ns = "cert-uncarried";
+    common::namespace(&client, ns).await;
+    let ctx = Arc::new(certwright::context::Context::new(
+        client.clone(),
+        "certwright",
+    ));
+    let controllers = tokio::spawn(certwright::certificates::run(ctx));
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), ns);
+    let specs = [
+        (
+            "literal",
+            json!({"literalSubject": "CN=a.example.test,O=Example"}),
+            "spec.literalSubject is not supported by certwright",
+        ),
+        (
+            "other-name",
+            json!({"dnsNames": ["a.example.test"], "otherNames": [{"oid": "not.an.oid", "utf8Value": "x"}]}),
+            "spec.otherNames.oid: \"not.an.oid\" is not valid",
+        ),
+    ];
+    for (name, extra, _) in &specs {
+        let mut spec = json!({"secretName": format!("{name}-tls"), "issuerRef": {"name": "le", "kind": "ClusterIssuer"}});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            spec[k] = v.clone();
+        }
+        let cert = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": {"name": name}, "spec": spec});
+        certs
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(cert).expect("cert"),
+            )
+            .await
+            .expect("create");
+    }
+    for (name, _, expected) in specs {
+        let (message, attempts) = eventually(&format!("{name} to fail"), || async {
+            let status = certs.get(name).await.ok()?.status?;
+            let issuing = status
+                .conditions?
+                .into_iter()
+                .find(|c| c.type_ == "Issuing" && c.reason.as_deref() == Some("Failed"))?;
+            Some((issuing.message?, status.failed_issuance_attempts?))
+        })
+        .await;
+        assert!(
+            message.starts_with("The Certificate's spec cannot be turned into a CSR: ")
+                && message.contains(expected),
+            "{name}: {message}"
+        );
+        assert_eq!(attempts, 1, "{name}: one failure, then the backoff");
+    }
+    let requests = Api::<CertificateRequest>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("requests");
+    assert!(requests.items.is_empty(), "no request was made");
+    controllers.abort();
+}

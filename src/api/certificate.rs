@@ -55,29 +55,45 @@ use super::meta::{Condition, IssuerReference, KeyUsage, SecretKeySelector};
     {"rule": "!(has(self.renewBefore) && has(self.renewBeforePercentage))",
      "message": "renewBefore and renewBeforePercentage are mutually exclusive"},
     {"rule": "has(self.commonName) || has(self.literalSubject) || (has(self.dnsNames) && size(self.dnsNames) > 0) || (has(self.uris) && size(self.uris) > 0) || (has(self.emailAddresses) && size(self.emailAddresses) > 0) || (has(self.ipAddresses) && size(self.ipAddresses) > 0) || (has(self.otherNames) && size(self.otherNames) > 0)",
-     "message": "at least one of commonName, literalSubject, dnsNames, uris, emailAddresses, ipAddresses or otherNames must be set"}
+     "message": "at least one of commonName, literalSubject, dnsNames, uris, emailAddresses, ipAddresses or otherNames must be set"},
+    {"rule": "!has(self.duration) || !self.duration.matches('^(0|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$') || duration(self.duration) >= duration('1h')",
+     "message": "duration must be at least 1h"},
+    {"rule": "!has(self.renewBefore) || !self.renewBefore.matches('^(0|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$') || duration(self.renewBefore) >= duration('5m')",
+     "message": "renewBefore must be at least 5m"},
+    {"rule": "!has(self.duration) || !has(self.renewBefore) || !self.duration.matches('^(0|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$') || !self.renewBefore.matches('^(0|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$') || duration(self.renewBefore) < duration(self.duration)",
+     "message": "renewBefore must be shorter than duration"}
 ]))]
 pub struct CertificateSpec {
     /// Name of the Secret (type `kubernetes.io/tls`, in this namespace) that
     /// receives the private key and the signed certificate chain.
+    #[schemars(schema_with = "super::meta::secret_name_schema")]
     pub secret_name: String,
     /// Labels and annotations to keep on the Secret, next to the
     /// `cert-manager.io/*` annotations (which they cannot override).
     pub secret_template: Option<SecretTemplate>,
     /// Subject common name. Ignored by TLS clients when any subject
-    /// alternative name is set; keep it to 64 characters or fewer.
+    /// alternative name is set; at most 64 characters.
+    #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.matches('^[!-~]+$')",
+         "message": "must be printable ASCII without spaces; write an international domain name in its xn-- form"}
+    ]))]
     pub common_name: Option<String>,
-    /// DNS subject alternative names.
-    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    /// DNS subject alternative names (ASCII; `xn--` for international names).
+    #[serde(default)]
+    #[schemars(schema_with = "super::meta::ascii_names_schema")]
     pub dns_names: Option<Vec<String>>,
     /// IP address subject alternative names.
-    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    #[serde(default)]
+    #[schemars(schema_with = "super::meta::ip_addresses_schema")]
     pub ip_addresses: Option<Vec<String>>,
     /// URI subject alternative names.
-    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    #[serde(default)]
+    #[schemars(schema_with = "super::meta::ascii_names_schema")]
     pub uris: Option<Vec<String>>,
     /// Email subject alternative names.
-    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    #[serde(default)]
+    #[schemars(schema_with = "super::meta::ascii_names_schema")]
     pub email_addresses: Option<Vec<String>>,
     /// otherName subject alternative names with UTF-8 string values, e.g. a
     /// UPN (OID 1.3.6.1.4.1.311.20.2.3). The OID is not checked.
@@ -90,10 +106,14 @@ pub struct CertificateSpec {
     pub subject: Option<X509Subject>,
     /// Requested lifetime as a Go duration (e.g. `2160h`); the CA may ignore
     /// it. 90 days when unset; at least 1 hour.
+    #[serde(default)]
+    #[schemars(schema_with = "super::meta::go_duration_schema")]
     pub duration: Option<String>,
     /// How long before expiry to renew, as a Go duration (e.g. `360h`). One
     /// third of the issued lifetime when unset; at least 5 minutes. Excludes
     /// `renewBeforePercentage`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::meta::go_duration_schema")]
     pub renew_before: Option<String>,
     /// Like `renewBefore`, as a percentage (1 to 99) of the issued lifetime.
     #[schemars(range(min = 1, max = 99))]

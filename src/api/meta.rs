@@ -16,6 +16,42 @@ pub fn any_json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
 }
 
+/// A DNS-1123 subdomain, as Kubernetes object names (a Secret's) must be.
+pub const DNS1123_SUBDOMAIN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// A Go duration (`time.ParseDuration`), unsigned: `90m`, `2160h`, `1h30m`, `1.5h`.
+pub const GO_DURATION: &str = r"^(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$";
+
+/// Schema for the name of a Secret in the object's namespace.
+pub fn secret_name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "maxLength": 253, "pattern": DNS1123_SUBDOMAIN })
+}
+
+/// Schema for an optional Go duration.
+pub fn go_duration_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "maxLength": 32, "pattern": GO_DURATION })
+}
+
+/// Schema for a list of names that go into a certificate as IA5Strings:
+/// printable ASCII only (an international domain name in its `xn--` form).
+pub fn ascii_names_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array", "maxItems": 100, "x-kubernetes-list-type": "atomic",
+        "items": {"type": "string", "maxLength": 253, "x-kubernetes-validations": [
+            {"rule": "self.matches('^[!-~]+$')",
+             "message": "must be printable ASCII without spaces; write an international domain name in its xn-- form"}]}
+    })
+}
+
+/// Schema for a list of IP addresses (v4 or v6).
+pub fn ip_addresses_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array", "maxItems": 100, "x-kubernetes-list-type": "atomic",
+        "items": {"type": "string", "maxLength": 45, "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+    })
+}
+
 /// A reference to the Issuer or ClusterIssuer that signs a request.
 #[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -21,11 +21,12 @@ use serde_json::json;
 
 use super::backoff;
 use super::renewal::renewal_of;
+use super::secret::Refusal;
 use super::snapshot::{Snapshot, key_pem};
 use super::trigger::evaluate;
-use crate::api::Certificate;
 use crate::api::certificate::{PrivateKeyEncoding, RotationPolicy};
 use crate::api::meta::ConditionStatus;
+use crate::api::{Certificate, ClusterIssuer, Issuer};
 use crate::conditions;
 use crate::context::Context;
 use crate::pki::cert::parse_chain;
@@ -166,12 +167,10 @@ pub(crate) async fn trigger(
             }
         }
     }
-    // Whose Secret it is is decided before anything is ordered: losing
-    // that race after a full ACME order cost a certificate per attempt.
+    // Whether the Secret may be written is decided before anything is ordered.
     if let Some(secret) = &seen.secret
-        && let Some(other) = foreign_owner(ctx, cert, secret).await?
+        && let Some(message) = refused(ctx, cert, secret).await?
     {
-        let message = foreign_message(cert, &other);
         return super::issuing::record_failure(ctx, cert, Time(now), message).await;
     }
     let current = seen.secret_view();
@@ -282,7 +281,6 @@ pub(crate) async fn key_manager(
         }
         return Ok(None);
     }
-    let wanted = KeySpec::from_spec(cert.spec.private_key.as_ref()).ok();
     let usable = |s: &Secret| key_pem(s).is_some_and(|pem| usable_key(cert, pem));
     // Keep the Secret the status names, else adopt one left by a crash.
     let keep = mine
@@ -301,8 +299,18 @@ pub(crate) async fn key_manager(
     let secret_name = match keep {
         Some(s) => s.name_any(),
         None => {
-            let Some(spec) = wanted else {
-                return Ok(None);
+            let spec = match KeySpec::from_spec(cert.spec.private_key.as_ref()) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    let message = format!("The private key spec cannot be used: {e}");
+                    return super::issuing::record_failure(
+                        ctx,
+                        cert,
+                        Time(Timestamp::now()),
+                        message,
+                    )
+                    .await;
+                }
             };
             let reuse = if cert
                 .spec
@@ -322,16 +330,14 @@ pub(crate) async fn key_manager(
                 None => match PrivateKey::generate(spec.kind) {
                     Ok(k) => k,
                     Err(e) => {
-                        publish(
+                        let message = format!("No private key can be generated: {e}");
+                        return super::issuing::record_failure(
                             ctx,
-                            KEY_MANAGER,
                             cert,
-                            EventType::Warning,
-                            "InvalidPrivateKey",
-                            e.to_string(),
+                            Time(Timestamp::now()),
+                            message,
                         )
-                        .await?;
-                        return Ok(None);
+                        .await;
                     }
                 },
             };
@@ -378,34 +384,105 @@ pub(crate) async fn key_manager(
     Ok(None)
 }
 
-/// The other, existing Certificate that `secret` belongs to, if any. A
-/// Secret whose Certificate is gone is free to adopt (a renamed
-/// Certificate keeps its secretName).
-pub(crate) async fn foreign_owner(
+/// Why `secret` must not be written for `cert`, as the message for its
+/// condition, or None. Decided before anything is ordered: refusing after
+/// a full ACME order cost a certificate per attempt.
+///
+/// - It belongs to another, existing Certificate (a Secret whose
+///   Certificate is gone is free to adopt: a renamed Certificate keeps its
+///   secretName).
+/// - It is not of type kubernetes.io/tls (the type cannot change).
+/// - It holds data certwright does not write, and was not handed over
+///   with the `cert-manager.io/certificate-name` annotation.
+/// - It is the ACME account key of an Issuer: never, whatever it says.
+pub(crate) async fn refused(
     ctx: &Context,
     cert: &Certificate,
     secret: &Secret,
 ) -> Result<Option<String>, Error> {
-    let Some(other) = super::secret::owned_by_other(secret.annotations(), &cert.name_any()) else {
-        return Ok(None);
-    };
     let ns = cert.namespace().unwrap_or_default();
-    let api: Api<Certificate> = Api::namespaced(ctx.client.clone(), &ns);
-    let exists = api
-        .get_opt(&other)
-        .await
-        .map_err(|e| Error::Get(format!("Certificate {ns}/{other}"), e))?
-        .is_some();
-    Ok(exists.then_some(other))
+    let name = &cert.spec.secret_name;
+    let at = format!("Secret {ns}/{name}");
+    if let Some(other) = super::secret::owned_by_other(secret.annotations(), &cert.name_any()) {
+        let api: Api<Certificate> = Api::namespaced(ctx.client.clone(), &ns);
+        let exists = api
+            .get_opt(&other)
+            .await
+            .map_err(|e| Error::Get(format!("Certificate {ns}/{other}"), e))?
+            .is_some();
+        if exists {
+            return Ok(Some(format!(
+                "{at} belongs to Certificate {other:?}; certwright will not overwrite it: give this Certificate another secretName"
+            )));
+        }
+    }
+    let keys = secret.data.iter().flatten().map(|(k, _)| k);
+    match super::secret::refusal(
+        secret.type_.as_deref(),
+        secret.annotations(),
+        keys,
+        &cert.name_any(),
+    ) {
+        Some(Refusal::WrongType(type_)) => {
+            return Ok(Some(format!(
+                "{at} is of type {type_:?}, not kubernetes.io/tls, and a Secret's type cannot change; certwright will not replace it: delete it, or give this Certificate another secretName"
+            )));
+        }
+        Some(Refusal::ForeignData(keys)) => {
+            return Ok(Some(format!(
+                "{at} holds data certwright does not write ({}); certwright will not overwrite it: give this Certificate another secretName, or hand the Secret over with `kubectl annotate secret -n {ns} {name} cert-manager.io/certificate-name={}`",
+                keys.join(", "),
+                cert.name_any()
+            )));
+        }
+        None => {}
+    }
+    if secret
+        .annotations()
+        .contains_key(super::secret::CERTIFICATE_NAME)
+    {
+        // Written for a Certificate: not an account key.
+        return Ok(None);
+    }
+    if let Some(issuer) = account_key_of(ctx, &ns, name).await? {
+        return Ok(Some(format!(
+            "{at} is the ACME account key of {issuer}; certwright will never overwrite it: give this Certificate another secretName"
+        )));
+    }
+    Ok(None)
 }
 
-/// The message for a Secret another Certificate holds.
-pub(crate) fn foreign_message(cert: &Certificate, other: &str) -> String {
-    format!(
-        "Secret {}/{} belongs to Certificate {other:?}; certwright will not overwrite it: give this Certificate another secretName",
-        cert.namespace().unwrap_or_default(),
-        cert.spec.secret_name
-    )
+/// The Issuer (or ClusterIssuer) keeping its ACME account key in Secret
+/// `ns/name`, if any.
+async fn account_key_of(ctx: &Context, ns: &str, name: &str) -> Result<Option<String>, Error> {
+    let uses = |acme: Option<&crate::api::AcmeIssuer>| {
+        acme.is_some_and(|a| a.private_key_secret_ref.name == name)
+    };
+    let issuers = Api::<Issuer>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Error::Get(format!("Issuers in {ns}"), e))?;
+    if let Some(i) = issuers
+        .items
+        .iter()
+        .find(|i| uses(i.spec.config.acme.as_ref()))
+    {
+        return Ok(Some(format!("Issuer {:?}", i.name_any())));
+    }
+    if ns == ctx.cluster_resource_namespace {
+        let cluster = Api::<ClusterIssuer>::all(ctx.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| Error::Get("ClusterIssuers".into(), e))?;
+        if let Some(i) = cluster
+            .items
+            .iter()
+            .find(|i| uses(i.spec.config.acme.as_ref()))
+        {
+            return Ok(Some(format!("ClusterIssuer {:?}", i.name_any())));
+        }
+    }
+    Ok(None)
 }
 
 /// The Certificate a Secret belongs to, by its certificate-name

@@ -251,9 +251,8 @@ pub(crate) async fn reconcile(
                 .await;
             }
             if let Some(secret) = &seen.secret
-                && let Some(other) = super::controllers::foreign_owner(ctx, cert, secret).await?
+                && let Some(message) = super::controllers::refused(ctx, cert, secret).await?
             {
-                let message = super::controllers::foreign_message(cert, &other);
                 return record_failure(ctx, cert, Time(Timestamp::now()), message).await;
             }
             let encoding = cert
@@ -279,14 +278,31 @@ pub(crate) async fn reconcile(
                 wanted["metadata"]["ownerReferences"] = json!([{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
                     "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true}]);
             }
-            Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+            let written = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
                 .patch(
                     &cert.spec.secret_name,
                     &PatchParams::apply(ISSUING).force(),
                     &Patch::Apply(wanted),
                 )
-                .await
-                .map_err(|e| Error::WriteSecret(format!("{ns}/{}", cert.spec.secret_name), e))?;
+                .await;
+            match written {
+                Ok(_) => {}
+                // Refused for what it is (invalid, forbidden by policy or
+                // admission): retrying every few seconds changes nothing.
+                Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => {
+                    let message = format!(
+                        "The API server refused to write Secret {ns}/{}: {}",
+                        cert.spec.secret_name, s.message
+                    );
+                    return record_failure(ctx, cert, Time(Timestamp::now()), message).await;
+                }
+                Err(e) => {
+                    return Err(Error::WriteSecret(
+                        format!("{ns}/{}", cert.spec.secret_name),
+                        e,
+                    ));
+                }
+            }
             let violations = super::names::violations(&cert.spec, &leaf);
             let mismatch = (!violations.is_empty()).then(|| {
                 format!(

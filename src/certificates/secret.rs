@@ -1,7 +1,8 @@
 //! The Certificate's Secret: type `kubernetes.io/tls`, `tls.crt` (leaf and
 //! chain), `tls.key`, `ca.crt` when known, cert-manager's annotations and
-//! the `secretTemplate`; and whether certwright may write it at all (never
-//! take over a Secret another Certificate owns).
+//! the `secretTemplate`; and whether certwright may write it at all: never
+//! a Secret another Certificate owns, of another type, or holding data
+//! certwright does not write, unless it is handed over.
 
 use std::collections::BTreeMap;
 
@@ -18,9 +19,59 @@ pub fn owned_by_other(
     certificate: &str,
 ) -> Option<String> {
     secret_annotations
-        .get("cert-manager.io/certificate-name")
+        .get(CERTIFICATE_NAME)
         .filter(|owner| owner.as_str() != certificate)
         .cloned()
+}
+
+/// Data keys certwright (or cert-manager) writes into a Certificate's Secret.
+pub const OWN_KEYS: [&str; 9] = [
+    "tls.crt",
+    "tls.key",
+    "ca.crt",
+    "tls-combined.pem",
+    "key.der",
+    "keystore.jks",
+    "truststore.jks",
+    "keystore.p12",
+    "truststore.p12",
+];
+
+/// The annotation that hands a Secret to a Certificate.
+pub const CERTIFICATE_NAME: &str = "cert-manager.io/certificate-name";
+
+/// Why an existing Secret must not be written for a Certificate (besides
+/// belonging to another one, which needs a look at the API).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A Secret's type cannot change: it would be refused for ever.
+    WrongType(String),
+    /// Keys certwright does not write, in a Secret not handed to this
+    /// Certificate: it holds something else.
+    ForeignData(Vec<String>),
+}
+
+/// Whether a Secret of `type_` (None: Opaque, as the API defaults it)
+/// with `annotations` and `data_keys` may be written for `certificate`.
+pub fn refusal<'a>(
+    type_: Option<&str>,
+    annotations: &BTreeMap<String, String>,
+    data_keys: impl IntoIterator<Item = &'a String>,
+    certificate: &str,
+) -> Option<Refusal> {
+    let type_ = type_.unwrap_or("Opaque");
+    if type_ != "kubernetes.io/tls" {
+        return Some(Refusal::WrongType(type_.to_string()));
+    }
+    if annotations.get(CERTIFICATE_NAME).map(String::as_str) == Some(certificate) {
+        return None;
+    }
+    let foreign: Vec<String> = data_keys
+        .into_iter()
+        .filter(|k| !OWN_KEYS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    (!foreign.is_empty()).then_some(Refusal::ForeignData(foreign))
 }
 
 /// The Secret to apply (server-side apply: fields others set survive).
@@ -44,7 +95,7 @@ pub fn build(
         .and_then(|t| t.labels.clone())
         .unwrap_or_default();
     let ours = [
-        ("cert-manager.io/certificate-name", name.clone()),
+        (CERTIFICATE_NAME, name.clone()),
         ("cert-manager.io/issuer-name", spec.issuer_ref.name.clone()),
         (
             "cert-manager.io/issuer-kind",
@@ -180,6 +231,48 @@ mod tests {
             owned_by_other(&BTreeMap::new(), "api"),
             None,
             "an unannotated Secret can be adopted"
+        );
+    }
+
+    #[test]
+    fn secrets_holding_something_else_are_refused_unless_handed_over() {
+        let none = BTreeMap::new();
+        let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            refusal(Some("Opaque"), &none, &keys(&["tls.key"]), "web"),
+            Some(Refusal::WrongType("Opaque".into()))
+        );
+        assert_eq!(
+            refusal(None, &none, &keys(&[]), "web"),
+            Some(Refusal::WrongType("Opaque".into())),
+            "the API's default type"
+        );
+        let tls = Some("kubernetes.io/tls");
+        assert_eq!(
+            refusal(tls, &none, &keys(&["tls.crt", "tls.key", "ca.crt"]), "web"),
+            None,
+            "a plain TLS Secret is adopted"
+        );
+        assert_eq!(
+            refusal(
+                tls,
+                &none,
+                &keys(&["tls.crt", "tls.key", "password"]),
+                "web"
+            ),
+            Some(Refusal::ForeignData(vec!["password".into()]))
+        );
+        let handed: BTreeMap<String, String> =
+            [(CERTIFICATE_NAME.to_string(), "web".to_string())].into();
+        assert_eq!(
+            refusal(tls, &handed, &keys(&["tls.crt", "password"]), "web"),
+            None,
+            "handed over by its annotation"
+        );
+        assert_eq!(
+            refusal(Some("Opaque"), &handed, &keys(&[]), "web"),
+            Some(Refusal::WrongType("Opaque".into())),
+            "but a type cannot change"
         );
     }
 }

@@ -198,6 +198,68 @@ async fn the_schema_and_cel_rules_reject_what_they_should() {
         "spec.renewBeforePercentage: Invalid value: 100: spec.renewBeforePercentage in body should be less than or equal to 99",
     )
     .await;
+    // Input cert-manager's webhook refused: named, not stored.
+    let refused = [
+        (
+            "  secretName: Web_TLS\n  dnsNames: [a.example.com]\n",
+            "spec.secretName in body should match",
+        ),
+        (
+            "  secretName: s\n  dnsNames: [a.example.com]\n  duration: 90d\n",
+            "spec.duration in body should match",
+        ),
+        (
+            "  secretName: s\n  dnsNames: [a.example.com]\n  duration: -1h\n",
+            "spec.duration in body should match",
+        ),
+        (
+            "  secretName: s\n  dnsNames: [a.example.com]\n  duration: 30m\n",
+            "duration must be at least 1h",
+        ),
+        (
+            "  secretName: s\n  dnsNames: [a.example.com]\n  renewBefore: 1m\n",
+            "renewBefore must be at least 5m",
+        ),
+        (
+            "  secretName: s\n  dnsNames: [a.example.com]\n  duration: 2h\n  renewBefore: 3h\n",
+            "renewBefore must be shorter than duration",
+        ),
+        (
+            "  secretName: s\n  ipAddresses: [999.1.1.1]\n",
+            "spec.ipAddresses[0] in body must be of type ipv4",
+        ),
+        (
+            "  secretName: s\n  dnsNames: [bücher.example]\n",
+            "write an international domain name in its xn-- form",
+        ),
+        (
+            "  secretName: s\n  commonName: bücher.example\n",
+            "write an international domain name in its xn-- form",
+        ),
+        (
+            "  secretName: s\n  emailAddresses: [\"ops @example.com\"]\n",
+            "must be printable ASCII",
+        ),
+    ];
+    for (spec, message) in refused {
+        assert_rejected(c, certificate(spec), message).await;
+    }
+    // And what it accepted still is.
+    for spec in [
+        "  secretName: web.tls-1\n  dnsNames: [xn--bcher-kva.example]\n  duration: 1h30m\n  renewBefore: 6m30s\n",
+        "  secretName: s\n  ipAddresses: [192.0.2.1, \"2001:db8::1\", \"::ffff:192.0.2.7\"]\n  duration: 2160h\n  renewBefore: 360h\n",
+    ] {
+        let doc = certificate(spec);
+        let object: DynamicObject = serde_json::from_value(doc.clone()).expect("object");
+        let dry_run = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        api_for(c, &doc)
+            .create(&dry_run, &object)
+            .await
+            .unwrap_or_else(|e| panic!("{spec}: {e}"));
+    }
     assert_rejected(
         c,
         issuer("  acme:\n    server: https://acme.example/dir\n    privateKeySecretRef: {name: k}\n    solvers:\n    - http01:\n        ingress:\n          class: nginx\n          ingressClassName: nginx\n"),
