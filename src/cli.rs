@@ -74,6 +74,10 @@ pub struct ControllerArgs {
     /// is still working on, when it sends no Retry-After (milliseconds).
     #[arg(long, default_value_t = 1000)]
     pub acme_poll_interval_ms: u64,
+    /// Longest wait before asking the CA's renewal information (ARI) again,
+    /// whatever its Retry-After says (seconds).
+    #[arg(long, default_value_t = 21600)]
+    pub ari_poll_max_seconds: u64,
     /// Most Challenges presented and validated at once (one per DNS name
     /// at a time regardless); cert-manager's default is 60 too.
     #[arg(long, default_value_t = 60)]

@@ -47,6 +47,10 @@ pub struct Context {
     /// when the CA gives no Retry-After.
     pub poll_interval: Duration,
     pub solver: SolverSettings,
+    /// Longest wait before asking a CA's renewal information again.
+    pub ari_poll_max: Duration,
+    /// The CAs' renewal suggestions, by certificate.
+    pub renewal_info: crate::certificates::ari::Cache,
     /// Most Challenges worked on at once.
     pub max_challenges: usize,
     /// Most reconciles at once per controller.
@@ -76,6 +80,8 @@ impl Context {
             poll_interval: Duration::from_secs(1),
             solver: SolverSettings::default(),
             certificate_owner_ref: false,
+            ari_poll_max: Duration::from_secs(6 * 3600),
+            renewal_info: Default::default(),
             max_challenges: 60,
             concurrency: 0,
             in_flight: Mutex::default(),

@@ -84,6 +84,7 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             transient_max: Duration::from_secs(args.transient_backoff_max_seconds.max(1)),
         };
         ctx.poll_interval = Duration::from_millis(args.acme_poll_interval_ms.max(10));
+        ctx.ari_poll_max = Duration::from_secs(args.ari_poll_max_seconds.max(1));
         ctx.solver = certwright::context::SolverSettings {
             namespace: args.namespace.clone(),
             service: args.solver_service.clone(),

@@ -311,24 +311,48 @@ async fn a_spec_change_ends_the_backoff() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_profile_the_ca_does_not_offer_fails_plainly() {
+async fn a_profile_the_ca_offers_is_used_and_one_it_does_not_fails_plainly() {
+    use certwright::pki::cert::parse_chain;
     let env = Env::start(|_| {}, &[]).await;
-    env.cluster_issuer_with("profiled", json!({"profile": "shortlived"}))
+    env.cluster_issuer_with("tlsserver", json!({"profile": "tlsserver"}))
+        .await;
+    env.cluster_issuer_with("nosuch", json!({"profile": "nosuch"}))
         .await;
     env.namespace("apps").await;
-    env.certificate(
-        "apps",
-        "short",
-        json!({"secretName": "short-tls", "dnsNames": ["short.example.test"],
-               "issuerRef": {"name": "profiled", "kind": "ClusterIssuer"}}),
-    )
-    .await;
+    for (name, issuer) in [("served", "tlsserver"), ("unserved", "nosuch")] {
+        env.certificate(
+            "apps",
+            name,
+            json!({"secretName": format!("{name}-tls"), "commonName": format!("{name}.example.test"),
+                   "dnsNames": [format!("{name}.example.test")],
+                   "issuerRef": {"name": issuer, "kind": "ClusterIssuer"}}),
+        )
+        .await;
+    }
+    // The profile's lifetime (45 days, like Let's Encrypt's tlsserver),
+    // and no common name, which the profile leaves out.
+    env.certificate_ready("apps", "served", 1).await;
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(env.client.clone(), "apps")
+        .get("served-tls")
+        .await
+        .expect("secret");
+    let leaf = parse_chain(&secret.data.expect("data")["tls.crt"].0).expect("leaf");
+    assert_eq!(
+        leaf.not_after - leaf.not_before + 1,
+        45 * 86_400,
+        "tlsserver's validity"
+    );
+    assert_eq!(
+        leaf.common_name, None,
+        "tlsserver issues without a common name"
+    );
+
     let api: Api<Certificate> = Api::namespaced(env.client.clone(), "apps");
     let message = env
         .wait("the failure", 60, || {
             let api = api.clone();
             async move {
-                let status = api.get("short").await.ok()?.status?;
+                let status = api.get("unserved").await.ok()?.status?;
                 status
                     .conditions?
                     .into_iter()
@@ -337,13 +361,44 @@ async fn a_profile_the_ca_does_not_offer_fails_plainly() {
             }
         })
         .await;
-    assert!(message.contains("profile \"shortlived\""), "{message}");
-    let listed = orders(&env, "apps").await;
-    assert_eq!(
-        listed[0].status.as_ref().and_then(|s| s.url.clone()),
-        None,
-        "no order was placed at the CA"
+    assert!(
+        message.contains(
+            "the ACME server does not offer profile \"nosuch\"; it offers classic, shortlived, tlsserver"
+        ),
+        "{message}"
     );
+    // Not retried in a loop: the backoff (2 s doubling here) spaces the
+    // attempts, and none reaches the CA.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let status = api
+        .get("unserved")
+        .await
+        .expect("cert")
+        .status
+        .expect("status");
+    let attempts = status.failed_issuance_attempts.unwrap_or(0);
+    assert!((1..=3).contains(&attempts), "{attempts} attempts in 5 s");
+    for order in orders(&env, "apps").await {
+        if order
+            .metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("unserved-"))
+        {
+            assert_eq!(
+                order.status.as_ref().and_then(|s| s.url.clone()),
+                None,
+                "no order was placed at the CA"
+            );
+        }
+    }
+    let placed = env
+        .proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST" && s.path.starts_with("/order-plz"))
+        .count();
+    assert_eq!(placed, 1, "only the served profile's order reached the CA");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -333,12 +333,16 @@ async fn two_certificates_for_one_name_take_turns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_the_ca_rewrote_is_issued_once() {
     let env = Env::start(|_| {}, &[]).await;
+    // The profile that promotes the first name to the common name.
+    env.cluster_issuer_with("classic", json!({"profile": "classic"}))
+        .await;
     env.namespace("rewritten").await;
     env.certificate(
         "rewritten",
         "second-cn",
         json!({"secretName": "second-cn-tls", "commonName": "b.rewritten.test",
-               "dnsNames": ["a.rewritten.test", "b.rewritten.test"]}),
+               "dnsNames": ["a.rewritten.test", "b.rewritten.test"],
+               "issuerRef": {"name": "classic", "kind": "ClusterIssuer"}}),
     )
     .await;
     env.certificate(

@@ -1,8 +1,10 @@
-//! Renewal, end to end: pebble issues 15-second certificates, so the
-//! renewal time (two thirds into the lifetime by default) comes during the
-//! test. The controller requeues for exactly that time; the certificate is
-//! renewed into a new revision, with a new key under rotationPolicy Always
-//! and the same key under Never.
+//! Renewal, end to end against pebble's renewal information (ARI): the CA
+//! moves a certificate's window to a few seconds from now, certwright picks
+//! its renewal time in it (asking again every second here), and the
+//! certificate is renewed into a new revision, with a new key under
+//! rotationPolicy Always and the same key under Never, and the new order
+//! names the certificate it replaces. A window the CA moves into the past
+//! renews at once; a CA answering garbage leaves the two-thirds rule.
 
 use certwright::api::Certificate;
 use certwright::pki::cert::parse_chain;
@@ -23,9 +25,43 @@ fn key_of(secret: &Secret) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+fn leaf_of(secret: &Secret) -> String {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("tls.crt"))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .unwrap_or_default()
+}
+
+async fn renewed_with_reason(env: &Env, name: &str, reason_start: &str) -> bool {
+    let events = Api::<Event>::namespaced(env.client.clone(), "apps")
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .expect("events");
+    events.items.iter().any(|e| {
+        e.reason.as_deref() == Some("Issuing")
+            && e.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with(reason_start))
+    })
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+fn window(start: i64, end: i64) -> String {
+    use certwright::certificates::renewal::rfc3339;
+    json!({"suggestedWindow": {"start": rfc3339(start), "end": rfc3339(end)}}).to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn certificates_renew_at_the_computed_time_with_the_rotation_policy() {
-    let env = Env::start(|o| o.certificate_validity_seconds = Some(15), &[]).await;
+async fn certificates_renew_inside_the_cas_window_with_the_rotation_policy() {
+    let env = Env::start(|_| {}, &["--ari-poll-max-seconds", "1"]).await;
     env.namespace("apps").await;
     for (name, policy) in [("rotating", "Always"), ("keeping", "Never")] {
         env.certificate(
@@ -37,34 +73,40 @@ async fn certificates_renew_at_the_computed_time_with_the_rotation_policy() {
         .await;
     }
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "apps");
+    let certs: Api<Certificate> = Api::namespaced(env.client.clone(), "apps");
     let mut first = Vec::new();
     for name in ["rotating", "keeping"] {
-        let cert = env.certificate_ready("apps", name, 1).await;
-        let status = cert.status.expect("status");
-        let (nb, na, rt) = (
-            status.not_before.expect("notBefore").0.as_second(),
-            status.not_after.expect("notAfter").0.as_second(),
-            status.renewal_time.expect("renewalTime").0.as_second(),
-        );
-        assert!(
-            (rt - (na - (na - nb) / 3)).abs() <= 1,
-            "{name}: renewal at two thirds of the lifetime ({nb}..{na}: {rt})"
-        );
+        env.certificate_ready("apps", name, 1).await;
         let secret = secrets.get(&format!("{name}-tls")).await.expect("secret");
+        // The CA moves the window to a few seconds from now.
+        let (start, end) = (unix_now() + 6, unix_now() + 9);
+        env.cluster
+            .in_node(
+                env.pebble
+                    .set_renewal_info(&leaf_of(&secret), &window(start, end)),
+            )
+            .await
+            .expect("set the window");
+        let rt = env
+            .wait(
+                &format!("{name}'s renewal time in the new window"),
+                20,
+                || {
+                    let certs = certs.clone();
+                    async move {
+                        let status = certs.get(name).await.ok()?.status?;
+                        let rt = status.renewal_time?.0.as_second();
+                        (start..=end).contains(&rt).then_some(rt)
+                    }
+                },
+            )
+            .await;
         first.push((name, rt, key_of(&secret)));
     }
     for (name, renewal_time, key) in first {
         let renewed: Certificate = env.certificate_ready("apps", name, 2).await;
         let secret = secrets.get(&format!("{name}-tls")).await.expect("secret");
-        let leaf = parse_chain(
-            &secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get("tls.crt"))
-                .map(|b| b.0.clone())
-                .unwrap_or_default(),
-        )
-        .expect("leaf");
+        let leaf = parse_chain(leaf_of(&secret).as_bytes()).expect("leaf");
         assert!(
             leaf.not_before >= renewal_time - 1,
             "{name}: renewed at its renewal time, not before ({} < {renewal_time})",
@@ -76,18 +118,85 @@ async fn certificates_renew_at_the_computed_time_with_the_rotation_policy() {
         } else {
             assert_ne!(key_of(&secret), key, "rotationPolicy Always rotates it");
         }
+        assert!(
+            renewed_with_reason(
+                &env,
+                name,
+                "Renewing certificate as suggested by the CA's renewal information"
+            )
+            .await,
+            "{name}: the trigger said why"
+        );
     }
-    let events = Api::<Event>::namespaced(env.client.clone(), "apps")
-        .list(&ListParams::default().fields("involvedObject.name=keeping"))
-        .await
-        .expect("events");
     assert!(
-        events.items.iter().any(|e| {
-            e.reason.as_deref() == Some("Issuing")
-                && e.message.as_deref().is_some_and(|m| {
-                    m.starts_with("Renewing certificate as renewal was scheduled at")
-                })
-        }),
+        env.pebble.log().contains("is a replacement of"),
+        "the renewal orders name what they replace:\n{}",
+        env.pebble.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_moved_into_the_past_renews_at_once_and_garbage_leaves_two_thirds() {
+    let env = Env::start(|_| {}, &["--ari-poll-max-seconds", "1"]).await;
+    env.namespace("apps").await;
+    for name in ["moved", "garbled"] {
+        env.certificate(
+            "apps",
+            name,
+            json!({"secretName": format!("{name}-tls"), "dnsNames": [format!("{name}.example.test")]}),
+        )
+        .await;
+    }
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "apps");
+    let mut leaves = Vec::new();
+    for name in ["moved", "garbled"] {
+        let cert = env.certificate_ready("apps", name, 1).await;
+        let status = cert.status.expect("status");
+        let (nb, na, rt) = (
+            status.not_before.expect("notBefore").0.as_second(),
+            status.not_after.expect("notAfter").0.as_second(),
+            status.renewal_time.expect("renewalTime").0.as_second(),
+        );
+        // pebble: a day either side of two thirds into the lifetime.
+        let ideal = na + 1 - (na + 1 - nb) / 3;
+        assert!(
+            (ideal - 86_400..=ideal + 86_400).contains(&rt),
+            "{name}: inside the CA's window ({ideal} ± 1 day: {rt})"
+        );
+        let secret = secrets.get(&format!("{name}-tls")).await.expect("secret");
+        leaves.push((name, leaf_of(&secret), nb, na));
+    }
+    // As Let's Encrypt does for a certificate it must replace.
+    let now = unix_now();
+    let past = window(now - 7200, now - 3600);
+    env.cluster
+        .in_node(env.pebble.set_renewal_info(&leaves[0].1, &past))
+        .await
+        .expect("set the window");
+    env.cluster
+        .in_node(env.pebble.set_renewal_info(&leaves[1].1, "{not json"))
+        .await
+        .expect("set garbage");
+    env.certificate_ready("apps", "moved", 2).await;
+    assert!(
+        renewed_with_reason(
+            &env,
+            "moved",
+            "Renewing certificate as suggested by the CA's renewal information"
+        )
+        .await,
         "the trigger said why"
     );
+    let (_, _, nb, na) = leaves[1];
+    let two_thirds = na - (na - nb) / 3;
+    let certs: Api<Certificate> = Api::namespaced(env.client.clone(), "apps");
+    env.wait("garbled back on two thirds", 30, || {
+        let certs = certs.clone();
+        async move {
+            let status = certs.get("garbled").await.ok()?.status?;
+            let rt = status.renewal_time?.0.as_second();
+            ((rt - two_thirds).abs() <= 1 && status.revision == Some(1)).then_some(())
+        }
+    })
+    .await;
 }

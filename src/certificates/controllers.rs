@@ -178,6 +178,7 @@ pub(crate) async fn trigger(
         cert,
         current.as_ref(),
         seen.current_request.as_ref(),
+        seen.suggestion.as_ref(),
         now.as_second(),
     ) {
         Some(t) => {
@@ -209,9 +210,13 @@ pub(crate) async fn trigger(
                 .as_ref()
                 .and_then(|v| v.data.get("tls.crt"))
                 .and_then(|c| parse_chain(c).ok());
+            // Healthy: look again at the renewal time, or when the CA's
+            // renewal information is due to be asked again.
             let wait = leaf.map(|l| {
-                let at = renewal_of(cert, l.not_before, l.not_after);
-                Duration::from_secs((at - now.as_second()).max(1) as u64)
+                let spec_time = renewal_of(cert, l.not_before, l.not_after);
+                let at = super::ari::renew_at(cert, spec_time, seen.suggestion.as_ref());
+                let wait = Duration::from_secs((at - now.as_second()).max(1) as u64);
+                seen.ask_ca_again.map_or(wait, |again| wait.min(again))
             });
             Ok(wait)
         }

@@ -2,6 +2,7 @@
 //! (decides when to issue), key manager, request manager, issuing,
 //! readiness. Decisions are pure functions over plain data.
 
+pub mod ari;
 pub mod backoff;
 pub mod controllers;
 pub mod issuing;

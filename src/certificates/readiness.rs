@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::Again;
+use super::ari::Suggestion;
 use super::snapshot::Snapshot;
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
@@ -32,16 +33,22 @@ pub struct Readiness {
     pub times: Option<(i64, i64, i64)>,
 }
 
-/// Readiness of `cert` given its Secret at `now`.
-pub fn assess(cert: &Certificate, secret: Option<&SecretView>, now: i64) -> Readiness {
+/// Readiness of `cert` given its Secret and the CA's renewal suggestion at `now`.
+pub fn assess(
+    cert: &Certificate,
+    secret: Option<&SecretView>,
+    suggestion: Option<&Suggestion>,
+    now: i64,
+) -> Readiness {
     let times = secret
         .and_then(|s| s.data.get("tls.crt"))
         .and_then(|c| parse_chain(c).ok())
         .map(|leaf| {
-            let renew = renewal_of(cert, leaf.not_before, leaf.not_after);
+            let spec_time = renewal_of(cert, leaf.not_before, leaf.not_after);
+            let renew = super::ari::renew_at(cert, spec_time, suggestion);
             (leaf.not_before, leaf.not_after, renew)
         });
-    match evaluate(cert, secret, None, now) {
+    match evaluate(cert, secret, None, suggestion, now) {
         Some(t) if t.reason != "Renewing" => Readiness {
             ready: false,
             reason: t.reason.to_string(),
@@ -66,7 +73,12 @@ pub(crate) async fn reconcile(
         return Ok(None);
     }
     let now = Timestamp::now();
-    let r = assess(cert, seen.secret_view().as_ref(), now.as_second());
+    let r = assess(
+        cert,
+        seen.secret_view().as_ref(),
+        seen.suggestion.as_ref(),
+        now.as_second(),
+    );
     let existing = cert
         .status
         .as_ref()

@@ -37,6 +37,25 @@ pub fn request_spec(cert: &Certificate, csr_pem: &str) -> CertificateRequestSpec
     }
 }
 
+/// The RFC 9773 identifier of the certificate this issuance replaces: the
+/// one in the Secret, when it was issued for this Certificate by the same
+/// issuer (a CA only knows its own certificates).
+fn replaced(cert: &Certificate, seen: &Snapshot) -> Option<String> {
+    let view = seen.secret_view()?;
+    let annotation = |k: &str| view.annotations.get(k).map(String::as_str);
+    let issuer = &cert.spec.issuer_ref;
+    let same = annotation("cert-manager.io/certificate-name") == cert.metadata.name.as_deref()
+        && annotation("cert-manager.io/issuer-name") == Some(issuer.name.as_str())
+        && annotation("cert-manager.io/issuer-kind")
+            == Some(issuer.kind.as_deref().unwrap_or("Issuer"));
+    if !same {
+        return None;
+    }
+    crate::pki::cert::parse_chain(view.data.get("tls.crt")?)
+        .ok()?
+        .ari_id
+}
+
 /// Whether the request failed before the current issuance began (a retry
 /// after the backoff): it is replaced by a fresh one of the same name.
 fn failed_before_this_issuance(existing: &CertificateRequest, cert: &Certificate) -> bool {
@@ -112,6 +131,13 @@ pub(crate) async fn reconcile(
         "spec": {"issuerRef": {"name": ""}, "request": ""},
     }))
     .map_err(|e| Error::WriteSecret(format!("{ns}/{name}"), kube::Error::SerdeError(e)))?;
+    if let Some(id) = replaced(cert, seen) {
+        request
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(super::ari::REPLACES.to_string(), id);
+    }
     request.spec = request_spec(cert, &csr.pem);
     requests
         .create(&PostParams::default(), &request)

@@ -164,6 +164,7 @@ mod tests {
             issuer: "CN=Pebble".into(),
             public_key_info: vec![],
             chain_len: 2,
+            ari_id: None,
         }
     }
 

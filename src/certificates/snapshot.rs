@@ -1,18 +1,22 @@
-//! What one pass over a Certificate reads from the API, read once and
-//! shared by every role: the Secret it writes, the temporary key Secret
-//! of the issuance under way and the CertificateRequest of the next
-//! revision. Reads are fresh (not from a cache), so a role never acts on
-//! a state older than its own last write.
+//! What one pass over a Certificate reads, read once and shared by every
+//! role: the Secret it writes, the temporary key Secret of the issuance
+//! under way, the CertificateRequests of the current and next revisions,
+//! and the CA's renewal suggestion. API reads are fresh (not from a
+//! cache), so a role never acts on a state older than its own last write.
+
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 
+use super::ari::Suggestion;
 use super::controllers::{Error, issuing};
 use super::trigger::SecretView;
 use crate::api::{Certificate, CertificateRequest};
 use crate::context::Context;
 use crate::orders::naming;
+use crate::pki::cert::parse_chain;
 
 pub struct Snapshot {
     /// The Secret `spec.secretName` names.
@@ -27,6 +31,12 @@ pub struct Snapshot {
     /// issuance is under way: the trigger compares the spec with it (a CA
     /// may rewrite what the leaf says).
     pub current_request: Option<CertificateRequest>,
+    /// The CA's renewal suggestion for the certificate in the Secret, when
+    /// its issuer offers renewal information (asked only when no issuance
+    /// is under way, and no more often than the CA says).
+    pub suggestion: Option<Suggestion>,
+    /// When that suggestion is due to be asked again.
+    pub ask_ca_again: Option<Duration>,
 }
 
 impl Snapshot {
@@ -52,11 +62,25 @@ impl Snapshot {
             get_opt(&requests, request_name.as_deref(), &ns),
             get_opt(&requests, current_name.as_deref(), &ns),
         )?;
+        let ari_id = secret
+            .as_ref()
+            .filter(|_| !under_way)
+            .and_then(|s| s.data.as_ref()?.get("tls.crt").map(|c| c.0.clone()))
+            .and_then(|pem| parse_chain(&pem).ok()?.ari_id);
+        let (suggestion, ask_ca_again) = match ari_id {
+            Some(id) => {
+                let (suggestion, again) = super::ari::suggestion(ctx, cert, &id).await;
+                (suggestion, Some(again))
+            }
+            None => (None, None),
+        };
         Ok(Self {
             secret,
             next_key,
             request,
             current_request,
+            suggestion,
+            ask_ca_again,
         })
     }
 

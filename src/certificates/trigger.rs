@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use super::renewal::{parse_go_duration, renewal_time, rfc1123, rfc3339};
+use super::ari::Suggestion;
+use super::renewal::{rfc1123, rfc3339};
 use crate::api::{Certificate, CertificateRequest};
 use crate::pki::cert::parse_chain;
 use crate::pki::keys::{KeySpec, PrivateKey};
@@ -43,12 +44,14 @@ fn issuer_string(name: &str, kind: &str, group: &str) -> String {
 }
 
 /// Decides whether `cert` must be (re-)issued given its Secret (None when
-/// absent) and the CertificateRequest of its current revision (when it
-/// still exists) at Unix time `now`.
+/// absent), the CertificateRequest of its current revision (when it still
+/// exists) and the CA's renewal suggestion (when it offers one) at Unix
+/// time `now`.
 pub fn evaluate(
     cert: &Certificate,
     secret: Option<&SecretView>,
     request: Option<&CertificateRequest>,
+    suggestion: Option<&Suggestion>,
     now: i64,
 ) -> Option<Trigger> {
     let Some(secret) = secret else {
@@ -187,24 +190,21 @@ pub fn evaluate(
             format!("Certificate expired on {}", rfc1123(leaf.not_after)),
         );
     }
-    let renew_before = spec
-        .renew_before
-        .as_deref()
-        .and_then(|d| parse_go_duration(d).ok());
-    let renewal = renewal_time(
-        leaf.not_before,
-        leaf.not_after,
-        renew_before,
-        spec.renew_before_percentage,
-    );
+    let spec_time = super::renewal::renewal_of(cert, leaf.not_before, leaf.not_after);
+    let renewal = super::ari::renew_at(cert, spec_time, suggestion);
     if now >= renewal {
-        return trigger(
-            "Renewing",
-            format!(
+        let message = match suggestion {
+            Some(s) if renewal == s.renew_at => format!(
+                "Renewing certificate as suggested by the CA's renewal information (window {} to {})",
+                rfc3339(s.start),
+                rfc3339(s.end)
+            ),
+            _ => format!(
                 "Renewing certificate as renewal was scheduled at {}",
                 rfc3339(renewal)
             ),
-        );
+        };
+        return trigger("Renewing", message);
     }
     None
 }
@@ -286,20 +286,26 @@ mod tests {
         crate::install_crypto_provider();
         let c = certificate(&["a.example.com"]);
         assert_eq!(
-            evaluate(&c, None, None, ISSUED),
+            evaluate(&c, None, None, None, ISSUED),
             trigger(
                 "DoesNotExist",
                 "Issuing certificate as Secret does not exist"
             )
         );
         assert_eq!(
-            reason(evaluate(&c, Some(&SecretView::default()), None, ISSUED)),
+            reason(evaluate(
+                &c,
+                Some(&SecretView::default()),
+                None,
+                None,
+                ISSUED
+            )),
             Some("MissingData")
         );
         let mut s = secret(&["a.example.com"], KeyKind::Ecdsa(256));
         s.data.remove("tls.crt");
         assert_eq!(
-            evaluate(&c, Some(&s), None, ISSUED)
+            evaluate(&c, Some(&s), None, None, ISSUED)
                 .map(|t| t.message)
                 .as_deref(),
             Some("Issuing certificate as Secret does not contain a certificate")
@@ -307,7 +313,7 @@ mod tests {
         s.data.remove("tls.key");
         s.data.insert("ca.crt".into(), b"x".to_vec());
         assert_eq!(
-            evaluate(&c, Some(&s), None, ISSUED)
+            evaluate(&c, Some(&s), None, None, ISSUED)
                 .map(|t| t.message)
                 .as_deref(),
             Some("Issuing certificate as Secret does not contain a private key")
@@ -322,7 +328,7 @@ mod tests {
         let good = s.clone();
         s.data.insert("tls.key".into(), b"junk".to_vec());
         assert_eq!(
-            reason(evaluate(&c, Some(&s), None, ISSUED)),
+            reason(evaluate(&c, Some(&s), None, None, ISSUED)),
             Some("InvalidKeyPair")
         );
         let mut s = good.clone();
@@ -331,7 +337,7 @@ mod tests {
             b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec(),
         );
         assert_eq!(
-            reason(evaluate(&c, Some(&s), None, ISSUED)),
+            reason(evaluate(&c, Some(&s), None, None, ISSUED)),
             Some("InvalidCertificate")
         );
         let mut s = good.clone();
@@ -340,7 +346,7 @@ mod tests {
             secret(&["x"], KeyKind::Ecdsa(256)).data["tls.key"].clone(),
         );
         assert_eq!(
-            evaluate(&c, Some(&s), None, ISSUED)
+            evaluate(&c, Some(&s), None, None, ISSUED)
                 .map(|t| t.message)
                 .as_deref(),
             Some(
@@ -348,7 +354,7 @@ mod tests {
             )
         );
         assert_eq!(
-            evaluate(&c, Some(&good), None, ISSUED + DAY),
+            evaluate(&c, Some(&good), None, None, ISSUED + DAY),
             None,
             "a healthy Secret needs nothing"
         );
@@ -363,7 +369,7 @@ mod tests {
         s.annotations
             .insert("cert-manager.io/issuer-name".into(), "old".into());
         assert_eq!(
-            evaluate(&c, Some(&s), None, ISSUED),
+            evaluate(&c, Some(&s), None, None, ISSUED),
             trigger(
                 "IncorrectIssuer",
                 "Issuing certificate as Secret was previously issued by \"ClusterIssuer.cert-manager.io/old\""
@@ -373,12 +379,12 @@ mod tests {
         s.annotations
             .insert("cert-manager.io/certificate-name".into(), "other".into());
         assert_eq!(
-            reason(evaluate(&c, Some(&s), None, ISSUED)),
+            reason(evaluate(&c, Some(&s), None, None, ISSUED)),
             Some("IncorrectCertificate")
         );
         let changed = certificate(&["a.example.com", "b.example.com"]);
         assert_eq!(
-            evaluate(&changed, Some(&good), None, ISSUED),
+            evaluate(&changed, Some(&good), None, None, ISSUED),
             trigger(
                 "SecretMismatch",
                 "Issuing certificate as Existing issued Secret is not up to date for spec: [spec.dnsNames]"
@@ -391,7 +397,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            evaluate(&bigger, Some(&good), None, ISSUED),
+            evaluate(&bigger, Some(&good), None, None, ISSUED),
             trigger(
                 "SecretMismatch",
                 "Existing private key is not up to date for spec: [spec.privateKey.size]"
@@ -400,7 +406,7 @@ mod tests {
         let mut rsa = c.clone();
         rsa.spec.private_key = None;
         assert_eq!(
-            reason(evaluate(&rsa, Some(&good), None, ISSUED)),
+            reason(evaluate(&rsa, Some(&good), None, None, ISSUED)),
             Some("SecretMismatch"),
             "default algorithm is RSA"
         );
@@ -426,12 +432,12 @@ mod tests {
         // The CA moved the CN and dropped the email SAN (pebble does).
         let s = secret(&["a.example.com", "b.example.com"], KeyKind::Ecdsa(256));
         let request = request_for(&c, &s);
-        assert_eq!(evaluate(&c, Some(&s), Some(&request), ISSUED), None);
+        assert_eq!(evaluate(&c, Some(&s), Some(&request), None, ISSUED), None);
         // A field the CA drops is still noticed when the spec changes it.
         let mut edited = c.clone();
         edited.spec.email_addresses = Some(vec!["security@example.com".into()]);
         assert_eq!(
-            evaluate(&edited, Some(&s), Some(&request), ISSUED),
+            evaluate(&edited, Some(&s), Some(&request), None, ISSUED),
             trigger(
                 "RequestChanged",
                 "Fields on existing CertificateRequest resource not up to date: [spec.emailAddresses]"
@@ -440,13 +446,13 @@ mod tests {
         let mut edited = c.clone();
         edited.spec.duration = Some("2160h".into());
         assert_eq!(
-            reason(evaluate(&edited, Some(&s), Some(&request), ISSUED)),
+            reason(evaluate(&edited, Some(&s), Some(&request), None, ISSUED)),
             Some("RequestChanged")
         );
         // A request from another key than the Secret's is not the current one's.
         let other = secret(&["a.example.com"], KeyKind::Ecdsa(256));
         assert_eq!(
-            evaluate(&c, Some(&s), Some(&request_for(&c, &other)), ISSUED),
+            evaluate(&c, Some(&s), Some(&request_for(&c, &other)), None, ISSUED),
             trigger(
                 "RequestChanged",
                 "Fields on existing CertificateRequest resource not up to date: [spec.privateKey]"
@@ -459,9 +465,9 @@ mod tests {
         crate::install_crypto_provider();
         let c = certificate(&["a.example.com"]);
         let s = secret(&["a.example.com"], KeyKind::Ecdsa(256));
-        assert_eq!(evaluate(&c, Some(&s), None, ISSUED + 59 * DAY), None);
+        assert_eq!(evaluate(&c, Some(&s), None, None, ISSUED + 59 * DAY), None);
         assert_eq!(
-            evaluate(&c, Some(&s), None, ISSUED + 60 * DAY),
+            evaluate(&c, Some(&s), None, None, ISSUED + 60 * DAY),
             trigger(
                 "Renewing",
                 "Renewing certificate as renewal was scheduled at 2026-03-02T00:00:00Z"
@@ -470,16 +476,16 @@ mod tests {
         let mut early = c.clone();
         early.spec.renew_before = Some("720h".into());
         assert_eq!(
-            reason(evaluate(&early, Some(&s), None, ISSUED + 60 * DAY)),
+            reason(evaluate(&early, Some(&s), None, None, ISSUED + 60 * DAY)),
             Some("Renewing")
         );
         assert_eq!(
-            reason(evaluate(&early, Some(&s), None, ISSUED + 59 * DAY)),
+            reason(evaluate(&early, Some(&s), None, None, ISSUED + 59 * DAY)),
             None,
             "30 days before expiry is day 60"
         );
         assert_eq!(
-            evaluate(&c, Some(&s), None, ISSUED + 91 * DAY),
+            evaluate(&c, Some(&s), None, None, ISSUED + 91 * DAY),
             trigger(
                 "Expired",
                 "Certificate expired on Wed, 01 Apr 2026 00:00:00 UTC"

@@ -199,13 +199,14 @@ async fn reconcile(
             if let Some(why) = unsolvable {
                 return fail(&ctx, &order, status, why).await;
             }
-            let mut new = NewOrder::new(&ids);
-            if let Some(profile) = order.spec.profile.as_deref().filter(|p| !p.is_empty()) {
-                let offered: Vec<String> = session
+            let profile = order.spec.profile.as_deref().filter(|p| !p.is_empty());
+            if let Some(profile) = profile {
+                let mut offered: Vec<String> = session
                     .account
                     .profiles()
                     .map(|p| p.name.to_string())
                     .collect();
+                offered.sort();
                 if !offered.iter().any(|p| p == profile) {
                     let why = if offered.is_empty() {
                         format!(
@@ -225,9 +226,44 @@ async fn reconcile(
                     )
                     .await;
                 }
-                new = new.profile(profile);
             }
-            let mut placed = match session.account.new_order(&new).await {
+            let new_order = |replaces: Option<instant_acme::CertificateIdentifier<'static>>| {
+                let mut new = NewOrder::new(&ids);
+                if let Some(profile) = profile {
+                    new = new.profile(profile);
+                }
+                if let Some(id) = replaces {
+                    new = new.replaces(id);
+                }
+                new
+            };
+            // A renewal names the certificate it replaces (RFC 9773), so the
+            // CA can exempt it from rate limits. A CA without renewal
+            // information, or refusing the reference (already replaced,
+            // unknown), gets the order without it.
+            let replaces = order
+                .annotations()
+                .get(crate::certificates::ari::REPLACES)
+                .and_then(|id| id.split_once('.'))
+                .map(|(aki, serial)| instant_acme::CertificateIdentifier {
+                    authority_key_identifier: aki.to_string().into(),
+                    serial: serial.to_string().into(),
+                });
+            let first = match replaces {
+                Some(id) => match session.account.new_order(&new_order(Some(id))).await {
+                    Err(e) if replaces_refused(&e) => {
+                        tracing::info!(order = %order.name_any(), error = %e, "the CA refused the replaced certificate; ordering without it");
+                        None
+                    }
+                    placed => Some(placed),
+                },
+                None => None,
+            };
+            let placed = match first {
+                Some(placed) => placed,
+                None => session.account.new_order(&new_order(None)).await,
+            };
+            let mut placed = match placed {
                 Ok(o) => o,
                 Err(e) => {
                     return on_acme_error(
@@ -457,4 +493,21 @@ pub async fn run(ctx: Arc<Context>) {
     )
     .for_each(|_| async {})
     .await;
+}
+
+/// Whether a new order failed only for naming the certificate it replaces.
+fn replaces_refused(e: &instant_acme::Error) -> bool {
+    match e {
+        instant_acme::Error::Unsupported(_) => true,
+        instant_acme::Error::Api(p) => {
+            let kind = p.r#type.as_deref().unwrap_or_default();
+            kind.ends_with(":alreadyReplaced")
+                || (kind.ends_with(":malformed")
+                    && p.detail
+                        .as_deref()
+                        .is_some_and(|d| d.to_ascii_lowercase().contains("replace")))
+                || (p.status == Some(409))
+        }
+        _ => false,
+    }
 }

@@ -22,6 +22,9 @@ pub struct LeafInfo {
     pub public_key_info: Vec<u8>,
     /// How many certificates the PEM chain holds.
     pub chain_len: usize,
+    /// Its RFC 9773 identifier (authority key identifier and serial), for
+    /// the CA's renewal information; None without an AKI extension.
+    pub ari_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -71,6 +74,9 @@ pub fn parse_chain(pem: &[u8]) -> Result<LeafInfo, CertError> {
         issuer: cert.issuer().to_string(),
         public_key_info: cert.public_key().raw.to_vec(),
         chain_len: chain.len(),
+        ari_id: instant_acme::CertificateIdentifier::try_from(leaf)
+            .ok()
+            .map(|id| id.to_string()),
     };
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {

@@ -106,7 +106,7 @@ async fn kubectl_drives_certwright_resources_on_the_real_api_server() {
         .expect("version JSON");
     assert_eq!(
         version["serverVersion"]["gitVersion"],
-        certwright_testcluster::control_plane::kubernetes_version(),
+        certwright_testcluster::tools::kubernetes_version(),
         "{version}"
     );
     let created = run(&["create", "namespace", NS]).await;

@@ -9,6 +9,7 @@
 //! - [`deploy`]: certwright installed as the chart installs it.
 //! - [`process`], [`netns`]: children that die with the run, namespaces
 //!   held by a process.
+//! - [`tools`]: the pinned, cached Go-built binaries.
 
 pub mod acme_proxy;
 pub mod cluster;
@@ -18,3 +19,4 @@ pub mod deploy;
 pub mod netns;
 pub mod pebble;
 pub mod process;
+pub mod tools;

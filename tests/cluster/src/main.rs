@@ -148,7 +148,7 @@ async fn run(cluster: &LocalCluster, args: &Args) -> ExitCode {
     println!(
         "  API server       {} (kube-apiserver {})",
         cluster.api_url(),
-        certwright_testcluster::control_plane::kubernetes_version()
+        certwright_testcluster::tools::kubernetes_version()
     );
     println!("  kubeconfig       {}", kubeconfig.display());
     println!(

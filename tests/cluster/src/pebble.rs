@@ -1,5 +1,6 @@
-//! Launches Debian's `pebble` (an RFC 8555 test CA) with
-//! `pebble-challtestsrv` as its DNS, on free ports of one address (loopback,
+//! Launches pebble (an RFC 8555 test CA with certificate profiles and ACME
+//! Renewal Information, built by `scripts/install-tools` at the version
+//! `tests/tools/pebble/go.mod` pins) with `pebble-challtestsrv` as its DNS, on free ports of one address (loopback,
 //! or the local cluster's node inside its namespace), for one test
 //! environment: every name resolves to one IPv4 address (the ingress
 //! router's), HTTP-01 is validated on a chosen port, pebble's TLS listener
@@ -13,7 +14,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -33,7 +34,8 @@ pub struct PebbleOptions {
     /// The address every DNS name resolves to (A records); AAAA queries get
     /// no answer, because pebble does not fall back to IPv4 when `::1` fails.
     pub dns_ipv4: String,
-    /// Lifetime of issued certificates in seconds (pebble's default: 5 years).
+    /// Lifetime of issued certificates in seconds, for every profile
+    /// (by default each profile's own).
     pub certificate_validity_seconds: Option<u64>,
     /// Names pebble refuses with `rejectedIdentifier`.
     pub domain_blocklist: Vec<String>,
@@ -148,15 +150,31 @@ fn spawn(
     envs: &[(&str, String)],
     log: &Path,
 ) -> Result<Process, String> {
-    let mut command = Command::new(program);
+    let path = crate::tools::pebble_tool(program)?;
+    let mut command = Command::new(&path);
     command
         .args(args)
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
     if let Some(ns) = &options.netns {
         ns.enter(&mut command);
     }
-    Process::spawn(program, command, log).map_err(|e| {
-        format!("{e}; install it with `apt-get install pebble` (scripts/install-tools does)")
+    Process::spawn(program, command, log).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Certificate profiles like Let's Encrypt's: `classic` (90 days, the first
+/// name promoted to the common name), `tlsserver` (45 days, no common
+/// name) and `shortlived` (160 hours). An order without a profile gets one
+/// of them at random, as pebble does. `validity`, when set, replaces every
+/// profile's lifetime (a test that needs short-lived certificates).
+fn profiles(validity: Option<u64>) -> serde_json::Value {
+    let period = |default: u64| validity.unwrap_or(default);
+    json!({
+        "classic": {"description": "Let's Encrypt's classic profile", "promoteCommonName": true,
+                    "validityPeriod": period(90 * 86_400)},
+        "tlsserver": {"description": "TLS server certificates, no common name",
+                      "validityPeriod": period(45 * 86_400)},
+        "shortlived": {"description": "Short-lived TLS server certificates",
+                       "validityPeriod": period(160 * 3_600)},
     })
 }
 
@@ -196,6 +214,7 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
             "domainBlocklist": options.domain_blocklist,
+            "profiles": profiles(options.certificate_validity_seconds),
         }});
         if !options.eab_keys.is_empty() {
             config["pebble"]["externalAccountBindingRequired"] = json!(true);
@@ -205,9 +224,6 @@ impl Pebble {
                 .map(|(k, v)| (k.clone(), json!(v)))
                 .collect();
             config["pebble"]["externalAccountMACKeys"] = json!(keys);
-        }
-        if let Some(secs) = options.certificate_validity_seconds {
-            config["pebble"]["certificateValidityPeriod"] = json!(secs);
         }
         std::fs::write(dir.join("pebble.json"), config.to_string()).map_err(|e| e.to_string())?;
 
@@ -220,8 +236,10 @@ impl Pebble {
                 options.dns_ipv4.clone(),
                 "-defaultIPv6".into(),
                 String::new(),
-                "-dns01".into(),
+                "-dnsserver".into(),
                 format!("{ip}:{dns}"),
+                "-doh".into(),
+                String::new(),
                 "-management".into(),
                 format!("{ip}:{dns_management}"),
                 "-http01".into(),
@@ -272,7 +290,15 @@ impl Pebble {
         // The management listener may come up a moment after the ACME one.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         started.issuing_root = loop {
-            match started.management_get("/roots/0").await {
+            match self::management(
+                &started.management_url,
+                &started.tls_ca_pem,
+                "GET",
+                "/roots/0",
+                String::new(),
+            )
+            .await
+            {
                 Ok(root) => break root,
                 Err(e) if tokio::time::Instant::now() > deadline => return Err(e),
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -302,41 +328,71 @@ impl Pebble {
         &self.issuing_root
     }
 
-    async fn management_get(&self, path: &str) -> Result<String, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(self.tls_ca_pem.as_bytes()) {
-            roots
-                .add(cert.map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
+    /// Sets what pebble's renewal information (ARI) answers for the
+    /// certificate `cert_pem` (the first of a chain): any text, even
+    /// malformed JSON. The future is `'static`, to run in the node
+    /// (`LocalCluster::in_node`), where pebble's management port is.
+    pub fn set_renewal_info(
+        &self,
+        cert_pem: &str,
+        answer: &str,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+        let body = json!({"certificate": cert_pem, "ariResponse": answer}).to_string();
+        let (url, ca) = (self.management_url.clone(), self.tls_ca_pem.clone());
+        async move {
+            management(&url, &ca, "POST", "/set-renewal-info/", body)
+                .await
+                .map(|_| ())
         }
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .build();
-        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
-        let url = format!("{}{path}", self.management_url);
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-        let response = client
-            .get(uri)
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?
-            .to_bytes();
-        let text = String::from_utf8_lossy(&body).into_owned();
-        if !status.is_success() {
-            return Err(format!("GET {url}: {status}: {text}"));
-        }
-        Ok(text)
     }
+}
+
+/// A request to pebble's management API at `base`, trusting `ca_pem`.
+async fn management(
+    base: &str,
+    ca_pem: &str,
+    method: &str,
+    path: &str,
+    body: String,
+) -> Result<String, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+    let url = format!("{base}{path}");
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(&url)
+        .header("user-agent", "certwright-tests")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| format!("{url}: {e}"))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| format!("{method} {url}: {e}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("{method} {url}: {e}"))?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    if !status.is_success() {
+        return Err(format!("{method} {url}: {status}: {text}"));
+    }
+    Ok(text)
 }
 
 impl Drop for Pebble {

@@ -130,7 +130,7 @@ fn node_status() -> Value {
         "allocatable": {"cpu": "2", "memory": "24Gi", "pods": "250"},
         "nodeInfo": {"machineID": "local", "systemUUID": "local", "bootID": "local", "kernelVersion": "local",
             "osImage": "certwright local cluster", "containerRuntimeVersion": "process://local",
-            "kubeletVersion": crate::control_plane::kubernetes_version(), "kubeProxyVersion": "",
+            "kubeletVersion": crate::tools::kubernetes_version(), "kubeProxyVersion": "",
             "operatingSystem": "linux", "architecture": std::env::consts::ARCH}}})
 }
 
