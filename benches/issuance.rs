@@ -7,7 +7,8 @@
 //! ServiceAccount (from kube-apiserver's audit log), and the controller's
 //! peak memory. Everything runs inside the local cluster's node namespace.
 //!
-//! Run: `cargo bench --bench issuance` (`BENCH_SIZES=1,10` to change N).
+//! Run: `cargo bench --bench issuance` (`BENCH_SIZES=1,10` to change N;
+//! `BENCH_FLOOR_ONLY=1` for pebble alone under N concurrent orders).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -428,15 +429,21 @@ async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>, binary: &'static
         .collect();
     all_hosts.push("fw-0.example.test".into());
     floor_routes(&client, cluster.ingress_class(), &all_hosts, port).await;
+    // BENCH_FLOOR_ONLY: pebble alone under N concurrent orders (no controller).
+    let floor_only = std::env::var_os("BENCH_FLOOR_ONLY").is_some();
     // Warm up both paths (account lookups, first connections) with one certificate each.
     let _ = floor(&account, &tokens, 1, "w").await;
-    let _ = controller(cluster, 1, "w").await;
+    if !floor_only {
+        let _ = controller(cluster, 1, "w").await;
+    }
 
     let mut rows = Vec::new();
     for (b, n) in sizes.iter().enumerate() {
         let batch = b.to_string();
         rows.push(floor(&account, &tokens, *n, &batch).await);
-        rows.push(controller(cluster, *n, &batch).await);
+        if !floor_only {
+            rows.push(controller(cluster, *n, &batch).await);
+        }
     }
     println!(
         "\nissuance against pebble, one name per certificate, controller as a Pod (poll {POLL_MS} ms)\n"

@@ -12,15 +12,7 @@ use serde_json::json;
 mod common;
 
 use common::env::Env;
-
-fn secret_data(secret: &Secret, key: &str) -> Vec<u8> {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|b| b.0.clone())
-        .unwrap_or_default()
-}
+use common::secret_data;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_secret_is_reissued_and_labels_added_by_others_survive() {

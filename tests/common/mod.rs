@@ -10,6 +10,16 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 /// A fresh key and the DER CSR for `names`.
+/// The bytes under `key` in a Secret's data (empty when absent).
+pub fn secret_data(secret: &k8s_openapi::api::core::v1::Secret, key: &str) -> Vec<u8> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
+        .unwrap_or_default()
+}
+
 pub fn csr_for(names: &[&str]) -> (rcgen::KeyPair, Vec<u8>) {
     let key = rcgen::KeyPair::generate().expect("key");
     let csr =
