@@ -105,7 +105,7 @@ pub(crate) async fn reconcile(
         }
         if !misfits.is_empty() {
             tracing::info!(request = %format!("{ns}/{name}"), fields = ?misfits,
-                "replacing the CertificateRequest: the Certificate's spec changed");
+                "replacing the CertificateRequest: it no longer fits the Certificate's spec or next key");
         }
         let _ = requests.delete(&name, &DeleteParams::default()).await;
         return Ok(Some(Duration::from_millis(200)));
