@@ -494,3 +494,46 @@ async fn a_wildcard_without_a_dns01_solver_fails_before_anything_is_ordered() {
         .count();
     assert_eq!(ordered, 0, "no ACME order for a name no solver can prove");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_class_nobody_serves_fails_the_self_check_and_the_ca_is_never_asked() {
+    use certwright::api::Challenge;
+    let env = Env::start(|_| {}, &[]).await;
+    env.cluster_issuer_with(
+        "unserved",
+        json!({"solvers": [{"http01": {"ingress": {"ingressClassName": "nobody-serves"}}}]}),
+    )
+    .await;
+    env.namespace("apps").await;
+    env.certificate(
+        "apps",
+        "lost",
+        json!({"secretName": "lost-tls", "dnsNames": ["lost.example.test"],
+               "issuerRef": {"name": "unserved", "kind": "ClusterIssuer"}}),
+    )
+    .await;
+    let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), "apps");
+    let reason = env
+        .wait("the self-check to say why", 60, || {
+            let challenges = challenges.clone();
+            async move {
+                let listed = challenges.list(&ListParams::default()).await.ok()?;
+                let reason = listed.items.first()?.status.as_ref()?.reason.clone()?;
+                reason.contains("not routed").then_some(reason)
+            }
+        })
+        .await;
+    assert!(
+        reason.starts_with("Waiting for HTTP-01 challenge propagation: ")
+            && reason.contains("wrong status code 404"),
+        "{reason}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let asked = env
+        .proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST" && s.path.starts_with("/chalZ/"))
+        .count();
+    assert_eq!(asked, 0, "the CA was never asked to validate");
+}

@@ -101,6 +101,13 @@ pub async fn reachable(
             .await
             .map_err(|_| format!("GET {url} via {target}: no answer within 5s"))?
             .map_err(|e| format!("GET {url}: {e}"))?;
+    if status == 404 {
+        // Our solver answers 404 for a token it does not hold, an ingress
+        // controller for a host or path no Ingress routes.
+        return Err(format!(
+            "GET {url} via {target}: wrong status code 404, expected 200: the token is not routed to certwright's solver; check that an ingress controller serves the solver's Ingress class and that the solver Ingress for {domain} exists"
+        ));
+    }
     if status != 200 {
         return Err(format!(
             "GET {url} via {target}: wrong status code {status}, expected 200"
@@ -168,6 +175,10 @@ mod tests {
                 .contains("not the key authorization")
         );
         let missing = reachable("other.example.test", "tok", "tok.thumb", Some(&via)).await;
-        assert!(missing.expect_err("404").contains("wrong status code 404"));
+        let missing = missing.expect_err("404");
+        assert!(
+            missing.contains("wrong status code 404") && missing.contains("not routed"),
+            "{missing}"
+        );
     }
 }
