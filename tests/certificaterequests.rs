@@ -194,6 +194,44 @@ async fn acme_requests_become_orders_and_come_back_issued_or_failed() {
             .is_some()
     );
 
+    // A retry: a new request of the same name and CSR, while the failed
+    // Order of the old one is still there (orphaned here; in a cluster,
+    // not yet collected). It is never taken for the new request's.
+    let old = requests.get("bad-1").await.expect("get");
+    requests
+        .delete("bad-1", &kube::api::DeleteParams::orphan())
+        .await
+        .expect("delete");
+    eventually("bad-1 gone", || async {
+        requests
+            .get_opt("bad-1")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let mut again: CertificateRequest = serde_json::from_value(json!({"apiVersion": "cert-manager.io/v1",
+        "kind": "CertificateRequest", "metadata": {"name": "bad-1"}, "spec": {"issuerRef": {"name": ""}, "request": ""}}))
+    .expect("request");
+    again.spec = old.spec.clone();
+    let again = requests
+        .create(&PostParams::default(), &again)
+        .await
+        .expect("create again");
+    let pending = eventually("the new bad-1 pending on a fresh order", || async {
+        ready(&requests.get("bad-1").await.ok()?).filter(|r| r.1 == "Pending")
+    })
+    .await;
+    assert!(pending.2.contains(&bad_order), "{pending:?}");
+    let fresh = orders.get(&bad_order).await.expect("order");
+    assert_eq!(
+        fresh.metadata.owner_references.unwrap_or_default()[0].uid,
+        again.metadata.uid.clone().unwrap_or_default(),
+        "owned by the new request"
+    );
+    assert!(fresh.status.is_none(), "a fresh Order, not the failed one");
+
     let other = requests.get("other-1").await.expect("get");
     assert!(other.status.is_none(), "not an ACME issuer: untouched");
     assert!(

@@ -199,6 +199,20 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
         .await
         .map_err(|e| Error::Get(format!("Order {ns}/{name}"), e))?
     {
+        // An Order of the same name left by an earlier request of the same
+        // name (a retry after a failure), not yet collected: never this
+        // request's. Removed, so this one gets a fresh Order at once.
+        Some(o)
+            if !o
+                .owner_references()
+                .iter()
+                .any(|r| Some(&r.uid) == cr.meta().uid.as_ref()) =>
+        {
+            let _ = orders
+                .delete(&name, &kube::api::DeleteParams::background())
+                .await;
+            return Ok(Action::requeue(Duration::from_millis(500)));
+        }
         Some(o) => o,
         None => {
             let owner = json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest", "name": cr.name_any(),
