@@ -70,8 +70,12 @@ impl Cache {
         map.get(id).cloned()
     }
 
+    /// Stores an answer; answers due to be asked again are dropped, so the
+    /// map holds no more than the certificates currently in Secrets.
     fn put(&self, id: &str, entry: Entry) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        map.retain(|_, e| e.ask_again > now);
         map.insert(id.to_string(), entry);
     }
 }

@@ -308,13 +308,7 @@ pub(crate) async fn key_manager(
                 Ok(spec) => spec,
                 Err(e) => {
                     let message = format!("The private key spec cannot be used: {e}");
-                    return super::issuing::record_failure(
-                        ctx,
-                        cert,
-                        Time(Timestamp::now()),
-                        message,
-                    )
-                    .await;
+                    return super::issuing::record_failure_now(ctx, cert, message).await;
                 }
             };
             let reuse = if cert
@@ -336,13 +330,7 @@ pub(crate) async fn key_manager(
                     Ok(k) => k,
                     Err(e) => {
                         let message = format!("No private key can be generated: {e}");
-                        return super::issuing::record_failure(
-                            ctx,
-                            cert,
-                            Time(Timestamp::now()),
-                            message,
-                        )
-                        .await;
+                        return super::issuing::record_failure_now(ctx, cert, message).await;
                     }
                 },
             };

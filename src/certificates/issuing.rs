@@ -120,6 +120,15 @@ async fn end_issuance(
     Ok(())
 }
 
+/// Records a failure that happened just now (see [`record_failure`]).
+pub(super) async fn record_failure_now(
+    ctx: &Context,
+    cert: &Certificate,
+    message: String,
+) -> Result<Again, Error> {
+    record_failure(ctx, cert, Time(Timestamp::now()), message).await
+}
+
 pub(super) async fn record_failure(
     ctx: &Context,
     cert: &Certificate,
@@ -230,22 +239,18 @@ pub(crate) async fn reconcile(
             let leaf = match parse_chain(&chain) {
                 Ok(l) => l,
                 Err(e) => {
-                    let failed = Time(Timestamp::now());
-                    return record_failure(
+                    return record_failure_now(
                         ctx,
                         cert,
-                        failed,
                         format!("The issued certificate cannot be parsed: {e}"),
                     )
                     .await;
                 }
             };
             if key.public_key_info().ok().as_deref() != Some(leaf.public_key_info.as_slice()) {
-                let failed = Time(Timestamp::now());
-                return record_failure(
+                return record_failure_now(
                     ctx,
                     cert,
-                    failed,
                     "The issued certificate does not match the private key".into(),
                 )
                 .await;
@@ -253,7 +258,7 @@ pub(crate) async fn reconcile(
             if let Some(secret) = &seen.secret
                 && let Some(message) = super::controllers::refused(ctx, cert, secret).await?
             {
-                return record_failure(ctx, cert, Time(Timestamp::now()), message).await;
+                return record_failure_now(ctx, cert, message).await;
             }
             let encoding = cert
                 .spec
@@ -294,7 +299,7 @@ pub(crate) async fn reconcile(
                         "The API server refused to write Secret {ns}/{}: {}",
                         cert.spec.secret_name, s.message
                     );
-                    return record_failure(ctx, cert, Time(Timestamp::now()), message).await;
+                    return record_failure_now(ctx, cert, message).await;
                 }
                 Err(e) => {
                     return Err(Error::WriteSecret(

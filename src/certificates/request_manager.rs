@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use super::Again;
 use k8s_openapi::ByteString;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
@@ -116,8 +114,7 @@ pub(crate) async fn reconcile(
             // A spec the schema let through but no CSR can carry: a failed
             // issuance (condition, event, backoff), not an event alone.
             let message = format!("The Certificate's spec cannot be turned into a CSR: {e}");
-            return super::issuing::record_failure(ctx, cert, Time(Timestamp::now()), message)
-                .await;
+            return super::issuing::record_failure_now(ctx, cert, message).await;
         }
     };
     let owner = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true});
