@@ -348,19 +348,7 @@ async fn a_profile_the_ca_offers_is_used_and_one_it_does_not_fails_plainly() {
     );
 
     let api: Api<Certificate> = Api::namespaced(env.client.clone(), "apps");
-    let message = env
-        .wait("the failure", 60, || {
-            let api = api.clone();
-            async move {
-                let status = api.get("unserved").await.ok()?.status?;
-                status
-                    .conditions?
-                    .into_iter()
-                    .find(|c| c.type_ == "Issuing" && c.reason.as_deref() == Some("Failed"))?
-                    .message
-            }
-        })
-        .await;
+    let message = env.issuing_failure("apps", "unserved").await;
     assert!(
         message.contains(
             "the ACME server does not offer profile \"nosuch\"; it offers classic, shortlived, tlsserver"

@@ -258,20 +258,7 @@ async fn every_key_algorithm_and_encoding_the_ca_takes_issues_and_parses() {
                "privateKey": {"algorithm": "Ed25519", "encoding": "PKCS8"}}),
     )
     .await;
-    let certs: Api<certwright::api::Certificate> = Api::namespaced(env.client.clone(), "keys");
-    let message = env
-        .wait("the Ed25519 Certificate to fail", 60, || {
-            let certs = certs.clone();
-            async move {
-                let status = certs.get("ed25519").await.ok()?.status?;
-                status
-                    .conditions?
-                    .into_iter()
-                    .find(|c| c.type_ == "Issuing" && c.reason.as_deref() == Some("Failed"))?
-                    .message
-            }
-        })
-        .await;
+    let message = env.issuing_failure("keys", "ed25519").await;
     assert!(
         message.contains("badCSR") && message.contains("Ed25519 is not supported"),
         "{message}"

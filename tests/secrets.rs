@@ -111,20 +111,7 @@ async fn a_secret_of_another_certificate_is_never_taken_over() {
     )
     .await;
     let certs: Api<certwright::api::Certificate> = Api::namespaced(env.client.clone(), "apps");
-    let message = env
-        .wait("the second Certificate to fail", 60, || {
-            let certs = certs.clone();
-            async move {
-                let cert = certs.get("second").await.ok()?;
-                let c = cert
-                    .status?
-                    .conditions?
-                    .into_iter()
-                    .find(|c| c.type_ == "Issuing" && c.reason.as_deref() == Some("Failed"))?;
-                c.message
-            }
-        })
-        .await;
+    let message = env.issuing_failure("apps", "second").await;
     assert!(
         message.contains("belongs to Certificate \"first\""),
         "{message}"
@@ -214,24 +201,6 @@ async fn foreign_secret(env: &Env, ns: &str, name: &str, type_: &str, data: &[(&
         .expect("create secret");
 }
 
-/// The Issuing=False message of a Certificate that failed.
-async fn failure(env: &Env, ns: &str, name: &str) -> String {
-    let certs: Api<Certificate> = Api::namespaced(env.client.clone(), ns);
-    env.wait(&format!("{ns}/{name} to fail"), 60, || {
-        let certs = certs.clone();
-        async move {
-            let cert = certs.get(name).await.ok()?;
-            let c = cert
-                .status?
-                .conditions?
-                .into_iter()
-                .find(|c| c.type_ == "Issuing" && c.reason.as_deref() == Some("Failed"))?;
-            c.message
-        }
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_holding_something_else_are_refused_before_ordering_and_kept() {
     let env = Env::start(|_| {}, &[]).await;
@@ -288,12 +257,12 @@ async fn secrets_holding_something_else_are_refused_before_ordering_and_kept() {
         )
         .await;
     }
-    let opaque = failure(&env, ns, "c-opaque").await;
+    let opaque = env.issuing_failure(ns, "c-opaque").await;
     assert!(
         opaque.contains("is of type \"Opaque\", not kubernetes.io/tls"),
         "{opaque}"
     );
-    let extra = failure(&env, ns, "c-extra").await;
+    let extra = env.issuing_failure(ns, "c-extra").await;
     assert!(
         extra.contains("holds data certwright does not write (password)")
             && extra.contains(
@@ -301,7 +270,7 @@ async fn secrets_holding_something_else_are_refused_before_ordering_and_kept() {
             ),
         "{extra}"
     );
-    let account = failure(&env, ns, "c-account").await;
+    let account = env.issuing_failure(ns, "c-account").await;
     assert!(
         account.contains("is the ACME account key of Issuer \"own\""),
         "{account}"
@@ -359,6 +328,6 @@ async fn secrets_holding_something_else_are_refused_before_ordering_and_kept() {
         .await
         .expect("delete");
     env.certificate_ready(ns, "c-opaque", 1).await;
-    let account = failure(&env, ns, "c-account").await;
+    let account = env.issuing_failure(ns, "c-account").await;
     assert!(account.contains("account key"), "still refused: {account}");
 }

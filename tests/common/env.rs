@@ -185,6 +185,24 @@ impl Env {
 
     /// The Certificate once its Ready condition is `status` with a revision
     /// of at least `revision`.
+    /// Waits for the Certificate to fail (Issuing=False, reason Failed);
+    /// returns the condition's message.
+    pub async fn issuing_failure(&self, ns: &str, name: &str) -> String {
+        let api: Api<Certificate> = Api::namespaced(self.client.clone(), ns);
+        self.wait(&format!("Certificate {ns}/{name} to fail"), 60, || {
+            let api = api.clone();
+            async move {
+                let status = api.get(name).await.ok()?.status?;
+                status
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_ == "Issuing" && c.reason.as_deref() == Some("Failed"))?
+                    .message
+            }
+        })
+        .await
+    }
+
     pub async fn certificate_ready(&self, ns: &str, name: &str, revision: i64) -> Certificate {
         let api: Api<Certificate> = Api::namespaced(self.client.clone(), ns);
         self.wait(

@@ -13,9 +13,7 @@ use std::time::Instant;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -58,7 +56,7 @@ pub struct AcmeProxy {
     task: tokio::task::JoinHandle<()>,
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+use crate::pebble::HttpsClient;
 
 fn problem(fault: &Fault) -> Response<Full<Bytes>> {
     let body = serde_json::json!({"type": fault.problem_type, "detail": fault.detail, "status": fault.status});
@@ -181,22 +179,7 @@ impl AcmeProxy {
             .with_single_cert(certs, key)
             .map_err(|e| e.to_string())?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(
-                CertificateDer::from_pem_slice(pebble.tls_ca_pem.as_bytes())
-                    .map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| e.to_string())?;
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .build();
-        let client: HttpsClient = Client::builder(TokioExecutor::new()).build(https);
+        let client: HttpsClient = crate::pebble::https_client(&pebble.tls_ca_pem)?;
         let upstream = pebble.directory_url.trim_end_matches("/dir").to_string();
         let host = upstream
             .trim_start_matches("https://")

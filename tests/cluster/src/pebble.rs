@@ -347,14 +347,14 @@ impl Pebble {
     }
 }
 
-/// A request to pebble's management API at `base`, trusting `ca_pem`.
-async fn management(
-    base: &str,
-    ca_pem: &str,
-    method: &str,
-    path: &str,
-    body: String,
-) -> Result<String, String> {
+/// A client of pebble's HTTPS listeners.
+pub type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// An HTTPS client (HTTP/1.1) that trusts only `ca_pem`, pebble's TLS CA.
+pub fn https_client(ca_pem: &str) -> Result<HttpsClient, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots
@@ -369,7 +369,18 @@ async fn management(
         .https_only()
         .enable_http1()
         .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
+/// A request to pebble's management API at `base`, trusting `ca_pem`.
+async fn management(
+    base: &str,
+    ca_pem: &str,
+    method: &str,
+    path: &str,
+    body: String,
+) -> Result<String, String> {
+    let client = https_client(ca_pem)?;
     let url = format!("{base}{path}");
     let request = hyper::Request::builder()
         .method(method)
