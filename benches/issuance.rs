@@ -20,7 +20,7 @@ use certwright::solver::server::{self, Presented, Tokens};
 use certwright_testcluster::cluster::audit::AuditLog;
 use certwright_testcluster::cluster::{LocalCluster, NODE_IP};
 use certwright_testcluster::deploy;
-use certwright_testcluster::pebble::{Pebble, PebbleOptions};
+use certwright_testcluster::pebble::Pebble;
 use futures_util::StreamExt;
 use instant_acme::{Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder};
 use k8s_openapi::api::core::v1::{Namespace, Service};
@@ -366,16 +366,10 @@ fn main() {
 }
 
 async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>, binary: &'static str) {
-    let router = cluster.router_node_addr();
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: router.port(),
-        dns_ipv4: NODE_IP.to_string(),
-        address: NODE_IP.into(),
-        netns: Some(cluster.node().clone()),
-        ..PebbleOptions::default()
-    })
-    .await
-    .expect("pebble");
+    let router = cluster.ingress_node_addr();
+    let pebble = Pebble::start(cluster.pebble_options())
+        .await
+        .expect("pebble");
     let client = cluster.control_plane().client();
     deploy::install_crds(&client, std::path::Path::new(binary))
         .await
@@ -488,7 +482,8 @@ async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>, binary: &'static
             " controller --http01-self-check-address",
         ),
         ("pebble", "pebble -config"),
-        ("kubelet, proxies, router, floor", "deps/issuance-"),
+        ("traefik", "traefik --entryPoints"),
+        ("kubelet, proxies, floor", "deps/issuance-"),
     ] {
         println!("  {who:<26} {:>7.1}", cpu_seconds(pattern));
     }

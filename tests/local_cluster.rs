@@ -4,13 +4,13 @@
 //! deletion stops the process; an Ingress of another class is not routed;
 //! Deployments run and scale through the real controllers; and a complete
 //! ACME order against pebble, which validates every token by resolving the
-//! names to the ingress router, as Let's Encrypt would.
+//! names to the ingress (Traefik), as Let's Encrypt would.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use certwright_testcluster::cluster::{LocalCluster, NODE_IP};
-use certwright_testcluster::pebble::{Pebble, PebbleOptions};
+use certwright_testcluster::cluster::{INGRESS_IP, LocalCluster, NODE_IP};
+use certwright_testcluster::pebble::Pebble;
 use instant_acme::{
     AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
 };
@@ -123,18 +123,25 @@ async fn a_certwright_pod_is_reached_through_service_and_ingress() {
         "tok_A.thumb",
     )
     .await;
-    let router = cluster.router_addr();
+    let ingress = cluster.ingress_addr();
     let path = "/.well-known/acme-challenge/tok_A";
-    let body = eventually("the token through the router", || async {
-        match http_get(router, "app.example.test", path).await {
+    let body = eventually("the token through Traefik", || async {
+        match http_get(ingress, "app.example.test", path).await {
             Ok((200, body)) => Some(body),
             _ => None,
         }
     })
     .await;
     assert_eq!(body, "tok_A.thumb");
+    assert!(
+        cluster
+            .ingress_log()
+            .contains(&format!("\"GET {path} HTTP/1.1\" 200")),
+        "Traefik's access log shows the request: {}",
+        cluster.ingress_log()
+    );
     assert_eq!(
-        http_get(router, "other.example.test", path)
+        http_get(ingress, "other.example.test", path)
             .await
             .expect("get")
             .0,
@@ -189,10 +196,10 @@ async fn a_certwright_pod_is_reached_through_service_and_ingress() {
         "clusterIP:port proxies to the Pod"
     );
     let ingresses = Api::<Ingress>::namespaced(client.clone(), ns);
-    eventually("the router writes the Ingress's load balancer", || async {
+    eventually("Traefik writes the Ingress's load balancer", || async {
         let ingress = ingresses.get("solver-a").await.ok()?;
         let lb = ingress.status?.load_balancer?.ingress?;
-        (lb.first()?.ip.as_deref() == Some(NODE_IP.to_string().as_str())).then_some(())
+        (lb.first()?.ip.as_deref() == Some(INGRESS_IP.to_string().as_str())).then_some(())
     })
     .await;
     assert!(
@@ -229,7 +236,7 @@ async fn a_certwright_pod_is_reached_through_service_and_ingress() {
     .await;
     assert_eq!(
         http_get(
-            router,
+            ingress,
             "b.example.test",
             "/.well-known/acme-challenge/tok_B"
         )
@@ -291,23 +298,17 @@ async fn a_certwright_pod_is_reached_through_service_and_ingress() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pebble_validates_tokens_served_by_pods_behind_the_router() {
+async fn pebble_validates_tokens_served_by_pods_behind_traefik() {
     let cluster = common::local_cluster().await;
-    // pebble, the ACME client and the router all live in the node.
-    cluster.in_node(order_through_the_router(cluster)).await;
+    // pebble and the ACME client live in the node, Traefik in a Pod.
+    cluster.in_node(order_through_traefik(cluster)).await;
 }
 
-async fn order_through_the_router(cluster: &'static LocalCluster) {
-    let router = cluster.router_node_addr();
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: router.port(),
-        dns_ipv4: NODE_IP.to_string(),
-        address: NODE_IP.into(),
-        netns: Some(cluster.node().clone()),
-        ..PebbleOptions::default()
-    })
-    .await
-    .expect("pebble");
+async fn order_through_traefik(cluster: &'static LocalCluster) {
+    let ingress = cluster.ingress_node_addr();
+    let pebble = Pebble::start(cluster.pebble_options())
+        .await
+        .expect("pebble");
     let client = cluster.control_plane().client();
     let ns = "lc-pebble";
     namespace(&client, ns).await;
@@ -345,9 +346,9 @@ async fn order_through_the_router(cluster: &'static LocalCluster) {
                 &key,
             )
             .await;
-            eventually("the token through the router", || async {
+            eventually("the token through Traefik", || async {
                 (http_get(
-                    router,
+                    ingress,
                     &domain,
                     &format!("/.well-known/acme-challenge/{token}"),
                 )

@@ -1,5 +1,5 @@
 //! certwright running as a Pod in the local cluster, with pebble resolving
-//! every name to the ingress router: the whole product, end to end. One
+//! every name to the ingress (Traefik): the whole product, end to end. One
 //! cluster serves the test binary; tests that deploy a controller take
 //! turns, and each turn first removes what the last one made (its
 //! namespaces, ClusterIssuers and controller).
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use certwright::api::{Certificate, ClusterIssuer};
 use certwright_testcluster::acme_proxy::AcmeProxy;
-use certwright_testcluster::cluster::{LocalCluster, NODE_IP};
+use certwright_testcluster::cluster::LocalCluster;
 use certwright_testcluster::deploy;
 use certwright_testcluster::pebble::{Pebble, PebbleOptions};
 use k8s_openapi::api::core::v1::Namespace;
@@ -27,11 +27,11 @@ pub struct Env {
 /// Label on the namespaces a test makes, so the next turn removes them.
 const OWNED: &str = "certwright.test/env";
 
-/// The controller's flags for tests: self-check through the router, fast polls.
+/// The controller's flags for tests: self-check through the ingress, fast polls.
 pub fn controller_args(cluster: &LocalCluster) -> Vec<String> {
     vec![
         "--http01-self-check-address".into(),
-        cluster.router_node_addr().to_string(),
+        cluster.ingress_node_addr().to_string(),
         "--acme-poll-interval-ms".into(),
         "100".into(),
         "--backoff-min-seconds".into(),
@@ -55,14 +55,7 @@ impl Env {
             .await
             .expect("crds");
         clean_up(&client).await;
-        let router = cluster.router_node_addr();
-        let mut options = PebbleOptions {
-            http_port: router.port(),
-            dns_ipv4: NODE_IP.to_string(),
-            address: NODE_IP.into(),
-            netns: Some(cluster.node().clone()),
-            ..PebbleOptions::default()
-        };
+        let mut options = cluster.pebble_options();
         pebble(&mut options);
         let pebble = cluster
             .in_node(Pebble::start(options))

@@ -1,7 +1,7 @@
 //! `certwright-testcluster`: the local cluster in one command, for people,
 //! kubectl and the quickstart. It starts the real control plane in a node
-//! network namespace, the process kubelet, the Service proxy, the ingress
-//! router and pebble, applies certwright's CRDs, writes a kubeconfig (the
+//! network namespace, the process kubelet, the Service proxy, Traefik (the
+//! ingress controller) and pebble, applies certwright's CRDs, writes a kubeconfig (the
 //! API server through a forwarder on 127.0.0.1), prints how to use it, and
 //! runs until Ctrl-C (or SIGTERM), then stops everything it started.
 
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use certwright_testcluster::cluster::{ClusterOptions, LocalCluster};
-use certwright_testcluster::pebble::{Pebble, PebbleOptions};
+use certwright_testcluster::pebble::Pebble;
 
 const USAGE: &str =
     "usage: certwright-testcluster [--certwright PATH] [--kubeconfig PATH] [--state-dir DIR] [--with-controller]
@@ -53,15 +53,8 @@ fn parse() -> Result<Args, String> {
 }
 
 async fn start(cluster: &LocalCluster, args: &Args) -> Result<(Pebble, PathBuf, PathBuf), String> {
-    let router = cluster.router_node_addr();
     let pebble = cluster
-        .in_node(Pebble::start(PebbleOptions {
-            http_port: router.port(),
-            dns_ipv4: router.ip().to_string(),
-            address: router.ip(),
-            netns: Some(cluster.node().clone()),
-            ..PebbleOptions::default()
-        }))
+        .in_node(Pebble::start(cluster.pebble_options()))
         .await?;
     let client = cluster.client();
     certwright_testcluster::deploy::install_crds(&client, &args.certwright).await?;
@@ -81,7 +74,7 @@ async fn start(cluster: &LocalCluster, args: &Args) -> Result<(Pebble, PathBuf, 
     if args.with_controller {
         let flags = [
             "--http01-self-check-address".to_string(),
-            router.to_string(),
+            cluster.ingress_node_addr().to_string(),
             "--acme-poll-interval-ms".to_string(),
             "200".to_string(),
         ];
@@ -152,9 +145,10 @@ async fn run(cluster: &LocalCluster, args: &Args) -> ExitCode {
     );
     println!("  kubeconfig       {}", kubeconfig.display());
     println!(
-        "  ingress router   {} in the cluster, {} from here (class {:?}; every name resolves to it for pebble)",
-        cluster.router_node_addr(),
-        cluster.router_addr(),
+        "  ingress          Traefik {} at {} in the cluster, {} from here (class {:?}; every name resolves to it for pebble)",
+        certwright_testcluster::tools::traefik_version(),
+        cluster.ingress_node_addr(),
+        cluster.ingress_addr(),
         cluster.ingress_class()
     );
     println!(

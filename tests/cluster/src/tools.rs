@@ -69,3 +69,16 @@ pub fn pebble_version() -> &'static str {
 pub fn pebble_tool(name: &str) -> Result<PathBuf, String> {
     tool(&format!("pebble-{}", pebble_version()), name)
 }
+
+/// The Traefik release the local cluster's ingress controller runs.
+pub fn traefik_version() -> &'static str {
+    pinned(
+        include_str!("../../tools/traefik/go.mod"),
+        "github.com/traefik/traefik/v3",
+    )
+}
+
+/// The cached Traefik binary.
+pub fn traefik_tool() -> Result<PathBuf, String> {
+    tool(&format!("traefik-{}", traefik_version()), "traefik")
+}

@@ -2,8 +2,8 @@
 //! Node `local` (`system:node:local`, so the Node authorizer and
 //! NodeRestriction apply). It registers the Node, renews its Lease, binds
 //! unscheduled Pods to it (as the scheduler would), and runs Pods whose
-//! image names certwright as processes of the built binary in a sandbox of
-//! their own: network namespace, Pod IP, and the volumes ServiceAccount
+//! image it knows (certwright's, Traefik's) as processes of the built
+//! binaries in a sandbox of their own: network namespace, Pod IP, and the volumes ServiceAccount
 //! admission adds (a token bound to the Pod, the cluster CA, the namespace)
 //! at their mountPath. It writes `pods/status` (IP, phase, Ready after the
 //! readiness probe, restarts), restarts per restartPolicy, and finishes a
@@ -331,9 +331,9 @@ async fn refuse(client: &kube::Client, pod: &Pod, reason: &str, message: &str) {
     .await;
 }
 
-fn command(shared: &Shared, pod: &Pod, ip: &str, home: &Path) -> std::process::Command {
+fn command(binary: &Path, pod: &Pod, ip: &str, home: &Path) -> std::process::Command {
     let c = container(pod);
-    // The image's entrypoint is certwright itself: drop command[0], keep the rest.
+    // The image's entrypoint is the binary itself: drop command[0], keep the rest.
     let mut args: Vec<String> = c
         .and_then(|c| c.command.clone())
         .unwrap_or_default()
@@ -341,7 +341,7 @@ fn command(shared: &Shared, pod: &Pod, ip: &str, home: &Path) -> std::process::C
         .skip(1)
         .collect();
     args.extend(c.and_then(|c| c.args.clone()).unwrap_or_default());
-    let mut command = std::process::Command::new(&shared.options.binary);
+    let mut command = std::process::Command::new(binary);
     command
         .args(&args)
         .env_clear()
@@ -417,19 +417,24 @@ async fn supervise(
     let image = container(&pod)
         .and_then(|c| c.image.clone())
         .unwrap_or_default();
-    if !image.contains(&shared.options.image_pattern) {
+    let Some(binary) = shared.options.binary_for(&image).map(Path::to_path_buf) else {
+        let known: Vec<&str> = shared
+            .options
+            .images
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .collect();
         refuse(
             &client,
             &pod,
             "ImageNotRunnable",
             &format!(
-                "the local cluster runs only images of {:?} (as processes of the built binary)",
-                shared.options.image_pattern
+                "the local cluster runs only images of {known:?} (as processes of the built binaries)"
             ),
         )
         .await;
         return;
-    }
+    };
     let (ns, name) = key(&pod);
     let pod_dir = shared.dir.join(format!(
         "pod-{ns}-{name}-{}",
@@ -461,7 +466,7 @@ async fn supervise(
     let mut restarts = 0u32;
     loop {
         let started = now();
-        let mut cmd = command(&shared, &pod, &ip, &pod_dir);
+        let mut cmd = command(&binary, &pod, &ip, &pod_dir);
         if let Err(e) = sandbox::enter(&mut cmd, &sandbox.netns, &mounts) {
             return refuse(&client, &pod, "CreateContainerError", &e).await;
         }

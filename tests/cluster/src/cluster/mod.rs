@@ -1,17 +1,18 @@
 //! The local cluster: the real control plane in a node network namespace
-//! of the run's own, with a process kubelet (Pods of certwright's image run
-//! as processes in Pod namespaces on a bridge), a Service proxy on the
-//! cluster IPs, an ingress router, and a fault-injecting proxy in front of
-//! kube-apiserver that Pods reach through the `kubernetes` Service. Nothing
-//! is added to the host's namespace but `unreachable` routes for the Pod
-//! and Service ranges (a safety net); tests and kubectl reach the cluster
-//! through forwarders on 127.0.0.1. Pebble validates HTTP-01 as Let's
-//! Encrypt validates a real cluster: DNS → ingress → Service → Pod.
+//! of the run's own, with a process kubelet (Pods of certwright's and
+//! Traefik's images run as processes in Pod namespaces on a bridge), a
+//! Service proxy on the cluster IPs, Traefik as the ingress controller, and
+//! a fault-injecting proxy in front of kube-apiserver that Pods reach
+//! through the `kubernetes` Service. Nothing is added to the host's
+//! namespace but `unreachable` routes for the Pod and Service ranges (a
+//! safety net); tests and kubectl reach the cluster through forwarders on
+//! 127.0.0.1. Pebble validates HTTP-01 as Let's Encrypt validates a real
+//! cluster: DNS → ingress Service → Traefik → solver Service → Pod.
 
 pub mod api_proxy;
 pub mod audit;
+pub mod ingress;
 pub mod kubelet;
-pub mod router;
 pub mod sandbox;
 pub mod services;
 pub mod volumes;
@@ -31,7 +32,7 @@ use crate::netns::Netns;
 use crate::process::remove_stale_dirs;
 
 /// The node's address: the bridge the Pods hang on, where the API server,
-/// the ingress router, pebble and the proxies listen.
+/// pebble and the proxies listen.
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
 /// Pod addresses come from here (the node has the first).
 pub const POD_CIDR: &str = "10.244.0.0/16";
@@ -42,8 +43,7 @@ pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
 pub const APISERVER_PORT: u16 = 6443;
 /// The fault-injecting proxy's port (behind the `kubernetes` Service).
 pub const API_PROXY_PORT: u16 = 6444;
-/// The ingress router's port: plain HTTP, as HTTP-01 wants.
-pub const ROUTER_PORT: u16 = 80;
+pub use ingress::{INGRESS_IP, INGRESS_PORT};
 /// The Node's name.
 pub const NODE_NAME: &str = "local";
 const BRIDGE: &str = "cw0";
@@ -51,22 +51,39 @@ const BRIDGE: &str = "cw0";
 /// What the local cluster runs.
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
-    /// Pods whose first container image contains this run as processes.
-    pub image_pattern: String,
-    /// The certwright binary those Pods run.
-    pub binary: PathBuf,
-    /// The ingress router's class (and IngressClass name).
+    /// Which binary runs a Pod: the first whose pattern its first
+    /// container's image contains (the image's entrypoint is the binary).
+    pub images: Vec<(String, PathBuf)>,
+    /// The IngressClass Traefik serves.
     pub ingress_class: String,
 }
 
 impl ClusterOptions {
+    /// Pods of certwright's image run `binary`; Traefik's image runs the
+    /// Traefik that `scripts/install-tools` built.
     pub fn new(binary: impl Into<PathBuf>) -> Self {
+        let mut images = vec![("certwright".to_string(), binary.into())];
+        if let Ok(traefik) = crate::tools::traefik_tool() {
+            images.push((traefik_image(), traefik));
+        }
         Self {
-            image_pattern: "certwright".into(),
-            binary: binary.into(),
+            images,
             ingress_class: "certwright-test".into(),
         }
     }
+
+    /// The binary that runs `image`, if any.
+    pub fn binary_for(&self, image: &str) -> Option<&Path> {
+        self.images
+            .iter()
+            .find(|(pattern, _)| image.contains(pattern.as_str()))
+            .map(|(_, binary)| binary.as_path())
+    }
+}
+
+/// The image name of the Traefik Deployment.
+fn traefik_image() -> String {
+    format!("traefik:{}", crate::tools::traefik_version())
 }
 
 /// What the cluster's parts share.
@@ -91,7 +108,7 @@ pub struct LocalCluster {
     shared: Arc<Shared>,
     runtime: Option<tokio::runtime::Runtime>,
     api_forward: SocketAddr,
-    router_forward: SocketAddr,
+    ingress_forward: SocketAddr,
     kubeconfig: PathBuf,
     routes: SafetyRoutes,
 }
@@ -213,6 +230,9 @@ fn loopback_listener() -> Result<tokio::net::TcpListener, String> {
 impl LocalCluster {
     /// Starts everything (tens of seconds: the API server's start on two cores).
     pub fn start(options: ClusterOptions) -> Result<Self, String> {
+        if options.binary_for(&traefik_image()).is_none() {
+            crate::tools::traefik_tool()?;
+        }
         let root = std::env::temp_dir().join("certwright-cluster");
         remove_stale_dirs(&root);
         let dir = root.join(format!("{}-0", std::process::id()));
@@ -242,9 +262,9 @@ impl LocalCluster {
             .map_err(|e| format!("starting the node runtime: {e}"))?;
         let entered = runtime.enter();
         let api_listener = loopback_listener()?;
-        let router_listener = loopback_listener()?;
+        let ingress_listener = loopback_listener()?;
         let api_forward = api_listener.local_addr().map_err(|e| e.to_string())?;
-        let router_forward = router_listener.local_addr().map_err(|e| e.to_string())?;
+        let ingress_forward = ingress_listener.local_addr().map_err(|e| e.to_string())?;
         drop(entered);
         let plane_options = control_plane::Options {
             address: IpAddr::V4(NODE_IP),
@@ -286,24 +306,23 @@ impl LocalCluster {
             SocketAddr::new(NODE_IP.into(), APISERVER_PORT),
         ));
         runtime.spawn(forward(
-            router_listener,
-            SocketAddr::new(NODE_IP.into(), ROUTER_PORT),
+            ingress_listener,
+            SocketAddr::new(INGRESS_IP.into(), INGRESS_PORT),
         ));
         let parts = shared.clone();
         on_node(&runtime, async move {
             let shared = parts;
             let proxy = api_proxy::start(shared.clone()).await?;
             tokio::spawn(proxy);
-            let router = router::start(shared.clone()).await?;
-            tokio::spawn(router);
             tokio::spawn(services::run(shared.clone()));
-            kubelet::start(shared.clone()).await
+            kubelet::start(shared.clone()).await?;
+            ingress::start(shared.clone(), &traefik_image()).await
         })?;
         Ok(Self {
             shared,
             runtime: Some(runtime),
             api_forward,
-            router_forward,
+            ingress_forward,
             kubeconfig,
             routes,
         })
@@ -361,15 +380,28 @@ impl LocalCluster {
         &self.shared.api_proxy
     }
 
-    /// The ingress router as reached from this process (a forwarder).
-    pub fn router_addr(&self) -> SocketAddr {
-        self.router_forward
+    /// The ingress (Traefik's Service) as reached from this process (a
+    /// forwarder).
+    pub fn ingress_addr(&self) -> SocketAddr {
+        self.ingress_forward
     }
 
-    /// The ingress router inside the cluster (give it to pebble and to the
-    /// controller's self-check).
-    pub fn router_node_addr(&self) -> SocketAddr {
-        SocketAddr::new(NODE_IP.into(), ROUTER_PORT)
+    /// The ingress inside the cluster: Traefik's Service (give it to pebble
+    /// and to the controller's self-check).
+    pub fn ingress_node_addr(&self) -> SocketAddr {
+        SocketAddr::new(INGRESS_IP.into(), INGRESS_PORT)
+    }
+
+    /// pebble as the cluster runs it: on the node, resolving every name to
+    /// the ingress and validating HTTP-01 on its port.
+    pub fn pebble_options(&self) -> crate::pebble::PebbleOptions {
+        crate::pebble::PebbleOptions {
+            http_port: INGRESS_PORT,
+            dns_ipv4: INGRESS_IP.to_string(),
+            address: NODE_IP.into(),
+            netns: Some(self.shared.node.clone()),
+            ..Default::default()
+        }
     }
 
     pub fn ingress_class(&self) -> &str {
@@ -398,6 +430,11 @@ impl LocalCluster {
     /// Where Pod logs (`pod-<namespace>-<name>.log`) are written.
     pub fn log_dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// Traefik's output so far: its log and one access log line per request.
+    pub fn ingress_log(&self) -> String {
+        ingress::log(&self.shared.dir)
     }
 
     /// A Pod's output so far (all its containers' runs).

@@ -1,0 +1,161 @@
+//! The cluster's ingress controller: Traefik v3 (built by
+//! `scripts/install-tools`, run by the process kubelet as the Pod of a
+//! Deployment), installed as a user installs it: its own namespace and
+//! ServiceAccount, a ClusterRole of what its Kubernetes Ingress provider
+//! reads (Ingresses, IngressClasses, Services, EndpointSlices, Secrets)
+//! and writes (`ingresses/status`), the IngressClass it serves, and a
+//! Service on a fixed cluster IP in front of its port 80. Every test name
+//! resolves to that IP for pebble, and the controller's self-check dials
+//! it: both reach a token as Let's Encrypt reaches a real cluster's.
+//! Traefik decides class, host and path matching by its own rules, and
+//! writes that IP into the status of every Ingress it serves.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use serde_json::json;
+
+use super::Shared;
+use crate::deploy::apply;
+
+/// Traefik's namespace.
+pub const NAMESPACE: &str = "traefik";
+/// The Service in front of Traefik: a fixed cluster IP, so pebble's DNS
+/// and the self-check flag can name it before Traefik runs.
+pub const INGRESS_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 80);
+/// Plain HTTP, as HTTP-01 wants.
+pub const INGRESS_PORT: u16 = 80;
+/// Traefik's ping entry point (its readiness probe).
+const PING_PORT: u16 = 8080;
+/// The controller name Traefik's provider looks for on IngressClasses.
+const CONTROLLER: &str = "traefik.io/ingress-controller";
+
+/// Traefik's flags: the Kubernetes Ingress provider limited to `class`,
+/// Ingress status from `INGRESS_IP`, no calls home (this network has no
+/// outside), and a short provider throttle (its default, 2 s, would add up
+/// to 2 s to every new route).
+pub fn args(class: &str) -> Vec<String> {
+    [
+        format!("--entryPoints.web.address=:{INGRESS_PORT}"),
+        format!("--entryPoints.traefik.address=:{PING_PORT}"),
+        "--ping=true".into(),
+        "--providers.kubernetesIngress=true".into(),
+        format!("--providers.kubernetesIngress.ingressClass={class}"),
+        format!("--providers.kubernetesIngress.ingressEndpoint.ip={INGRESS_IP}"),
+        "--providers.providersThrottleDuration=100ms".into(),
+        "--global.checkNewVersion=false".into(),
+        "--global.sendAnonymousUsage=false".into(),
+        "--log.level=INFO".into(),
+        "--accessLog=true".into(),
+    ]
+    .into()
+}
+
+fn cluster_role() -> serde_json::Value {
+    let read = json!(["get", "list", "watch"]);
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "traefik-ingress-controller"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["services", "secrets", "nodes"], "verbs": read},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingressclasses"], "verbs": read},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"], "verbs": ["update"]}]})
+}
+
+/// Traefik's output so far (its Pod's log in the cluster's directory `dir`):
+/// its own log and an access log line per request.
+pub fn log(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&format!("pod-{NAMESPACE}-traefik-")) && name.ends_with(".log")
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect()
+}
+
+/// Installs Traefik as the controller of IngressClass `class` and waits
+/// until its Pod is ready (answers `/ping`).
+pub async fn start(shared: Arc<Shared>, image: &str) -> Result<(), String> {
+    let client = shared.admin();
+    let class = shared.options.ingress_class.clone();
+    let labels = json!({"app.kubernetes.io/name": "traefik"});
+    apply(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
+    )
+    .await?;
+    apply(
+        &client,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "traefik", "namespace": NAMESPACE}}),
+    )
+    .await?;
+    apply(&client, cluster_role()).await?;
+    apply(&client, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "traefik-ingress-controller"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "traefik-ingress-controller"},
+        "subjects": [{"kind": "ServiceAccount", "name": "traefik", "namespace": NAMESPACE}]})).await?;
+    apply(
+        &client,
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": class}, "spec": {"controller": CONTROLLER}}),
+    )
+    .await?;
+    apply(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "traefik", "namespace": NAMESPACE, "labels": labels},
+        "spec": {"clusterIP": INGRESS_IP.to_string(), "selector": labels,
+                 "ports": [{"name": "web", "port": INGRESS_PORT, "targetPort": "web"}]}}),
+    )
+    .await?;
+    apply(
+        &client,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "traefik", "namespace": NAMESPACE, "labels": labels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels},
+                "spec": {"serviceAccountName": "traefik",
+                    "containers": [{"name": "traefik", "image": image, "args": args(&class),
+                        "ports": [{"name": "web", "containerPort": INGRESS_PORT},
+                                  {"name": "ping", "containerPort": PING_PORT}],
+                        "readinessProbe": {"httpGet": {"path": "/ping", "port": "ping"}}}]}}}}),
+    )
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(client, NAMESPACE);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/name=traefik"))
+            .await
+            .map(|l| {
+                l.items.iter().any(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+            })
+            .unwrap_or(false);
+        if ready {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            let log = log(&shared.dir);
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            return Err(format!(
+                "Traefik was not ready within 60 s; the end of its log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
