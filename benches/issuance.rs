@@ -95,6 +95,40 @@ async fn floor_routes(client: &kube::Client, class: &str, hosts: &[String], port
     .await;
 }
 
+/// Waits until the ingress at `ingress` routes the floor's hosts (Traefik
+/// applies a new Ingress a moment after the watch delivers it): a probe
+/// token for `host` answers through it.
+async fn floor_routed(ingress: std::net::SocketAddr, tokens: &Tokens, host: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokens.write().expect("lock").insert(
+        "floor-probe".into(),
+        Presented {
+            domain: host.into(),
+            key_authorization: "floor-probe.ok".into(),
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(ingress).await {
+            let request = format!(
+                "GET /.well-known/acme-challenge/floor-probe HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            );
+            let mut response = String::new();
+            if stream.write_all(request.as_bytes()).await.is_ok()
+                && stream.read_to_string(&mut response).await.is_ok()
+                && response.starts_with("HTTP/1.1 200")
+            {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ingress did not route {host} to the floor's token server within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// One certificate the bare way; returns the time from `start` to the chain.
 /// Fails loudly instead of hanging when a floor step never finishes.
 async fn step<T>(what: &str, host: &str, f: impl std::future::Future<Output = T>) -> T {
@@ -137,7 +171,7 @@ async fn floor_one(account: Account, tokens: Tokens, host: String, start: Instan
         match state.status {
             instant_acme::OrderStatus::Ready => break,
             instant_acme::OrderStatus::Pending | instant_acme::OrderStatus::Processing => {}
-            other => panic!("floor order for {host} is {other:?}"),
+            other => panic!("floor order for {host} is {other:?}: {:?}", state.error),
         }
         assert!(
             Instant::now() < deadline,
@@ -423,6 +457,7 @@ async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>, binary: &'static
         .collect();
     all_hosts.push("fw-0.example.test".into());
     floor_routes(&client, cluster.ingress_class(), &all_hosts, port).await;
+    floor_routed(router, &tokens, "fw-0.example.test").await;
     // BENCH_FLOOR_ONLY: pebble alone under N concurrent orders (no controller).
     let floor_only = std::env::var_os("BENCH_FLOOR_ONLY").is_some();
     // Warm up both paths (account lookups, first connections) with one certificate each.

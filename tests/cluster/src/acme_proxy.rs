@@ -4,9 +4,13 @@
 //! client never leaves the proxy), records what passed, and answers the
 //! next matching requests with a chosen ACME problem instead: the seed's
 //! 404 "No such authorization", a 503 with Retry-After, and so on.
+//!
+//! The same proxy, as a guard, stands in front of every pebble (see
+//! [`Phases`]): pebble 2.10.3 can deadlock under concurrent orders.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -46,6 +50,98 @@ pub struct Seen {
 struct State {
     faults: Vec<Fault>,
     seen: Vec<Seen>,
+    phases: Option<Arc<Phases>>,
+}
+
+/// Keeps pebble's authorization requests and all its other requests from
+/// overlapping (either kind runs with others of its kind).
+///
+/// pebble 2.10.3 deadlocks under concurrency (seen at 100 concurrent
+/// orders, 2 runs in 3; a goroutine dump of a stalled run shows the cycle):
+/// its authorization handler takes the authorization's lock and then, to
+/// check the account, the store's read lock; a newOrder holds the store's
+/// read lock while it reads every authorization (`FindValidAuthorization`),
+/// and an order fetch does while it reads its own (`GetOrderByID`); and a
+/// third request's pending write (`AddChallenge`, `AddOrder`) blocks new
+/// readers. Each waits on the next for good. With the two kinds apart, no
+/// authorization lock is held while a store lock is wanted by another.
+#[derive(Default)]
+pub struct Phases {
+    state: Mutex<PhaseState>,
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct PhaseState {
+    /// The kind running now (`None`: nothing runs).
+    current: Option<usize>,
+    active: usize,
+    waiting: [usize; 2],
+    /// Waiters of the current kind who still come in although the other
+    /// kind waits: those who waited when the phase began.
+    admit: usize,
+    /// The kind that ran last, so the other goes first when both wait.
+    last: usize,
+}
+
+/// The kind of a request: 1 for an authorization, 0 for anything else.
+fn kind(path: &str) -> usize {
+    usize::from(path.starts_with("/authZ/"))
+}
+
+/// A running request of one kind; the next kind may start when all are dropped.
+pub struct Phase(Arc<Phases>);
+
+impl Phases {
+    /// Waits until a request of `kind` may run.
+    pub async fn enter(self: &Arc<Self>, kind: usize) -> Phase {
+        let mut counted = false;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let other = 1 - kind;
+                let may = match st.current {
+                    Some(c) => c == kind && (st.waiting[other] == 0 || (counted && st.admit > 0)),
+                    None => st.waiting[other] == 0 || st.last != kind,
+                };
+                if may {
+                    if counted {
+                        st.waiting[kind] -= 1;
+                    }
+                    if st.current.is_none() {
+                        // Everyone of this kind who waited comes in with this phase.
+                        st.admit = st.waiting[kind];
+                    } else if st.waiting[other] > 0 {
+                        st.admit -= 1;
+                    }
+                    st.current = Some(kind);
+                    st.last = kind;
+                    st.active += 1;
+                    return Phase(self.clone());
+                }
+                if !counted {
+                    st.waiting[kind] += 1;
+                    counted = true;
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Phase {
+    fn drop(&mut self) {
+        let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.active -= 1;
+        if st.active == 0 {
+            st.current = None;
+            drop(st);
+            self.0.changed.notify_waiters();
+        }
+    }
 }
 
 /// The running proxy; stops when dropped.
@@ -111,6 +207,15 @@ async fn handle(
         record(fault.status, true);
         return Ok(problem(&fault));
     }
+    let phases = state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .phases
+        .clone();
+    let _phase = match phases {
+        Some(p) => Some(p.enter(kind(&path)).await),
+        None => None,
+    };
     let (parts, body) = request.into_parts();
     let bytes = body
         .collect()
@@ -160,27 +265,44 @@ impl AcmeProxy {
     pub fn start(
         pebble: &Pebble,
     ) -> impl std::future::Future<Output = Result<Self, String>> + Send + 'static {
-        let prepared = Self::prepare(pebble);
+        let (cert, key) = pebble.tls_leaf_paths();
+        let prepared = Self::prepare(&cert, &key, &pebble.tls_ca_pem, &pebble.directory_url);
         async move {
             let (acceptor, client, upstream, host) = prepared?;
-            Self::serve(acceptor, client, upstream, host).await
+            Self::serve(acceptor, client, upstream, host, None).await
         }
     }
 
-    fn prepare(pebble: &Pebble) -> Result<Prepared, String> {
-        let (cert_path, key_path) = pebble.tls_leaf_paths();
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+    /// The guard in front of a pebble whose directory is `directory_url`
+    /// (see [`Phases`]); it serves pebble's TLS certificate `cert`/`key`.
+    pub(crate) async fn guard(
+        cert: &Path,
+        key: &Path,
+        ca_pem: &str,
+        directory_url: &str,
+    ) -> Result<Self, String> {
+        let (acceptor, client, upstream, host) = Self::prepare(cert, key, ca_pem, directory_url)?;
+        Self::serve(acceptor, client, upstream, host, Some(Arc::default())).await
+    }
+
+    fn prepare(
+        cert: &Path,
+        key: &Path,
+        ca_pem: &str,
+        directory_url: &str,
+    ) -> Result<Prepared, String> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
             .map_err(|e| e.to_string())?
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
-        let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| e.to_string())?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| e.to_string())?;
         let server = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .map_err(|e| e.to_string())?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
-        let client: HttpsClient = crate::pebble::https_client(&pebble.tls_ca_pem)?;
-        let upstream = pebble.directory_url.trim_end_matches("/dir").to_string();
+        let client: HttpsClient = crate::pebble::https_client(ca_pem)?;
+        let upstream = directory_url.trim_end_matches("/dir").to_string();
         let host = upstream
             .trim_start_matches("https://")
             .rsplit_once(':')
@@ -194,12 +316,16 @@ impl AcmeProxy {
         client: HttpsClient,
         upstream: String,
         host: String,
+        phases: Option<Arc<Phases>>,
     ) -> Result<Self, String> {
         let listener = tokio::net::TcpListener::bind((host.as_str(), 0))
             .await
             .map_err(|e| e.to_string())?;
         let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            phases,
+            ..State::default()
+        }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -278,5 +404,44 @@ impl AcmeProxy {
 impl Drop for AcmeProxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn authorization_requests_are_their_own_kind() {
+        assert_eq!(kind("/authZ/abc"), 1);
+        assert_eq!(kind("/order-plz"), 0);
+        assert_eq!(kind("/my-order/abc"), 0);
+        assert_eq!(kind("/chalZ/abc"), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_two_kinds_never_overlap_and_each_runs_with_its_own() {
+        let phases: Arc<Phases> = Arc::default();
+        let running = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let most_together = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let (phases, running, most) = (phases.clone(), running.clone(), most_together.clone());
+            tasks.push(tokio::spawn(async move {
+                let k = usize::from(i % 3 == 0);
+                let _phase = phases.enter(k).await;
+                let now = running[k].fetch_add(1, Ordering::SeqCst) + 1;
+                most[k].fetch_max(now, Ordering::SeqCst);
+                assert_eq!(running[1 - k].load(Ordering::SeqCst), 0, "kinds overlapped");
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                running[k].fetch_sub(1, Ordering::SeqCst);
+            }));
+        }
+        for task in tasks {
+            task.await.expect("no overlap, no hang");
+        }
+        assert!(most_together[0].load(Ordering::SeqCst) > 1);
+        assert!(most_together[1].load(Ordering::SeqCst) > 1);
     }
 }

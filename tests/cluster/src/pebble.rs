@@ -78,7 +78,9 @@ pub struct Pebble {
     dns: Process,
     dir: PathBuf,
     issuing_root: String,
-    /// The ACME directory, e.g. `https://127.0.0.1:40123/dir`.
+    /// In front of pebble: keeps it from deadlocking (see `acme_proxy::Phases`).
+    _guard: crate::acme_proxy::AcmeProxy,
+    /// The ACME directory (the guard's), e.g. `https://127.0.0.1:40123/dir`.
     pub directory_url: String,
     /// Management interface (roots, intermediates).
     pub management_url: String,
@@ -278,12 +280,20 @@ impl Pebble {
             &log,
         )?;
         wait_for_port(ip, acme, &mut pebble).await?;
+        let guard = crate::acme_proxy::AcmeProxy::guard(
+            &dir.join("cert.pem"),
+            &dir.join("key.pem"),
+            &tls_ca_pem,
+            &format!("https://{ip}:{acme}/dir"),
+        )
+        .await?;
         let mut started = Self {
             pebble,
             dns: dns_child,
             dir,
             issuing_root: String::new(),
-            directory_url: format!("https://{ip}:{acme}/dir"),
+            directory_url: guard.directory_url.clone(),
+            _guard: guard,
             management_url: format!("https://{ip}:{management}"),
             tls_ca_pem,
         };
