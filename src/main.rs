@@ -101,7 +101,7 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             served = certwright::solver::shared::serve(client, solver_addr) => {
                 served.with_context(|| format!("serving HTTP-01 tokens on {solver_addr}"))
             }
-            _ = tokio::signal::ctrl_c() => Ok(()),
+            () = shutdown_signal() => Ok(()),
         }
     })
 }
@@ -127,11 +127,27 @@ fn run_solver(args: SolverArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        tokio::select! {
-            served = server::serve(addr, tokens) => served.with_context(|| format!("serving on {addr}")),
-            _ = tokio::signal::ctrl_c() => Ok(()),
-        }
+        server::serve_until(addr, tokens, server::Limits::default(), shutdown_signal())
+            .await
+            .with_context(|| format!("serving on {addr}"))
     })
+}
+
+/// Completes on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
 }
 
 fn print_crds(output: Format) -> anyhow::Result<()> {
