@@ -97,33 +97,22 @@ async fn floor_routes(client: &kube::Client, class: &str, hosts: &[String], port
 
 /// Waits until the ingress at `ingress` routes the floor's hosts (Traefik
 /// applies a new Ingress a moment after the watch delivers it): a probe
-/// token for `host` answers through it.
+/// token for `host` passes the controller's own self-check through it.
 async fn floor_routed(ingress: std::net::SocketAddr, tokens: &Tokens, host: &str) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (token, key) = ("floor-probe", "floor-probe.ok");
     tokens.write().expect("lock").insert(
-        "floor-probe".into(),
+        token.into(),
         Presented {
             domain: host.into(),
-            key_authorization: "floor-probe.ok".into(),
+            key_authorization: key.into(),
         },
     );
+    let via = ingress.to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(ingress).await {
-            let request = format!(
-                "GET /.well-known/acme-challenge/floor-probe HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-            );
-            let mut response = String::new();
-            if stream.write_all(request.as_bytes()).await.is_ok()
-                && stream.read_to_string(&mut response).await.is_ok()
-                && response.starts_with("HTTP/1.1 200")
-            {
-                return;
-            }
-        }
+    while let Err(why) = certwright::solver::check::reachable(host, token, key, Some(&via)).await {
         assert!(
             Instant::now() < deadline,
-            "the ingress did not route {host} to the floor's token server within 30 s"
+            "the ingress did not route {host} to the floor's token server within 30 s: {why}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -261,12 +261,7 @@ async fn a_controller_killed_mid_order_resumes_the_same_order() {
         Some(url),
         "the same ACME order completed"
     );
-    let new_orders = env
-        .proxy
-        .seen()
-        .iter()
-        .filter(|s| s.method == "POST" && s.path.starts_with("/order-plz"))
-        .count();
+    let new_orders = env.proxy.count("POST", "/order-plz");
     assert_eq!(new_orders, 1, "no second ACME order");
 }
 
@@ -380,12 +375,7 @@ async fn a_profile_the_ca_offers_is_used_and_one_it_does_not_fails_plainly() {
             );
         }
     }
-    let placed = env
-        .proxy
-        .seen()
-        .iter()
-        .filter(|s| s.method == "POST" && s.path.starts_with("/order-plz"))
-        .count();
+    let placed = env.proxy.count("POST", "/order-plz");
     assert_eq!(placed, 1, "only the served profile's order reached the CA");
 }
 
@@ -474,12 +464,7 @@ async fn a_wildcard_without_a_dns01_solver_fails_before_anything_is_ordered() {
         reason.contains("*.wild.example.test") && reason.contains("wildcard names need DNS-01"),
         "{reason}"
     );
-    let ordered = env
-        .proxy
-        .seen()
-        .iter()
-        .filter(|s| s.method == "POST" && s.path.starts_with("/order-plz"))
-        .count();
+    let ordered = env.proxy.count("POST", "/order-plz");
     assert_eq!(ordered, 0, "no ACME order for a name no solver can prove");
 }
 
@@ -517,11 +502,6 @@ async fn an_ingress_class_nobody_serves_fails_the_self_check_and_the_ca_is_never
         "{reason}"
     );
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let asked = env
-        .proxy
-        .seen()
-        .iter()
-        .filter(|s| s.method == "POST" && s.path.starts_with("/chalZ/"))
-        .count();
+    let asked = env.proxy.count("POST", "/chalZ/");
     assert_eq!(asked, 0, "the CA was never asked to validate");
 }

@@ -176,8 +176,6 @@ impl Env {
         }
     }
 
-    /// The Certificate once its Ready condition is `status` with a revision
-    /// of at least `revision`.
     /// Waits for the Certificate to fail (Issuing=False, reason Failed);
     /// returns the condition's message.
     pub async fn issuing_failure(&self, ns: &str, name: &str) -> String {
@@ -196,6 +194,8 @@ impl Env {
         .await
     }
 
+    /// The Certificate once its Ready condition is `status` with a revision
+    /// of at least `revision`.
     pub async fn certificate_ready(&self, ns: &str, name: &str, revision: i64) -> Certificate {
         let api: Api<Certificate> = Api::namespaced(self.client.clone(), ns);
         self.wait(

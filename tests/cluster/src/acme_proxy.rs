@@ -391,6 +391,17 @@ impl AcmeProxy {
             .clear();
     }
 
+    /// How many `method` requests under `path_prefix` reached the proxy.
+    pub fn count(&self, method: &str, path_prefix: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .seen
+            .iter()
+            .filter(|s| s.method == method && s.path.starts_with(path_prefix))
+            .count()
+    }
+
     /// Every request so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.state

@@ -1,9 +1,10 @@
 //! `certwright-testcluster`: the local cluster in one command, for people,
 //! kubectl and the quickstart. It starts the real control plane in a node
 //! network namespace, the process kubelet, the Service proxy, Traefik (the
-//! ingress controller) and pebble, applies certwright's CRDs, writes a kubeconfig (the
-//! API server through a forwarder on 127.0.0.1), prints how to use it, and
-//! runs until Ctrl-C (or SIGTERM), then stops everything it started.
+//! ingress controller) and pebble, applies certwright's CRDs, writes a
+//! kubeconfig (the API server through a forwarder on 127.0.0.1), prints how
+//! to use it, and runs until Ctrl-C (or SIGTERM), then stops everything it
+//! started.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

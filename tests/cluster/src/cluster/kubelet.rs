@@ -3,12 +3,12 @@
 //! NodeRestriction apply). It registers the Node, renews its Lease, binds
 //! unscheduled Pods to it (as the scheduler would), and runs Pods whose
 //! image it knows (certwright's, Traefik's) as processes of the built
-//! binaries in a sandbox of their own: network namespace, Pod IP, and the volumes ServiceAccount
-//! admission adds (a token bound to the Pod, the cluster CA, the namespace)
-//! at their mountPath. It writes `pods/status` (IP, phase, Ready after the
-//! readiness probe, restarts), restarts per restartPolicy, and finishes a
-//! Pod's deletion once its process is gone. Pods of other images stay
-//! Pending with a reason saying why.
+//! binaries in a sandbox of their own: network namespace, Pod IP, and the
+//! volumes ServiceAccount admission adds (a token bound to the Pod, the
+//! cluster CA, the namespace) at their mountPath. It writes `pods/status`
+//! (IP, phase, Ready after the readiness probe, restarts), restarts per
+//! restartPolicy, and finishes a Pod's deletion once its process is gone.
+//! Pods of other images stay Pending with a reason saying why.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
