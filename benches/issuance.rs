@@ -107,9 +107,12 @@ async fn floor_routed(ingress: std::net::SocketAddr, tokens: &Tokens, host: &str
             key_authorization: key.into(),
         },
     );
-    let via = ingress.to_string();
+    let probe = certwright::solver::check::Probe {
+        via: Some(ingress.to_string()),
+        ..Default::default()
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while let Err(why) = certwright::solver::check::reachable(host, token, key, Some(&via)).await {
+    while let Err(why) = certwright::solver::check::reachable(&probe, host, token, key).await {
         assert!(
             Instant::now() < deadline,
             "the ingress did not route {host} to the floor's token server within 30 s: {why}"

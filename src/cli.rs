@@ -2,6 +2,9 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::solver::Mode;
+use crate::solver::ingress::PathType;
+
 /// ACME HTTP-01 certificates for Kubernetes, through cert-manager's API.
 #[derive(Parser, Debug)]
 #[command(name = "certwright", version, about, long_about = None)]
@@ -14,9 +17,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the controllers (Issuers, Certificates, CertificateRequests,
     /// Orders, Challenges) and the shared HTTP-01 solver.
-    Controller(ControllerArgs),
-    /// Serve one HTTP-01 token, as a per-challenge solver Pod does (the
-    /// shared mode runs inside `controller`; the sidecar mode comes later).
+    Controller(Box<ControllerArgs>),
+    /// Serve one HTTP-01 token, as a per-challenge solver Pod does, or
+    /// (--watch) every sidecar-mode token beside an ingress controller.
     Solver(SolverArgs),
     /// Print the CustomResourceDefinitions certwright serves.
     Crds {
@@ -59,8 +62,45 @@ pub struct ControllerArgs {
     /// Send the HTTP-01 self-check to this host:port (with the challenge's
     /// Host header) instead of the domain's own address: for clusters
     /// whose nodes cannot reach their own load balancer (no hairpin NAT).
+    /// An Issuer's `certwright.io/http01-self-check-address` annotation
+    /// overrides it.
     #[arg(long)]
     pub http01_self_check_address: Option<String>,
+    /// Nameservers (host:port, comma separated) the HTTP-01 self-check
+    /// resolves names with, instead of the system resolver (cert-manager's
+    /// flag of the same name).
+    #[arg(long, value_delimiter = ',')]
+    pub acme_http01_solver_nameservers: Vec<std::net::SocketAddr>,
+    /// The port the self-check fetches `http://` URLs on (80, as the CA;
+    /// for tests).
+    #[arg(long, default_value_t = 80)]
+    pub http01_self_check_port: u16,
+    /// Consecutive passes of the self-checks required before the CA is asked.
+    #[arg(long, default_value_t = 2)]
+    pub http01_self_check_passes: u32,
+    /// How HTTP-01 tokens are presented for Issuers without the
+    /// `certwright.io/http01-solver-mode` annotation.
+    #[arg(long, value_enum, default_value_t = Mode::Shared)]
+    pub http01_solver_mode: Mode,
+    /// The image of solver Pods (pod mode).
+    #[arg(long, default_value = concat!("ghcr.io/certwright/certwright:", env!("CARGO_PKG_VERSION")))]
+    pub acme_http01_solver_image: String,
+    /// CPU request of solver Pods.
+    #[arg(long, default_value = "10m")]
+    pub acme_http01_solver_resource_request_cpu: String,
+    /// Memory request of solver Pods.
+    #[arg(long, default_value = "64Mi")]
+    pub acme_http01_solver_resource_request_memory: String,
+    /// CPU limit of solver Pods.
+    #[arg(long, default_value = "100m")]
+    pub acme_http01_solver_resource_limit_cpu: String,
+    /// Memory limit of solver Pods.
+    #[arg(long, default_value = "64Mi")]
+    pub acme_http01_solver_resource_limit_memory: String,
+    /// pathType of the solver's Ingress rule: Exact matches only the token
+    /// path; some ingress controllers need ImplementationSpecific.
+    #[arg(long, value_enum, default_value_t = PathType::Exact)]
+    pub http01_ingress_path_type: PathType,
     /// Shortest wait after a failed issuance (seconds).
     #[arg(long, default_value_t = 10)]
     pub backoff_min_seconds: u64,
@@ -102,14 +142,32 @@ pub struct SolverArgs {
     #[arg(long, default_value_t = 8089)]
     pub listen_port: u16,
     /// The challenge token (base64url: it may start with `-`).
-    #[arg(long, allow_hyphen_values = true)]
-    pub token: String,
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        required_unless_present = "watch",
+        conflicts_with = "watch"
+    )]
+    pub token: Option<String>,
     /// The key authorization to answer with.
-    #[arg(long, allow_hyphen_values = true)]
-    pub key: String,
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        required_unless_present = "watch",
+        conflicts_with = "watch"
+    )]
+    pub key: Option<String>,
     /// The domain the challenge is for (matched against the Host header).
+    #[arg(long, required_unless_present = "watch", conflicts_with = "watch")]
+    pub domain: Option<String>,
+    /// Sidecar mode: serve every live Challenge of the issuers in sidecar
+    /// mode, read from the API (any kubeconfig, or the Pod's ServiceAccount).
     #[arg(long)]
-    pub domain: String,
+    pub watch: bool,
+    /// With --watch: the controller's --http01-solver-mode (the mode of
+    /// issuers without the annotation).
+    #[arg(long, value_enum, default_value_t = Mode::Shared, requires = "watch")]
+    pub http01_solver_mode: Mode,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,8 +200,20 @@ mod tests {
             panic!("not the solver command");
         };
         assert_eq!(
-            (args.token.as_str(), args.key.as_str()),
-            ("-mX_9", "-mX_9.thumb")
+            (args.token.as_deref(), args.key.as_deref()),
+            (Some("-mX_9"), Some("-mX_9.thumb"))
+        );
+    }
+
+    #[test]
+    fn solver_needs_a_token_or_watch_but_not_both() {
+        assert!(Cli::try_parse_from(["certwright", "solver"]).is_err());
+        let watch =
+            Cli::try_parse_from(["certwright", "solver", "--watch"]).expect("--watch alone");
+        assert!(matches!(watch.command, Command::Solver(a) if a.watch));
+        assert!(
+            Cli::try_parse_from(["certwright", "solver", "--watch", "--token", "t"]).is_err(),
+            "--watch serves from the API, not a given token"
         );
     }
 }

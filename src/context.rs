@@ -2,14 +2,22 @@
 //! and the caches that save round trips (ACME accounts, retry counters).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 
 use crate::acme::session::{Accounts, IssuerStores};
 use crate::certificates::backoff::Backoff;
 use crate::challenges::schedule::InFlight;
+use crate::solver::Mode;
+use crate::solver::check::Probe;
+use crate::solver::ingress::PathType;
+use crate::solver::pod::PodResources;
 
-/// How the shared HTTP-01 solver is reached.
+/// How HTTP-01 tokens are presented and checked.
 #[derive(Clone, Debug)]
 pub struct SolverSettings {
     /// certwright's own namespace, where the chart's solver Service lives.
@@ -19,10 +27,19 @@ pub struct SolverSettings {
     pub service: String,
     /// Port the solver server listens on in every replica.
     pub port: u16,
-    /// Where the self-check sends its request (with the challenge's Host
-    /// header) instead of resolving the domain: for clusters without
-    /// hairpin NAT, the ingress controller's in-cluster address.
-    pub self_check_address: Option<String>,
+    /// The mode of Issuers without the mode annotation.
+    pub default_mode: Mode,
+    /// The image of solver Pods (pod mode).
+    pub image: String,
+    /// Requests and limits of solver Pods.
+    pub pod_resources: PodResources,
+    /// pathType of the solver's Ingress rule.
+    pub path_type: PathType,
+    /// How the CA's view is checked (nameservers, ports, an address to
+    /// send the request to instead of resolving the name).
+    pub probe: Probe,
+    /// Consecutive passes of the self-checks before the CA is asked.
+    pub passes: u32,
 }
 
 impl Default for SolverSettings {
@@ -31,7 +48,15 @@ impl Default for SolverSettings {
             namespace: "certwright".into(),
             service: "certwright-solver".into(),
             port: 8089,
-            self_check_address: None,
+            default_mode: Mode::Shared,
+            image: format!(
+                "ghcr.io/certwright/certwright:{}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            pod_resources: PodResources::default(),
+            path_type: PathType::Exact,
+            probe: Probe::default(),
+            passes: 2,
         }
     }
 }
@@ -68,11 +93,20 @@ pub struct Context {
     /// The resourceVersion of our last write per object (by uid), to tell
     /// when the watch cache has not caught up with it yet.
     written: Mutex<HashMap<String, String>>,
+    /// Consecutive self-check passes per Challenge (by uid).
+    passes: Mutex<HashMap<String, u32>>,
+    /// Cluster IPs of the per-namespace solver Services, by namespace.
+    solver_ips: Mutex<HashMap<String, IpAddr>>,
+    /// Solver Pods (pod mode) as last seen, filled by the Challenge
+    /// controller's watch on them.
+    solver_pods: Store<Pod>,
+    solver_pods_writer: Mutex<Option<Writer<Pod>>>,
 }
 
 impl Context {
     /// A context with default settings.
     pub fn new(client: kube::Client, cluster_resource_namespace: impl Into<String>) -> Self {
+        let (solver_pods, writer) = kube::runtime::reflector::store();
         Self {
             client,
             cluster_resource_namespace: cluster_resource_namespace.into(),
@@ -89,6 +123,10 @@ impl Context {
             issuer_stores: IssuerStores::default(),
             attempts: Mutex::default(),
             written: Mutex::default(),
+            passes: Mutex::default(),
+            solver_ips: Mutex::default(),
+            solver_pods,
+            solver_pods_writer: Mutex::new(Some(writer)),
         }
     }
 
@@ -133,5 +171,113 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(uid);
+    }
+
+    /// Counts one more self-check pass of `uid`; returns the count.
+    pub fn passed(&self, uid: &str) -> u32 {
+        let mut map = self.passes.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(uid.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Forgets the self-check passes of `uid` (a check failed, or it is done).
+    pub fn reset_passes(&self, uid: &str) {
+        self.passes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
+    }
+
+    /// Remembers the cluster IP of a namespace's solver Service.
+    pub fn note_solver_service(&self, namespace: &str, service: &Service) {
+        let ip = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.cluster_ip.as_deref())
+            .and_then(|ip| ip.parse().ok());
+        if let Some(ip) = ip {
+            self.solver_ips
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(namespace.to_string(), ip);
+        }
+    }
+
+    /// The remembered cluster IP of a namespace's solver Service.
+    pub fn solver_service_ip(&self, namespace: &str) -> Option<IpAddr> {
+        self.solver_ips
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(namespace)
+            .copied()
+    }
+
+    /// Forgets it (the Service is being deleted).
+    pub fn forget_solver_service(&self, namespace: &str) {
+        self.solver_ips
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(namespace);
+    }
+
+    /// The writer of the solver Pod store, once (for the watch that fills it).
+    pub fn take_solver_pods_writer(&self) -> Option<Writer<Pod>> {
+        self.solver_pods_writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    fn solver_pod(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<Pod>> {
+        self.solver_pods
+            .get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Whether a solver Pod of that name is known.
+    pub fn has_solver_pod(&self, namespace: &str, name: &str) -> bool {
+        self.solver_pod(namespace, name).is_some()
+    }
+
+    /// Where a ready solver Pod answers, or why it cannot be asked yet.
+    pub fn solver_pod_address(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<SocketAddr>, String> {
+        let Some(pod) = self.solver_pod(namespace, name) else {
+            return Err(format!(
+                "the solver Pod {namespace}/{name} does not exist (yet)"
+            ));
+        };
+        let status = pod.status.as_ref();
+        let ready = status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let ip = status
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse::<IpAddr>().ok());
+        match (ready, ip) {
+            (true, Some(ip)) => Ok(Some(SocketAddr::new(ip, crate::solver::SOLVER_PORT))),
+            _ => {
+                let why = status
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .and_then(|c| c.first())
+                    .and_then(|c| c.state.as_ref())
+                    .and_then(|s| s.waiting.as_ref())
+                    .map(|w| {
+                        format!(
+                            ": {} {}",
+                            w.reason.clone().unwrap_or_default(),
+                            w.message.clone().unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_default();
+                Err(format!(
+                    "the solver Pod {namespace}/{name} is not ready yet{}",
+                    why.trim_end()
+                ))
+            }
+        }
     }
 }

@@ -26,7 +26,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Crds { output } => print_crds(output),
         Command::Version { output } => print_version(output),
         Command::Solver(args) => run_solver(args),
-        Command::Controller(args) => run_controller(args),
+        Command::Controller(args) => run_controller(*args),
         Command::Status | Command::Renew | Command::Check => {
             bail!(
                 "this subcommand is not available in certwright {} yet",
@@ -89,7 +89,22 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             namespace: args.namespace.clone(),
             service: args.solver_service.clone(),
             port: args.solver_port,
-            self_check_address: args.http01_self_check_address.clone(),
+            default_mode: args.http01_solver_mode,
+            image: args.acme_http01_solver_image.clone(),
+            pod_resources: certwright::solver::pod::PodResources {
+                request_cpu: args.acme_http01_solver_resource_request_cpu.clone(),
+                request_memory: args.acme_http01_solver_resource_request_memory.clone(),
+                limit_cpu: args.acme_http01_solver_resource_limit_cpu.clone(),
+                limit_memory: args.acme_http01_solver_resource_limit_memory.clone(),
+            },
+            path_type: args.http01_ingress_path_type,
+            probe: certwright::solver::check::Probe {
+                nameservers: args.acme_http01_solver_nameservers.clone(),
+                http_port: args.http01_self_check_port,
+                via: args.http01_self_check_address.clone(),
+                ..Default::default()
+            },
+            passes: args.http01_self_check_passes.max(1),
         };
         ctx.certificate_owner_ref = args.enable_certificate_owner_ref;
         ctx.max_challenges = args.max_concurrent_challenges.max(1);
@@ -115,17 +130,36 @@ fn run_solver(args: SolverArgs) -> anyhow::Result<()> {
         )
     })?;
     let addr = std::net::SocketAddr::new(ip, args.listen_port);
-    let presented = Presented {
-        domain: args.domain.trim_end_matches('.').to_ascii_lowercase(),
-        key_authorization: args.key,
-    };
-    let tokens: Tokens =
-        std::sync::Arc::new(std::sync::RwLock::new([(args.token, presented)].into()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    if args.watch {
+        return runtime.block_on(async {
+            let client = kube::Client::try_default()
+                .await
+                .context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
+            tracing::info!(%addr, "serving the tokens of sidecar-mode Challenges");
+            certwright::solver::sidecar::serve(
+                client,
+                addr,
+                args.http01_solver_mode,
+                server::Limits::default(),
+                shutdown_signal(),
+            )
+            .await
+            .with_context(|| format!("serving on {addr}"))
+        });
+    }
+    let (Some(token), Some(key), Some(domain)) = (args.token, args.key, args.domain) else {
+        bail!("--token, --key and --domain are required without --watch");
+    };
+    let presented = Presented {
+        domain: domain.trim_end_matches('.').to_ascii_lowercase(),
+        key_authorization: key,
+    };
+    let tokens: Tokens = std::sync::Arc::new(std::sync::RwLock::new([(token, presented)].into()));
     runtime.block_on(async {
         server::serve_until(addr, tokens, server::Limits::default(), shutdown_signal())
             .await

@@ -498,7 +498,9 @@ async fn an_ingress_class_nobody_serves_fails_the_self_check_and_the_ca_is_never
         .await;
     assert!(
         reason.starts_with("Waiting for HTTP-01 challenge propagation: ")
-            && reason.contains("wrong status code 404"),
+            && reason.contains("wrong status code 404")
+            && reason.contains("The solver answers in-cluster")
+            && reason.contains("ingressClassName \"nobody-serves\""),
         "{reason}"
     );
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;

@@ -330,7 +330,7 @@ impl tower::Service<hyper::Uri> for ProxyConnector {
 /// `skipTLSVerify`: accepts any certificate (signatures of the handshake
 /// are still checked, so the connection is at least consistent).
 #[derive(Debug)]
-struct AcceptAnything;
+pub struct AcceptAnything;
 
 impl ServerCertVerifier for AcceptAnything {
     fn verify_server_cert(

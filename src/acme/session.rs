@@ -52,10 +52,44 @@ impl Default for IssuerStores {
     }
 }
 
-/// Fills the issuer stores until the watches end (runs once per context).
+impl IssuerStores {
+    /// Waits until both watches have listed once (so a missing issuer is
+    /// really missing, not just not seen yet).
+    pub async fn ready(&self) {
+        let _ = self.issuers.wait_until_ready().await;
+        let _ = self.cluster_issuers.wait_until_ready().await;
+    }
+
+    /// The annotations of the issuer `reference` (seen from `namespace`)
+    /// as last seen; empty when it is not known (yet).
+    pub fn annotations(
+        &self,
+        namespace: &str,
+        reference: &IssuerReference,
+    ) -> std::collections::BTreeMap<String, String> {
+        let name = &reference.name;
+        let found = if reference.kind.as_deref() == Some("ClusterIssuer") {
+            self.cluster_issuers
+                .get(&ObjectRef::new(name))
+                .and_then(|i| i.metadata.annotations.clone())
+        } else {
+            self.issuers
+                .get(&ObjectRef::new(name).within(namespace))
+                .and_then(|i| i.metadata.annotations.clone())
+        };
+        found.unwrap_or_default()
+    }
+}
+
+/// Fills the context's issuer stores until the watches end (runs once
+/// per context).
 pub async fn watch_issuers(ctx: std::sync::Arc<Context>) {
-    let Some((w1, w2)) = ctx
-        .issuer_stores
+    watch_issuer_stores(ctx.client.clone(), &ctx.issuer_stores).await;
+}
+
+/// Fills `stores` until the watches end (once: the writers are taken).
+pub async fn watch_issuer_stores(client: kube::Client, stores: &IssuerStores) {
+    let Some((w1, w2)) = stores
         .writers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -66,7 +100,7 @@ pub async fn watch_issuers(ctx: std::sync::Arc<Context>) {
     let issuers = reflector::reflector(
         w1,
         watcher(
-            Api::<Issuer>::all(ctx.client.clone()),
+            Api::<Issuer>::all(client.clone()),
             watcher::Config::default(),
         ),
     )
@@ -75,7 +109,7 @@ pub async fn watch_issuers(ctx: std::sync::Arc<Context>) {
     let cluster = reflector::reflector(
         w2,
         watcher(
-            Api::<ClusterIssuer>::all(ctx.client.clone()),
+            Api::<ClusterIssuer>::all(client),
             watcher::Config::default(),
         ),
     )

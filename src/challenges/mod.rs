@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use instant_acme::{AuthorizationStatus, ChallengeStatus as AcmeChallengeStatus, ChallengeType};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -22,14 +24,17 @@ use crate::api::challenge::ChallengeStatus;
 use crate::api::order::AcmeState;
 use crate::api::{Challenge, Order};
 use crate::context::Context;
-use crate::solver::{Mode, check};
+use crate::solver::{Mode, SOLVER_LABEL};
 
 pub mod schedule;
+mod self_check;
 
 pub const CONTROLLER_NAME: &str = "certwright-challenges";
 /// Every reason written once the CA has been asked starts so.
 const ASKING: &str = "Asking the CA to validate";
 const WAITING_FOR_CA: &str = "Accepted the challenge; waiting for the CA to validate it";
+/// Self-check failures in a row before a changed reason is also an event.
+const WARN_AFTER: u32 = 6;
 /// cert-manager's finalizer, so Challenges it left are finished by us too.
 pub const FINALIZER: &str = "acme.cert-manager.io/finalizer";
 
@@ -194,7 +199,8 @@ async fn finish(
             write(ctx, ch, &status).await?;
         }
         ctx.in_flight().finishing(&ch.uid().unwrap_or_default());
-        Mode::of(ch)
+        cleanup_mode(ctx, ch)
+            .await
             .cleanup(ctx, ch)
             .await
             .map_err(|e| Error::Api("solver resources".into(), e))?;
@@ -203,7 +209,33 @@ async fn finish(
     write(ctx, ch, &status).await?;
     ctx.in_flight().release(&ch.uid().unwrap_or_default());
     ctx.succeeded(&ch.uid().unwrap_or_default());
+    ctx.reset_passes(&ch.uid().unwrap_or_default());
     Ok(Action::await_change())
+}
+
+/// A Challenge that cannot be presented as configured: the reason and a
+/// Warning event once per distinct reason, then a slow retry (the fix may
+/// be in another object: the Issuer's annotation, a named Ingress).
+async fn present_error(
+    ctx: &Context,
+    ch: &Challenge,
+    mut status: ChallengeStatus,
+    why: String,
+) -> Result<Action, Error> {
+    let reason = format!("Cannot present the HTTP-01 challenge: {why}");
+    if status.reason.as_deref() != Some(reason.as_str()) {
+        status.reason = Some(reason.clone());
+        write(ctx, ch, &status).await?;
+        event(ctx, ch, EventType::Warning, "PresentError", reason).await;
+    }
+    Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+/// The mode to clean up in: the issuer's, or the default when the
+/// annotation is unreadable now (cleanup undoes routes whatever the mode).
+async fn cleanup_mode(ctx: &Context, ch: &Challenge) -> Mode {
+    ctx.issuer_stores.ready().await;
+    Mode::of(ctx, ch).unwrap_or(ctx.solver.default_mode)
 }
 
 async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -214,7 +246,8 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             let presented = ch.status.as_ref().and_then(|s| s.presented) != Some(false);
             if presented {
                 ctx.in_flight().finishing(&ch.uid().unwrap_or_default());
-                Mode::of(&ch)
+                cleanup_mode(&ctx, &ch)
+                    .await
                     .cleanup(&ctx, &ch)
                     .await
                     .map_err(|e| Error::Api("solver resources".into(), e))?;
@@ -283,18 +316,15 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     }
 
     // Present.
+    ctx.issuer_stores.ready().await;
+    let mode = match Mode::of(&ctx, &ch) {
+        Ok(mode) => mode,
+        Err(why) => return present_error(&ctx, &ch, status, why).await,
+    };
     if status.presented != Some(true) {
-        match Mode::of(&ch).present(&ctx, &ch).await {
+        match mode.present(&ctx, &ch).await {
             Ok(Ok(())) => {}
-            Ok(Err(why)) => {
-                let reason = format!("Cannot present the HTTP-01 challenge: {why}");
-                if status.reason.as_deref() != Some(reason.as_str()) {
-                    status.reason = Some(reason.clone());
-                    write(&ctx, &ch, &status).await?;
-                    event(&ctx, &ch, EventType::Warning, "PresentError", reason).await;
-                }
-                return Ok(Action::await_change());
-            }
+            Ok(Err(why)) => return present_error(&ctx, &ch, status, why).await,
             Err(e) => return Err(Error::Api("solver resources".into(), e)),
         }
         status.presented = Some(true);
@@ -312,36 +342,41 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         .await;
     }
 
-    // Self-check, as the CA will fetch it, before every request to
-    // validate: a retried request may be the first to reach the CA (the
-    // earlier ones failed on the way), and a restarted or rescheduled
-    // solver may not be reachable yet.
-    {
-        if let Err(why) = check::reachable(
-            domain,
-            &ch.spec.token,
-            &ch.spec.key,
-            ctx.solver.self_check_address.as_deref(),
-        )
+    // Self-checks, in-cluster and as the CA will fetch it, before every
+    // request to validate: a retried request may be the first to reach
+    // the CA (the earlier ones failed on the way), and a restarted or
+    // rescheduled solver may not be reachable yet.
+    match self_check::run(&ctx, &ch, mode)
         .await
-        {
+        .map_err(|e| Error::Api("solver resources".into(), e))?
+    {
+        self_check::Verdict::Failed { reason, missing } => {
+            ctx.reset_passes(&uid);
             let attempts = ctx.failed_again(&uid);
-            if attempts.is_multiple_of(8) {
+            // (A solver just created may not be in the watch cache yet.)
+            if (missing && attempts >= 3) || attempts.is_multiple_of(8) {
                 // Someone may have removed the resources: present again.
-                Mode::of(&ch)
-                    .present(&ctx, &ch)
+                mode.present(&ctx, &ch)
                     .await
                     .map_err(|e| Error::Api("solver resources".into(), e))?
                     .ok();
             }
-            let reason = format!("Waiting for HTTP-01 challenge propagation: {why}");
+            let reason = format!("Waiting for HTTP-01 challenge propagation: {reason}");
             if status.reason.as_deref() != Some(reason.as_str()) {
-                status.reason = Some(reason);
+                status.reason = Some(reason.clone());
                 write(&ctx, &ch, &status).await?;
+                // The first failures are the ingress controller picking the
+                // route up; a reason that lasts is worth an event.
+                if attempts >= WARN_AFTER {
+                    event(&ctx, &ch, EventType::Warning, "SelfCheckFailed", reason).await;
+                }
             }
             return Ok(Action::requeue(self_check_delay(attempts)));
         }
-        ctx.succeeded(&uid);
+        self_check::Verdict::Passed(n) if n < ctx.solver.passes => {
+            return Ok(Action::requeue(self_check_delay(1)));
+        }
+        self_check::Verdict::Passed(_) => ctx.succeeded(&uid),
     }
 
     // Accept and poll.
@@ -460,16 +495,31 @@ fn error_policy(_: Arc<Challenge>, error: &Error, _: Arc<Context>) -> Action {
     Action::requeue(Duration::from_secs(2))
 }
 
-/// Runs the controller until the stream ends.
+/// Runs the controller until the stream ends. Besides Challenges it
+/// watches the solver Pods and Ingresses it owns (by their label), so a
+/// solver Pod turning Ready or an Ingress getting its address re-runs the
+/// self-check at once rather than at the next backoff.
 pub async fn run(ctx: Arc<Context>) {
-    Controller::new(
+    let solver_only = watcher::Config::default().labels(&format!("{SOLVER_LABEL}=true"));
+    let mut controller = Controller::new(
         Api::<Challenge>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
     .with_config(ctx.controller_config())
-    .run(reconcile, error_policy, ctx.clone())
-    .for_each(|_| async {})
-    .await;
+    .owns(Api::<Ingress>::all(ctx.client.clone()), solver_only.clone());
+    if let Some(writer) = ctx.take_solver_pods_writer() {
+        let pods = reflector::reflector(
+            writer,
+            watcher(Api::<Pod>::all(ctx.client.clone()), solver_only),
+        )
+        .default_backoff()
+        .touched_objects();
+        controller = controller.owns_stream(pods);
+    }
+    controller
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {})
+        .await;
 }
 
 #[cfg(test)]

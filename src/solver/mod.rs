@@ -1,27 +1,93 @@
-//! HTTP-01 presentation: the token server, the shared solver mode (one
-//! Ingress per Challenge, tokens served by every replica) and the
-//! self-check run before the CA is asked to validate. The Challenge
-//! controller sees only [`Mode`]: presenting and cleaning up.
+//! HTTP-01 presentation: the token server, the three solver modes and the
+//! self-checks run before the CA is asked to validate. The Challenge
+//! controller sees only [`Mode`]: presenting, where the solver answers
+//! in-cluster, and cleaning up.
+//!
+//! - shared (the default): certwright's replicas serve every token; per
+//!   Challenge only a route to the namespace's solver Service.
+//! - pod (cert-manager's): a solver Pod, Service and Ingress per Challenge.
+//! - sidecar: `certwright solver --watch` beside the ingress controller
+//!   serves the tokens; certwright creates nothing.
+//!
+//! The mode is the Issuer's annotation [`MODE_ANNOTATION`], else the
+//! controller's `--http01-solver-mode`.
 
 pub mod check;
+pub mod ingress;
+pub mod pod;
 pub mod server;
 pub mod shared;
+pub mod sidecar;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use kube::ResourceExt;
+use kube::api::PatchParams;
 
 use crate::api::Challenge;
+use crate::api::challenge::ChallengeType;
+use crate::api::order::AcmeState;
 use crate::context::Context;
 
-/// How a Challenge's token is presented. Only the shared mode exists
-/// today; the pod and sidecar modes join it here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Field manager of the solver resources.
+pub const MANAGER: &str = "certwright-solver";
+/// Label on every solver resource, as cert-manager sets it.
+pub const SOLVER_LABEL: &str = "acme.cert-manager.io/http01-solver";
+/// EndpointSlices certwright mirrors carry this `managed-by`.
+pub const SLICE_MANAGER: &str = "certwright.io";
+/// The port solver Pods listen on (cert-manager's).
+pub const SOLVER_PORT: u16 = 8089;
+/// Issuer annotation choosing the solver mode.
+pub const MODE_ANNOTATION: &str = "certwright.io/http01-solver-mode";
+/// Issuer annotation: where the CA-view self-check sends its request
+/// (host:port, with the challenge's Host header).
+pub const SELF_CHECK_ADDRESS_ANNOTATION: &str = "certwright.io/http01-self-check-address";
+/// Issuer annotation: `skip` skips the CA-view self-check (the in-cluster
+/// one still runs).
+pub const SELF_CHECK_ANNOTATION: &str = "certwright.io/http01-self-check";
+
+/// How a Challenge's token is presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// certwright's replicas serve the token; an Ingress routes to them.
     Shared,
+    /// A solver Pod, Service and Ingress per Challenge (cert-manager's way).
+    Pod,
+    /// `certwright solver --watch` beside the ingress controller serves it.
+    Sidecar,
 }
 
 impl Mode {
-    /// The mode for a Challenge.
-    pub fn of(_challenge: &Challenge) -> Self {
-        Mode::Shared
+    /// The mode an annotation value names.
+    pub fn parse(value: &str) -> Result<Mode, String> {
+        match value.trim() {
+            "shared" => Ok(Mode::Shared),
+            "pod" => Ok(Mode::Pod),
+            "sidecar" => Ok(Mode::Sidecar),
+            other => Err(format!(
+                "the issuer's annotation {MODE_ANNOTATION} is {other:?}; expected shared, pod or sidecar"
+            )),
+        }
+    }
+
+    /// The mode `annotations` (an issuer's) ask for, else `default`.
+    pub fn from_annotations(
+        annotations: &BTreeMap<String, String>,
+        default: Mode,
+    ) -> Result<Mode, String> {
+        annotations
+            .get(MODE_ANNOTATION)
+            .map_or(Ok(default), |v| Mode::parse(v))
+    }
+
+    /// The mode for a Challenge: its issuer's annotation, else the default.
+    pub fn of(ctx: &Context, challenge: &Challenge) -> Result<Self, String> {
+        let annotations = ctx.issuer_stores.annotations(
+            &challenge.namespace().unwrap_or_default(),
+            &challenge.spec.issuer_ref,
+        );
+        Mode::from_annotations(&annotations, ctx.solver.default_mode)
     }
 
     /// Makes the token reachable. `Ok(Err(why))` is a configuration
@@ -33,13 +99,108 @@ impl Mode {
     ) -> Result<Result<(), String>, kube::Error> {
         match self {
             Mode::Shared => shared::present(ctx, challenge).await,
+            Mode::Pod => pod::present(ctx, challenge).await,
+            Mode::Sidecar => Ok(Ok(())),
         }
     }
 
-    /// Removes what [`Mode::present`] created.
-    pub async fn cleanup(self, ctx: &Context, challenge: &Challenge) -> Result<(), kube::Error> {
+    /// Where the solver answers in-cluster: Ok(None) when there is nothing
+    /// to ask (sidecar), Err(why) when it cannot be asked yet.
+    pub async fn solver_address(
+        self,
+        ctx: &Context,
+        challenge: &Challenge,
+    ) -> Result<Result<Option<SocketAddr>, String>, kube::Error> {
+        let ns = challenge.namespace().unwrap_or_default();
         match self {
-            Mode::Shared => shared::cleanup(ctx, challenge).await,
+            Mode::Sidecar => Ok(Ok(None)),
+            Mode::Shared => Ok(shared::service_address(ctx, &ns)
+                .await?
+                .map(Some)
+                .ok_or_else(|| {
+                    format!(
+                        "the solver Service {ns}/{} does not exist",
+                        ctx.solver.service
+                    )
+                })),
+            Mode::Pod => {
+                Ok(ctx.solver_pod_address(&ns, &ingress::resource_name(&challenge.name_any())))
+            }
         }
+    }
+
+    /// Removes what [`Mode::present`] made. Whatever the mode was when it
+    /// presented (the issuer's annotation may have changed since), the
+    /// route is undone; the pod mode's Pod and Service go if they exist.
+    pub async fn cleanup(self, ctx: &Context, challenge: &Challenge) -> Result<(), kube::Error> {
+        let ns = challenge.namespace().unwrap_or_default();
+        let name = ingress::resource_name(&challenge.name_any());
+        if self != Mode::Sidecar {
+            ingress::cleanup(&ctx.client, challenge).await?;
+        }
+        if self == Mode::Pod || ctx.has_solver_pod(&ns, &name) {
+            pod::cleanup(ctx, challenge).await?;
+        }
+        if self == Mode::Shared {
+            shared::cleanup(ctx, challenge).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a Challenge still needs its token served.
+pub fn live(ch: &Challenge) -> bool {
+    ch.spec.type_ == ChallengeType::Http01
+        && !matches!(
+            ch.status.as_ref().and_then(|s| s.state),
+            Some(AcmeState::Valid | AcmeState::Invalid | AcmeState::Errored | AcmeState::Expired)
+        )
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(MANAGER).force()
+}
+
+fn ignore_missing(r: Result<impl Sized, kube::Error>) -> Result<(), kube::Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// A Challenge in `apps` with `solver`.
+    pub fn challenge(solver: Value) -> Challenge {
+        serde_json::from_value(json!({
+            "apiVersion": "acme.cert-manager.io/v1", "kind": "Challenge",
+            "metadata": {"name": "web-1-123-456", "namespace": "apps", "uid": "u1"},
+            "spec": {"url": "https://ca/chal", "authorizationURL": "https://ca/authz", "dnsName": "app.example.com",
+                     "type": "HTTP-01", "token": "tok", "key": "tok.thumb", "solver": solver, "issuerRef": {"name": "le"}}
+        }))
+        .expect("challenge")
+    }
+
+    #[test]
+    fn the_issuer_annotation_picks_the_mode_else_the_default() {
+        let none = BTreeMap::new();
+        assert_eq!(
+            Mode::from_annotations(&none, Mode::Shared),
+            Ok(Mode::Shared)
+        );
+        assert_eq!(Mode::from_annotations(&none, Mode::Pod), Ok(Mode::Pod));
+        let pod = BTreeMap::from([(MODE_ANNOTATION.to_string(), "pod".to_string())]);
+        assert_eq!(Mode::from_annotations(&pod, Mode::Shared), Ok(Mode::Pod));
+        let bad = BTreeMap::from([(MODE_ANNOTATION.to_string(), "pods".to_string())]);
+        let err = Mode::from_annotations(&bad, Mode::Shared).expect_err("unknown");
+        assert!(
+            err.contains("\"pods\"") && err.contains("shared, pod or sidecar"),
+            "{err}"
+        );
     }
 }

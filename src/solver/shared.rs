@@ -3,106 +3,26 @@
 //! route to a Service of its own namespace, so each namespace with live
 //! Challenges gets a selector-less Service `certwright-solver` whose
 //! EndpointSlice mirrors the ready endpoints of certwright's own solver
-//! Service; per Challenge only an Ingress is created. All are removed when
-//! the namespace's last Challenge ends.
+//! Service; per Challenge only a route is added (see [`super::ingress`]).
+//! The Service and slice are removed when the namespace's last Challenge
+//! ends.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::server::{self, Presented, Tokens};
+use super::{SLICE_MANAGER, SOLVER_LABEL, apply_params, ignore_missing, ingress, live};
 use crate::api::Challenge;
-use crate::api::challenge::ChallengeType;
-use crate::api::order::AcmeState;
 use crate::context::{Context, SolverSettings};
-use crate::orders::naming::fnv32a;
-
-/// Field manager of the solver resources.
-pub const MANAGER: &str = "certwright-solver";
-/// Label on every solver resource, as cert-manager sets it.
-pub const SOLVER_LABEL: &str = "acme.cert-manager.io/http01-solver";
-/// EndpointSlices certwright mirrors carry this `managed-by`.
-pub const SLICE_MANAGER: &str = "certwright.io";
-
-/// The name of the Ingress presenting `challenge`.
-pub fn ingress_name(challenge: &str) -> String {
-    format!("cm-acme-http-solver-{:08x}", fnv32a(challenge.as_bytes()))
-}
-
-/// Whether a Challenge still needs its token served.
-pub fn live(ch: &Challenge) -> bool {
-    ch.spec.type_ == ChallengeType::Http01
-        && !matches!(
-            ch.status.as_ref().and_then(|s| s.state),
-            Some(AcmeState::Valid | AcmeState::Invalid | AcmeState::Errored | AcmeState::Expired)
-        )
-}
-
-/// The Ingress routing the challenge's token path for its host to the
-/// namespace's solver Service; Err says why the solver cannot be used.
-pub fn ingress(ch: &Challenge, settings: &SolverSettings) -> Result<Value, String> {
-    let Some(solver) = ch
-        .spec
-        .solver
-        .http01
-        .as_ref()
-        .and_then(|h| h.ingress.as_ref())
-    else {
-        return Err("the solver has no http01.ingress section; certwright's shared mode routes tokens through an Ingress".into());
-    };
-    if solver.name.is_some() {
-        return Err("http01.ingress.name (editing an existing Ingress) is not supported yet; use ingressClassName or class".into());
-    }
-    let name = ch.name_any();
-    let mut labels: BTreeMap<String, String> = solver
-        .ingress_template
-        .as_ref()
-        .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    labels.insert(SOLVER_LABEL.into(), "true".into());
-    labels.insert(
-        "acme.cert-manager.io/http-domain".into(),
-        fnv32a(ch.spec.dns_name.as_bytes()).to_string(),
-    );
-    labels.insert(
-        "acme.cert-manager.io/http-token".into(),
-        fnv32a(ch.spec.token.as_bytes()).to_string(),
-    );
-    let mut annotations: BTreeMap<String, String> = solver
-        .ingress_template
-        .as_ref()
-        .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.annotations.clone())
-        .unwrap_or_default();
-    if let Some(class) = &solver.class {
-        annotations.insert("kubernetes.io/ingress.class".into(), class.clone());
-    }
-    let owner = json!({"apiVersion": "acme.cert-manager.io/v1", "kind": "Challenge", "name": name,
-        "uid": ch.meta().uid, "controller": true, "blockOwnerDeletion": true});
-    let mut spec = json!({"rules": [{"host": ch.spec.dns_name, "http": {"paths": [{
-        "path": format!("/.well-known/acme-challenge/{}", ch.spec.token),
-        "pathType": "ImplementationSpecific",
-        "backend": {"service": {"name": settings.service, "port": {"number": settings.port}}}}]}}]});
-    if let Some(class) = &solver.ingress_class_name {
-        spec["ingressClassName"] = json!(class);
-    }
-    Ok(
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": ingress_name(&name), "namespace": ch.namespace(), "labels": labels,
-                     "annotations": annotations, "ownerReferences": [owner]},
-        "spec": spec}),
-    )
-}
 
 /// The selector-less Service of a Challenge namespace.
 pub fn service(namespace: &str, settings: &SolverSettings) -> Value {
@@ -151,29 +71,25 @@ pub async fn source_addresses(ctx: &Context) -> Result<Vec<String>, kube::Error>
     Ok(out)
 }
 
-fn apply_params() -> PatchParams {
-    PatchParams::apply(MANAGER).force()
-}
-
-/// Creates (or refreshes) the namespace's Service and mirror slice and the
-/// Challenge's Ingress. Err(message) is a configuration problem for the
+/// Creates (or refreshes) the namespace's Service and mirror slice and
+/// routes the token to it. Err(message) is a configuration problem for the
 /// Challenge's reason; API errors are returned as such.
 pub async fn present(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>, kube::Error> {
     let settings = &ctx.solver;
     let ns = ch.namespace().unwrap_or_default();
-    let ingress = match ingress(ch, settings) {
-        Ok(i) => i,
-        Err(why) => return Ok(Err(why)),
-    };
+    if let Err(why) = ingress::solver(ch) {
+        return Ok(Err(why));
+    }
     if ns != settings.namespace {
         let addresses = source_addresses(ctx).await?;
-        Api::<Service>::namespaced(ctx.client.clone(), &ns)
+        let applied = Api::<Service>::namespaced(ctx.client.clone(), &ns)
             .patch(
                 &settings.service,
                 &apply_params(),
                 &Patch::Apply(service(&ns, settings)),
             )
             .await?;
+        ctx.note_solver_service(&ns, &applied);
         let slice = mirror_slice(&ns, settings, &addresses);
         Api::<EndpointSlice>::namespaced(ctx.client.clone(), &ns)
             .patch(
@@ -183,34 +99,40 @@ pub async fn present(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>
             )
             .await?;
     }
-    Api::<Ingress>::namespaced(ctx.client.clone(), &ns)
-        .patch(
-            &ingress_name(&ch.name_any()),
-            &apply_params(),
-            &Patch::Apply(ingress),
-        )
-        .await?;
-    Ok(Ok(()))
+    ingress::present(
+        &ctx.client,
+        ch,
+        &settings.service,
+        settings.port,
+        settings.path_type,
+    )
+    .await
 }
 
-fn ignore_missing(r: Result<impl Sized, kube::Error>) -> Result<(), kube::Error> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e),
+/// Where the namespace's solver Service answers (its cluster IP), for the
+/// in-cluster self-check; read once per namespace, then remembered.
+pub async fn service_address(
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Option<SocketAddr>, kube::Error> {
+    if let Some(ip) = ctx.solver_service_ip(namespace) {
+        return Ok(Some(SocketAddr::new(ip, ctx.solver.port)));
     }
+    let found = Api::<Service>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(&ctx.solver.service)
+        .await?;
+    Ok(found.and_then(|s| {
+        ctx.note_solver_service(namespace, &s);
+        ctx.solver_service_ip(namespace)
+            .map(|ip| SocketAddr::new(ip, ctx.solver.port))
+    }))
 }
 
-/// Removes the Challenge's Ingress, and the namespace's Service and slice
-/// when no other live Challenge needs them.
+/// Removes the namespace's Service and slice when no other live Challenge
+/// needs them (the route goes with [`ingress::cleanup`]).
 pub async fn cleanup(ctx: &Context, ch: &Challenge) -> Result<(), kube::Error> {
     let settings = &ctx.solver;
     let ns = ch.namespace().unwrap_or_default();
-    ignore_missing(
-        Api::<Ingress>::namespaced(ctx.client.clone(), &ns)
-            .delete(&ingress_name(&ch.name_any()), &DeleteParams::default())
-            .await,
-    )?;
     if ns == settings.namespace {
         return Ok(());
     }
@@ -226,6 +148,7 @@ pub async fn cleanup(ctx: &Context, ch: &Challenge) -> Result<(), kube::Error> {
             .into_iter()
             .any(|c| c.uid() != ch.uid() && c.meta().deletion_timestamp.is_none() && live(&c));
     if !others {
+        ctx.forget_solver_service(&ns);
         ignore_missing(
             Api::<Service>::namespaced(ctx.client.clone(), &ns)
                 .delete(&settings.service, &DeleteParams::default())
@@ -303,8 +226,10 @@ fn entry(ch: &Challenge) -> Option<(String, Presented)> {
     })
 }
 
-/// Fills `tokens` from a watch on every Challenge, until the watch ends.
-pub async fn fill(client: kube::Client, tokens: Tokens) {
+/// Fills `tokens` from a watch on every Challenge (those `keep` accepts),
+/// until the watch ends.
+pub async fn fill(client: kube::Client, tokens: Tokens, keep: impl Fn(&Challenge) -> bool) {
+    let entry = |ch: &Challenge| entry(ch).filter(|_| keep(ch));
     let api: Api<Challenge> = Api::all(client);
     let mut by_uid: HashMap<String, String> = HashMap::new();
     let mut fresh: Option<HashMap<String, Presented>> = None;
@@ -357,72 +282,15 @@ pub async fn serve(client: kube::Client, addr: SocketAddr) -> std::io::Result<()
     let tokens: Tokens = Arc::new(RwLock::new(HashMap::new()));
     tokio::select! {
         served = server::serve(addr, tokens.clone()) => served,
-        () = fill(client, tokens) => Ok(()),
+        () = fill(client, tokens, |_| true) => Ok(()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn challenge(solver: Value) -> Challenge {
-        serde_json::from_value(json!({
-            "apiVersion": "acme.cert-manager.io/v1", "kind": "Challenge",
-            "metadata": {"name": "web-1-123-456", "namespace": "apps", "uid": "u1"},
-            "spec": {"url": "https://ca/chal", "authorizationURL": "https://ca/authz", "dnsName": "app.example.com",
-                     "type": "HTTP-01", "token": "tok", "key": "tok.thumb", "solver": solver, "issuerRef": {"name": "le"}}
-        }))
-        .expect("challenge")
-    }
-
-    #[test]
-    fn ingress_routes_the_token_path_for_the_host_with_the_solver_class() {
-        let settings = SolverSettings::default();
-        let ch = challenge(json!({"http01": {"ingress": {"ingressClassName": "nginx",
-            "ingressTemplate": {"metadata": {"labels": {"team": "a"}, "annotations": {"x": "y"}}}}}}));
-        let ing = ingress(&ch, &settings).expect("ingress");
-        assert_eq!(ing["spec"]["ingressClassName"], "nginx");
-        assert_eq!(ing["metadata"]["labels"]["team"], "a");
-        assert_eq!(ing["metadata"]["labels"][SOLVER_LABEL], "true");
-        assert_eq!(ing["metadata"]["annotations"]["x"], "y");
-        assert_eq!(ing["metadata"]["ownerReferences"][0]["uid"], "u1");
-        let rule = &ing["spec"]["rules"][0];
-        assert_eq!(rule["host"], "app.example.com");
-        assert_eq!(
-            rule["http"]["paths"][0]["path"],
-            "/.well-known/acme-challenge/tok"
-        );
-        assert_eq!(
-            rule["http"]["paths"][0]["backend"]["service"]["name"],
-            "certwright-solver"
-        );
-        assert_eq!(
-            rule["http"]["paths"][0]["backend"]["service"]["port"]["number"],
-            8089
-        );
-
-        let classed = ingress(
-            &challenge(json!({"http01": {"ingress": {"class": "traefik"}}})),
-            &settings,
-        )
-        .expect("ingress");
-        assert_eq!(
-            classed["metadata"]["annotations"]["kubernetes.io/ingress.class"],
-            "traefik"
-        );
-        assert!(classed["spec"].get("ingressClassName").is_none());
-
-        let named = ingress(
-            &challenge(json!({"http01": {"ingress": {"name": "existing"}}})),
-            &settings,
-        );
-        assert!(
-            named
-                .expect_err("edit in place")
-                .contains("http01.ingress.name")
-        );
-        assert!(ingress(&challenge(json!({"http01": {}})), &settings).is_err());
-    }
+    use crate::api::order::AcmeState;
+    use crate::solver::tests::challenge;
 
     #[test]
     fn mirror_slice_lists_the_ready_addresses_under_the_service_name() {

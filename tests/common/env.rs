@@ -94,8 +94,19 @@ impl Env {
 
     /// A ClusterIssuer like `pebble` with `extra` merged into `spec.acme`.
     pub async fn cluster_issuer_with(&self, name: &str, extra: serde_json::Value) {
+        self.cluster_issuer_annotated(name, json!({}), extra).await;
+    }
+
+    /// A ClusterIssuer like `pebble` with `annotations` and `extra` merged
+    /// into `spec.acme`.
+    pub async fn cluster_issuer_annotated(
+        &self,
+        name: &str,
+        annotations: serde_json::Value,
+        extra: serde_json::Value,
+    ) {
         let mut issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "annotations": annotations},
             "spec": {"acme": {"server": self.proxy.directory_url, "email": "ops@example.test",
                 "caBundle": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, self.pebble.tls_ca_pem.as_bytes()),
                 "privateKeySecretRef": {"name": format!("{name}-account")},
@@ -113,7 +124,13 @@ impl Env {
     }
 
     pub async fn namespace(&self, name: &str) {
-        let ns = json!({"metadata": {"name": name, "labels": {OWNED: "true"}}});
+        self.namespace_labelled(name, json!({})).await;
+    }
+
+    /// A namespace of this turn with `labels` besides the turn's own.
+    pub async fn namespace_labelled(&self, name: &str, labels: serde_json::Value) {
+        let mut ns = json!({"metadata": {"name": name, "labels": labels}});
+        ns["metadata"]["labels"][OWNED] = json!("true");
         let _ = Api::<Namespace>::all(self.client.clone())
             .create(
                 &PostParams::default(),

@@ -22,7 +22,7 @@ pub const CONTROLLER_USER: &str = "system:serviceaccount:certwright:certwright";
 const MANAGER: &str = "certwright-testcluster";
 
 /// What the controller may do: its own kinds, the Secrets it writes, the
-/// solver Services, EndpointSlices and Ingresses, and events.
+/// solver Pods, Services, EndpointSlices and Ingresses, and events.
 fn cluster_role() -> Value {
     json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": "certwright-controller"},
@@ -37,7 +37,7 @@ fn cluster_role() -> Value {
              "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
             {"apiGroups": ["acme.cert-manager.io"], "resources": ["orders/status", "challenges/status", "challenges/finalizers"],
              "verbs": ["get", "update", "patch"]},
-            {"apiGroups": [""], "resources": ["secrets", "services"],
+            {"apiGroups": [""], "resources": ["secrets", "services", "pods"],
              "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
              "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},

@@ -1,0 +1,347 @@
+//! The self-checks before the CA is asked.
+//!
+//! - In-cluster ([`in_cluster`]): the solver itself (a solver Pod's IP, or
+//!   the namespace's solver Service) answers the exact key authorization.
+//! - As the CA sees it ([`reachable`]): resolve the name (the configured
+//!   nameservers, A and AAAA, or the system resolver), GET
+//!   `http://<name>/.well-known/acme-challenge/<token>`, follow at most 10
+//!   redirects and only to http/https on ports 80/443 and never to a bare
+//!   IP (Let's Encrypt's rules), accept any TLS certificate after a
+//!   redirect, cap the body, compare after trimming trailing whitespace.
+//!   Clusters without hairpin NAT send the first request to a configured
+//!   address (the ingress controller's in-cluster Service) with the Host
+//!   header instead.
+//!
+//! Every failure is a sentence a user can act on, for the Challenge's reason.
+
+pub mod dns;
+pub mod http;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use self::dns::Lookup;
+use self::http::Failure;
+
+/// Validators follow at most this many redirects.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// How the CA's view is checked.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// Nameservers to resolve with; the system resolver when empty.
+    pub nameservers: Vec<SocketAddr>,
+    /// The port of `http://` URLs (80; tests change it). Redirects are
+    /// followed only to it and to `https_port`.
+    pub http_port: u16,
+    /// The port of `https://` URLs (443).
+    pub https_port: u16,
+    /// Send requests for the challenge's own name here (host:port) with
+    /// the Host header, instead of resolving it.
+    pub via: Option<String>,
+    /// Per request.
+    pub timeout: Duration,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            http_port: 80,
+            https_port: 443,
+            via: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The path a token is served at.
+pub fn token_path(token: &str) -> String {
+    format!("/.well-known/acme-challenge/{token}")
+}
+
+/// Compares a body with the key authorization as validators do.
+fn body_matches(body: &[u8], key: &str) -> Result<(), String> {
+    let text = String::from_utf8_lossy(body);
+    if text.trim_end() == key {
+        return Ok(());
+    }
+    let shown: String = text.chars().take(64).collect();
+    let more = if text.chars().count() > 64 { "…" } else { "" };
+    Err(format!(
+        "the body {shown:?}{more} is not the key authorization {key:?}"
+    ))
+}
+
+/// Whether the in-cluster solver at `addr` answers `key` for `domain`.
+pub async fn in_cluster(
+    addr: SocketAddr,
+    domain: &str,
+    token: &str,
+    key: &str,
+) -> Result<(), String> {
+    let path = token_path(token);
+    let answer = http::get(addr, false, domain, &path, Duration::from_secs(3))
+        .await
+        .map_err(|e| format!("the solver at {addr} does not answer: {e}"))?;
+    if answer.status != 200 {
+        return Err(format!(
+            "the solver at {addr} answered {} for {domain}{path}, expected 200 (it does not hold this token)",
+            answer.status
+        ));
+    }
+    body_matches(&answer.body, key).map_err(|e| format!("the solver at {addr}: {e}"))
+}
+
+/// A URL the check is about to fetch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Target {
+    https: bool,
+    host: String,
+    port: u16,
+    /// Path and query.
+    path: String,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.https { "https" } else { "http" };
+        write!(f, "{scheme}://{}:{}{}", self.host, self.port, self.path)
+    }
+}
+
+/// Where a redirect from `from` to `location` leads, or why it is not
+/// followed (Let's Encrypt's rules).
+fn follow(probe: &Probe, from: &Target, location: &str) -> Result<Target, String> {
+    if location.starts_with('/') && !location.starts_with("//") {
+        return Ok(Target {
+            path: location.to_string(),
+            ..from.clone()
+        });
+    }
+    let uri: hyper::Uri = location
+        .parse()
+        .map_err(|e| format!("redirect to {location:?} refused: not a URL ({e})"))?;
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        Some(other) => {
+            return Err(format!(
+                "redirect to {location:?} refused: validators follow only http and https, not {other}"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "redirect to {location:?} refused: not an absolute URL or path"
+            ));
+        }
+    };
+    let host = uri.host().unwrap_or("").to_ascii_lowercase();
+    if host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok()
+    {
+        return Err(format!(
+            "redirect to {location:?} refused: validators do not follow redirects to a bare IP address"
+        ));
+    }
+    if host.is_empty() {
+        return Err(format!("redirect to {location:?} refused: no host"));
+    }
+    let default = if https {
+        probe.https_port
+    } else {
+        probe.http_port
+    };
+    let port = uri.port_u16().unwrap_or(default);
+    if port != default {
+        return Err(format!(
+            "redirect to {location:?} refused: validators follow redirects only to ports {} (http) and {} (https), not {port}",
+            probe.http_port, probe.https_port
+        ));
+    }
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    Ok(Target {
+        https,
+        host,
+        port,
+        path,
+    })
+}
+
+/// The addresses to try for `target`.
+async fn addresses(
+    probe: &Probe,
+    domain: &str,
+    target: &Target,
+) -> Result<Vec<SocketAddr>, String> {
+    if let Some(via) = probe.via.as_deref()
+        && target.host == domain
+    {
+        let (host, port) = via.rsplit_once(':').unwrap_or((via, "80"));
+        let port: u16 = if target.https {
+            probe.https_port
+        } else {
+            port.parse().unwrap_or(probe.http_port)
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        return match host.parse::<IpAddr>() {
+            Ok(ip) => Ok(vec![SocketAddr::new(ip, port)]),
+            Err(_) => tokio::net::lookup_host((host, port))
+                .await
+                .map(|a| a.collect())
+                .map_err(|e| format!("resolving the self-check address {via}: {e}")),
+        };
+    }
+    let host = target.host.as_str();
+    if probe.nameservers.is_empty() {
+        return match tokio::net::lookup_host((host, target.port)).await {
+            Ok(found) => {
+                let found: Vec<SocketAddr> = found.collect();
+                if found.is_empty() {
+                    Err(format!("{host} has no A or AAAA record"))
+                } else {
+                    Ok(found)
+                }
+            }
+            Err(e) => Err(format!("no such name: {host} does not resolve ({e})")),
+        };
+    }
+    match dns::resolve(&probe.nameservers, host).await {
+        Ok(ips) => Ok(ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, target.port))
+            .collect()),
+        Err(Lookup::NoSuchName) => Err(format!(
+            "no such name: {host} does not exist (NXDOMAIN) at the nameservers {:?}",
+            probe.nameservers
+        )),
+        Err(Lookup::NoAddress) => Err(format!("{host} has no A or AAAA record")),
+        Err(Lookup::Failed(why)) => Err(format!("resolving {host}: {why}")),
+    }
+}
+
+/// Ok when `http://domain/.well-known/acme-challenge/token` answers
+/// exactly `key` as the CA will fetch it; otherwise what went wrong.
+pub async fn reachable(probe: &Probe, domain: &str, token: &str, key: &str) -> Result<(), String> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let first = Target {
+        https: false,
+        host: domain.clone(),
+        port: probe.http_port,
+        path: token_path(token),
+    };
+    let shown = format!("GET http://{domain}{}", first.path);
+    let mut seen = vec![first.clone()];
+    let mut target = first;
+    loop {
+        let addrs = addresses(probe, &domain, &target)
+            .await
+            .map_err(|e| format!("{shown}: {e}"))?;
+        let mut answer = Err(Failure::Other("no address".into()));
+        let mut tried = Vec::new();
+        for addr in &addrs {
+            answer = http::get(
+                *addr,
+                target.https,
+                &target.host,
+                &target.path,
+                probe.timeout,
+            )
+            .await;
+            tried.push(addr.to_string());
+            if !matches!(answer, Err(Failure::Refused)) {
+                break;
+            }
+        }
+        let hop = if seen.len() > 1 {
+            format!(" (after a redirect to {target})")
+        } else {
+            String::new()
+        };
+        let via = tried.join(", ");
+        let answer = answer.map_err(|e| format!("{shown}{hop} via {via}: {e}"))?;
+        if matches!(answer.status, 301 | 302 | 303 | 307 | 308) {
+            let location = answer.location.unwrap_or_default();
+            let next =
+                follow(probe, &target, &location).map_err(|e| format!("{shown}{hop}: {e}"))?;
+            if seen.contains(&next) {
+                return Err(format!(
+                    "{shown}: redirect loop: {target} redirects back to {next}"
+                ));
+            }
+            if seen.len() > MAX_REDIRECTS {
+                return Err(format!(
+                    "{shown}: more than {MAX_REDIRECTS} redirects (validators stop there)"
+                ));
+            }
+            seen.push(next.clone());
+            target = next;
+            continue;
+        }
+        if answer.status == 404 {
+            return Err(format!(
+                "{shown}{hop} via {via}: wrong status code 404, expected 200: not routed; no Ingress that the ingress controller serves routes this host and path to the solver"
+            ));
+        }
+        if answer.status != 200 {
+            return Err(format!(
+                "{shown}{hop} via {via}: wrong status code {}, expected 200",
+                answer.status
+            ));
+        }
+        return body_matches(&answer.body, key).map_err(|e| format!("{shown}{hop} via {via}: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(host: &str) -> Target {
+        Target {
+            https: false,
+            host: host.into(),
+            port: 80,
+            path: "/.well-known/acme-challenge/t".into(),
+        }
+    }
+
+    #[test]
+    fn redirects_follow_lets_encrypts_rules() {
+        let probe = Probe::default();
+        let from = at("a.example");
+        assert_eq!(
+            follow(&probe, &from, "https://a.example/x").map(|t| (t.https, t.port, t.path)),
+            Ok((true, 443, "/x".into()))
+        );
+        assert_eq!(
+            follow(&probe, &from, "/y").map(|t| t.host),
+            Ok("a.example".into())
+        );
+        let port = follow(&probe, &from, "http://a.example:8080/x").expect_err("8080");
+        assert!(
+            port.contains("only to ports 80 (http) and 443 (https), not 8080"),
+            "{port}"
+        );
+        let ip = follow(&probe, &from, "http://10.0.0.1/x").expect_err("ip");
+        assert!(ip.contains("bare IP"), "{ip}");
+        let v6 = follow(&probe, &from, "http://[::1]/x").expect_err("ip");
+        assert!(v6.contains("bare IP"), "{v6}");
+        let ftp = follow(&probe, &from, "ftp://a.example/x").expect_err("ftp");
+        assert!(ftp.contains("only http and https"), "{ftp}");
+    }
+
+    #[test]
+    fn bodies_match_after_trimming_trailing_whitespace_only() {
+        assert_eq!(body_matches(b"tok.thumb\r\n", "tok.thumb"), Ok(()));
+        assert!(body_matches(b" tok.thumb", "tok.thumb").is_err());
+        let long = body_matches(&[b'x'; 200], "tok.thumb").expect_err("long");
+        assert!(long.contains('…') && long.len() < 200, "{long}");
+    }
+}
