@@ -2,7 +2,7 @@
 //! list semantics as cert-manager v1.21 has them; accepted by
 //! `kubernetes-validate --strict`; identical in the Helm chart.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use certwright::api;
@@ -11,6 +11,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use serde::Deserialize;
 use serde_json::Value;
+
+mod common;
+use common::{chart_dir, helm_template, tool};
 
 fn crd(kind: &str) -> CustomResourceDefinition {
     api::crds()
@@ -303,17 +306,6 @@ fn crds_command_prints_the_crds_as_yaml_and_json() {
 }
 
 /// A tool the test suite needs; `scripts/install-tools` installs all of them.
-fn tool(name: &str) -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
-    found.unwrap_or_else(|| {
-        panic!("`{name}` is not on PATH: run scripts/install-tools (or scripts/test, which does)")
-    })
-}
-
 #[test]
 fn crds_pass_kubernetes_validate_strict() {
     let file = std::env::temp_dir().join(format!("certwright-crds-{}.yaml", std::process::id()));
@@ -336,10 +328,6 @@ fn crds_pass_kubernetes_validate_strict() {
         6,
         "{text}"
     );
-}
-
-fn chart_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/certwright")
 }
 
 /// The chart's template for one CRD: the `certwright crds` YAML, behind
@@ -388,26 +376,6 @@ fn chart_crds_match_the_binary() {
     present.sort();
     expected_files.sort();
     assert_eq!(present, expected_files, "stray files in {}", dir.display());
-}
-
-fn helm_template(extra: &[&str]) -> Vec<Value> {
-    let out = Command::new(tool("helm"))
-        .args(["template", "certwright"])
-        .arg(chart_dir())
-        .args(["--namespace", "certwright"])
-        .args(extra)
-        .output()
-        .expect("run helm");
-    assert!(
-        out.status.success(),
-        "helm template failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| Value::deserialize(d).expect("yaml"))
-        .filter(|v| !v.is_null())
-        .collect()
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! The HTTP-01 solver modes in the local cluster, with real pebble
 //! validating through Traefik: pod mode (a solver Pod per Challenge that
-//! the real PodSecurity admission must accept under `restricted`), and an
+//! the real PodSecurity admission must accept under `restricted`), an
 //! existing Ingress edited in place (its other rules untouched before,
-//! during and after).
+//! during and after), and the sidecar mode beside Traefik.
 
 mod common;
 
@@ -214,5 +214,78 @@ async fn an_existing_ingress_is_edited_in_place_and_left_as_the_user_had_it() {
     assert!(
         after.metadata.owner_references.is_none(),
         "the user's Ingress is not taken over"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_mode_is_served_beside_traefik_and_the_controller_creates_nothing() {
+    let env = Env::start(|_| {}, &[]).await;
+    // The chart's sidecar RBAC for Traefik's ServiceAccount, then the
+    // sidecar container in Traefik's Pod.
+    let rbac = common::helm_template(&[
+        "--set",
+        "crds.enabled=false",
+        "--set",
+        "sidecar.rbac.enabled=true",
+        "--set",
+        "sidecar.rbac.serviceAccounts[0].name=traefik",
+        "--set",
+        "sidecar.rbac.serviceAccounts[0].namespace=traefik",
+    ]);
+    let kinds: Vec<&str> = rbac.iter().filter_map(|o| o["kind"].as_str()).collect();
+    assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding"]);
+    for object in rbac.iter().cloned() {
+        certwright_testcluster::deploy::apply(&env.client, object)
+            .await
+            .expect("apply the chart's sidecar RBAC");
+    }
+    env.cluster
+        .add_ingress_sidecar("ghcr.io/certwright/certwright:dev")
+        .await
+        .expect("the sidecar beside Traefik");
+
+    env.cluster_issuer_annotated(
+        "sidecar",
+        json!({"certwright.io/http01-solver-mode": "sidecar"}),
+        json!({}),
+    )
+    .await;
+    env.namespace("side").await;
+    env.certificate(
+        "side",
+        "web",
+        json!({"secretName": "side-tls", "dnsNames": ["side.example.test"],
+               "issuerRef": {"name": "sidecar", "kind": "ClusterIssuer"}}),
+    )
+    .await;
+    let api: Api<certwright::api::Certificate> = Api::namespaced(env.client.clone(), "side");
+    env.wait("the sidecar-mode Certificate to be Ready", 60, || async {
+        let (pods, services, ingresses) = solver_objects(&env, "side").await;
+        assert!(
+            pods.is_empty() && services.is_empty() && ingresses.is_empty(),
+            "sidecar mode creates no solver resources"
+        );
+        let cert = api.get("web").await.ok()?;
+        let ready = cert.status?.conditions?.into_iter().any(|c| {
+            c.type_ == "Ready" && c.status == certwright::api::meta::ConditionStatus::True
+        });
+        ready.then_some(())
+    })
+    .await;
+    let all_ingresses = Api::<Ingress>::namespaced(env.client.clone(), "side")
+        .list(&ListParams::default())
+        .await
+        .expect("ingresses");
+    assert!(all_ingresses.items.is_empty());
+    let traefik = Api::<Pod>::namespaced(env.client.clone(), "traefik")
+        .list(&ListParams::default().labels("app.kubernetes.io/name=traefik"))
+        .await
+        .expect("traefik pods");
+    let name = traefik.items[0].metadata.name.clone().expect("name");
+    let log = env.cluster.pod_log("traefik", &name);
+    assert!(
+        log.contains("served key authorization") && log.contains("side.example.test"),
+        "the sidecar served pebble's request:\n{}",
+        log.lines().rev().take(40).collect::<Vec<_>>().join("\n")
     );
 }

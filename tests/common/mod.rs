@@ -170,4 +170,43 @@ pub async fn pebble_account(
         .expect("account");
     account
 }
+/// A tool that `scripts/install-tools` put on PATH.
+pub fn tool(name: &str) -> std::path::PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!("`{name}` is not on PATH: run scripts/install-tools (or scripts/test, which does)")
+    })
+}
+
+/// The Helm chart's directory.
+pub fn chart_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/certwright")
+}
+
+/// The chart rendered by `helm template` (release `certwright` in
+/// namespace `certwright`) with `extra` arguments, one value per object.
+pub fn helm_template(extra: &[&str]) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(tool("helm"))
+        .args(["template", "certwright"])
+        .arg(chart_dir())
+        .args(["--namespace", "certwright"])
+        .args(extra)
+        .output()
+        .expect("run helm");
+    assert!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| <serde_json::Value as serde::Deserialize>::deserialize(d).expect("yaml"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
 pub mod env;

@@ -117,32 +117,94 @@ pub async fn start(shared: Arc<Shared>, image: &str) -> Result<(), String> {
                  "ports": [{"name": "web", "port": INGRESS_PORT, "targetPort": "web"}]}}),
     )
     .await?;
-    apply(
-        &client,
-        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+    apply(&client, deployment(image, &class, None)).await?;
+    wait_ready(&shared, &client, 1).await
+}
+
+/// Traefik's Deployment; with `sidecar` (certwright's image) a second
+/// container runs `certwright solver --watch` on localhost:8089 and a file
+/// provider route sends every `/.well-known/acme-challenge/` request no
+/// Ingress routes to it (priority 1: per-challenge Ingress rules win).
+fn deployment(image: &str, class: &str, sidecar: Option<&str>) -> serde_json::Value {
+    let labels = json!({"app.kubernetes.io/name": "traefik"});
+    let mut args = args(class);
+    let mut traefik = json!({"name": "traefik", "image": image,
+        "ports": [{"name": "web", "containerPort": INGRESS_PORT},
+                  {"name": "ping", "containerPort": PING_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/ping", "port": "ping"}}});
+    let mut spec = json!({"serviceAccountName": "traefik"});
+    if let Some(certwright) = sidecar {
+        args.push(format!(
+            "--providers.file.filename=/run/traefik-dynamic/{SIDECAR_ROUTE}"
+        ));
+        traefik["volumeMounts"] = json!([{"name": "dynamic", "mountPath": "/run/traefik-dynamic"}]);
+        spec["volumes"] = json!([{"name": "dynamic", "configMap": {"name": "traefik-dynamic"}}]);
+        spec["containers"] = json!([traefik, {"name": "acme-solver", "image": certwright,
+            "args": ["solver", "--watch", "--listen-address", "127.0.0.1", "--listen-port", SIDECAR_PORT.to_string()],
+            "env": [{"name": "RUST_LOG", "value": "info"}]}]);
+    } else {
+        spec["containers"] = json!([traefik]);
+    }
+    spec["containers"][0]["args"] = json!(args);
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "traefik", "namespace": NAMESPACE, "labels": labels},
         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels},
-                "spec": {"serviceAccountName": "traefik",
-                    "containers": [{"name": "traefik", "image": image, "args": args(&class),
-                        "ports": [{"name": "web", "containerPort": INGRESS_PORT},
-                                  {"name": "ping", "containerPort": PING_PORT}],
-                        "readinessProbe": {"httpGet": {"path": "/ping", "port": "ping"}}}]}}}}),
+            "template": {"metadata": {"labels": labels}, "spec": spec}}})
+}
+
+/// The file provider's route to the sidecar.
+const SIDECAR_ROUTE: &str = "acme-sidecar.yaml";
+/// Where the sidecar listens, on the Pod's localhost.
+pub const SIDECAR_PORT: u16 = 8089;
+
+/// Runs certwright's sidecar solver (`image`) beside Traefik, as a user of
+/// the sidecar mode does: the ConfigMap with the route to it, and Traefik's
+/// Deployment with the second container. Waits for the new Pod. Traefik's
+/// ServiceAccount needs the chart's sidecar RBAC.
+pub async fn add_sidecar(shared: &Shared, image: &str, class: &str) -> Result<(), String> {
+    let client = shared.admin();
+    let route = format!(
+        "http:\n  routers:\n    acme-sidecar:\n      rule: \"PathPrefix(`/.well-known/acme-challenge/`)\"\n      priority: 1\n      entryPoints: [web]\n      service: acme-sidecar\n  services:\n    acme-sidecar:\n      loadBalancer:\n        servers:\n          - url: \"http://127.0.0.1:{SIDECAR_PORT}\"\n"
+    );
+    apply(
+        &client,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "traefik-dynamic", "namespace": NAMESPACE},
+        "data": {SIDECAR_ROUTE: route}}),
     )
     .await?;
-    let pods: Api<Pod> = Api::namespaced(client, NAMESPACE);
+    apply(
+        &client,
+        deployment(&super::traefik_image(), class, Some(image)),
+    )
+    .await?;
+    wait_ready(shared, &client, 2).await
+}
+
+/// Waits until exactly one Traefik Pod (of `containers` containers) is
+/// ready and no other is left.
+async fn wait_ready(
+    shared: &Shared,
+    client: &kube::Client,
+    containers: usize,
+) -> Result<(), String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let ready = pods
             .list(&ListParams::default().labels("app.kubernetes.io/name=traefik"))
             .await
             .map(|l| {
-                l.items.iter().any(|p| {
-                    p.status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                })
+                l.items.len() == 1
+                    && l.items.iter().all(|p| {
+                        p.spec.as_ref().map(|s| s.containers.len()) == Some(containers)
+                            && p.status
+                                .as_ref()
+                                .and_then(|s| s.conditions.as_ref())
+                                .is_some_and(|c| {
+                                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                                })
+                    })
             })
             .unwrap_or(false);
         if ready {

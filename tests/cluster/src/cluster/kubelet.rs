@@ -2,13 +2,8 @@
 //! Node `local` (`system:node:local`, so the Node authorizer and
 //! NodeRestriction apply). It registers the Node, renews its Lease, binds
 //! unscheduled Pods to it (as the scheduler would), and runs Pods whose
-//! image it knows (certwright's, Traefik's) as processes of the built
-//! binaries in a sandbox of their own: network namespace, Pod IP, and the
-//! volumes ServiceAccount admission adds (a token bound to the Pod, the
-//! cluster CA, the namespace) at their mountPath. It writes `pods/status`
-//! (IP, phase, Ready after the readiness probe, restarts), restarts per
-//! restartPolicy, and finishes a Pod's deletion once its process is gone.
-//! Pods of other images stay Pending with a reason saying why.
+//! images it knows (certwright's, Traefik's) through [`super::pod_runner`],
+//! and finishes a Pod's deletion once its processes are gone.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,11 +17,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use super::sandbox::{self, Sandbox};
-use super::volumes::{field_ref, renew_tokens, volumes};
-use super::{KUBERNETES_SERVICE_IP, NODE_IP, NODE_NAME, Shared};
+use super::pod_runner::{Slots, kill_all, supervise};
+use super::{NODE_IP, NODE_NAME, Shared};
 use crate::control_plane::client_for;
-use crate::process::Process;
 
 /// A Pod's log file.
 pub fn log_path(dir: &Path, namespace: &str, name: &str) -> PathBuf {
@@ -36,8 +29,8 @@ pub fn log_path(dir: &Path, namespace: &str, name: &str) -> PathBuf {
 struct Running {
     uid: String,
     task: tokio::task::JoinHandle<()>,
-    /// The container process, killed when the Pod goes.
-    process: Arc<Mutex<Option<Process>>>,
+    /// The container processes, killed when the Pod goes.
+    processes: Slots,
 }
 
 fn running() -> &'static Mutex<HashMap<(String, String), Running>> {
@@ -56,9 +49,7 @@ pub fn stop_all() {
         .collect();
     for pod in all {
         pod.task.abort();
-        if let Some(mut p) = pod.process.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            p.kill();
-        }
+        kill_all(&pod.processes);
     }
 }
 
@@ -69,9 +60,7 @@ fn stop(key: &(String, String)) {
         .remove(key);
     if let Some(pod) = pod {
         pod.task.abort();
-        if let Some(mut p) = pod.process.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            p.kill();
-        }
+        kill_all(&pod.processes);
     }
 }
 
@@ -284,18 +273,25 @@ fn sync(shared: &Arc<Shared>, client: &kube::Client, pod: Pod) {
             }
             None => {}
         }
-        let process = Arc::new(Mutex::new(None));
+        let processes = Slots::default();
         let task = tokio::spawn(supervise(
             shared.clone(),
             client.clone(),
             pod,
-            process.clone(),
+            processes.clone(),
         ));
-        all.insert(key, Running { uid, task, process });
+        all.insert(
+            key,
+            Running {
+                uid,
+                task,
+                processes,
+            },
+        );
     }
 }
 
-async fn write_status(client: &kube::Client, pod: &Pod, status: Value) {
+pub(super) async fn write_status(client: &kube::Client, pod: &Pod, status: Value) {
     let (ns, name) = key(pod);
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let patch = json!({"status": status});
@@ -308,228 +304,5 @@ async fn write_status(client: &kube::Client, pod: &Pod, status: Value) {
             Err(kube::Error::Api(s)) if s.code == 404 => return,
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
-    }
-}
-
-fn container(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::Container> {
-    pod.spec.as_ref()?.containers.first()
-}
-
-/// A Pod that this kubelet cannot run: Pending, saying why.
-async fn refuse(client: &kube::Client, pod: &Pod, reason: &str, message: &str) {
-    let name = container(pod).map(|c| c.name.clone()).unwrap_or_default();
-    let image = container(pod)
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default();
-    write_status(
-        client,
-        pod,
-        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
-               "containerStatuses": [{"name": name, "image": image, "imageID": "", "ready": false, "restartCount": 0,
-                   "state": {"waiting": {"reason": reason, "message": message}}}]}),
-    )
-    .await;
-}
-
-fn command(binary: &Path, pod: &Pod, ip: &str, home: &Path) -> std::process::Command {
-    let c = container(pod);
-    // The image's entrypoint is the binary itself: drop command[0], keep the rest.
-    let mut args: Vec<String> = c
-        .and_then(|c| c.command.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .skip(1)
-        .collect();
-    args.extend(c.and_then(|c| c.args.clone()).unwrap_or_default());
-    let mut command = std::process::Command::new(binary);
-    command
-        .args(&args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("KUBERNETES_SERVICE_HOST", KUBERNETES_SERVICE_IP.to_string())
-        .env("KUBERNETES_SERVICE_PORT", "443")
-        .env("HOSTNAME", pod.metadata.name.clone().unwrap_or_default());
-    for env in c.and_then(|c| c.env.clone()).unwrap_or_default() {
-        let value = match env.value_from.and_then(|v| v.field_ref) {
-            Some(f) => field_ref(pod, ip, &f.field_path),
-            None => env.value.unwrap_or_default(),
-        };
-        command.env(env.name, value);
-    }
-    command
-}
-
-async fn probe(pod: &Pod, ip: &str) -> bool {
-    let Some(c) = container(pod) else {
-        return false;
-    };
-    let Some(http) = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()) else {
-        return true;
-    };
-    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-    let port = match &http.port {
-        IntOrString::Int(p) => *p as u16,
-        IntOrString::String(name) => c
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.as_deref() == Some(name))
-            .map(|p| p.container_port as u16)
-            .unwrap_or(0),
-    };
-    let path = http.path.clone().unwrap_or_else(|| "/".into());
-    let Ok(Ok(mut stream)) = tokio::time::timeout(
-        Duration::from_secs(1),
-        tokio::net::TcpStream::connect((ip, port)),
-    )
-    .await
-    else {
-        return false;
-    };
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut head)).await,
-        Ok(Ok(_))
-    ) && head.starts_with(b"HTTP/1.")
-        && (head[9] == b'2' || head[9] == b'3')
-}
-
-fn container_status(pod: &Pod, ready: bool, restarts: u32, state: Value) -> Value {
-    let c = container(pod);
-    json!([{"name": c.map(|c| c.name.clone()), "image": c.and_then(|c| c.image.clone()),
-            "imageID": "", "containerID": "process://local", "ready": ready, "started": true,
-            "restartCount": restarts, "state": state}])
-}
-
-/// Runs one Pod until it is deleted (or exits for good).
-async fn supervise(
-    shared: Arc<Shared>,
-    client: kube::Client,
-    pod: Pod,
-    slot: Arc<Mutex<Option<Process>>>,
-) {
-    let image = container(&pod)
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default();
-    let Some(binary) = shared.options.binary_for(&image).map(Path::to_path_buf) else {
-        let known: Vec<&str> = shared
-            .options
-            .images
-            .iter()
-            .map(|(p, _)| p.as_str())
-            .collect();
-        refuse(
-            &client,
-            &pod,
-            "ImageNotRunnable",
-            &format!(
-                "the local cluster runs only images of {known:?} (as processes of the built binaries)"
-            ),
-        )
-        .await;
-        return;
-    };
-    let (ns, name) = key(&pod);
-    let pod_dir = shared.dir.join(format!(
-        "pod-{ns}-{name}-{}",
-        pod.metadata.uid.clone().unwrap_or_default()
-    ));
-    let sandbox = match Sandbox::create(&shared.node, &shared.dir) {
-        Ok(s) => s,
-        Err(e) => return refuse(&client, &pod, "SandboxFailed", &e).await,
-    };
-    let (mounts, lifetime) = match volumes(&client, &pod, &pod_dir).await {
-        Ok(v) => v,
-        Err(e) => return refuse(&client, &pod, "CreateContainerConfigError", &e).await,
-    };
-    if let Some(seconds) = lifetime {
-        tokio::spawn(renew_tokens(
-            client.clone(),
-            pod.clone(),
-            pod_dir.clone(),
-            seconds,
-        ));
-    }
-    let policy = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.restart_policy.clone())
-        .unwrap_or_else(|| "Always".into());
-    let ip = sandbox.ip.clone();
-    let log = log_path(&shared.dir, &ns, &name);
-    let mut restarts = 0u32;
-    loop {
-        let started = now();
-        let mut cmd = command(&binary, &pod, &ip, &pod_dir);
-        if let Err(e) = sandbox::enter(&mut cmd, &sandbox.netns, &mounts) {
-            return refuse(&client, &pod, "CreateContainerError", &e).await;
-        }
-        let process = match Process::spawn_appending(&name, cmd, &log) {
-            Ok(p) => p,
-            Err(e) => return refuse(&client, &pod, "StartError", e.as_str()).await,
-        };
-        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(process);
-        write_status(
-            &client,
-            &pod,
-            json!({"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": NODE_IP.to_string(),
-                   "hostIPs": [{"ip": NODE_IP.to_string()}], "startTime": started,
-                   "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Initialized", "status": "True"},
-                                  {"type": "Ready", "status": "False"}, {"type": "ContainersReady", "status": "False"}],
-                   "containerStatuses": container_status(&pod, false, restarts, json!({"running": {"startedAt": started}}))}),
-        )
-        .await;
-        let mut ready = false;
-        let exit = loop {
-            if !ready && probe(&pod, &ip).await {
-                ready = true;
-                write_status(
-                    &client,
-                    &pod,
-                    json!({"conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}],
-                           "containerStatuses": container_status(&pod, true, restarts, json!({"running": {"startedAt": started}}))}),
-                )
-                .await;
-            }
-            let exited = slot
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_mut()
-                .and_then(|p| p.exited());
-            if let Some(status) = exited {
-                break status;
-            }
-            tokio::time::sleep(Duration::from_millis(if ready { 200 } else { 50 })).await;
-        };
-        let code = exit.code().unwrap_or(137);
-        let terminated = json!({"terminated": {"exitCode": code, "startedAt": started, "finishedAt": now(),
-            "reason": if code == 0 { "Completed" } else { "Error" }}});
-        let restart = policy == "Always" || (policy == "OnFailure" && code != 0);
-        if !restart {
-            let phase = if code == 0 { "Succeeded" } else { "Failed" };
-            write_status(
-                &client,
-                &pod,
-                json!({"phase": phase, "conditions": [{"type": "Ready", "status": "False"}, {"type": "ContainersReady", "status": "False"}],
-                       "containerStatuses": container_status(&pod, false, restarts, terminated)}),
-            )
-            .await;
-            return;
-        }
-        restarts += 1;
-        write_status(
-            &client,
-            &pod,
-            json!({"conditions": [{"type": "Ready", "status": "False"}, {"type": "ContainersReady", "status": "False"}],
-                   "containerStatuses": container_status(&pod, false, restarts, json!({"waiting": {"reason": "CrashLoopBackOff"}}))}),
-        )
-        .await;
-        tokio::time::sleep(Duration::from_millis(200 * u64::from(restarts.min(10)))).await;
     }
 }

@@ -13,6 +13,7 @@ pub mod api_proxy;
 pub mod audit;
 pub mod ingress;
 pub mod kubelet;
+pub mod pod_runner;
 pub mod sandbox;
 pub mod services;
 pub mod volumes;
@@ -430,6 +431,19 @@ impl LocalCluster {
     /// Where Pod logs (`pod-<namespace>-<name>.log`) are written.
     pub fn log_dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// Adds certwright's sidecar solver (the image `image`) to Traefik's
+    /// Pod and routes `/.well-known/acme-challenge/` to it on localhost;
+    /// Traefik's ServiceAccount (`traefik/traefik`) needs the sidecar RBAC.
+    pub async fn add_ingress_sidecar(&self, image: &str) -> Result<(), String> {
+        let shared = self.shared.clone();
+        let image = image.to_string();
+        self.in_node(async move {
+            let class = shared.options.ingress_class.clone();
+            ingress::add_sidecar(&shared, &image, &class).await
+        })
+        .await
     }
 
     /// Traefik's output so far: its log and one access log line per request.

@@ -1,7 +1,7 @@
 //! The volumes the local kubelet gives a Pod: the projected ServiceAccount
 //! volume that admission adds (a TokenRequest token bound to the Pod,
-//! renewed before 80% of its life; `kube-root-ca.crt`; the namespace) and
-//! emptyDir, written under the Pod's directory and shown to the container
+//! renewed before 80% of its life; `kube-root-ca.crt`; the namespace),
+//! configMap and emptyDir, written under the Pod's directory and shown to the container
 //! at their mountPaths by the sandbox.
 
 use std::collections::BTreeMap;
@@ -105,17 +105,19 @@ pub(super) fn field_ref(pod: &Pod, ip: &str, path: &str) -> String {
     }
 }
 
-/// The Pod's volumes this kubelet can provide, written under `dir`, and
-/// where the container sees them. Returns the shortest token lifetime.
+/// The volumes of the Pod's container `index` this kubelet can provide,
+/// written under `dir`, and where the container sees them. Returns the
+/// shortest token lifetime.
 pub(super) async fn volumes(
     client: &kube::Client,
     pod: &Pod,
     dir: &Path,
+    index: usize,
 ) -> Result<(Vec<Mount>, Option<i64>), String> {
     let spec = serde_json::to_value(pod.spec.as_ref()).map_err(|e| e.to_string())?;
     let mut mounts = Vec::new();
     let mut lifetime = None;
-    let container = &spec["containers"][0];
+    let container = &spec["containers"][index];
     for mount in container["volumeMounts"].as_array().into_iter().flatten() {
         let name = mount["name"].as_str().unwrap_or("");
         let Some(volume) = spec["volumes"]
@@ -133,9 +135,21 @@ pub(super) async fn volumes(
             lifetime = Some(lifetime.map_or(seconds, |l: i64| l.min(seconds)));
         } else if volume.get("emptyDir").is_some() {
             std::fs::create_dir_all(&source).map_err(|e| e.to_string())?;
+        } else if let Some(map_name) = volume["configMap"]["name"].as_str() {
+            // Every key as a file (written once: the local kubelet does not
+            // follow later changes of the ConfigMap).
+            std::fs::create_dir_all(&source).map_err(|e| e.to_string())?;
+            let (ns, _) = key(pod);
+            let map = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+                .get(map_name)
+                .await
+                .map_err(|e| format!("ConfigMap {ns}/{map_name}: {e}"))?;
+            for (k, v) in map.data.unwrap_or_default() {
+                write_atomic(&source, &k, &v)?;
+            }
         } else {
             return Err(format!(
-                "volume {name}: the local kubelet mounts projected and emptyDir volumes only"
+                "volume {name}: the local kubelet mounts projected, configMap and emptyDir volumes only"
             ));
         }
         mounts.push(Mount {
@@ -146,15 +160,22 @@ pub(super) async fn volumes(
     Ok((mounts, lifetime))
 }
 
-/// Requests a fresh token before 80% of the last one's life has passed.
-pub(super) async fn renew_tokens(client: kube::Client, pod: Pod, dir: PathBuf, seconds: i64) {
+/// Requests a fresh token for container `index` before 80% of the last
+/// one's life has passed.
+pub(super) async fn renew_tokens(
+    client: kube::Client,
+    pod: Pod,
+    dir: PathBuf,
+    seconds: i64,
+    index: usize,
+) {
     let mut seconds = seconds;
     loop {
         tokio::time::sleep(Duration::from_secs((seconds.max(10) as u64) * 8 / 10)).await;
         let Ok(spec) = serde_json::to_value(pod.spec.as_ref()) else {
             return;
         };
-        for mount in spec["containers"][0]["volumeMounts"]
+        for mount in spec["containers"][index]["volumeMounts"]
             .as_array()
             .into_iter()
             .flatten()
