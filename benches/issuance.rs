@@ -5,7 +5,9 @@
 //! beat. Reports time-to-Ready p50/p95, the ratio to the floor, API
 //! requests and writes per certificate made by the controller's
 //! ServiceAccount (from kube-apiserver's audit log), and the controller's
-//! peak memory. Everything runs inside the local cluster's node namespace.
+//! peak memory, for each solver mode (shared, pod, sidecar), with the time
+//! from a Challenge appearing to the CA being asked. Everything runs
+//! inside the local cluster's node namespace.
 //!
 //! Run: `cargo bench --bench issuance` (`BENCH_SIZES=1,10` to change N;
 //! `BENCH_FLOOR_ONLY=1` for pebble alone under N concurrent orders).
@@ -98,7 +100,8 @@ async fn floor_routes(client: &kube::Client, class: &str, hosts: &[String], port
 /// Waits until the ingress at `ingress` routes the floor's hosts (Traefik
 /// applies a new Ingress a moment after the watch delivers it): a probe
 /// token for `host` passes the controller's own self-check through it.
-async fn floor_routed(ingress: std::net::SocketAddr, tokens: &Tokens, host: &str) {
+async fn floor_routed(cluster: &LocalCluster, tokens: &Tokens, host: &str) {
+    let ingress = cluster.ingress_node_addr();
     let (token, key) = ("floor-probe", "floor-probe.ok");
     tokens.write().expect("lock").insert(
         token.into(),
@@ -113,10 +116,14 @@ async fn floor_routed(ingress: std::net::SocketAddr, tokens: &Tokens, host: &str
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while let Err(why) = certwright::solver::check::reachable(&probe, host, token, key).await {
-        assert!(
-            Instant::now() < deadline,
-            "the ingress did not route {host} to the floor's token server within 30 s: {why}"
-        );
+        if Instant::now() > deadline {
+            let log = cluster.ingress_log();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "the ingress did not route {host} to the floor's token server within 30 s: {why}\nTraefik's log (tail):\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -198,7 +205,16 @@ struct Row {
     total: f64,
     requests: Option<f64>,
     writes: Option<f64>,
+    /// p50 from a Challenge appearing to the CA being asked to validate it.
+    to_ca: Option<f64>,
 }
+
+/// The solver modes measured, with the ClusterIssuer each uses.
+const MODES: [(&str, &str, &str); 3] = [
+    ("certwright shared mode", "pebble", "shared"),
+    ("certwright pod mode", "pebble-pod", "pod"),
+    ("certwright sidecar mode", "pebble-sidecar", "sidecar"),
+];
 
 async fn floor(account: &Account, tokens: &Tokens, n: usize, batch: &str) -> Row {
     let start = Instant::now();
@@ -226,10 +242,56 @@ async fn floor(account: &Account, tokens: &Tokens, n: usize, batch: &str) -> Row
         total,
         requests: None,
         writes: None,
+        to_ca: None,
     }
 }
 
-async fn controller(cluster: &LocalCluster, n: usize, batch: &str) -> Row {
+/// By Challenge name: when it was first seen and when the CA was asked
+/// (milliseconds since the batch started).
+type ChallengeTimes = Arc<RwLock<HashMap<String, (f64, Option<f64>)>>>;
+
+/// When each Challenge in `ns` was first seen and when its reason first
+/// said the CA had been asked (the controller writes that just before it
+/// accepts the challenge), until the task is dropped.
+fn watch_challenges(
+    client: kube::Client,
+    ns: &str,
+    start: Instant,
+) -> (tokio::task::JoinHandle<()>, ChallengeTimes) {
+    let seen: ChallengeTimes = Arc::default();
+    let api: Api<certwright::api::Challenge> = Api::namespaced(client, ns);
+    let table = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut events = watcher(api, watcher::Config::default()).boxed();
+        while let Some(event) = events.next().await {
+            let Ok(watcher::Event::Apply(ch) | watcher::Event::InitApply(ch)) = event else {
+                continue;
+            };
+            let now = start.elapsed().as_secs_f64() * 1000.0;
+            let name = ch.metadata.name.clone().unwrap_or_default();
+            let asked = ch
+                .status
+                .as_ref()
+                .and_then(|s| s.reason.as_deref())
+                .is_some_and(|r| {
+                    r.starts_with("Accepted the challenge") || r.starts_with("Successfully")
+                });
+            let mut table = table.write().expect("lock");
+            let entry = table.entry(name).or_insert((now, None));
+            if asked && entry.1.is_none() {
+                entry.1 = Some(now);
+            }
+        }
+    });
+    (task, seen)
+}
+
+async fn controller(
+    cluster: &LocalCluster,
+    n: usize,
+    batch: &str,
+    (who, issuer, _): (&'static str, &str, &str),
+) -> Row {
     let client = cluster.control_plane().client();
     let audit = AuditLog::new(&cluster.control_plane().audit_log());
     let ns = format!("bench-{batch}");
@@ -248,12 +310,13 @@ async fn controller(cluster: &LocalCluster, n: usize, batch: &str) -> Row {
     }
     let mark = audit.mark();
     let start = Instant::now();
+    let (challenge_watch, challenges) = watch_challenges(client.clone(), &ns, start);
     for i in 0..n {
         create(&certs, json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
             "metadata": {"name": format!("c{i}")},
             "spec": {"secretName": format!("c{i}-tls"), "dnsNames": [format!("c{batch}-{i}.example.test")],
                      "privateKey": {"algorithm": "ECDSA", "size": 256},
-                     "issuerRef": {"name": "pebble", "kind": "ClusterIssuer"}}}))
+                     "issuerRef": {"name": issuer, "kind": "ClusterIssuer"}}}))
         .await;
     }
     let mut ready: HashMap<String, f64> = HashMap::new();
@@ -308,10 +371,19 @@ async fn controller(cluster: &LocalCluster, n: usize, batch: &str) -> Row {
             println!("  {:>7.2}/cert  {what}", count as f64 / n as f64);
         }
     }
+    challenge_watch.abort();
+    let mut to_ca: Vec<f64> = challenges
+        .read()
+        .expect("lock")
+        .values()
+        .filter_map(|(seen, asked)| asked.map(|a| a - seen))
+        .collect();
+    to_ca.sort_by(f64::total_cmp);
     let mut times: Vec<f64> = ready.into_values().collect();
     times.sort_by(f64::total_cmp);
     Row {
-        who: "certwright controller",
+        to_ca: Some(percentile(&to_ca, 50.0)),
+        who,
         n,
         p50: percentile(&times, 50.0),
         p95: percentile(&times, 95.0),
@@ -391,6 +463,41 @@ fn main() {
     runtime.block_on(cluster.in_node(run(cluster, sizes, binary)));
 }
 
+/// The sidecar mode's parts: the chart's sidecar RBAC for Traefik's
+/// ServiceAccount (rendered by helm) and the sidecar container in its Pod.
+async fn sidecar(cluster: &LocalCluster, client: &kube::Client) {
+    let out = std::process::Command::new("helm")
+        .args(["template", "certwright"])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/certwright"))
+        .args([
+            "--set",
+            "crds.enabled=false",
+            "--set",
+            "sidecar.rbac.enabled=true",
+        ])
+        .args(["--set", "sidecar.rbac.serviceAccounts[0].name=traefik"])
+        .args(["--set", "sidecar.rbac.serviceAccounts[0].namespace=traefik"])
+        .output()
+        .expect("helm (run scripts/install-tools)");
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let objects: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| <serde_json::Value as serde::Deserialize>::deserialize(doc).expect("yaml"))
+        .filter(|o| !o.is_null())
+        .collect();
+    for object in objects {
+        deploy::apply(client, object).await.expect("sidecar RBAC");
+    }
+    cluster
+        .add_ingress_sidecar("ghcr.io/certwright/certwright:dev")
+        .await
+        .expect("the sidecar beside Traefik");
+}
+
 async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>, binary: &'static str) {
     let router = cluster.ingress_node_addr();
     let pebble = Pebble::start(cluster.pebble_options())
@@ -416,11 +523,15 @@ async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>, binary: &'static
         &base64::engine::general_purpose::STANDARD,
         pebble.tls_ca_pem.as_bytes(),
     );
-    create(&Api::<certwright::api::ClusterIssuer>::all(client.clone()), json!({
-        "apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "pebble"},
-        "spec": {"acme": {"server": pebble.directory_url, "caBundle": ca, "privateKeySecretRef": {"name": "pebble-account"},
-                 "solvers": [{"http01": {"ingress": {"ingressClassName": cluster.ingress_class()}}}]}}}))
-    .await;
+    for (_, issuer, mode) in MODES {
+        create(&Api::<certwright::api::ClusterIssuer>::all(client.clone()), json!({
+            "apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+            "metadata": {"name": issuer, "annotations": {"certwright.io/http01-solver-mode": mode}},
+            "spec": {"acme": {"server": pebble.directory_url, "caBundle": ca, "privateKeySecretRef": {"name": format!("{issuer}-account")},
+                     "solvers": [{"http01": {"ingress": {"ingressClassName": cluster.ingress_class()}}}]}}}))
+        .await;
+    }
+    sidecar(cluster, &client).await;
 
     // The floor: the same client and a token server reached the same way.
     let trust = certwright::acme::http::Trust::Bundle(pebble.tls_ca_pem.clone().into_bytes());
@@ -449,13 +560,15 @@ async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>, binary: &'static
         .collect();
     all_hosts.push("fw-0.example.test".into());
     floor_routes(&client, cluster.ingress_class(), &all_hosts, port).await;
-    floor_routed(router, &tokens, "fw-0.example.test").await;
+    floor_routed(cluster, &tokens, "fw-0.example.test").await;
     // BENCH_FLOOR_ONLY: pebble alone under N concurrent orders (no controller).
     let floor_only = std::env::var_os("BENCH_FLOOR_ONLY").is_some();
     // Warm up both paths (account lookups, first connections) with one certificate each.
     let _ = floor(&account, &tokens, 1, "w").await;
     if !floor_only {
-        let _ = controller(cluster, 1, "w").await;
+        for (m, mode) in MODES.iter().enumerate() {
+            let _ = controller(cluster, 1, &format!("w{m}"), *mode).await;
+        }
     }
 
     let mut rows = Vec::new();
@@ -463,15 +576,25 @@ async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>, binary: &'static
         let batch = b.to_string();
         rows.push(floor(&account, &tokens, *n, &batch).await);
         if !floor_only {
-            rows.push(controller(cluster, *n, &batch).await);
+            for (m, mode) in MODES.iter().enumerate() {
+                rows.push(controller(cluster, *n, &format!("{batch}m{m}"), *mode).await);
+            }
         }
     }
     println!(
         "\nissuance against pebble, one name per certificate, controller as a Pod (poll {POLL_MS} ms)\n"
     );
     println!(
-        "{:<26} {:>5} {:>9} {:>9} {:>10} {:>9} {:>13} {:>15}",
-        "", "n", "p50 ms", "p95 ms", "total ms", "p50/floor", "API req/cert", "API writes/cert"
+        "{:<26} {:>5} {:>9} {:>9} {:>10} {:>9} {:>13} {:>15} {:>14}",
+        "",
+        "n",
+        "p50 ms",
+        "p95 ms",
+        "total ms",
+        "p50/floor",
+        "API req/cert",
+        "API writes/cert",
+        "chal→CA p50 ms"
     );
     let mut floor_p50 = f64::NAN;
     for row in &rows {
@@ -485,7 +608,7 @@ async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>, binary: &'static
         };
         let per = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
         println!(
-            "{:<26} {:>5} {:>9.1} {:>9.1} {:>10.1} {:>9} {:>13} {:>15}",
+            "{:<26} {:>5} {:>9.1} {:>9.1} {:>10.1} {:>9} {:>13} {:>15} {:>14}",
             row.who,
             row.n,
             row.p50,
@@ -493,7 +616,8 @@ async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>, binary: &'static
             row.total,
             ratio,
             per(row.requests),
-            per(row.writes)
+            per(row.writes),
+            per(row.to_ca)
         );
     }
     println!("\nCPU seconds since the cluster started (whole run, start-up included):");

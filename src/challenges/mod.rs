@@ -362,14 +362,16 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
                     .ok();
             }
             let reason = format!("Waiting for HTTP-01 challenge propagation: {reason}");
-            if status.reason.as_deref() != Some(reason.as_str()) {
+            let changed = status.reason.as_deref() != Some(reason.as_str());
+            if changed {
                 status.reason = Some(reason.clone());
                 write(&ctx, &ch, &status).await?;
-                // The first failures are the ingress controller picking the
-                // route up; a reason that lasts is worth an event.
-                if attempts >= WARN_AFTER {
-                    event(&ctx, &ch, EventType::Warning, "SelfCheckFailed", reason).await;
-                }
+            }
+            // The first failures are the ingress controller picking the
+            // route up; a failure that lasts is worth an event (and each
+            // new reason after that).
+            if attempts == WARN_AFTER || (changed && attempts > WARN_AFTER) {
+                event(&ctx, &ch, EventType::Warning, "SelfCheckFailed", reason).await;
             }
             return Ok(Action::requeue(self_check_delay(attempts)));
         }

@@ -131,13 +131,11 @@ impl Mode {
 
     /// Removes what [`Mode::present`] made. Whatever the mode was when it
     /// presented (the issuer's annotation may have changed since), the
-    /// route is undone; the pod mode's Pod and Service go if they exist.
+    /// route is undone and the pod mode's Pod and Service go if they exist.
     pub async fn cleanup(self, ctx: &Context, challenge: &Challenge) -> Result<(), kube::Error> {
         let ns = challenge.namespace().unwrap_or_default();
         let name = ingress::resource_name(&challenge.name_any());
-        if self != Mode::Sidecar {
-            ingress::cleanup(&ctx.client, challenge).await?;
-        }
+        ingress::cleanup(&ctx.client, challenge).await?;
         if self == Mode::Pod || ctx.has_solver_pod(&ns, &name) {
             pod::cleanup(ctx, challenge).await?;
         }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 
@@ -189,25 +190,39 @@ async fn wait_ready(
     containers: usize,
 ) -> Result<(), String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), NAMESPACE);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let ready = pods
+        let ready_ip = pods
             .list(&ListParams::default().labels("app.kubernetes.io/name=traefik"))
             .await
-            .map(|l| {
-                l.items.len() == 1
-                    && l.items.iter().all(|p| {
-                        p.spec.as_ref().map(|s| s.containers.len()) == Some(containers)
-                            && p.status
-                                .as_ref()
-                                .and_then(|s| s.conditions.as_ref())
-                                .is_some_and(|c| {
-                                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                                })
-                    })
+            .ok()
+            .filter(|l| l.items.len() == 1)
+            .and_then(|l| l.items.into_iter().next())
+            .filter(|p| {
+                p.spec.as_ref().map(|s| s.containers.len()) == Some(containers)
+                    && p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
             })
-            .unwrap_or(false);
-        if ready {
+            .and_then(|p| p.status.and_then(|s| s.pod_ip));
+        // After a rollout the Service must lead to the new Pod only: the
+        // Service proxy dials whatever the EndpointSlices list.
+        let endpoints: Vec<String> = slices
+            .list(&ListParams::default().labels("kubernetes.io/service-name=traefik"))
+            .await
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .flat_map(|s| s.endpoints)
+                    .flat_map(|e| e.addresses)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(ip) = ready_ip
+            && endpoints == [ip]
+        {
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {

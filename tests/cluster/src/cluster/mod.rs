@@ -169,7 +169,19 @@ fn remove_safety_routes(routes: &[&str]) {
 /// Builds the node network: a bridge holding the node address, and the
 /// Service range as local addresses (so the Service proxy can bind any).
 fn node_network(node: &Netns) -> Result<(), String> {
-    node.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
+    // A fixed MAC: a bridge otherwise takes the lowest MAC of its ports,
+    // so removing a Pod's veth can change it, and every Pod then answers
+    // the node at a stale ARP entry for ~45 s (seen when Traefik's Pod was
+    // replaced: the new Pod was Ready yet unreachable).
+    node.ip(&[
+        "link",
+        "add",
+        BRIDGE,
+        "address",
+        "02:63:77:00:00:01",
+        "type",
+        "bridge",
+    ])?;
     node.ip(&["addr", "add", &format!("{NODE_IP}/16"), "dev", BRIDGE])?;
     node.ip(&["link", "set", BRIDGE, "up"])?;
     node.ip(&["route", "add", "local", SERVICE_CIDR, "dev", "lo"])
