@@ -12,54 +12,7 @@ use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use crate::acme::session::{Accounts, IssuerStores};
 use crate::certificates::backoff::Backoff;
 use crate::challenges::schedule::InFlight;
-use crate::solver::Mode;
-use crate::solver::check::Probe;
-use crate::solver::ingress::PathType;
-use crate::solver::pod::PodResources;
-
-/// How HTTP-01 tokens are presented and checked.
-#[derive(Clone, Debug)]
-pub struct SolverSettings {
-    /// certwright's own namespace, where the chart's solver Service lives.
-    pub namespace: String,
-    /// The chart's solver Service (selects certwright's Pods), also the
-    /// name of the per-namespace mirror Services.
-    pub service: String,
-    /// Port the solver server listens on in every replica.
-    pub port: u16,
-    /// The mode of Issuers without the mode annotation.
-    pub default_mode: Mode,
-    /// The image of solver Pods (pod mode).
-    pub image: String,
-    /// Requests and limits of solver Pods.
-    pub pod_resources: PodResources,
-    /// pathType of the solver's Ingress rule.
-    pub path_type: PathType,
-    /// How the CA's view is checked (nameservers, ports, an address to
-    /// send the request to instead of resolving the name).
-    pub probe: Probe,
-    /// Consecutive passes of the self-checks before the CA is asked.
-    pub passes: u32,
-}
-
-impl Default for SolverSettings {
-    fn default() -> Self {
-        Self {
-            namespace: "certwright".into(),
-            service: "certwright-solver".into(),
-            port: 8089,
-            default_mode: Mode::Shared,
-            image: format!(
-                "ghcr.io/certwright/certwright:{}",
-                env!("CARGO_PKG_VERSION")
-            ),
-            pod_resources: PodResources::default(),
-            path_type: PathType::Exact,
-            probe: Probe::default(),
-            passes: 2,
-        }
-    }
-}
+pub use crate::solver::settings::SolverSettings;
 
 /// Shared by every reconcile.
 pub struct Context {
@@ -258,7 +211,10 @@ impl Context {
             .and_then(|s| s.pod_ip.as_deref())
             .and_then(|ip| ip.parse::<IpAddr>().ok());
         match (ready, ip) {
-            (true, Some(ip)) => Ok(Some(SocketAddr::new(ip, crate::solver::SOLVER_PORT))),
+            (true, Some(ip)) => Ok(Some(SocketAddr::new(
+                ip,
+                crate::solver::settings::SOLVER_PORT,
+            ))),
             _ => {
                 let why = status
                     .and_then(|s| s.container_statuses.as_ref())

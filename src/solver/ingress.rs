@@ -12,29 +12,11 @@ use kube::api::{Api, DeleteParams, Patch, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
+pub use super::settings::PathType;
 use super::{MANAGER, SOLVER_LABEL, apply_params, ignore_missing};
 use crate::api::Challenge;
 use crate::api::http01::Http01IngressSolver;
 use crate::orders::naming::fnv32a;
-
-/// How the solver's path rule matches (ingress controllers differ in
-/// what they support).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum PathType {
-    /// The token path only.
-    Exact,
-    /// Left to the ingress controller (most treat it as a prefix).
-    ImplementationSpecific,
-}
-
-impl PathType {
-    fn as_str(self) -> &'static str {
-        match self {
-            PathType::Exact => "Exact",
-            PathType::ImplementationSpecific => "ImplementationSpecific",
-        }
-    }
-}
 
 /// Name of the resources created for `challenge` (Ingress, and in pod
 /// mode the Pod and Service).

@@ -16,10 +16,10 @@ pub mod check;
 pub mod ingress;
 pub mod pod;
 pub mod server;
+pub mod settings;
 pub mod shared;
 pub mod sidecar;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use kube::ResourceExt;
@@ -29,6 +29,7 @@ use crate::api::Challenge;
 use crate::api::challenge::ChallengeType;
 use crate::api::order::AcmeState;
 use crate::context::Context;
+pub use settings::{MODE_ANNOTATION, Mode, SOLVER_PORT};
 
 /// Field manager of the solver resources.
 pub const MANAGER: &str = "certwright-solver";
@@ -36,10 +37,6 @@ pub const MANAGER: &str = "certwright-solver";
 pub const SOLVER_LABEL: &str = "acme.cert-manager.io/http01-solver";
 /// EndpointSlices certwright mirrors carry this `managed-by`.
 pub const SLICE_MANAGER: &str = "certwright.io";
-/// The port solver Pods listen on (cert-manager's).
-pub const SOLVER_PORT: u16 = 8089;
-/// Issuer annotation choosing the solver mode.
-pub const MODE_ANNOTATION: &str = "certwright.io/http01-solver-mode";
 /// Issuer annotation: where the CA-view self-check sends its request
 /// (host:port, with the challenge's Host header).
 pub const SELF_CHECK_ADDRESS_ANNOTATION: &str = "certwright.io/http01-self-check-address";
@@ -47,40 +44,7 @@ pub const SELF_CHECK_ADDRESS_ANNOTATION: &str = "certwright.io/http01-self-check
 /// one still runs).
 pub const SELF_CHECK_ANNOTATION: &str = "certwright.io/http01-self-check";
 
-/// How a Challenge's token is presented.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// certwright's replicas serve the token; an Ingress routes to them.
-    Shared,
-    /// A solver Pod, Service and Ingress per Challenge (cert-manager's way).
-    Pod,
-    /// `certwright solver --watch` beside the ingress controller serves it.
-    Sidecar,
-}
-
 impl Mode {
-    /// The mode an annotation value names.
-    pub fn parse(value: &str) -> Result<Mode, String> {
-        match value.trim() {
-            "shared" => Ok(Mode::Shared),
-            "pod" => Ok(Mode::Pod),
-            "sidecar" => Ok(Mode::Sidecar),
-            other => Err(format!(
-                "the issuer's annotation {MODE_ANNOTATION} is {other:?}; expected shared, pod or sidecar"
-            )),
-        }
-    }
-
-    /// The mode `annotations` (an issuer's) ask for, else `default`.
-    pub fn from_annotations(
-        annotations: &BTreeMap<String, String>,
-        default: Mode,
-    ) -> Result<Mode, String> {
-        annotations
-            .get(MODE_ANNOTATION)
-            .map_or(Ok(default), |v| Mode::parse(v))
-    }
-
     /// The mode for a Challenge: its issuer's annotation, else the default.
     pub fn of(ctx: &Context, challenge: &Challenge) -> Result<Self, String> {
         let annotations = ctx.issuer_stores.annotations(
@@ -169,6 +133,8 @@ fn ignore_missing(r: Result<impl Sized, kube::Error>) -> Result<(), kube::Error>
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::collections::BTreeMap;
+
     use serde_json::{Value, json};
 
     use super::*;

@@ -11,30 +11,11 @@ use kube::api::{Api, DeleteParams, Patch};
 use serde_json::{Value, json};
 
 use super::ingress::{self, labels, owner, resource_name};
+pub use super::settings::PodResources;
 use super::{SOLVER_PORT, apply_params, ignore_missing};
 use crate::api::Challenge;
 use crate::api::http01::{Http01IngressSolver, SolverServiceType};
 use crate::context::{Context, SolverSettings};
-
-/// Requests and limits of a solver container (cert-manager's defaults).
-#[derive(Clone, Debug)]
-pub struct PodResources {
-    pub request_cpu: String,
-    pub request_memory: String,
-    pub limit_cpu: String,
-    pub limit_memory: String,
-}
-
-impl Default for PodResources {
-    fn default() -> Self {
-        Self {
-            request_cpu: "10m".into(),
-            request_memory: "64Mi".into(),
-            limit_cpu: "100m".into(),
-            limit_memory: "64Mi".into(),
-        }
-    }
-}
 
 /// Merges `extra` into the object `base`, key by key (one level).
 fn merge(base: &mut Value, extra: Value) {
