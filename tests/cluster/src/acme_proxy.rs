@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -93,9 +93,15 @@ fn kind(path: &str) -> usize {
 pub struct Phase(Arc<Phases>);
 
 impl Phases {
-    /// Waits until a request of `kind` may run.
+    /// Waits until a request of `kind` may run. Cancel-safe: a request
+    /// dropped while it waits (its client went away) stops counting as
+    /// waiting, or the other kind would wait for it for good.
     pub async fn enter(self: &Arc<Self>, kind: usize) -> Phase {
-        let mut counted = false;
+        let mut waiter = Waiter {
+            phases: self,
+            kind,
+            counted: false,
+        };
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -104,30 +110,54 @@ impl Phases {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 let other = 1 - kind;
                 let may = match st.current {
-                    Some(c) => c == kind && (st.waiting[other] == 0 || (counted && st.admit > 0)),
+                    Some(c) => {
+                        c == kind && (st.waiting[other] == 0 || (waiter.counted && st.admit > 0))
+                    }
                     None => st.waiting[other] == 0 || st.last != kind,
                 };
                 if may {
-                    if counted {
+                    if waiter.counted {
                         st.waiting[kind] -= 1;
+                        waiter.counted = false;
                     }
                     if st.current.is_none() {
                         // Everyone of this kind who waited comes in with this phase.
                         st.admit = st.waiting[kind];
                     } else if st.waiting[other] > 0 {
-                        st.admit -= 1;
+                        st.admit = st.admit.saturating_sub(1);
                     }
                     st.current = Some(kind);
                     st.last = kind;
                     st.active += 1;
                     return Phase(self.clone());
                 }
-                if !counted {
+                if !waiter.counted {
                     st.waiting[kind] += 1;
-                    counted = true;
+                    waiter.counted = true;
                 }
             }
             notified.await;
+        }
+    }
+}
+
+/// A request counted as waiting in [`Phases`], until admitted or dropped.
+struct Waiter<'a> {
+    phases: &'a Phases,
+    kind: usize,
+    counted: bool,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            let mut st = self.phases.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.waiting[self.kind] -= 1;
+            if st.current == Some(self.kind) {
+                st.admit = st.admit.saturating_sub(1);
+            }
+            drop(st);
+            self.phases.changed.notify_waiters();
         }
     }
 }
@@ -207,6 +237,19 @@ async fn handle(
         record(fault.status, true);
         return Ok(problem(&fault));
     }
+    // The whole request is read before a phase is entered: a client that
+    // dies mid-request (a controller killed in a namespace that is gone
+    // sends no RST) must not hold the phase, and with it every other
+    // client, while its body never arrives.
+    let (parts, body) = request.into_parts();
+    let Ok(Ok(bytes)) = tokio::time::timeout(Duration::from_secs(10), body.collect()).await else {
+        record(400, false);
+        return Ok(Response::builder()
+            .status(400)
+            .body(Full::default())
+            .unwrap_or_default());
+    };
+    let bytes = bytes.to_bytes();
     let phases = state
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -216,12 +259,6 @@ async fn handle(
         Some(p) => Some(p.enter(kind(&path)).await),
         None => None,
     };
-    let (parts, body) = request.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
     let mut forward = Request::builder()
         .method(parts.method)
         .uri(format!("{upstream}{path}"));
@@ -454,5 +491,25 @@ mod tests {
         }
         assert!(most_together[0].load(Ordering::SeqCst) > 1);
         assert!(most_together[1].load(Ordering::SeqCst) > 1);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_dropped_while_waiting_blocks_nobody() {
+        let phases: Arc<Phases> = Arc::default();
+        let held = phases.enter(0).await;
+        // An authorization request waits, and its client goes away.
+        let waiting = {
+            let phases = phases.clone();
+            tokio::spawn(async move {
+                let _phase = phases.enter(1).await;
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waiting.abort();
+        let _ = waiting.await;
+        drop(held);
+        // Kind 0 ran last and nothing of kind 1 waits: kind 0 goes again.
+        let again = tokio::time::timeout(std::time::Duration::from_secs(2), phases.enter(0)).await;
+        assert!(again.is_ok(), "a cancelled waiter still counted as waiting");
     }
 }
