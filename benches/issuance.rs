@@ -12,6 +12,9 @@
 //! Run: `cargo bench --bench issuance` (`BENCH_SIZES=1,10` to change N;
 //! `BENCH_FLOOR_ONLY=1` for pebble alone under N concurrent orders).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -466,29 +469,7 @@ fn main() {
 /// The sidecar mode's parts: the chart's sidecar RBAC for Traefik's
 /// ServiceAccount (rendered by helm) and the sidecar container in its Pod.
 async fn sidecar(cluster: &LocalCluster, client: &kube::Client) {
-    let out = std::process::Command::new("helm")
-        .args(["template", "certwright"])
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/certwright"))
-        .args([
-            "--set",
-            "crds.enabled=false",
-            "--set",
-            "sidecar.rbac.enabled=true",
-        ])
-        .args(["--set", "sidecar.rbac.serviceAccounts[0].name=traefik"])
-        .args(["--set", "sidecar.rbac.serviceAccounts[0].namespace=traefik"])
-        .output()
-        .expect("helm (run scripts/install-tools)");
-    assert!(
-        out.status.success(),
-        "helm template: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    let objects: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| <serde_json::Value as serde::Deserialize>::deserialize(doc).expect("yaml"))
-        .filter(|o| !o.is_null())
-        .collect();
+    let objects = common::helm_template(common::SIDECAR_RBAC_VALUES);
     for object in objects {
         deploy::apply(client, object).await.expect("sidecar RBAC");
     }

@@ -222,16 +222,7 @@ async fn sidecar_mode_is_served_beside_traefik_and_the_controller_creates_nothin
     let env = Env::start(|_| {}, &[]).await;
     // The chart's sidecar RBAC for Traefik's ServiceAccount, then the
     // sidecar container in Traefik's Pod.
-    let rbac = common::helm_template(&[
-        "--set",
-        "crds.enabled=false",
-        "--set",
-        "sidecar.rbac.enabled=true",
-        "--set",
-        "sidecar.rbac.serviceAccounts[0].name=traefik",
-        "--set",
-        "sidecar.rbac.serviceAccounts[0].namespace=traefik",
-    ]);
+    let rbac = common::helm_template(common::SIDECAR_RBAC_VALUES);
     let kinds: Vec<&str> = rbac.iter().filter_map(|o| o["kind"].as_str()).collect();
     assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding"]);
     for object in rbac.iter().cloned() {

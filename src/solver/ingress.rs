@@ -115,9 +115,8 @@ pub fn with_rule(
 ) -> Option<Ingress> {
     let mut value = serde_json::to_value(ingress).ok()?;
     let wanted = path(ch, service, port, path_type);
-    let token_path = super::check::token_path(&ch.spec.token);
     let host = ch.spec.dns_name.trim_end_matches('.');
-    let rules = value["spec"]["rules"]
+    let mut rules = value["spec"]["rules"]
         .as_array()
         .cloned()
         .unwrap_or_default();
@@ -125,12 +124,11 @@ pub fn with_rule(
         r["host"] == host
             && r["http"]["paths"]
                 .as_array()
-                .is_some_and(|p| p.iter().any(|p| p["path"] == token_path && *p == wanted))
+                .is_some_and(|p| p.contains(&wanted))
     });
     if present {
         return None;
     }
-    let mut rules = rules;
     rules.push(rule(ch, service, port, path_type));
     value["spec"]["rules"] = Value::Array(rules);
     serde_json::from_value(value).ok()

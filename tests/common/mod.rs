@@ -209,4 +209,17 @@ pub fn helm_template(extra: &[&str]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `helm template` values that render only the chart's sidecar RBAC, for
+/// Traefik's ServiceAccount in the local cluster.
+pub const SIDECAR_RBAC_VALUES: &[&str] = &[
+    "--set",
+    "crds.enabled=false",
+    "--set",
+    "sidecar.rbac.enabled=true",
+    "--set",
+    "sidecar.rbac.serviceAccounts[0].name=traefik",
+    "--set",
+    "sidecar.rbac.serviceAccounts[0].namespace=traefik",
+];
+
 pub mod env;

@@ -64,7 +64,8 @@ fn stop(key: &(String, String)) {
     }
 }
 
-fn now() -> String {
+/// The time now, as the API writes it in Pod and Node status.
+pub(super) fn now() -> String {
     k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{Value, json};
 
-use super::kubelet::{key, log_path, write_status};
+use super::kubelet::{key, log_path, now, write_status};
 use super::sandbox::{self, Mount, Sandbox};
 use super::volumes::{field_ref, renew_tokens, volumes};
 use super::{KUBERNETES_SERVICE_IP, NODE_IP, Shared};
@@ -36,12 +36,6 @@ fn containers(pod: &Pod) -> &[Container] {
         .as_ref()
         .map(|s| s.containers.as_slice())
         .unwrap_or_default()
-}
-
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 /// A Pod that this kubelet cannot run: Pending, saying why.
