@@ -131,6 +131,85 @@ pub struct ControllerArgs {
     /// Certificate deletes the Secret (cert-manager's flag of the same name).
     #[arg(long)]
     pub enable_certificate_owner_ref: bool,
+    /// Where `/metrics` is served (Prometheus text format).
+    #[arg(long, default_value = "0.0.0.0:9402")]
+    pub metrics_listen_address: std::net::SocketAddr,
+    /// Where the probes `/livez` and `/readyz` are served.
+    #[arg(long, default_value = "0.0.0.0:9403")]
+    pub health_listen_address: std::net::SocketAddr,
+    /// Elect a leader among the replicas on a Lease: only the leader
+    /// reconciles; every replica serves tokens, metrics and probes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease; certwright's own by default.
+    #[arg(long)]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "certwright-controller")]
+    pub leader_election_lease_name: String,
+    /// How long a leader that stopped renewing keeps the Lease.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub leader_election_lease_duration: std::time::Duration,
+    /// How long the leader tries to renew before it stops reconciling.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    pub leader_election_renew_deadline: std::time::Duration,
+    /// How often replicas try to acquire or renew the Lease.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub leader_election_retry_period: std::time::Duration,
+    /// This replica's identity in the Lease; the Pod name by default.
+    #[arg(long, env = "POD_NAME")]
+    pub leader_election_identity: Option<String>,
+    #[command(flatten)]
+    pub logging: LogArgs,
+}
+
+/// How logs are written.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More detail: -v for debug, -vv for trace of certwright's own
+    /// modules (RUST_LOG, when set, decides instead).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A duration as Go writes them (`90s`, `1m30s`, `1h`, `500ms`) or plain seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(seconds));
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(digits);
+        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let number: f64 = number
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration such as 90s, 1m30s or 500ms"))?;
+        let scale = match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(format!("{text:?} is not a duration such as 90s, 1m30s or 500ms")),
+        };
+        total += number * scale;
+        rest = tail;
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 #[derive(clap::Args, Debug)]
@@ -168,6 +247,8 @@ pub struct SolverArgs {
     /// issuers without the annotation).
     #[arg(long, value_enum, default_value_t = Mode::Shared, requires = "watch")]
     pub http01_solver_mode: Mode,
+    #[command(flatten)]
+    pub logging: LogArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,6 +284,29 @@ mod tests {
             (args.token.as_deref(), args.key.as_deref()),
             (Some("-mX_9"), Some("-mX_9.thumb"))
         );
+    }
+
+    #[test]
+    fn durations_as_go_writes_them() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        assert!(parse_duration("soon").is_err_and(|e| e.contains("90s")));
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn leader_election_is_on_unless_turned_off() {
+        let on = Cli::try_parse_from(["certwright", "controller"]).expect("defaults");
+        let Command::Controller(args) = on.command else { panic!("controller") };
+        assert!(args.leader_elect);
+        let off = Cli::try_parse_from(["certwright", "controller", "--leader-elect=false", "-vv", "--log-format", "json"])
+            .expect("flags");
+        let Command::Controller(args) = off.command else { panic!("controller") };
+        assert!(!args.leader_elect);
+        assert_eq!((args.logging.verbose, args.logging.log_format), (2, LogFormat::Json));
     }
 
     #[test]

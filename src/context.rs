@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 
 use crate::acme::session::{Accounts, IssuerStores};
+use crate::api::{Certificate, Challenge};
 use crate::certificates::backoff::Backoff;
 use crate::challenges::schedule::InFlight;
 pub use crate::solver::settings::SolverSettings;
@@ -54,6 +55,10 @@ pub struct Context {
     /// controller's watch on them.
     solver_pods: Store<Pod>,
     solver_pods_writer: Mutex<Option<Writer<Pod>>>,
+    /// The Certificate and Challenge controllers' caches (for metrics and
+    /// readiness), set when they start.
+    pub certificates: OnceLock<Store<Certificate>>,
+    pub challenges: OnceLock<Store<Challenge>>,
 }
 
 impl Context {
@@ -80,6 +85,8 @@ impl Context {
             solver_ips: Mutex::default(),
             solver_pods,
             solver_pods_writer: Mutex::new(Some(writer)),
+            certificates: OnceLock::new(),
+            challenges: OnceLock::new(),
         }
     }
 
@@ -172,6 +179,26 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(namespace);
+    }
+
+    /// The controllers' caches once they have all listed.
+    pub async fn caches(&self) -> crate::metrics::Caches {
+        let (certificates, challenges) = loop {
+            if let (Some(c), Some(ch)) = (self.certificates.get(), self.challenges.get()) {
+                break (c.clone(), ch.clone());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let (issuers, cluster_issuers) = self.issuer_stores.stores();
+        let _ = certificates.wait_until_ready().await;
+        let _ = challenges.wait_until_ready().await;
+        self.issuer_stores.ready().await;
+        crate::metrics::Caches {
+            certificates,
+            challenges,
+            issuers,
+            cluster_issuers,
+        }
     }
 
     /// The writer of the solver Pod store, once (for the watch that fills it).

@@ -1,12 +1,15 @@
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 
 use certwright::api;
-use certwright::cli::{Cli, Command, ControllerArgs, Format, SolverArgs};
+use certwright::cli::{Cli, Command, ControllerArgs, Format, LogArgs, LogFormat, SolverArgs};
+use certwright::ops;
 use certwright::solver::server::{self, Presented, Tokens};
 
 fn main() -> ExitCode {
@@ -36,18 +39,144 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging() {
+/// Logs to stdout: text (colours on a terminal) or JSON lines; RUST_LOG
+/// decides the levels when set, else `-v`.
+fn init_logging(args: &LogArgs) {
+    let default = match args.verbose {
+        0 => "info",
+        1 => "info,certwright=debug",
+        _ => "info,certwright=trace",
+    };
     let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .init();
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+    }
+}
+
+/// The controllers' shared state for one term as leader.
+fn context(client: &kube::Client, args: &ControllerArgs) -> certwright::context::Context {
+    let mut ctx = certwright::context::Context::new(
+        client.clone(),
+        args.cluster_resource_namespace
+            .clone()
+            .unwrap_or_else(|| args.namespace.clone()),
+    );
+    ctx.backoff = certwright::certificates::backoff::Backoff {
+        min: Duration::from_secs(args.backoff_min_seconds.max(1)),
+        max: Duration::from_secs(args.backoff_max_seconds.max(args.backoff_min_seconds).max(1)),
+        transient_max: Duration::from_secs(args.transient_backoff_max_seconds.max(1)),
+    };
+    ctx.poll_interval = Duration::from_millis(args.acme_poll_interval_ms.max(10));
+    ctx.ari_poll_max = Duration::from_secs(args.ari_poll_max_seconds.max(1));
+    ctx.solver = certwright::context::SolverSettings {
+        namespace: args.namespace.clone(),
+        service: args.solver_service.clone(),
+        port: args.solver_port,
+        default_mode: args.http01_solver_mode,
+        image: args.acme_http01_solver_image.clone(),
+        pod_resources: certwright::solver::pod::PodResources {
+            request_cpu: args.acme_http01_solver_resource_request_cpu.clone(),
+            request_memory: args.acme_http01_solver_resource_request_memory.clone(),
+            limit_cpu: args.acme_http01_solver_resource_limit_cpu.clone(),
+            limit_memory: args.acme_http01_solver_resource_limit_memory.clone(),
+        },
+        path_type: args.http01_ingress_path_type,
+        probe: certwright::solver::check::Probe {
+            nameservers: args.acme_http01_solver_nameservers.clone(),
+            http_port: args.http01_self_check_port,
+            via: args.http01_self_check_address.clone(),
+            ..Default::default()
+        },
+        passes: args.http01_self_check_passes.max(1),
+    };
+    ctx.certificate_owner_ref = args.enable_certificate_owner_ref;
+    ctx.max_challenges = args.max_concurrent_challenges.max(1);
+    ctx.concurrency = args.concurrent_reconciles;
+    ctx
+}
+
+/// The Lease settings from the flags, or why they are unusable.
+fn lease_settings(args: &ControllerArgs) -> anyhow::Result<certwright::leader::Settings> {
+    let identity = match &args.leader_election_identity {
+        Some(id) if !id.is_empty() => id.clone(),
+        _ => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("{h}-{}", std::process::id()))
+            .context("no --leader-election-identity, POD_NAME or hostname to name this replica")?,
+    };
+    let settings = certwright::leader::Settings {
+        namespace: args
+            .leader_election_namespace
+            .clone()
+            .unwrap_or_else(|| args.namespace.clone()),
+        name: args.leader_election_lease_name.clone(),
+        identity,
+        lease_duration: args.leader_election_lease_duration,
+        renew_deadline: args.leader_election_renew_deadline,
+        retry_period: args.leader_election_retry_period,
+    };
+    if !(settings.retry_period < settings.renew_deadline
+        && settings.renew_deadline < settings.lease_duration)
+    {
+        bail!(
+            "leader election needs --leader-election-retry-period ({:?}) < --leader-election-renew-deadline ({:?}) < --leader-election-lease-duration ({:?})",
+            settings.retry_period,
+            settings.renew_deadline,
+            settings.lease_duration
+        );
+    }
+    Ok(settings)
+}
+
+/// Reconciles during every term as leader: a fresh context each term, so
+/// nothing cached while another replica led is trusted; losing the Lease
+/// drops every reconcile at once.
+async fn reconcile_while_leading(
+    client: kube::Client,
+    args: &ControllerArgs,
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    health: Arc<ops::Health>,
+) {
+    loop {
+        if leading.wait_for(|l| *l).await.is_err() {
+            return;
+        }
+        tracing::info!("leading: reconciling");
+        let ctx = Arc::new(context(&client, args));
+        let caches = async {
+            let caches = ctx.caches().await;
+            certwright::metrics::set_caches(Some(caches));
+            health.caches_synced.store(true, Ordering::Relaxed);
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = certwright::run_controllers(ctx.clone()) => {
+                tracing::error!("the controllers stopped");
+                return;
+            }
+            () = caches => {}
+            _ = leading.wait_for(|l| !*l) => {
+                tracing::warn!("not leading any more: stopped reconciling");
+            }
+        }
+        certwright::metrics::set_caches(None);
+        health.caches_synced.store(false, Ordering::Relaxed);
+    }
 }
 
 fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging(&args.logging);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,8 +192,10 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
                 env!("CARGO_PKG_VERSION")
             )),
         ));
-        let client = kube::Client::try_from(config)
-            .context("building the Kubernetes API client")?;
+        let client = kube::client::ClientBuilder::try_from(config)
+            .context("building the Kubernetes API client")?
+            .with_layer(&certwright::metrics::api::CountRequests)
+            .build();
         let ip: std::net::IpAddr = args.solver_listen_address.parse().with_context(|| {
             format!(
                 "--solver-listen-address {:?} is not an IP address",
@@ -72,57 +203,54 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             )
         })?;
         let solver_addr = std::net::SocketAddr::new(ip, args.solver_port);
-        let mut ctx = certwright::context::Context::new(
-            client.clone(),
-            args.cluster_resource_namespace
-                .clone()
-                .unwrap_or_else(|| args.namespace.clone()),
-        );
-        ctx.backoff = certwright::certificates::backoff::Backoff {
-            min: Duration::from_secs(args.backoff_min_seconds.max(1)),
-            max: Duration::from_secs(args.backoff_max_seconds.max(args.backoff_min_seconds).max(1)),
-            transient_max: Duration::from_secs(args.transient_backoff_max_seconds.max(1)),
+        let elector = if args.leader_elect {
+            Some(Arc::new(certwright::leader::Elector::new(
+                client.clone(),
+                lease_settings(&args)?,
+            )))
+        } else {
+            None
         };
-        ctx.poll_interval = Duration::from_millis(args.acme_poll_interval_ms.max(10));
-        ctx.ari_poll_max = Duration::from_secs(args.ari_poll_max_seconds.max(1));
-        ctx.solver = certwright::context::SolverSettings {
-            namespace: args.namespace.clone(),
-            service: args.solver_service.clone(),
-            port: args.solver_port,
-            default_mode: args.http01_solver_mode,
-            image: args.acme_http01_solver_image.clone(),
-            pod_resources: certwright::solver::pod::PodResources {
-                request_cpu: args.acme_http01_solver_resource_request_cpu.clone(),
-                request_memory: args.acme_http01_solver_resource_request_memory.clone(),
-                limit_cpu: args.acme_http01_solver_resource_limit_cpu.clone(),
-                limit_memory: args.acme_http01_solver_resource_limit_memory.clone(),
-            },
-            path_type: args.http01_ingress_path_type,
-            probe: certwright::solver::check::Probe {
-                nameservers: args.acme_http01_solver_nameservers.clone(),
-                http_port: args.http01_self_check_port,
-                via: args.http01_self_check_address.clone(),
-                ..Default::default()
-            },
-            passes: args.http01_self_check_passes.max(1),
+        let health = Arc::new(ops::Health::new(elector.clone()));
+        let leading = match &elector {
+            Some(e) => e.subscribe(),
+            None => {
+                certwright::metrics::set_leader(true);
+                tokio::sync::watch::channel(true).1
+            }
         };
-        ctx.certificate_owner_ref = args.enable_certificate_owner_ref;
-        ctx.max_challenges = args.max_concurrent_challenges.max(1);
-        ctx.concurrency = args.concurrent_reconciles;
-        let ctx = std::sync::Arc::new(ctx);
-        tracing::info!(namespace = %args.namespace, solver = %solver_addr, "certwright controller starting");
-        tokio::select! {
-            () = certwright::run_controllers(ctx.clone()) => Ok(()),
-            served = certwright::solver::shared::serve(client, solver_addr) => {
+        let campaign = async {
+            match &elector {
+                Some(e) => e.run().await,
+                None => std::future::pending().await,
+            }
+        };
+        tracing::info!(namespace = %args.namespace, solver = %solver_addr,
+            leader_election = args.leader_elect, "certwright controller starting");
+        let result = tokio::select! {
+            () = reconcile_while_leading(client.clone(), &args, leading, health.clone()) => Ok(()),
+            () = campaign => Ok(()),
+            served = certwright::solver::shared::serve(client, solver_addr, &health.tokens_synced) => {
                 served.with_context(|| format!("serving HTTP-01 tokens on {solver_addr}"))
             }
+            served = ops::serve(args.metrics_listen_address, args.health_listen_address, health.clone()) => {
+                served.with_context(|| format!(
+                    "serving metrics on {} and probes on {}",
+                    args.metrics_listen_address, args.health_listen_address
+                ))
+            }
             () = shutdown_signal() => Ok(()),
+        };
+        // Reconciling has stopped (its future is dropped): hand over.
+        if let Some(e) = &elector {
+            e.release().await;
         }
+        result
     })
 }
 
 fn run_solver(args: SolverArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging(&args.logging);
     let ip: std::net::IpAddr = args.listen_address.parse().with_context(|| {
         format!(
             "--listen-address {:?} is not an IP address",

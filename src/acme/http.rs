@@ -151,11 +151,21 @@ impl HttpClient for Recording {
         &self,
         req: hyper::Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
-        let url = req.uri().to_string();
+        let uri = req.uri().clone();
+        let method = req.method().to_string();
         let log = self.log.clone();
+        let started = Instant::now();
         let response = self.inner.request(req);
         Box::pin(async move {
-            let response = response.await?;
+            let mut response = match response.await {
+                Ok(r) => r,
+                Err(e) => {
+                    crate::metrics::acme_request(&uri, &method, 0, started.elapsed());
+                    return Err(e);
+                }
+            };
+            let status = response.parts.status.as_u16();
+            crate::metrics::acme_request(&uri, &method, status, started.elapsed());
             let now = k8s_openapi::jiff::Timestamp::now().as_second();
             let retry_after = response
                 .parts
@@ -164,14 +174,33 @@ impl HttpClient for Recording {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, now));
             log.record(
-                url,
+                uri.to_string(),
                 ResponseInfo {
-                    status: response.parts.status.as_u16(),
+                    status,
                     retry_after,
                     at: Instant::now(),
                 },
             );
-            Ok(response)
+            if status < 400 {
+                return Ok(response);
+            }
+            // A problem document: count it by type (the body was read
+            // whole by the deadline below, so this costs no wait).
+            let body = response
+                .body
+                .into_bytes()
+                .await
+                .map_err(instant_acme::Error::Other)?;
+            if let Some(kind) = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_string))
+            {
+                crate::metrics::acme_problem(&kind);
+            }
+            Ok(BytesResponse {
+                parts: response.parts,
+                body: Box::new(body),
+            })
         })
     }
 }

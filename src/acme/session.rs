@@ -53,6 +53,11 @@ impl Default for IssuerStores {
 }
 
 impl IssuerStores {
+    /// The Issuer and ClusterIssuer caches.
+    pub fn stores(&self) -> (Store<Issuer>, Store<ClusterIssuer>) {
+        (self.issuers.clone(), self.cluster_issuers.clone())
+    }
+
     /// Waits until both watches have listed once (so a missing issuer is
     /// really missing, not just not seen yet).
     pub async fn ready(&self) {

@@ -103,6 +103,7 @@ async fn write_status(
 }
 
 async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    crate::metrics::sync("certificaterequests");
     if condition(&cr, "Ready").is_some_and(|c| {
         c.status == ConditionStatus::True
             || c.reason.as_deref() == Some("Failed")
@@ -289,6 +290,7 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
 }
 
 fn error_policy(_: Arc<CertificateRequest>, error: &Error, _: Arc<Context>) -> Action {
+    crate::metrics::sync_error("certificaterequests");
     tracing::warn!(error = %error, kind = error.kind(), "certificaterequest reconcile failed");
     Action::requeue(Duration::from_secs(2))
 }

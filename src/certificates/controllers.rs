@@ -326,7 +326,9 @@ pub(crate) async fn key_manager(
             };
             let key = match reuse {
                 Some(k) => k,
-                None => match PrivateKey::generate(spec.kind) {
+                None => match crate::metrics::timed("key_generated", || {
+                    PrivateKey::generate(spec.kind)
+                }) {
                     Ok(k) => k,
                     Err(e) => {
                         let message = format!("No private key can be generated: {e}");

@@ -316,6 +316,9 @@ pub(crate) async fn reconcile(
                 )
             });
             end_issuance(ctx, cert, revision, mismatch.as_deref()).await?;
+            if let Some(since) = &issuing_since {
+                crate::metrics::ready_after(crate::metrics::since(&since.0));
+            }
             publish(
                 ctx,
                 ISSUING,

@@ -38,6 +38,7 @@ async fn reconcile(
     cert: Arc<Certificate>,
     ctx: Arc<Context>,
 ) -> Result<Action, controllers::Error> {
+    crate::metrics::sync("certificates");
     // A Certificate cached from before our own last status write would
     // have the roles redo that step: read it fresh then.
     let uid = cert.uid().unwrap_or_default();
@@ -79,6 +80,7 @@ async fn reconcile(
 }
 
 fn error_policy(_: Arc<Certificate>, error: &controllers::Error, _: Arc<Context>) -> Action {
+    crate::metrics::sync_error("certificates");
     tracing::warn!(error = %error, kind = error.kind(), "certificate reconcile failed");
     Action::requeue(Duration::from_secs(2))
 }
@@ -87,10 +89,12 @@ fn error_policy(_: Arc<Certificate>, error: &controllers::Error, _: Arc<Context>
 /// requests, their temporary key Secrets and the Secrets they write)
 /// until the streams end.
 pub async fn run(ctx: Arc<Context>) {
-    Controller::new(
+    let controller = Controller::new(
         Api::<Certificate>::all(ctx.client.clone()),
         watcher::Config::default(),
-    )
+    );
+    let _ = ctx.certificates.set(controller.store());
+    controller
     .owns(
         Api::<CertificateRequest>::all(ctx.client.clone()),
         watcher::Config::default(),

@@ -239,6 +239,7 @@ async fn cleanup_mode(ctx: &Context, ch: &Challenge) -> Mode {
 }
 
 async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Error> {
+    crate::metrics::sync("challenges");
     let has_finalizer = ch.finalizers().iter().any(|f| f == FINALIZER);
     if ch.meta().deletion_timestamp.is_some() {
         if has_finalizer {
@@ -332,6 +333,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         status.state = Some(AcmeState::Pending);
         status.reason = Some("Waiting for HTTP-01 challenge propagation".into());
         write(&ctx, &ch, &status).await?;
+        crate::metrics::stage_since("challenge_presented", ch.meta());
         event(
             &ctx,
             &ch,
@@ -378,7 +380,12 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         self_check::Verdict::Passed(n) if n < ctx.solver.passes => {
             return Ok(Action::requeue(self_check_delay(1)));
         }
-        self_check::Verdict::Passed(_) => ctx.succeeded(&uid),
+        self_check::Verdict::Passed(_) => {
+            if status.reason.as_deref() != Some(WAITING_FOR_CA) {
+                crate::metrics::stage_since("self_check_passed", ch.meta());
+            }
+            ctx.succeeded(&uid)
+        }
     }
 
     // Accept and poll.
@@ -428,6 +435,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     }
     match accept_and_poll(&ctx, &session, &order_url, &ch).await {
         Ok(Outcome::Valid) => {
+            crate::metrics::stage_since("ca_valid", ch.meta());
             status.state = Some(AcmeState::Valid);
             status.reason = Some("Successfully authorized domain".into());
             event(
@@ -493,6 +501,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
 }
 
 fn error_policy(_: Arc<Challenge>, error: &Error, _: Arc<Context>) -> Action {
+    crate::metrics::sync_error("challenges");
     tracing::warn!(error = %error, kind = error.kind(), "challenge reconcile failed");
     Action::requeue(Duration::from_secs(2))
 }
@@ -509,6 +518,7 @@ pub async fn run(ctx: Arc<Context>) {
     )
     .with_config(ctx.controller_config())
     .owns(Api::<Ingress>::all(ctx.client.clone()), solver_only.clone());
+    let _ = ctx.challenges.set(controller.store());
     if let Some(writer) = ctx.take_solver_pods_writer() {
         let pods = reflector::reflector(
             writer,

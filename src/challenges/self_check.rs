@@ -38,8 +38,42 @@ fn ingress_class(ch: &Challenge) -> String {
     }
 }
 
-/// Runs the checks once for `ch` presented in `mode`.
+/// The cause of a failed check, as a bounded metric label.
+pub fn cause(reason: &str) -> &'static str {
+    let in_cluster = reason.starts_with("in-cluster:");
+    if reason.contains("Pod") && (reason.contains("does not exist") || reason.contains("not ready")) {
+        "solver_not_ready"
+    } else if in_cluster {
+        "solver_unreachable"
+    } else if reason.contains("no such name")
+        || reason.contains("no A or AAAA")
+        || reason.contains("resolving ")
+    {
+        "dns"
+    } else if reason.contains("redirect") {
+        "redirect"
+    } else if reason.contains("not routed") {
+        "not_routed"
+    } else if reason.contains("wrong status code") {
+        "wrong_status"
+    } else if reason.contains("is not the key authorization") {
+        "wrong_answer"
+    } else {
+        "unreachable"
+    }
+}
+
+/// Runs the checks once for `ch` presented in `mode`, and counts the result.
 pub async fn run(ctx: &Context, ch: &Challenge, mode: Mode) -> Result<Verdict, kube::Error> {
+    let verdict = check(ctx, ch, mode).await?;
+    crate::metrics::self_check(match &verdict {
+        Verdict::Passed(_) => "passed",
+        Verdict::Failed { reason, .. } => cause(reason),
+    });
+    Ok(verdict)
+}
+
+async fn check(ctx: &Context, ch: &Challenge, mode: Mode) -> Result<Verdict, kube::Error> {
     let domain = ch.spec.dns_name.trim_end_matches('.');
     let token = &ch.spec.token;
     let key = &ch.spec.key;
@@ -88,4 +122,26 @@ pub async fn run(ctx: &Context, ch: &Challenge, mode: Mode) -> Result<Verdict, k
         }
     }
     Ok(Verdict::Passed(ctx.passed(&ch.uid().unwrap_or_default())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cause;
+
+    #[test]
+    fn failures_are_counted_by_a_bounded_cause() {
+        for (reason, want) in [
+            ("in-cluster: the solver Pod apps/x does not exist (yet)", "solver_not_ready"),
+            ("in-cluster: the solver Pod apps/x is not ready yet: ImagePullBackOff", "solver_not_ready"),
+            ("in-cluster: the solver at 10.0.0.1:8089 does not answer: refused", "solver_unreachable"),
+            ("no such name: a.example does not resolve (NXDOMAIN)", "dns"),
+            ("http://a.example/x via 1.2.3.4:80: wrong status code 404, expected 200: not routed; no Ingress", "not_routed"),
+            ("http://a.example/x via 1.2.3.4:80: wrong status code 503, expected 200", "wrong_status"),
+            ("http://a.example/x: redirect to \"ftp://x\" refused", "redirect"),
+            ("http://a.example/x via 1.2.3.4:80: the body \"x\" is not the key authorization \"k\"", "wrong_answer"),
+            ("http://a.example/x via 1.2.3.4:80: connection refused", "unreachable"),
+        ] {
+            assert_eq!(cause(reason), want, "{reason}");
+        }
+    }
 }

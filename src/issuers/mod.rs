@@ -291,6 +291,7 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
 }
 
 async fn reconcile_issuer(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    crate::metrics::sync("issuers");
     let namespace = issuer.namespace().unwrap_or_default();
     let target = Target {
         config: &issuer.spec.config,
@@ -310,6 +311,7 @@ async fn reconcile_cluster_issuer(
     issuer: Arc<ClusterIssuer>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    crate::metrics::sync("clusterissuers");
     let target = Target {
         config: &issuer.spec.config,
         status: issuer.status.as_ref(),
@@ -324,7 +326,8 @@ async fn reconcile_cluster_issuer(
     Ok(action)
 }
 
-fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
+fn error_policy<K: kube::Resource<DynamicType = ()>>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
+    crate::metrics::sync_error(if K::kind(&()) == "ClusterIssuer" { "clusterissuers" } else { "issuers" });
     tracing::warn!(error = %error, kind = error.kind(), "issuer reconcile failed");
     Action::requeue(Duration::from_secs(5))
 }

@@ -70,6 +70,7 @@ async fn reconcile(
     ctx: Arc<Context>,
     cached: Store<Challenge>,
 ) -> Result<Action, Error> {
+    crate::metrics::sync("orders");
     let mut order = order;
     let uid = order.uid().unwrap_or_default();
     let behind = ctx.behind(&uid, order.resource_version().as_deref());
@@ -284,6 +285,7 @@ async fn reconcile(
             status.reason = None;
             write(&ctx, &order, &status).await?;
             tracing::info!(order = %order.name_any(), url = placed.url(), "placed ACME order");
+            crate::metrics::stage_since("order_placed", order.meta());
             placed
         }
         Some(url) => match session.account.order(url).await {
@@ -425,6 +427,7 @@ async fn reconcile(
                         status.state = Some(AcmeState::Valid);
                         status.certificate = Some(ByteString(chain.into_bytes()));
                         write(&ctx, &order, &status).await?;
+                        crate::metrics::stage_since("issued", order.meta());
                         delete_challenges(&ctx, &order).await?;
                         ctx.succeeded(&uid);
                         event(
@@ -465,6 +468,7 @@ async fn reconcile(
 }
 
 fn error_policy(_: Arc<Order>, error: &Error, _: Arc<Context>) -> Action {
+    crate::metrics::sync_error("orders");
     tracing::warn!(error = %error, kind = error.kind(), "order reconcile failed");
     Action::requeue(Duration::from_secs(2))
 }

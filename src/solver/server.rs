@@ -130,26 +130,29 @@ fn respond(tokens: &Tokens, request: &Request<Incoming>) -> Response<Full<Bytes>
         let table = tokens.read().unwrap_or_else(|e| e.into_inner());
         decide(&table, request.method(), host, path)
     };
-    if status == StatusCode::OK && path != "/healthz" {
+    let result = match status {
+        _ if path == "/healthz" => "health",
+        StatusCode::OK => "served",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        _ if path.len() > MAX_PATH => "refused",
+        _ => "unknown_token",
+    };
+    crate::metrics::solver_request(result);
+    if result == "served" {
         tracing::info!(host, path, "served key authorization");
     } else if status != StatusCode::OK {
         tracing::debug!(host, path, %status, "no challenge presented for this request");
     }
     let body = if request.method() == Method::HEAD {
-        Bytes::new()
+        String::new()
     } else {
-        Bytes::from(body)
+        body
     };
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-store"),
-    );
+    let mut response = text(status, "text/plain", body);
     if status == StatusCode::METHOD_NOT_ALLOWED {
-        headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
     response
 }
@@ -167,8 +170,38 @@ pub async fn serve_until(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let handler: Handler = Arc::new(move |request| respond(&tokens, request));
     tracing::info!(%addr, "HTTP-01 solver listening");
+    serve_handler(addr, handler, limits, shutdown).await
+}
+
+/// Answers one request (from memory: handlers never wait).
+pub type Handler = Arc<dyn Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync>;
+
+/// A plain-text response.
+pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
+    response
+}
+
+/// Serves `handler` on `addr` with the bounds of `limits` until
+/// `shutdown` completes, then stops accepting and waits up to
+/// `limits.grace` for open connections (the solver, metrics and health
+/// servers share it).
+pub async fn serve_handler(
+    addr: SocketAddr,
+    handler: Handler,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
@@ -186,19 +219,19 @@ pub async fn serve_until(
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, don't spin.
-                    tracing::warn!(error = %e, "accepting a solver connection failed");
+                    tracing::warn!(error = %e, %addr, "accepting a connection failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
         let _ = stream.set_nodelay(true);
-        let tokens = tokens.clone();
+        let handler = handler.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let service = hyper::service::service_fn(move |request| {
-                let response = respond(&tokens, &request);
+                let response = handler(&request);
                 async move { Ok::<_, std::convert::Infallible>(response) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -228,7 +261,7 @@ pub async fn serve_until(
         .is_err()
     {
         tracing::warn!(
-            "solver connections still open after the {:?} grace period",
+            %addr, "connections still open after the {:?} grace period",
             limits.grace
         );
     }

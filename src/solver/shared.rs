@@ -228,7 +228,13 @@ fn entry(ch: &Challenge) -> Option<(String, Presented)> {
 
 /// Fills `tokens` from a watch on every Challenge (those `keep` accepts),
 /// until the watch ends.
-pub async fn fill(client: kube::Client, tokens: Tokens, keep: impl Fn(&Challenge) -> bool) {
+/// `synced` turns true once the table was filled from a complete list.
+pub async fn fill(
+    client: kube::Client,
+    tokens: Tokens,
+    keep: impl Fn(&Challenge) -> bool,
+    synced: &std::sync::atomic::AtomicBool,
+) {
     let entry = |ch: &Challenge| entry(ch).filter(|_| keep(ch));
     let api: Api<Challenge> = Api::all(client);
     let mut by_uid: HashMap<String, String> = HashMap::new();
@@ -252,6 +258,7 @@ pub async fn fill(client: kube::Client, tokens: Tokens, keep: impl Fn(&Challenge
                 if let Some(table) = fresh.take() {
                     *tokens.write().unwrap_or_else(|e| e.into_inner()) = table;
                     by_uid = std::mem::take(&mut fresh_uids);
+                    synced.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             watcher::Event::Apply(ch) => {
@@ -277,12 +284,17 @@ pub async fn fill(client: kube::Client, tokens: Tokens, keep: impl Fn(&Challenge
     }
 }
 
-/// Serves every live Challenge's token on `addr` (the shared solver).
-pub async fn serve(client: kube::Client, addr: SocketAddr) -> std::io::Result<()> {
+/// Serves every live Challenge's token on `addr` (the shared solver);
+/// `synced` turns true once every live token is known.
+pub async fn serve(
+    client: kube::Client,
+    addr: SocketAddr,
+    synced: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<()> {
     let tokens: Tokens = Arc::new(RwLock::new(HashMap::new()));
     tokio::select! {
         served = server::serve(addr, tokens.clone()) => served,
-        () = fill(client, tokens, |_| true) => Ok(()),
+        () = fill(client, tokens, |_| true, synced) => Ok(()),
     }
 }
 

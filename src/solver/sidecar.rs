@@ -36,12 +36,13 @@ pub async fn serve(
             // Which issuers are in sidecar mode is known before any
             // Challenge is judged.
             stores.ready().await;
-            super::shared::fill(client, tokens, move |ch| {
+            let synced = std::sync::atomic::AtomicBool::new(false);
+            let keep = move |ch: &crate::api::Challenge| {
                 let annotations =
                     stores.annotations(&ch.namespace().unwrap_or_default(), &ch.spec.issuer_ref);
                 Mode::from_annotations(&annotations, default) == Ok(Mode::Sidecar)
-            })
-            .await;
+            };
+            super::shared::fill(client, tokens, keep, &synced).await;
         }
     };
     tokio::select! {

@@ -43,7 +43,8 @@ fn cluster_role() -> Value {
              "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
             {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],
              "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-            {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]}]})
+            {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]})
 }
 
 /// Server-side applies `object` (any kind) as the test cluster.
@@ -157,9 +158,13 @@ pub async fn controller(client: &kube::Client, extra_args: &[String]) -> Result<
                 "spec": {"serviceAccountName": "certwright",
                     "containers": [{"name": "certwright", "image": "ghcr.io/certwright/certwright:dev",
                     "command": ["/certwright"], "args": args,
-                    "ports": [{"name": "http", "containerPort": 8089}],
+                    "ports": [{"name": "http", "containerPort": 8089},
+                              {"name": "http-metrics", "containerPort": 9402},
+                              {"name": "http-healthz", "containerPort": 9403}],
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": 9403}, "periodSeconds": 1},
                     "env": [
                         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                         {"name": "RUST_LOG", "value": "info,certwright=debug"}]}]}}}})).await
 }

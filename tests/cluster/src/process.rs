@@ -135,6 +135,16 @@ impl Process {
         ))
     }
 
+    /// Asks it to stop (SIGTERM), as a kubelet does before it kills.
+    pub fn signal_term(&self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a pid we spawned and have not reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+
     /// Kills it and waits (briefly) for it to be reaped.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -17,7 +17,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use super::pod_runner::{Slots, kill_all, supervise};
+use super::pod_runner::{Slots, kill_all, supervise, terminate_all};
 use super::{NODE_IP, NODE_NAME, Shared};
 use crate::control_plane::client_for;
 
@@ -246,11 +246,32 @@ fn sync(shared: &Arc<Shared>, client: &kube::Client, pod: Pod) {
     let key = key(&pod);
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     if pod.metadata.deletion_timestamp.is_some() {
-        stop(&key);
-        // The process is gone: finish the delete, as a kubelet does.
+        let stopping = running()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        // A kubelet's graceful termination: SIGTERM, the Pod's grace
+        // period (at most 10 s here), then SIGKILL.
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .clamp(0, 10);
+        let grace = std::time::Duration::from_secs(u64::try_from(grace).unwrap_or(0));
         let api: Api<Pod> = Api::namespaced(client.clone(), &key.0);
         let name = key.1.clone();
         tokio::spawn(async move {
+            if let Some(pod) = stopping {
+                // The processes first (taken out of their slots, so the
+                // supervisor does not restart them), then the supervisor
+                // and with it the sandbox: a process shutting down
+                // cleanly still has its network.
+                let slots = pod.processes;
+                let _ = tokio::task::spawn_blocking(move || terminate_all(&slots, grace)).await;
+                pod.task.abort();
+            }
+            // The processes are gone: finish the delete, as a kubelet does.
             let dp = DeleteParams {
                 grace_period_seconds: Some(0),
                 preconditions: Some(Preconditions {

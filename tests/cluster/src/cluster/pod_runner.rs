@@ -22,6 +22,27 @@ use crate::process::Process;
 /// The processes of a Pod's containers, by container index.
 pub type Slots = Arc<Mutex<Vec<Option<Process>>>>;
 
+/// Stops every process in `slots` as a kubelet deletes a Pod: SIGTERM,
+/// up to `grace` to exit, then SIGKILL. Blocks.
+pub fn terminate_all(slots: &Slots, grace: std::time::Duration) {
+    let mut taken: Vec<Process> = slots
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter_mut()
+        .filter_map(Option::take)
+        .collect();
+    for p in &taken {
+        p.signal_term();
+    }
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline && !taken.iter_mut().all(|p| p.exited().is_some()) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for mut p in taken {
+        p.kill();
+    }
+}
+
 /// Kills every process in `slots`.
 pub fn kill_all(slots: &Slots) {
     for slot in slots.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
