@@ -194,7 +194,9 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         let (number, tail) = rest.split_at(digits);
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let number: f64 = number
             .parse()
@@ -204,7 +206,11 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            _ => return Err(format!("{text:?} is not a duration such as 90s, 1m30s or 500ms")),
+            _ => {
+                return Err(format!(
+                    "{text:?} is not a duration such as 90s, 1m30s or 500ms"
+                ));
+            }
         };
         total += number * scale;
         rest = tail;
@@ -300,13 +306,27 @@ mod tests {
     #[test]
     fn leader_election_is_on_unless_turned_off() {
         let on = Cli::try_parse_from(["certwright", "controller"]).expect("defaults");
-        let Command::Controller(args) = on.command else { panic!("controller") };
+        let Command::Controller(args) = on.command else {
+            panic!("controller")
+        };
         assert!(args.leader_elect);
-        let off = Cli::try_parse_from(["certwright", "controller", "--leader-elect=false", "-vv", "--log-format", "json"])
-            .expect("flags");
-        let Command::Controller(args) = off.command else { panic!("controller") };
+        let off = Cli::try_parse_from([
+            "certwright",
+            "controller",
+            "--leader-elect=false",
+            "-vv",
+            "--log-format",
+            "json",
+        ])
+        .expect("flags");
+        let Command::Controller(args) = off.command else {
+            panic!("controller")
+        };
         assert!(!args.leader_elect);
-        assert_eq!((args.logging.verbose, args.logging.log_format), (2, LogFormat::Json));
+        assert_eq!(
+            (args.logging.verbose, args.logging.log_format),
+            (2, LogFormat::Json)
+        );
     }
 
     #[test]

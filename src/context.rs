@@ -190,6 +190,7 @@ impl Context {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let (issuers, cluster_issuers) = self.issuer_stores.stores();
+        // The only waiter on these two (kube-runtime 5 wakes only one).
         let _ = certificates.wait_until_ready().await;
         let _ = challenges.wait_until_ready().await;
         self.issuer_stores.ready().await;

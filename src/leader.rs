@@ -64,9 +64,8 @@ pub fn decide(
         Some(h) if h == identity => return Decision::Take,
         Some(_) => {}
     }
-    let unchanged_since = seen.filter(|s| {
-        s.holder.as_deref() == holder && s.renew_time.as_deref() == renew_time
-    });
+    let unchanged_since =
+        seen.filter(|s| s.holder.as_deref() == holder && s.renew_time.as_deref() == renew_time);
     match unchanged_since {
         Some(s) if now.duration_since(s.at) >= lease_duration => Decision::Take,
         _ => Decision::Wait,
@@ -129,9 +128,9 @@ impl Elector {
     }
 
     fn set_leading(&self, leading: bool) {
-        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) =
-            leading.then(Instant::now);
-        self.leading.send_if_modified(|l| std::mem::replace(l, leading) != leading);
+        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = leading.then(Instant::now);
+        self.leading
+            .send_if_modified(|l| std::mem::replace(l, leading) != leading);
         crate::metrics::set_leader(leading);
     }
 
@@ -167,10 +166,7 @@ impl Elector {
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
-        let renew_time = spec
-            .renew_time
-            .as_ref()
-            .map(|t| t.0.to_string());
+        let renew_time = spec.renew_time.as_ref().map(|t| t.0.to_string());
         let now = Instant::now();
         let decision = decide(
             &s.identity,
@@ -180,9 +176,9 @@ impl Elector {
             now,
             s.lease_duration,
         );
-        let changed = seen.as_ref().is_none_or(|o| {
-            o.holder != holder || o.renew_time != renew_time
-        });
+        let changed = seen
+            .as_ref()
+            .is_none_or(|o| o.holder != holder || o.renew_time != renew_time);
         if changed {
             *seen = Some(Observed {
                 holder: holder.clone(),
@@ -267,7 +263,9 @@ impl Elector {
         let Ok(Some(mut lease)) = api.get_opt(&s.name).await else {
             return;
         };
-        let Some(spec) = lease.spec.as_mut() else { return };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
         if spec.holder_identity.as_deref() != Some(s.identity.as_str()) {
             return;
         }
@@ -276,7 +274,9 @@ impl Elector {
         spec.renew_time = Some(now_micro());
         match api.replace(&s.name, &PostParams::default(), &lease).await {
             Ok(_) => tracing::info!(lease = %s.name, "released the leader lease"),
-            Err(e) => tracing::warn!(lease = %s.name, error = %e, "releasing the leader lease failed"),
+            Err(e) => {
+                tracing::warn!(lease = %s.name, error = %e, "releasing the leader lease failed")
+            }
         }
     }
 }
@@ -292,7 +292,10 @@ mod tests {
         let now = Instant::now();
         assert_eq!(decide("me", None, None, None, now, D), Decision::Take);
         assert_eq!(decide("me", Some(""), None, None, now, D), Decision::Take);
-        assert_eq!(decide("me", Some("me"), Some("t1"), None, now, D), Decision::Take);
+        assert_eq!(
+            decide("me", Some("me"), Some("t1"), None, now, D),
+            Decision::Take
+        );
     }
 
     #[test]
@@ -304,13 +307,28 @@ mod tests {
             at: start,
         };
         // First sight: wait, whatever its timestamps say (clocks differ).
-        assert_eq!(decide("me", Some("other"), Some("t1"), None, start, D), Decision::Wait);
+        assert_eq!(
+            decide("me", Some("other"), Some("t1"), None, start, D),
+            Decision::Wait
+        );
         let later = start + Duration::from_secs(59);
-        assert_eq!(decide("me", Some("other"), Some("t1"), Some(&seen), later, D), Decision::Wait);
+        assert_eq!(
+            decide("me", Some("other"), Some("t1"), Some(&seen), later, D),
+            Decision::Wait
+        );
         let expired = start + D;
-        assert_eq!(decide("me", Some("other"), Some("t1"), Some(&seen), expired, D), Decision::Take);
+        assert_eq!(
+            decide("me", Some("other"), Some("t1"), Some(&seen), expired, D),
+            Decision::Take
+        );
         // A renewal we have not seen yet restarts the wait.
-        assert_eq!(decide("me", Some("other"), Some("t2"), Some(&seen), expired, D), Decision::Wait);
-        assert_eq!(decide("me", Some("third"), Some("t1"), Some(&seen), expired, D), Decision::Wait);
+        assert_eq!(
+            decide("me", Some("other"), Some("t2"), Some(&seen), expired, D),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide("me", Some("third"), Some("t1"), Some(&seen), expired, D),
+            Decision::Wait
+        );
     }
 }

@@ -72,7 +72,11 @@ fn context(client: &kube::Client, args: &ControllerArgs) -> certwright::context:
     );
     ctx.backoff = certwright::certificates::backoff::Backoff {
         min: Duration::from_secs(args.backoff_min_seconds.max(1)),
-        max: Duration::from_secs(args.backoff_max_seconds.max(args.backoff_min_seconds).max(1)),
+        max: Duration::from_secs(
+            args.backoff_max_seconds
+                .max(args.backoff_min_seconds)
+                .max(1),
+        ),
         transient_max: Duration::from_secs(args.transient_backoff_max_seconds.max(1)),
     };
     ctx.poll_interval = Duration::from_millis(args.acme_poll_interval_ms.max(10));

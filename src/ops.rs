@@ -46,7 +46,9 @@ impl Health {
     }
 
     fn leading(&self) -> bool {
-        self.elector.as_ref().is_none_or(|e| *e.subscribe().borrow())
+        self.elector
+            .as_ref()
+            .is_none_or(|e| *e.subscribe().borrow())
     }
 
     /// Ok, or why this process should be restarted.
@@ -61,7 +63,12 @@ impl Health {
                 ));
             }
         }
-        clock_jump(self.started_wall, self.started, SystemTime::now(), Instant::now())
+        clock_jump(
+            self.started_wall,
+            self.started,
+            SystemTime::now(),
+            Instant::now(),
+        )
     }
 
     /// Ok, or what has not synced yet.
@@ -145,8 +152,21 @@ mod tests {
         let (wall, mono) = (SystemTime::now(), Instant::now());
         let later = Duration::from_secs(600);
         assert!(clock_jump(wall, mono, wall + later, mono + later).is_ok());
-        assert!(clock_jump(wall, mono, wall + later + Duration::from_secs(30), mono + later).is_ok());
-        let ahead = clock_jump(wall, mono, wall + later + Duration::from_secs(3600), mono + later);
+        assert!(
+            clock_jump(
+                wall,
+                mono,
+                wall + later + Duration::from_secs(30),
+                mono + later
+            )
+            .is_ok()
+        );
+        let ahead = clock_jump(
+            wall,
+            mono,
+            wall + later + Duration::from_secs(3600),
+            mono + later,
+        );
         assert!(ahead.is_err_and(|e| e.contains("+3600 s")));
         let behind = clock_jump(wall, mono, wall, mono + later);
         assert!(behind.is_err_and(|e| e.contains("-600 s")));

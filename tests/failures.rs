@@ -194,20 +194,12 @@ async fn a_controller_killed_mid_order_resumes_the_same_order() {
             },
         )
         .await;
-    // Killed, and only then restarted: with the ReplicaSet replacing a
-    // deleted Pod at once, two controllers would overlap for a moment, and
-    // without leader election (issue 14) that is a different test.
-    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(env.client.clone(), "certwright");
+    // Stopped, and only then restarted: one replica at a time (replicas
+    // overlapping, and a leader SIGKILLed, are tests/leader.rs).
     let scale = |replicas: i32| {
-        let deployments = deployments.clone();
+        let client = env.client.clone();
         async move {
-            deployments
-                .patch(
-                    "certwright",
-                    &kube::api::PatchParams::default(),
-                    &kube::api::Patch::Merge(json!({"spec": {"replicas": replicas}})),
-                )
+            certwright_testcluster::deploy::scale(&client, replicas)
                 .await
                 .expect("scale the controller")
         }

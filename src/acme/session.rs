@@ -38,6 +38,10 @@ pub struct IssuerStores {
     issuers: Store<Issuer>,
     cluster_issuers: Store<ClusterIssuer>,
     writers: Mutex<Option<(Writer<Issuer>, Writer<ClusterIssuer>)>>,
+    /// How many of the two watches have listed once. (Not the stores'
+    /// `wait_until_ready`: kube-runtime 5 wakes only the last of several
+    /// concurrent waiters there, and the others wait forever.)
+    listed: tokio::sync::watch::Sender<u8>,
 }
 
 impl Default for IssuerStores {
@@ -48,6 +52,7 @@ impl Default for IssuerStores {
             issuers,
             cluster_issuers,
             writers: Mutex::new(Some((w1, w2))),
+            listed: tokio::sync::watch::Sender::new(0),
         }
     }
 }
@@ -61,8 +66,8 @@ impl IssuerStores {
     /// Waits until both watches have listed once (so a missing issuer is
     /// really missing, not just not seen yet).
     pub async fn ready(&self) {
-        let _ = self.issuers.wait_until_ready().await;
-        let _ = self.cluster_issuers.wait_until_ready().await;
+        let mut listed = self.listed.subscribe();
+        let _ = listed.wait_for(|n| *n >= 2).await;
     }
 
     /// The annotations of the issuer `reference` (seen from `namespace`)
@@ -110,7 +115,7 @@ pub async fn watch_issuer_stores(client: kube::Client, stores: &IssuerStores) {
         ),
     )
     .default_backoff()
-    .for_each(|_| async {});
+    .for_each(count_listed(&stores.listed));
     let cluster = reflector::reflector(
         w2,
         watcher(
@@ -119,8 +124,22 @@ pub async fn watch_issuer_stores(client: kube::Client, stores: &IssuerStores) {
         ),
     )
     .default_backoff()
-    .for_each(|_| async {});
+    .for_each(count_listed(&stores.listed));
     futures_util::future::join(issuers, cluster).await;
+}
+
+/// A `for_each` step that counts the watch into `listed` at its first
+/// complete list.
+fn count_listed<K, E>(
+    listed: &tokio::sync::watch::Sender<u8>,
+) -> impl FnMut(Result<watcher::Event<K>, E>) -> std::future::Ready<()> + '_ {
+    let mut counted = false;
+    move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) && !std::mem::replace(&mut counted, true) {
+            listed.send_modify(|n| *n += 1);
+        }
+        std::future::ready(())
+    }
 }
 
 /// Why no account could be had; the message is for a condition.
@@ -274,4 +293,32 @@ pub async fn session(
         .unwrap_or_else(|e| e.into_inner())
         .insert(cache_key, session.clone());
     Ok(session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_concurrent_waiter_sees_the_issuers_listed() {
+        let stores = std::sync::Arc::new(IssuerStores::default());
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let stores = stores.clone();
+                tokio::spawn(async move { stores.ready().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let mut step = count_listed::<Issuer, ()>(&stores.listed);
+        step(Ok(watcher::Event::InitDone)).await;
+        step(Ok(watcher::Event::InitDone)).await;
+        assert_eq!(*stores.listed.borrow(), 1, "one watch counts once");
+        count_listed::<ClusterIssuer, ()>(&stores.listed)(Ok(watcher::Event::InitDone)).await;
+        for w in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(5), w)
+                .await
+                .expect("every waiter wakes")
+                .expect("joined");
+        }
+    }
 }

@@ -326,15 +326,16 @@ pub(crate) async fn key_manager(
             };
             let key = match reuse {
                 Some(k) => k,
-                None => match crate::metrics::timed("key_generated", || {
-                    PrivateKey::generate(spec.kind)
-                }) {
-                    Ok(k) => k,
-                    Err(e) => {
-                        let message = format!("No private key can be generated: {e}");
-                        return super::issuing::record_failure_now(ctx, cert, message).await;
+                None => {
+                    match crate::metrics::timed("key_generated", || PrivateKey::generate(spec.kind))
+                    {
+                        Ok(k) => k,
+                        Err(e) => {
+                            let message = format!("No private key can be generated: {e}");
+                            return super::issuing::record_failure_now(ctx, cert, message).await;
+                        }
                     }
-                },
+                }
             };
             let pem = key.to_pem(PrivateKeyEncoding::Pkcs8).unwrap_or_default();
             let owner = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "name": cert.name_any(),

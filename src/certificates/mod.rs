@@ -95,21 +95,21 @@ pub async fn run(ctx: Arc<Context>) {
     );
     let _ = ctx.certificates.set(controller.store());
     controller
-    .owns(
-        Api::<CertificateRequest>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        Api::<Secret>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        controllers::certificate_of,
-    )
-    .owns(
-        Api::<Secret>::all(ctx.client.clone()),
-        watcher::Config::default().labels(&format!("{}=true", controllers::NEXT_KEY_LABEL)),
-    )
-    .with_config(ctx.controller_config())
-    .run(reconcile, error_policy, ctx.clone())
-    .for_each(|_| async {})
-    .await;
+        .owns(
+            Api::<CertificateRequest>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        )
+        .watches(
+            Api::<Secret>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            controllers::certificate_of,
+        )
+        .owns(
+            Api::<Secret>::all(ctx.client.clone()),
+            watcher::Config::default().labels(&format!("{}=true", controllers::NEXT_KEY_LABEL)),
+        )
+        .with_config(ctx.controller_config())
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {})
+        .await;
 }

@@ -41,7 +41,8 @@ fn ingress_class(ch: &Challenge) -> String {
 /// The cause of a failed check, as a bounded metric label.
 pub fn cause(reason: &str) -> &'static str {
     let in_cluster = reason.starts_with("in-cluster:");
-    if reason.contains("Pod") && (reason.contains("does not exist") || reason.contains("not ready")) {
+    if reason.contains("Pod") && (reason.contains("does not exist") || reason.contains("not ready"))
+    {
         "solver_not_ready"
     } else if in_cluster {
         "solver_unreachable"
@@ -131,15 +132,39 @@ mod tests {
     #[test]
     fn failures_are_counted_by_a_bounded_cause() {
         for (reason, want) in [
-            ("in-cluster: the solver Pod apps/x does not exist (yet)", "solver_not_ready"),
-            ("in-cluster: the solver Pod apps/x is not ready yet: ImagePullBackOff", "solver_not_ready"),
-            ("in-cluster: the solver at 10.0.0.1:8089 does not answer: refused", "solver_unreachable"),
+            (
+                "in-cluster: the solver Pod apps/x does not exist (yet)",
+                "solver_not_ready",
+            ),
+            (
+                "in-cluster: the solver Pod apps/x is not ready yet: ImagePullBackOff",
+                "solver_not_ready",
+            ),
+            (
+                "in-cluster: the solver at 10.0.0.1:8089 does not answer: refused",
+                "solver_unreachable",
+            ),
             ("no such name: a.example does not resolve (NXDOMAIN)", "dns"),
-            ("http://a.example/x via 1.2.3.4:80: wrong status code 404, expected 200: not routed; no Ingress", "not_routed"),
-            ("http://a.example/x via 1.2.3.4:80: wrong status code 503, expected 200", "wrong_status"),
-            ("http://a.example/x: redirect to \"ftp://x\" refused", "redirect"),
-            ("http://a.example/x via 1.2.3.4:80: the body \"x\" is not the key authorization \"k\"", "wrong_answer"),
-            ("http://a.example/x via 1.2.3.4:80: connection refused", "unreachable"),
+            (
+                "http://a.example/x via 1.2.3.4:80: wrong status code 404, expected 200: not routed; no Ingress",
+                "not_routed",
+            ),
+            (
+                "http://a.example/x via 1.2.3.4:80: wrong status code 503, expected 200",
+                "wrong_status",
+            ),
+            (
+                "http://a.example/x: redirect to \"ftp://x\" refused",
+                "redirect",
+            ),
+            (
+                "http://a.example/x via 1.2.3.4:80: the body \"x\" is not the key authorization \"k\"",
+                "wrong_answer",
+            ),
+            (
+                "http://a.example/x via 1.2.3.4:80: connection refused",
+                "unreachable",
+            ),
         ] {
             assert_eq!(cause(reason), want, "{reason}");
         }

@@ -326,8 +326,16 @@ async fn reconcile_cluster_issuer(
     Ok(action)
 }
 
-fn error_policy<K: kube::Resource<DynamicType = ()>>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
-    crate::metrics::sync_error(if K::kind(&()) == "ClusterIssuer" { "clusterissuers" } else { "issuers" });
+fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    _: Arc<K>,
+    error: &Error,
+    _: Arc<Context>,
+) -> Action {
+    crate::metrics::sync_error(if K::kind(&()) == "ClusterIssuer" {
+        "clusterissuers"
+    } else {
+        "issuers"
+    });
     tracing::warn!(error = %error, kind = error.kind(), "issuer reconcile failed");
     Action::requeue(Duration::from_secs(5))
 }

@@ -67,7 +67,11 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let verb = verb(request.method(), request.uri().path(), request.uri().query());
+        let verb = verb(
+            request.method(),
+            request.uri().path(),
+            request.uri().query(),
+        );
         let response = self.0.call(request);
         Box::pin(async move {
             let response = response.await;
@@ -85,17 +89,57 @@ mod tests {
     #[test]
     fn verbs_from_method_path_and_query() {
         let cases = [
-            (Method::GET, "/apis/cert-manager.io/v1/certificates", Some("watch=true&resourceVersion=1"), "watch"),
-            (Method::GET, "/apis/cert-manager.io/v1/certificates", Some("limit=500"), "list"),
-            (Method::GET, "/apis/cert-manager.io/v1/namespaces/a/certificates", None, "list"),
-            (Method::GET, "/apis/cert-manager.io/v1/namespaces/a/certificates/web", None, "get"),
+            (
+                Method::GET,
+                "/apis/cert-manager.io/v1/certificates",
+                Some("watch=true&resourceVersion=1"),
+                "watch",
+            ),
+            (
+                Method::GET,
+                "/apis/cert-manager.io/v1/certificates",
+                Some("limit=500"),
+                "list",
+            ),
+            (
+                Method::GET,
+                "/apis/cert-manager.io/v1/namespaces/a/certificates",
+                None,
+                "list",
+            ),
+            (
+                Method::GET,
+                "/apis/cert-manager.io/v1/namespaces/a/certificates/web",
+                None,
+                "get",
+            ),
             (Method::GET, "/api/v1/namespaces/a", None, "get"),
             (Method::GET, "/api/v1/namespaces", None, "list"),
-            (Method::PATCH, "/apis/acme.cert-manager.io/v1/namespaces/a/orders/o/status", None, "patch"),
+            (
+                Method::PATCH,
+                "/apis/acme.cert-manager.io/v1/namespaces/a/orders/o/status",
+                None,
+                "patch",
+            ),
             (Method::POST, "/api/v1/namespaces/a/secrets", None, "create"),
-            (Method::PUT, "/apis/coordination.k8s.io/v1/namespaces/c/leases/l", None, "update"),
-            (Method::DELETE, "/api/v1/namespaces/a/pods/p", None, "delete"),
-            (Method::DELETE, "/api/v1/namespaces/a/pods", None, "deletecollection"),
+            (
+                Method::PUT,
+                "/apis/coordination.k8s.io/v1/namespaces/c/leases/l",
+                None,
+                "update",
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/a/pods/p",
+                None,
+                "delete",
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/a/pods",
+                None,
+                "deletecollection",
+            ),
         ];
         for (method, path, query, want) in cases {
             assert_eq!(verb(&method, path, query), want, "{method} {path}");

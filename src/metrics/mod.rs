@@ -256,7 +256,11 @@ pub fn acme_problem(problem_type: &str) {
     let short = problem_type
         .strip_prefix("urn:ietf:params:acme:error:")
         .unwrap_or(problem_type);
-    let label = PROBLEMS.iter().find(|p| **p == short).copied().unwrap_or("other");
+    let label = PROBLEMS
+        .iter()
+        .find(|p| **p == short)
+        .copied()
+        .unwrap_or("other");
     METRICS.acme_problems.with_label_values(&[label]).inc();
 }
 
@@ -290,7 +294,10 @@ pub fn stage(stage: &'static str, took: Duration) {
 }
 
 /// Reaching `stage` now, timed from the creation of the object `meta`.
-pub fn stage_since(name: &'static str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+pub fn stage_since(
+    name: &'static str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) {
     if let Some(created) = &meta.creation_timestamp {
         stage(name, since(&created.0));
     }
@@ -413,7 +420,11 @@ mod tests {
             ("POST", "/my-order/abc", "order"),
             ("POST", "/acme/cert/abc", "certificate"),
             ("POST", "/certZ/abc", "certificate"),
-            ("GET", "/draft-ietf-acme-ari-03/renewalInfo/x.y", "renewal_info"),
+            (
+                "GET",
+                "/draft-ietf-acme-ari-03/renewalInfo/x.y",
+                "renewal_info",
+            ),
             ("GET", "/acme/renewal-info/x.y", "renewal_info"),
             ("POST", "/acme/revoke-cert", "revoke"),
             ("POST", "/acme/acct/12", "account"),

@@ -5,9 +5,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
+use crate::api::challenge::ChallengeType;
 use crate::api::meta::{Condition, ConditionStatus, IssuerReference};
 use crate::api::order::AcmeState;
-use crate::api::challenge::ChallengeType;
 use crate::api::{Certificate, Challenge};
 
 /// One sample of a gauge family.
@@ -119,7 +119,10 @@ fn ready_samples(
 fn issuer_labels(r: &IssuerReference) -> [(&'static str, String); 3] {
     [
         ("issuer_name", r.name.clone()),
-        ("issuer_kind", r.kind.clone().unwrap_or_else(|| "Issuer".into())),
+        (
+            "issuer_kind",
+            r.kind.clone().unwrap_or_else(|| "Issuer".into()),
+        ),
         (
             "issuer_group",
             r.group.clone().unwrap_or_else(|| "cert-manager.io".into()),
@@ -160,10 +163,7 @@ pub fn challenge(ch: &Challenge) -> Vec<Sample> {
         ("name", ch.name_any()),
         ("namespace", ch.namespace().unwrap_or_default()),
         ("domain", ch.spec.dns_name.clone()),
-        (
-            "processing",
-            status.processing.unwrap_or(false).to_string(),
-        ),
+        ("processing", status.processing.unwrap_or(false).to_string()),
         ("reason", status.reason.clone().unwrap_or_default()),
         (
             "type",
@@ -270,7 +270,10 @@ mod tests {
         assert!(text.contains(
             r#"certmanager_certificate_expiration_timestamp_seconds{issuer_group="cert-manager.io",issuer_kind="ClusterIssuer",issuer_name="le",name="web",namespace="apps"} 1775001600"#
         ), "{text}");
-        assert!(text.contains("certmanager_certificate_not_before_timestamp_seconds{") && text.contains("} 1767225600"));
+        assert!(
+            text.contains("certmanager_certificate_not_before_timestamp_seconds{")
+                && text.contains("} 1767225600")
+        );
         assert!(text.contains("# TYPE certmanager_certificate_renewal_timestamp_seconds gauge"));
     }
 
@@ -312,10 +315,10 @@ mod tests {
 
     #[test]
     fn issuers_and_cluster_issuers_are_separate_families() {
-        let conditions = vec![serde_json::from_value::<Condition>(
-            json!({"type": "Ready", "status": "False"}),
-        )
-        .expect("condition")];
+        let conditions = vec![
+            serde_json::from_value::<Condition>(json!({"type": "Ready", "status": "False"}))
+                .expect("condition"),
+        ];
         let text = render(
             &[
                 issuer("a".into(), Some("apps".into()), Some(&conditions)),
@@ -326,7 +329,11 @@ mod tests {
         assert!(text.contains(
             r#"certmanager_issuer_ready_status{condition="False",name="a",namespace="apps"} 1"#
         ));
-        assert!(text.contains(r#"certmanager_clusterissuer_ready_status{condition="Unknown",name="b"} 1"#));
+        assert!(
+            text.contains(
+                r#"certmanager_clusterissuer_ready_status{condition="Unknown",name="b"} 1"#
+            )
+        );
         assert!(!text.contains("certmanager_certificate_"));
     }
 }

@@ -195,7 +195,52 @@ impl Env {
                     .rev()
                     .collect::<Vec<_>>()
                     .join("\n");
-                panic!("timed out waiting for {what}\ncontroller log (tail):\n{tail}");
+                let challenges = Api::<certwright::api::Challenge>::all(self.client.clone())
+                    .list(&Default::default())
+                    .await
+                    .map(|l| {
+                        l.items
+                            .iter()
+                            .map(|c| {
+                                format!(
+                                    "{}/{}: {:?}",
+                                    c.metadata.namespace.as_deref().unwrap_or(""),
+                                    c.metadata.name.as_deref().unwrap_or(""),
+                                    c.status
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default();
+                let slices =
+                    Api::<k8s_openapi::api::discovery::v1::EndpointSlice>::all(self.client.clone())
+                        .list(&Default::default())
+                        .await
+                        .map(|l| {
+                            l.items
+                                .iter()
+                                .map(|s| {
+                                    format!(
+                                        "{}/{}: {:?}",
+                                        s.metadata.namespace.as_deref().unwrap_or(""),
+                                        s.metadata.name.as_deref().unwrap_or(""),
+                                        s.endpoints
+                                            .iter()
+                                            .map(|e| (
+                                                e.addresses.clone(),
+                                                e.conditions.as_ref().and_then(|c| c.ready)
+                                            ))
+                                            .collect::<Vec<_>>()
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        })
+                        .unwrap_or_default();
+                panic!(
+                    "timed out waiting for {what}\nchallenges:\n{challenges}\nendpoint slices:\n{slices}\ncontroller log (tail):\n{tail}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -210,3 +210,36 @@ pub async fn controller_pods(client: &kube::Client) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The controller Pods that are Ready (and not being deleted), by name.
+pub async fn ready_controller_pods(client: &kube::Client) -> Vec<String> {
+    let listed = Api::<Pod>::namespaced(client.clone(), NAMESPACE)
+        .list(&ListParams::default().labels(APP_LABEL))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    listed
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter_map(|p| p.metadata.name)
+        .collect()
+}
+
+/// Scales the controller's Deployment to `replicas`.
+pub async fn scale(client: &kube::Client, replicas: i32) -> Result<(), String> {
+    Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
+        .patch(
+            "certwright",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("scaling the controller to {replicas}: {e}"))
+}

@@ -253,9 +253,12 @@ fn sync(shared: &Arc<Shared>, client: &kube::Client, pod: Pod) {
         // A kubelet's graceful termination: SIGTERM, the Pod's grace
         // period (at most 10 s here), then SIGKILL.
         let grace = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
+            .metadata
+            .deletion_grace_period_seconds
+            .or(pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds))
             .unwrap_or(30)
             .clamp(0, 10);
         let grace = std::time::Duration::from_secs(u64::try_from(grace).unwrap_or(0));

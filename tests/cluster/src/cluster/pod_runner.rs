@@ -23,7 +23,7 @@ use crate::process::Process;
 pub type Slots = Arc<Mutex<Vec<Option<Process>>>>;
 
 /// Stops every process in `slots` as a kubelet deletes a Pod: SIGTERM,
-/// up to `grace` to exit, then SIGKILL. Blocks.
+/// up to `grace` to exit, then SIGKILL (at once for no grace). Blocks.
 pub fn terminate_all(slots: &Slots, grace: std::time::Duration) {
     let mut taken: Vec<Process> = slots
         .lock()
@@ -31,8 +31,10 @@ pub fn terminate_all(slots: &Slots, grace: std::time::Duration) {
         .iter_mut()
         .filter_map(Option::take)
         .collect();
-    for p in &taken {
-        p.signal_term();
+    if !grace.is_zero() {
+        for p in &taken {
+            p.signal_term();
+        }
     }
     let deadline = std::time::Instant::now() + grace;
     while std::time::Instant::now() < deadline && !taken.iter_mut().all(|p| p.exited().is_some()) {

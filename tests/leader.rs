@@ -1,0 +1,214 @@
+//! Three controller replicas on one Lease: only the leader reconciles;
+//! SIGKILLed in the middle of an issuance, it is replaced once its Lease
+//! expired, the certificate is issued from the one Order already at the
+//! CA, and the token stays reachable through the ingress all along (every
+//! replica serves it).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use certwright::api::Challenge;
+use certwright_testcluster::deploy;
+use common::env::Env;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LEASE: &str = "certwright-controller";
+
+/// The Lease's holder and how often it changed hands.
+async fn holder(client: &kube::Client) -> Option<(String, i32)> {
+    let lease = Api::<Lease>::namespaced(client.clone(), deploy::NAMESPACE)
+        .get_opt(LEASE)
+        .await
+        .ok()??;
+    let spec = lease.spec?;
+    Some((
+        spec.holder_identity.filter(|h| !h.is_empty())?,
+        spec.lease_transitions.unwrap_or(0),
+    ))
+}
+
+/// One GET through the ingress: the status and body.
+async fn get(addr: std::net::SocketAddr, host: &str, path: &str) -> Result<(u16, String), String> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&raw).into_owned())
+    };
+    let text = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| "no answer within 5 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_mid_issuance_is_replaced_and_the_certificate_issued_once() {
+    let env = Env::start(|_| {}, &[]).await;
+    deploy::scale(&env.client, 3).await.expect("scale");
+    let (leader, transitions) = env
+        .wait("three ready replicas, one of them leading", 90, || async {
+            let ready = deploy::ready_controller_pods(&env.client).await;
+            let (holder, transitions) = holder(&env.client).await?;
+            (ready.len() == 3 && ready.contains(&holder)).then_some((holder, transitions))
+        })
+        .await;
+
+    // The CA refuses to validate until we say so: the issuance stops with
+    // its Order placed and its token presented.
+    env.proxy.fail_next(
+        "POST",
+        "/chalZ/",
+        10_000,
+        503,
+        "urn:ietf:params:acme:error:serverInternal",
+        "the CA is having a moment",
+    );
+    env.namespace("apps").await;
+    env.certificate(
+        "apps",
+        "failover",
+        json!({"secretName": "failover-tls", "dnsNames": ["failover.example.test"]}),
+    )
+    .await;
+    let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), "apps");
+    let (token, key) = env
+        .wait("the challenge presented and refused once", 90, || async {
+            let listed = challenges.list(&Default::default()).await.ok()?;
+            let ch = listed.items.into_iter().next()?;
+            let presented = ch.status.as_ref()?.presented == Some(true);
+            let refused = env.proxy.seen().iter().any(|s| s.injected);
+            (presented && refused).then_some((ch.spec.token, ch.spec.key))
+        })
+        .await;
+    let ingress = env.cluster.ingress_addr();
+    let host = "failover.example.test";
+    let path = format!("/.well-known/acme-challenge/{token}");
+    env.wait("the token through the ingress", 30, || async {
+        matches!(get(ingress, host, &path).await, Ok((200, _))).then_some(())
+    })
+    .await;
+
+    // Poll the token through the ingress from before the kill until after
+    // the take-over.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let poller = {
+        let path = path.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !*stopped.borrow() {
+                answers.push((Instant::now(), get(ingress, host, &path).await));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            answers
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // SIGKILL: deleted with no grace, the kubelet kills its process at
+    // once, so the Lease is not released and must expire.
+    let killed = Instant::now();
+    Api::<Pod>::namespaced(env.client.clone(), deploy::NAMESPACE)
+        .delete(
+            &leader,
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("kill the leader");
+    let (successor, after) = env
+        .wait("another replica to take the Lease", 60, || async {
+            let (holder, transitions) = holder(&env.client).await?;
+            (holder != leader).then_some((holder, transitions))
+        })
+        .await;
+    let took = killed.elapsed();
+    assert_eq!(after, transitions + 1, "one hand-over");
+    // Lease 6 s, renewed every 1 s: the old holder's last renewal was at
+    // most 1 s before the kill.
+    assert!(
+        took >= Duration::from_secs(4),
+        "{successor} took the Lease {took:?} after the kill: before the old one expired"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop.send(true);
+    let answers = poller.await.expect("poller");
+    let failed: Vec<String> = answers
+        .iter()
+        .filter(|(_, a)| !matches!(a, Ok((200, body)) if body.trim_end() == key))
+        .map(|(at, a)| {
+            format!(
+                "{:+.1} s after the kill: {a:?}",
+                at.duration_since(killed).as_secs_f64()
+            )
+        })
+        .collect();
+    assert!(
+        failed.is_empty() && answers.len() > 20,
+        "the token was unreachable {} of {} times through the ingress: {failed:#?}",
+        failed.len(),
+        answers.len()
+    );
+
+    env.proxy.clear_faults();
+    env.certificate_ready("apps", "failover", 1).await;
+    assert_eq!(
+        env.proxy.count("POST", "/order-plz"),
+        1,
+        "one Order at the CA for the certificate"
+    );
+    let logs = env.logs().await;
+    assert!(
+        logs.contains("acquired the leader lease"),
+        "the successor says it took over:\n{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_leader_hands_the_lease_over_at_once() {
+    let env = Env::start(|_| {}, &[]).await;
+    deploy::scale(&env.client, 2).await.expect("scale");
+    let leader = env
+        .wait("two ready replicas, one of them leading", 90, || async {
+            let ready = deploy::ready_controller_pods(&env.client).await;
+            let (holder, _) = holder(&env.client).await?;
+            (ready.len() == 2 && ready.contains(&holder)).then_some(holder)
+        })
+        .await;
+    // A graceful delete: SIGTERM, and the leader releases its Lease.
+    let stopped = Instant::now();
+    Api::<Pod>::namespaced(env.client.clone(), deploy::NAMESPACE)
+        .delete(&leader, &DeleteParams::default())
+        .await
+        .expect("delete the leader");
+    env.wait("the other replica to take the Lease", 30, || async {
+        let (holder, _) = holder(&env.client).await?;
+        (holder != leader).then_some(())
+    })
+    .await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "released on shutdown, taken within a retry period, not after the 6 s lease: {:?}",
+        stopped.elapsed()
+    );
+    let log = env.cluster.pod_log(deploy::NAMESPACE, &leader);
+    assert!(log.contains("released the leader lease"), "{log}");
+}
