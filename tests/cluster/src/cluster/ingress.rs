@@ -38,7 +38,12 @@ const CONTROLLER: &str = "traefik.io/ingress-controller";
 /// Traefik's flags: the Kubernetes Ingress provider limited to `class`,
 /// Ingress status from `INGRESS_IP`, no calls home (this network has no
 /// outside), and a short provider throttle (its default, 2 s, would add up
-/// to 2 s to every new route).
+/// to 2 s to every new route). Dynamic configuration comes from the
+/// `traefik-dynamic` ConfigMap too: every request through `web` retries
+/// another endpoint when one cannot be reached (dialled for at most 1 s),
+/// as an ingress controller in front of several replicas should (a killed
+/// Pod stays in the endpoints for a few seconds; ingress-nginx retries the
+/// next upstream by default, Traefik needs the retry middleware).
 pub fn args(class: &str) -> Vec<String> {
     [
         format!("--entryPoints.web.address=:{INGRESS_PORT}"),
@@ -48,6 +53,9 @@ pub fn args(class: &str) -> Vec<String> {
         format!("--providers.kubernetesIngress.ingressClass={class}"),
         format!("--providers.kubernetesIngress.ingressEndpoint.ip={INGRESS_IP}"),
         "--providers.providersThrottleDuration=100ms".into(),
+        format!("--providers.file.directory={DYNAMIC_DIR}"),
+        "--entryPoints.web.http.middlewares=retry@file".into(),
+        "--serversTransport.forwardingTimeouts.dialTimeout=1s".into(),
         "--global.checkNewVersion=false".into(),
         "--global.sendAnonymousUsage=false".into(),
         "--log.level=INFO".into(),
@@ -118,6 +126,7 @@ pub async fn start(shared: Arc<Shared>, image: &str) -> Result<(), String> {
                  "ports": [{"name": "web", "port": INGRESS_PORT, "targetPort": "web"}]}}),
     )
     .await?;
+    apply(&client, dynamic_config(None)).await?;
     apply(&client, deployment(image, &class, None)).await?;
     wait_ready(&shared, &client, 1).await
 }
@@ -128,18 +137,15 @@ pub async fn start(shared: Arc<Shared>, image: &str) -> Result<(), String> {
 /// Ingress routes to it (priority 1: per-challenge Ingress rules win).
 fn deployment(image: &str, class: &str, sidecar: Option<&str>) -> serde_json::Value {
     let labels = json!({"app.kubernetes.io/name": "traefik"});
-    let mut args = args(class);
+    let args = args(class);
     let mut traefik = json!({"name": "traefik", "image": image,
         "ports": [{"name": "web", "containerPort": INGRESS_PORT},
                   {"name": "ping", "containerPort": PING_PORT}],
         "readinessProbe": {"httpGet": {"path": "/ping", "port": "ping"}}});
-    let mut spec = json!({"serviceAccountName": "traefik"});
+    traefik["volumeMounts"] = json!([{"name": "dynamic", "mountPath": DYNAMIC_DIR}]);
+    let mut spec = json!({"serviceAccountName": "traefik",
+        "volumes": [{"name": "dynamic", "configMap": {"name": "traefik-dynamic"}}]});
     if let Some(certwright) = sidecar {
-        args.push(format!(
-            "--providers.file.filename=/run/traefik-dynamic/{SIDECAR_ROUTE}"
-        ));
-        traefik["volumeMounts"] = json!([{"name": "dynamic", "mountPath": "/run/traefik-dynamic"}]);
-        spec["volumes"] = json!([{"name": "dynamic", "configMap": {"name": "traefik-dynamic"}}]);
         spec["containers"] = json!([traefik, {"name": "acme-solver", "image": certwright,
             "args": ["solver", "--watch", "--listen-address", "127.0.0.1", "--listen-port", SIDECAR_PORT.to_string()],
             "env": [{"name": "RUST_LOG", "value": "info"}]}]);
@@ -153,8 +159,22 @@ fn deployment(image: &str, class: &str, sidecar: Option<&str>) -> serde_json::Va
             "template": {"metadata": {"labels": labels}, "spec": spec}}})
 }
 
+/// Where the `traefik-dynamic` ConfigMap is mounted (the file provider's directory).
+const DYNAMIC_DIR: &str = "/run/traefik-dynamic";
 /// The file provider's route to the sidecar.
 const SIDECAR_ROUTE: &str = "acme-sidecar.yaml";
+
+/// The `traefik-dynamic` ConfigMap: the retry middleware, and with
+/// `sidecar_route` the route to the sidecar.
+fn dynamic_config(sidecar_route: Option<String>) -> serde_json::Value {
+    let mut data = json!({"retry.yaml": "http:\n  middlewares:\n    retry:\n      retry:\n        attempts: 4\n"});
+    if let Some(route) = sidecar_route {
+        data[SIDECAR_ROUTE] = json!(route);
+    }
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "traefik-dynamic", "namespace": NAMESPACE},
+        "data": data})
+}
 /// Where the sidecar listens, on the Pod's localhost.
 pub const SIDECAR_PORT: u16 = 8089;
 
@@ -167,13 +187,7 @@ pub async fn add_sidecar(shared: &Shared, image: &str, class: &str) -> Result<()
     let route = format!(
         "http:\n  routers:\n    acme-sidecar:\n      rule: \"PathPrefix(`/.well-known/acme-challenge/`)\"\n      priority: 1\n      entryPoints: [web]\n      service: acme-sidecar\n  services:\n    acme-sidecar:\n      loadBalancer:\n        servers:\n          - url: \"http://127.0.0.1:{SIDECAR_PORT}\"\n"
     );
-    apply(
-        &client,
-        json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "traefik-dynamic", "namespace": NAMESPACE},
-        "data": {SIDECAR_ROUTE: route}}),
-    )
-    .await?;
+    apply(&client, dynamic_config(Some(route))).await?;
     apply(
         &client,
         deployment(&super::traefik_image(), class, Some(image)),
