@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use certwright::api::Challenge;
 use certwright_testcluster::deploy;
 use common::env::Env;
+use common::http_get as get;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LEASE: &str = "certwright-controller";
 
@@ -30,32 +30,6 @@ async fn holder(client: &kube::Client) -> Option<(String, i32)> {
         spec.holder_identity.filter(|h| !h.is_empty())?,
         spec.lease_transitions.unwrap_or(0),
     ))
-}
-
-/// One GET through the ingress: the status and body.
-async fn get(addr: std::net::SocketAddr, host: &str, path: &str) -> Result<(u16, String), String> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&raw).into_owned())
-    };
-    let text = tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .map_err(|_| "no answer within 5 s".to_string())?
-        .map_err(|e| e.to_string())?;
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,38 +19,11 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 
-async fn http_get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    exchange(stream, host, path).await
-}
-
-/// One HTTP/1.1 GET over `stream`: the status and the body.
-async fn exchange(
-    mut stream: tokio::net::TcpStream,
-    host: &str,
-    path: &str,
-) -> std::io::Result<(u16, String)> {
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
 use common::eventually;
+use common::{http_exchange as exchange, http_get};
 
 /// A solver Pod, its Service and an Ingress of `class` for one token, in `ns`.
 async fn present(

@@ -222,4 +222,43 @@ pub const SIDECAR_RBAC_VALUES: &[&str] = &[
     "sidecar.rbac.serviceAccounts[0].namespace=traefik",
 ];
 
+/// One HTTP/1.1 GET over `stream` (closed after): status and body; an
+/// error when no whole answer comes within 5 s.
+pub async fn http_exchange(
+    mut stream: tokio::net::TcpStream,
+    host: &str,
+    path: &str,
+) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&raw).into_owned())
+    };
+    let text = tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| "no answer within 5 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// [`http_exchange`] over a new connection to `addr` from this process.
+pub async fn http_get(addr: std::net::SocketAddr, host: &str, path: &str) -> Result<(u16, String), String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    http_exchange(stream, host, path).await
+}
+
 pub mod env;
