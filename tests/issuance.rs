@@ -178,7 +178,9 @@ async fn a_two_name_certificate_is_issued_and_everything_temporary_is_cleaned_up
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_algorithm_and_encoding_the_ca_takes_issues_and_parses() {
-    let env = Env::start(|_| {}, &[]).await;
+    // JSON logs, scanned at the end for key material.
+    let env = Env::start(|_| {}, &["--log-format", "json"]).await;
+    let mut secrets_pem: Vec<String> = Vec::new();
     env.namespace("keys").await;
     let combos: [(&str, &str, Option<i64>, &str, &str); 10] = [
         (
@@ -233,6 +235,7 @@ async fn every_key_algorithm_and_encoding_the_ca_takes_issues_and_parses() {
             "{name}: {}",
             key_pem.lines().next().unwrap_or("")
         );
+        secrets_pem.push(key_pem.clone());
         let key = PrivateKey::from_pem(key_pem.as_bytes()).expect("key parses");
         let expected = match (*algorithm, size) {
             ("RSA", Some(bits)) => format!("Rsa({bits})"),
@@ -263,6 +266,41 @@ async fn every_key_algorithm_and_encoding_the_ca_takes_issues_and_parses() {
         message.contains("badCSR") && message.contains("Ed25519 is not supported"),
         "{message}"
     );
+
+    // Never a secret in a log line: no private key (of a certificate or
+    // the ACME account), PEM armour or bearer token, in any line of the
+    // whole run; and every line is one JSON object.
+    let account = Api::<Secret>::namespaced(env.client.clone(), "certwright")
+        .get("pebble-account")
+        .await
+        .expect("the account key Secret");
+    secrets_pem.push(String::from_utf8(secret_data(&account, "tls.key")).expect("utf8"));
+    let logs = env.logs().await;
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.starts_with("--- ")).collect();
+    assert!(
+        lines.len() > 50,
+        "a whole run's logs: {} lines",
+        lines.len()
+    );
+    for line in &lines {
+        let parsed: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            parsed["timestamp"].is_string() && parsed["level"].is_string(),
+            "{line}"
+        );
+    }
+    for marker in ["PRIVATE KEY", "-----BEGIN", "Bearer ", "eyJhbGci"] {
+        assert!(!logs.contains(marker), "{marker:?} in the logs");
+    }
+    for pem in &secrets_pem {
+        for chunk in pem
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() >= 32)
+        {
+            assert!(!logs.contains(&chunk[..32]), "key material in the logs");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

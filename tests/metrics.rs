@@ -29,21 +29,25 @@ fn the_charts_alert_rules_pass_promtool_and_their_unit_tests() {
         .expect("promtool");
     let said = String::from_utf8_lossy(&check.stdout).into_owned()
         + &String::from_utf8_lossy(&check.stderr);
-    assert!(check.status.success() && said.contains("5 rules found"), "{said}");
+    assert!(
+        check.status.success() && said.contains("5 rules found"),
+        "{said}"
+    );
     let test = std::process::Command::new(tool("promtool"))
         .args(["test", "rules", "prometheus-rules.test.yaml"])
         .current_dir(repo("tests/fixtures"))
         .output()
         .expect("promtool");
-    let said = String::from_utf8_lossy(&test.stdout).into_owned()
-        + &String::from_utf8_lossy(&test.stderr);
+    let said =
+        String::from_utf8_lossy(&test.stdout).into_owned() + &String::from_utf8_lossy(&test.stderr);
     assert!(test.status.success() && said.contains("SUCCESS"), "{said}");
 }
 
 /// Every PromQL expression of the dashboard and the alert rules.
 fn expressions() -> Vec<String> {
     let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo("charts/certwright/files/dashboard.json")).expect("dashboard"),
+        &std::fs::read_to_string(repo("charts/certwright/files/dashboard.json"))
+            .expect("dashboard"),
     )
     .expect("the dashboard is JSON");
     let mut out: Vec<String> = dashboard["panels"]
@@ -54,7 +58,8 @@ fn expressions() -> Vec<String> {
         .filter_map(|t| t["expr"].as_str().map(str::to_string))
         .collect();
     let rules: Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(repo("charts/certwright/files/prometheus-rules.yaml")).expect("rules"),
+        &std::fs::read_to_string(repo("charts/certwright/files/prometheus-rules.yaml"))
+            .expect("rules"),
     )
     .expect("the rules are YAML");
     for group in rules["groups"].as_array().into_iter().flatten() {
@@ -86,7 +91,8 @@ struct Prom {
 
 impl Prom {
     fn start(env: &Env, target: SocketAddr) -> Prom {
-        let dir = std::env::temp_dir().join(format!("certwright-prometheus-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("certwright-prometheus-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("prometheus dir");
         let config = format!(
@@ -96,8 +102,14 @@ impl Prom {
         let addr: SocketAddr = "127.0.0.1:19090".parse().expect("addr");
         let mut command = std::process::Command::new(tool("prometheus"));
         command
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--log.level=warn");
         let node = env.cluster.node().clone();
@@ -126,7 +138,10 @@ impl Prom {
         if answer["status"] != "success" {
             return Err(format!("{expr}: {}", answer["error"]));
         }
-        Ok(answer["data"]["result"].as_array().cloned().unwrap_or_default())
+        Ok(answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// The single value of `expr`, once it has one.
@@ -190,47 +205,90 @@ async fn prometheus_scrapes_a_controller_pod_through_an_issuance() {
         .as_second() as f64;
     let ours = r#"name="metrics",namespace="apps",issuer_name="pebble",issuer_kind="ClusterIssuer",issuer_group="cert-manager.io""#;
     assert_eq!(
-        prom.value(&env, &format!(r#"certmanager_certificate_ready_status{{{ours},condition="True"}} == 1"#))
-            .await,
+        prom.value(
+            &env,
+            &format!(r#"certmanager_certificate_ready_status{{{ours},condition="True"}} == 1"#)
+        )
+        .await,
         1.0
     );
     assert_eq!(
-        prom.value(&env, &format!("certmanager_certificate_expiration_timestamp_seconds{{{ours}}} > 0"))
-            .await,
+        prom.value(
+            &env,
+            &format!("certmanager_certificate_expiration_timestamp_seconds{{{ours}}} > 0")
+        )
+        .await,
         not_after
     );
     assert_eq!(
-        prom.value(&env, &format!("certmanager_certificate_not_after_timestamp_seconds{{{ours}}} > 0"))
-            .await,
+        prom.value(
+            &env,
+            &format!("certmanager_certificate_not_after_timestamp_seconds{{{ours}}} > 0")
+        )
+        .await,
         not_after
     );
     assert!(
-        prom.value(&env, r#"certmanager_clusterissuer_ready_status{name="pebble",condition="True"}"#)
-            .await
+        prom.value(
+            &env,
+            r#"certmanager_clusterissuer_ready_status{name="pebble",condition="True"}"#
+        )
+        .await
             == 1.0
     );
     assert!(
-        prom.value(&env, r#"sum(certmanager_http_acme_client_request_count{action="new_order",status="201"})"#)
-            .await
+        prom.value(
+            &env,
+            r#"sum(certmanager_http_acme_client_request_count{action="new_order",status="201"})"#
+        )
+        .await
             >= 1.0
     );
     assert!(
-        prom.value(&env, r#"sum(certmanager_controller_sync_call_count{controller="challenges"})"#)
-            .await
+        prom.value(
+            &env,
+            r#"sum(certmanager_controller_sync_call_count{controller="challenges"})"#
+        )
+        .await
             >= 1.0
     );
     for stage in certwright::metrics::STAGES {
         assert!(
-            prom.value(&env, &format!(r#"certwright_stage_duration_seconds_count{{stage="{stage}"}} > 0"#))
-                .await
+            prom.value(
+                &env,
+                &format!(r#"certwright_stage_duration_seconds_count{{stage="{stage}"}} > 0"#)
+            )
+            .await
                 >= 1.0,
             "stage {stage}"
         );
     }
-    assert!(prom.value(&env, "certwright_certificate_time_to_ready_seconds_count > 0").await >= 1.0);
-    assert!(prom.value(&env, r#"certwright_self_check_total{result="passed"}"#).await >= 2.0);
-    assert!(prom.value(&env, r#"certwright_solver_requests_total{result="served"}"#).await >= 1.0);
-    assert!(prom.value(&env, r#"sum(certwright_kube_api_requests_total{verb="watch"})"#).await >= 1.0);
+    assert!(
+        prom.value(
+            &env,
+            "certwright_certificate_time_to_ready_seconds_count > 0"
+        )
+        .await
+            >= 1.0
+    );
+    assert!(
+        prom.value(&env, r#"certwright_self_check_total{result="passed"}"#)
+            .await
+            >= 2.0
+    );
+    assert!(
+        prom.value(&env, r#"certwright_solver_requests_total{result="served"}"#)
+            .await
+            >= 1.0
+    );
+    assert!(
+        prom.value(
+            &env,
+            r#"sum(certwright_kube_api_requests_total{verb="watch"})"#
+        )
+        .await
+            >= 1.0
+    );
     assert_eq!(prom.value(&env, "certwright_leader").await, 1.0);
     assert!(prom.value(&env, "process_resident_memory_bytes").await > 1e6);
 
@@ -243,10 +301,13 @@ async fn prometheus_scrapes_a_controller_pod_through_an_issuance() {
     // The exposition, as promtool's linter reads it.
     let node = env.cluster.node().clone();
     let stream = node.connect(metrics).await.expect("connect to /metrics");
-    let (status, text) = http_exchange(stream, "certwright", "/metrics").await.expect("scrape");
+    let (status, text) = http_exchange(stream, "certwright", "/metrics")
+        .await
+        .expect("scrape");
     assert_eq!(status, 200);
     assert!(
-        !text.contains("metrics.example.test") || text.contains("certmanager_certificate_challenge_status"),
+        !text.contains("metrics.example.test")
+            || text.contains("certmanager_certificate_challenge_status"),
         "no domain outside cert-manager's challenge series"
     );
     let mut lint = std::process::Command::new(tool("promtool"))
@@ -265,8 +326,8 @@ async fn prometheus_scrapes_a_controller_pod_through_an_issuance() {
             .expect("write");
     }
     let out = lint.wait_with_output().expect("promtool");
-    let said = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let unexpected: Vec<&str> = said
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -279,7 +340,9 @@ async fn prometheus_scrapes_a_controller_pod_through_an_issuance() {
             .connect(SocketAddr::new(pod, 9403))
             .await
             .expect("connect to the probes");
-        let (status, body) = http_exchange(stream, "certwright", path).await.expect("probe");
+        let (status, body) = http_exchange(stream, "certwright", path)
+            .await
+            .expect("probe");
         assert_eq!(status, want, "{path}: {body}");
     }
 }

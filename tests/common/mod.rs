@@ -254,7 +254,11 @@ pub async fn http_exchange(
 }
 
 /// [`http_exchange`] over a new connection to `addr` from this process.
-pub async fn http_get(addr: std::net::SocketAddr, host: &str, path: &str) -> Result<(u16, String), String> {
+pub async fn http_get(
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<(u16, String), String> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
