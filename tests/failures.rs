@@ -168,14 +168,7 @@ async fn a_rejected_identifier_fails_with_the_cas_message_and_backs_off() {
 async fn a_controller_killed_mid_order_resumes_the_same_order() {
     let env = Env::start(|_| {}, &[]).await;
     // The CA is down for challenge acceptance until we say otherwise.
-    env.proxy.fail_next(
-        "POST",
-        "/chalZ/",
-        10_000,
-        503,
-        "urn:ietf:params:acme:error:serverInternal",
-        "the CA is having a moment",
-    );
+    env.ca_refuses_validation();
     env.namespace("apps").await;
     env.certificate(
         "apps",

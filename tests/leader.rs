@@ -46,14 +46,7 @@ async fn a_leader_killed_mid_issuance_is_replaced_and_the_certificate_issued_onc
 
     // The CA refuses to validate until we say so: the issuance stops with
     // its Order placed and its token presented.
-    env.proxy.fail_next(
-        "POST",
-        "/chalZ/",
-        10_000,
-        503,
-        "urn:ietf:params:acme:error:serverInternal",
-        "the CA is having a moment",
-    );
+    env.ca_refuses_validation();
     env.namespace("apps").await;
     env.certificate(
         "apps",

@@ -195,55 +195,65 @@ impl Env {
                     .rev()
                     .collect::<Vec<_>>()
                     .join("\n");
-                let challenges = Api::<certwright::api::Challenge>::all(self.client.clone())
-                    .list(&Default::default())
-                    .await
-                    .map(|l| {
-                        l.items
+                let challenges = self
+                    .summary::<certwright::api::Challenge>(|c| format!("{:?}", c.status))
+                    .await;
+                let slices = self
+                    .summary::<k8s_openapi::api::discovery::v1::EndpointSlice>(|s| {
+                        let endpoints: Vec<_> = s
+                            .endpoints
                             .iter()
-                            .map(|c| {
-                                format!(
-                                    "{}/{}: {:?}",
-                                    c.metadata.namespace.as_deref().unwrap_or(""),
-                                    c.metadata.name.as_deref().unwrap_or(""),
-                                    c.status
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join("\n")
+                            .map(|e| (&e.addresses, e.conditions.as_ref().and_then(|c| c.ready)))
+                            .collect();
+                        format!("{endpoints:?}")
                     })
-                    .unwrap_or_default();
-                let slices =
-                    Api::<k8s_openapi::api::discovery::v1::EndpointSlice>::all(self.client.clone())
-                        .list(&Default::default())
-                        .await
-                        .map(|l| {
-                            l.items
-                                .iter()
-                                .map(|s| {
-                                    format!(
-                                        "{}/{}: {:?}",
-                                        s.metadata.namespace.as_deref().unwrap_or(""),
-                                        s.metadata.name.as_deref().unwrap_or(""),
-                                        s.endpoints
-                                            .iter()
-                                            .map(|e| (
-                                                e.addresses.clone(),
-                                                e.conditions.as_ref().and_then(|c| c.ready)
-                                            ))
-                                            .collect::<Vec<_>>()
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                                .join("\n")
-                        })
-                        .unwrap_or_default();
+                    .await;
                 panic!(
                     "timed out waiting for {what}\nchallenges:\n{challenges}\nendpoint slices:\n{slices}\ncontroller log (tail):\n{tail}"
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// One line per object of kind `K` in every namespace: its name and `show`.
+    async fn summary<K>(&self, show: impl Fn(&K) -> String) -> String
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        Api::<K>::all(self.client.clone())
+            .list(&Default::default())
+            .await
+            .map(|l| {
+                l.items
+                    .iter()
+                    .map(|o| {
+                        let meta = o.meta();
+                        format!(
+                            "{}/{}: {}",
+                            meta.namespace.as_deref().unwrap_or(""),
+                            meta.name.as_deref().unwrap_or(""),
+                            show(o)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+
+    /// The CA answers every challenge acceptance with a 503 until
+    /// `proxy.clear_faults()`: an issuance stops with its Order placed and
+    /// its token presented.
+    pub fn ca_refuses_validation(&self) {
+        self.proxy.fail_next(
+            "POST",
+            "/chalZ/",
+            10_000,
+            503,
+            "urn:ietf:params:acme:error:serverInternal",
+            "the CA is having a moment",
+        );
     }
 
     /// Waits for the Certificate to fail (Issuing=False, reason Failed);
