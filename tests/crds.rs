@@ -439,3 +439,80 @@ fn helm_lint_passes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn every_built_in_object_the_chart_renders_passes_kubernetes_validate_strict() {
+    let objects = helm_template(&[
+        "--set",
+        "crds.enabled=false",
+        "--set",
+        "prometheus.dashboard.enabled=true",
+        "--set",
+        "sidecar.rbac.enabled=true",
+        "--set",
+        "sidecar.rbac.serviceAccounts[0].name=traefik",
+        "--set",
+        "sidecar.rbac.serviceAccounts[0].namespace=traefik",
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "global.logLevel=5",
+        "--set",
+        "https_proxy=http://proxy.internal:3128",
+    ]);
+    let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    for kind in [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+        "ConfigMap",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    let text: String = objects
+        .iter()
+        .map(|o| format!("---\n{}", serde_yaml_ng::to_string(o).expect("yaml")))
+        .collect();
+    let file = std::env::temp_dir().join(format!("certwright-chart-{}.yaml", std::process::id()));
+    std::fs::write(&file, text).expect("write the rendered chart");
+    let out = Command::new(tool("kubernetes-validate"))
+        .args(["--strict", "--kubernetes-version", "1.33.0"])
+        .arg(&file)
+        .output()
+        .expect("run kubernetes-validate");
+    let _ = std::fs::remove_file(&file);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubernetes-validate failed:\n{said}");
+    assert_eq!(
+        said.matches("passed for resource").count(),
+        objects.len(),
+        "{said}"
+    );
+    let deployment = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("deployment");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/livez");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        args.contains(&"-vv") && args.contains(&"--leader-elect=true"),
+        "{args:?}"
+    );
+    assert_eq!(deployment["spec"]["replicas"], 2);
+}

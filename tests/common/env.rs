@@ -38,14 +38,6 @@ pub fn controller_args(cluster: &LocalCluster) -> Vec<String> {
         "2".into(),
         "--transient-backoff-max-seconds".into(),
         "2".into(),
-        // Short lease terms: a replica SIGKILLed mid-test is replaced in
-        // seconds rather than a minute.
-        "--leader-election-lease-duration".into(),
-        "6s".into(),
-        "--leader-election-renew-deadline".into(),
-        "4s".into(),
-        "--leader-election-retry-period".into(),
-        "1s".into(),
     ]
 }
 

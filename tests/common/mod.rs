@@ -184,34 +184,21 @@ pub fn tool(name: &str) -> std::path::PathBuf {
 
 /// The Helm chart's directory.
 pub fn chart_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/certwright")
+    certwright_testcluster::deploy::chart_dir()
 }
 
 /// The chart rendered by `helm template` (release `certwright` in
 /// namespace `certwright`) with `extra` arguments, one value per object.
 pub fn helm_template(extra: &[&str]) -> Vec<serde_json::Value> {
-    let out = std::process::Command::new(tool("helm"))
-        .args(["template", "certwright"])
-        .arg(chart_dir())
-        .args(["--namespace", "certwright"])
-        .args(extra)
-        .output()
-        .expect("run helm");
-    assert!(
-        out.status.success(),
-        "helm template failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| <serde_json::Value as serde::Deserialize>::deserialize(d).expect("yaml"))
-        .filter(|v| !v.is_null())
-        .collect()
+    let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    certwright_testcluster::deploy::render_chart(&args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `helm template` values that render only the chart's sidecar RBAC, for
 /// Traefik's ServiceAccount in the local cluster.
 pub const SIDECAR_RBAC_VALUES: &[&str] = &[
+    "--show-only",
+    "templates/sidecar-rbac.yaml",
     "--set",
     "crds.enabled=false",
     "--set",

@@ -1,9 +1,9 @@
-//! certwright installed in the local cluster as the chart installs it in a
-//! real one: its CRDs, its namespace, a ServiceAccount bound to a
-//! ClusterRole of just the rules it needs, the solver Service selecting its
-//! Pods, and a Deployment running `certwright controller` (the Pods are
-//! processes of the built binary, with the ServiceAccount's token and no
-//! other credentials).
+//! certwright installed in the local cluster with its Helm chart: the
+//! chart's rendered objects (`helm template`: ServiceAccount, RBAC,
+//! Services, Deployment) applied server-side, with the CRDs from
+//! `certwright crds`. The Pods are processes of the built binary, with the
+//! ServiceAccount's token and no other credentials, so the chart's RBAC is
+//! what every end-to-end test runs under.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -21,30 +21,48 @@ pub const CONTROLLER_USER: &str = "system:serviceaccount:certwright:certwright";
 
 const MANAGER: &str = "certwright-testcluster";
 
-/// What the controller may do: its own kinds, the Secrets it writes, the
-/// solver Pods, Services, EndpointSlices and Ingresses, and events.
-fn cluster_role() -> Value {
-    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": "certwright-controller"},
-        "rules": [
-            {"apiGroups": ["cert-manager.io"],
-             "resources": ["certificates", "certificaterequests", "issuers", "clusterissuers"],
-             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-            {"apiGroups": ["cert-manager.io"],
-             "resources": ["certificates/status", "certificaterequests/status", "issuers/status", "clusterissuers/status"],
-             "verbs": ["get", "update", "patch"]},
-            {"apiGroups": ["acme.cert-manager.io"], "resources": ["orders", "challenges"],
-             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-            {"apiGroups": ["acme.cert-manager.io"], "resources": ["orders/status", "challenges/status", "challenges/finalizers"],
-             "verbs": ["get", "update", "patch"]},
-            {"apiGroups": [""], "resources": ["secrets", "services", "pods"],
-             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],
-             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-            {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
-            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]})
+/// The chart (`charts/certwright`, or `$CERTWRIGHT_CHART`).
+pub fn chart_dir() -> std::path::PathBuf {
+    std::env::var_os("CERTWRIGHT_CHART").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/certwright"),
+        std::path::PathBuf::from,
+    )
+}
+
+/// `helm` on PATH.
+fn helm() -> Result<std::path::PathBuf, String> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("helm"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| "`helm` is not on PATH: run scripts/install-tools".to_string())
+}
+
+/// The chart rendered by `helm template` as release `certwright` in
+/// [`NAMESPACE`], with `args` (`--set` and the like): one value per object.
+pub fn render_chart(args: &[String]) -> Result<Vec<Value>, String> {
+    let out = std::process::Command::new(helm()?)
+        .args(["template", "certwright"])
+        .arg(chart_dir())
+        .args(["--namespace", NAMESPACE])
+        .args(args)
+        .output()
+        .map_err(|e| format!("running helm: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "helm template failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| {
+            <Value as serde::Deserialize>::deserialize(d)
+                .map_err(|e| format!("helm printed bad YAML: {e}"))
+        })
+        .filter(|v| !matches!(v, Ok(Value::Null)))
+        .collect()
 }
 
 /// Server-side applies `object` (any kind) as the test cluster.
@@ -63,6 +81,7 @@ pub async fn apply(client: &kube::Client, object: Value) -> Result<(), String> {
     let kind = object["kind"].as_str().unwrap_or("").to_string();
     let plural = match kind.as_str() {
         "Ingress" => "ingresses".to_string(),
+        "PrometheusRule" => "prometheusrules".to_string(),
         k if k.ends_with('s') => format!("{}es", k.to_lowercase()),
         k => format!("{}s", k.to_lowercase()),
     };
@@ -129,9 +148,81 @@ pub async fn install_crds(client: &kube::Client, binary: &std::path::Path) -> Re
     Ok(())
 }
 
-/// Deploys the controller with `extra_args` after `controller`: the
-/// namespace, its ServiceAccount and RBAC, the solver Service and a
-/// one-replica Deployment. A controller deployed before is replaced.
+/// Flags the chart sets from values: given to [`controller`], they become
+/// those values (a flag given twice is an error), every other flag goes
+/// into `extraArgs`.
+const CHART_FLAGS: [(&str, &str); 7] = [
+    ("--log-format", "global.logFormat"),
+    ("--http01-solver-mode", "http01.solverMode"),
+    ("--max-concurrent-challenges", "maxConcurrentChallenges"),
+    ("--cluster-resource-namespace", "clusterResourceNamespace"),
+    (
+        "--leader-election-lease-duration",
+        "global.leaderElection.leaseDuration",
+    ),
+    (
+        "--leader-election-renew-deadline",
+        "global.leaderElection.renewDeadline",
+    ),
+    (
+        "--leader-election-retry-period",
+        "global.leaderElection.retryPeriod",
+    ),
+];
+
+/// The `helm template` arguments for the local cluster: the image the
+/// kubelet maps to the built binary, debug logs, short lease terms (a
+/// replica SIGKILLed mid-test is replaced in seconds, not a minute), and
+/// `flags` as values or extra arguments.
+fn chart_values(flags: &[String]) -> Vec<String> {
+    let mut set: Vec<(String, String)> = vec![
+        ("crds.enabled".into(), "false".into()),
+        ("image.tag".into(), "dev".into()),
+        ("global.leaderElection.leaseDuration".into(), "6s".into()),
+        ("global.leaderElection.renewDeadline".into(), "4s".into()),
+        ("global.leaderElection.retryPeriod".into(), "1s".into()),
+    ];
+    let mut extra: Vec<String> = Vec::new();
+    let mut rest = flags.iter().peekable();
+    while let Some(flag) = rest.next() {
+        if flag == "--enable-certificate-owner-ref" {
+            set.push(("enableCertificateOwnerRef".into(), "true".into()));
+            continue;
+        }
+        let value = CHART_FLAGS
+            .iter()
+            .find(|(f, _)| *f == flag)
+            .map(|(_, v)| *v);
+        match (value, rest.peek()) {
+            (Some(key), Some(given)) => {
+                set.retain(|(k, _)| k != key);
+                set.push((key.to_string(), given.to_string()));
+                rest.next();
+            }
+            _ => extra.push(flag.clone()),
+        }
+    }
+    let mut args: Vec<String> = set
+        .into_iter()
+        .flat_map(|(k, v)| ["--set-string".to_string(), format!("{k}={v}")])
+        .collect();
+    args.extend([
+        "--set-json".into(),
+        format!(
+            "extraArgs={}",
+            serde_json::to_string(&extra).unwrap_or_default()
+        ),
+        "--set-json".into(),
+        r#"extraEnv=[{"name":"RUST_LOG","value":"info,certwright=debug"}]"#.into(),
+    ]);
+    args
+}
+
+/// Deploys the controller as the chart installs it (without its CRDs,
+/// which [`install_crds`] applies): namespace, ServiceAccount, RBAC,
+/// Services and a one-replica Deployment of the image the kubelet maps to
+/// the built binary, with `extra_args` after `controller`. A controller
+/// deployed before is replaced.
 pub async fn controller(client: &kube::Client, extra_args: &[String]) -> Result<(), String> {
     remove_controller(client).await?;
     apply(
@@ -139,34 +230,11 @@ pub async fn controller(client: &kube::Client, extra_args: &[String]) -> Result<
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
     )
     .await?;
-    apply(client, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "certwright", "namespace": NAMESPACE}})).await?;
-    apply(client, cluster_role()).await?;
-    apply(client, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "certwright-controller"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "certwright-controller"},
-        "subjects": [{"kind": "ServiceAccount", "name": "certwright", "namespace": NAMESPACE}]})).await?;
-    apply(client, json!({"apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "certwright-solver", "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": "certwright"}},
-        "spec": {"selector": {"app.kubernetes.io/name": "certwright"},
-                 "ports": [{"name": "http", "port": 8089, "targetPort": "http"}]}})).await?;
-    let mut args = vec!["controller".to_string()];
-    args.extend(extra_args.iter().cloned());
-    apply(client, json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "certwright", "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": "certwright"}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "certwright"}},
-            "template": {"metadata": {"labels": {"app.kubernetes.io/name": "certwright"}},
-                "spec": {"serviceAccountName": "certwright",
-                    "containers": [{"name": "certwright", "image": "ghcr.io/certwright/certwright:dev",
-                    "command": ["/certwright"], "args": args,
-                    "ports": [{"name": "http", "containerPort": 8089},
-                              {"name": "http-metrics", "containerPort": 9402},
-                              {"name": "http-healthz", "containerPort": 9403}],
-                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": 9403}, "periodSeconds": 1},
-                    "env": [
-                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-                        {"name": "RUST_LOG", "value": "info,certwright=debug"}]}]}}}})).await
+    let values = chart_values(extra_args);
+    for object in render_chart(&values)? {
+        apply(client, object).await?;
+    }
+    Ok(())
 }
 
 /// Deletes the controller's Deployment and waits until its Pods are gone.
@@ -242,4 +310,37 @@ pub async fn scale(client: &kube::Client, replicas: i32) -> Result<(), String> {
         .await
         .map(|_| ())
         .map_err(|e| format!("scaling the controller to {replicas}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_the_chart_sets_become_values_and_the_rest_extra_args() {
+        let flags: Vec<String> = [
+            "--log-format",
+            "json",
+            "--ari-poll-max-seconds",
+            "1",
+            "--enable-certificate-owner-ref",
+            "--leader-election-retry-period",
+            "2s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let args = chart_values(&flags).join(" ");
+        assert!(args.contains("global.logFormat=json"), "{args}");
+        assert!(args.contains("enableCertificateOwnerRef=true"), "{args}");
+        assert!(
+            args.contains("global.leaderElection.retryPeriod=2s")
+                && !args.contains("retryPeriod=1s"),
+            "{args}"
+        );
+        assert!(
+            args.contains(r#"extraArgs=["--ari-poll-max-seconds","1"]"#),
+            "{args}"
+        );
+    }
 }
