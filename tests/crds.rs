@@ -459,6 +459,10 @@ fn every_built_in_object_the_chart_renders_passes_kubernetes_validate_strict() {
         "global.logLevel=5",
         "--set",
         "https_proxy=http://proxy.internal:3128",
+        "--set",
+        "podDisruptionBudget.enabled=true",
+        "--set",
+        "networkPolicy.enabled=true",
     ]);
     let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
     for kind in [
@@ -470,6 +474,8 @@ fn every_built_in_object_the_chart_renders_passes_kubernetes_validate_strict() {
         "Service",
         "Deployment",
         "ConfigMap",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
     ] {
         assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
     }
@@ -515,4 +521,69 @@ fn every_built_in_object_the_chart_renders_passes_kubernetes_validate_strict() {
         "{args:?}"
     );
     assert_eq!(deployment["spec"]["replicas"], 2);
+}
+
+/// `helm template`'s error for `args`, or None when it renders.
+fn helm_refuses(args: &[&str]) -> Option<String> {
+    let out = Command::new(tool("helm"))
+        .args(["template", "certwright"])
+        .arg(chart_dir())
+        .args(args)
+        .output()
+        .expect("run helm");
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn wrong_values_fail_with_a_clear_message() {
+    let typed =
+        helm_refuses(&["--set", "replicaCount=two"]).expect("a string replica count is refused");
+    assert!(
+        typed.contains("replicaCount") && typed.contains("integer"),
+        "{typed}"
+    );
+    let typo = helm_refuses(&["--set", "replicaCoun=2"]).expect("an unknown key is refused");
+    assert!(typo.contains("replicaCoun"), "{typo}");
+    let mode =
+        helm_refuses(&["--set", "http01.solverMode=dns"]).expect("an unknown mode is refused");
+    assert!(mode.contains("shared"), "{mode}");
+    let both = helm_refuses(&[
+        "--set",
+        "prometheus.servicemonitor.enabled=true",
+        "--set",
+        "prometheus.podmonitor.enabled=true",
+    ])
+    .expect("both monitors are refused");
+    assert!(both.contains("choose one"), "{both}");
+    assert_eq!(
+        helm_refuses(&["--set", "prometheus.podmonitor.enabled=true"]),
+        None
+    );
+    let monitor = helm_template(&[
+        "--set",
+        "crds.enabled=false",
+        "--set",
+        "prometheus.servicemonitor.enabled=true",
+    ]);
+    let sm = monitor
+        .iter()
+        .find(|o| o["kind"] == "ServiceMonitor")
+        .expect("a ServiceMonitor");
+    let service = monitor
+        .iter()
+        .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "certwright-metrics")
+        .expect("the metrics Service");
+    for (k, v) in sm["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("selector")
+    {
+        assert_eq!(
+            &service["metadata"]["labels"][k], v,
+            "the ServiceMonitor selects the metrics Service by {k}"
+        );
+    }
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["port"],
+        service["spec"]["ports"][0]["name"]
+    );
 }

@@ -204,7 +204,7 @@ fn chart_values(flags: &[String]) -> Vec<String> {
     }
     let mut args: Vec<String> = set
         .into_iter()
-        .flat_map(|(k, v)| ["--set-string".to_string(), format!("{k}={v}")])
+        .flat_map(|(k, v)| ["--set".to_string(), format!("{k}={v}")])
         .collect();
     args.extend([
         "--set-json".into(),
