@@ -31,8 +31,9 @@ pub enum Command {
     Status,
     /// Trigger an immediate re-issuance of a Certificate.
     Renew,
-    /// Check an Issuer, a Certificate or a domain's reachability without issuing.
-    Check,
+    /// Checks without issuing: that the API serves certwright's kinds
+    /// (more checks come with the CLI).
+    Check(CheckArgs),
     /// Print version information.
     Version {
         /// Output format.
@@ -216,6 +217,24 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         rest = tail;
     }
     Ok(std::time::Duration::from_secs_f64(total))
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    #[command(subcommand)]
+    pub what: CheckCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CheckCommand {
+    /// Whether the API server serves cert-manager.io/v1 and
+    /// acme.cert-manager.io/v1 (the CRDs are installed and established):
+    /// the chart's post-install check.
+    Api {
+        /// Keep trying this long before failing (a Go duration).
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        wait: std::time::Duration,
+    },
 }
 
 #[derive(clap::Args, Debug)]

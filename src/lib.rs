@@ -6,6 +6,7 @@ pub mod api;
 pub mod certificaterequests;
 pub mod certificates;
 pub mod challenges;
+pub mod checks;
 pub mod cli;
 pub mod conditions;
 pub mod context;

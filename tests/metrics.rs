@@ -346,3 +346,52 @@ async fn prometheus_scrapes_a_controller_pod_through_an_issuance() {
         assert_eq!(status, want, "{path}: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_post_install_check_runs_as_a_job_under_its_own_rbac() {
+    let env = Env::start(|_| {}, &[]).await;
+    let objects = deploy::render_chart(&[
+        "--show-only".into(),
+        "templates/startupapicheck.yaml".into(),
+        "--set".into(),
+        "crds.enabled=false".into(),
+        "--set".into(),
+        "image.tag=dev".into(),
+    ])
+    .expect("render the check");
+    let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Job"]
+    );
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> =
+        Api::namespaced(env.client.clone(), deploy::NAMESPACE);
+    let _ = jobs
+        .delete(
+            "certwright-startupapicheck",
+            &kube::api::DeleteParams::background(),
+        )
+        .await;
+    for object in objects {
+        deploy::apply(&env.client, object).await.expect("apply");
+    }
+    env.wait("the startupapicheck Job to succeed", 90, || async {
+        let job = jobs.get_opt("certwright-startupapicheck").await.ok()??;
+        (job.status?.succeeded? >= 1).then_some(())
+    })
+    .await;
+    let pods = Api::<Pod>::namespaced(env.client.clone(), deploy::NAMESPACE)
+        .list(&ListParams::default().labels("app.kubernetes.io/component=startupapicheck"))
+        .await
+        .expect("pods");
+    let pod = pods
+        .items
+        .first()
+        .and_then(|p| p.metadata.name.clone())
+        .expect("the check's Pod");
+    let log = env.cluster.pod_log(deploy::NAMESPACE, &pod);
+    assert!(
+        log.contains("the API server serves cert-manager.io/v1 and acme.cert-manager.io/v1"),
+        "{log}"
+    );
+}
