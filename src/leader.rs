@@ -72,6 +72,15 @@ pub fn decide(
     }
 }
 
+/// Completes when `leading` turns false. A channel whose sender is gone
+/// (no election: this process always leads) never completes, rather than
+/// at once, which would restart the controllers in a loop.
+pub async fn lost(leading: &mut watch::Receiver<bool>) {
+    if leading.wait_for(|l| !*l).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// How one attempt on the Lease went.
 enum Attempt {
     /// We hold it (acquired or renewed).
@@ -103,6 +112,11 @@ impl Elector {
             leading: watch::channel(false).0,
             renewed: Mutex::new(None),
         }
+    }
+
+    /// Whether we lead now.
+    pub fn is_leading(&self) -> bool {
+        *self.leading.borrow()
     }
 
     /// Whether we lead, now and as it changes.
@@ -219,7 +233,7 @@ impl Elector {
         let mut seen: Option<Observed> = None;
         let mut last_renewed: Option<Instant> = None;
         loop {
-            let leading = *self.leading.borrow();
+            let leading = self.is_leading();
             let attempt = self.try_hold(&mut seen).await;
             match attempt {
                 Ok(Attempt::Held) => {
@@ -254,7 +268,7 @@ impl Elector {
     /// Gives the Lease up (on a clean shutdown, after reconciling stopped)
     /// so another replica takes over at once.
     pub async fn release(&self) {
-        if !*self.leading.borrow() {
+        if !self.is_leading() {
             return;
         }
         self.set_leading(false);
@@ -286,6 +300,19 @@ mod tests {
     use super::*;
 
     const D: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn without_an_election_leadership_is_never_lost() {
+        let (tx, mut rx) = watch::channel(true);
+        drop(tx);
+        let waited = tokio::time::timeout(Duration::from_millis(50), lost(&mut rx)).await;
+        assert!(waited.is_err(), "a closed channel is not a lost Lease");
+        let (tx, mut rx) = watch::channel(true);
+        tx.send_replace(false);
+        tokio::time::timeout(Duration::from_secs(1), lost(&mut rx))
+            .await
+            .expect("losing the Lease is seen");
+    }
 
     #[test]
     fn a_free_or_own_lease_is_taken() {

@@ -173,7 +173,7 @@ async fn reconcile_while_leading(
                 return;
             }
             () = caches => {}
-            _ = leading.wait_for(|l| !*l) => {
+            () = certwright::leader::lost(&mut leading) => {
                 tracing::warn!("not leading any more: stopped reconciling");
             }
         }

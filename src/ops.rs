@@ -46,9 +46,7 @@ impl Health {
     }
 
     fn leading(&self) -> bool {
-        self.elector
-            .as_ref()
-            .is_none_or(|e| *e.subscribe().borrow())
+        self.elector.as_ref().is_none_or(|e| e.is_leading())
     }
 
     /// Ok, or why this process should be restarted.
