@@ -306,22 +306,29 @@ fn crds_command_prints_the_crds_as_yaml_and_json() {
 }
 
 /// A tool the test suite needs; `scripts/install-tools` installs all of them.
-#[test]
-fn crds_pass_kubernetes_validate_strict() {
-    let file = std::env::temp_dir().join(format!("certwright-crds-{}.yaml", std::process::id()));
-    std::fs::write(&file, certwright(&["crds"])).expect("write CRDs");
+/// `kubernetes-validate --strict` (Kubernetes 1.33) on `yaml` (named
+/// `what` in the temporary file): whether it passed, and what it said.
+fn kubernetes_validate(what: &str, yaml: &str) -> (bool, String) {
+    let file = std::env::temp_dir().join(format!("certwright-{what}-{}.yaml", std::process::id()));
+    std::fs::write(&file, yaml).expect("write the manifests");
     let out = Command::new(tool("kubernetes-validate"))
         .args(["--strict", "--kubernetes-version", "1.33.0"])
         .arg(&file)
         .output()
         .expect("run kubernetes-validate");
     let _ = std::fs::remove_file(&file);
-    let text = format!(
+    let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
+    (out.status.success(), said)
+}
+
+#[test]
+fn crds_pass_kubernetes_validate_strict() {
+    let (passed, text) = kubernetes_validate("crds", &certwright(&["crds"]));
+    assert!(passed, "kubernetes-validate failed:\n{text}");
     assert_eq!(
         text.matches("passed for resource customresourcedefinition/")
             .count(),
@@ -483,20 +490,8 @@ fn every_built_in_object_the_chart_renders_passes_kubernetes_validate_strict() {
         .iter()
         .map(|o| format!("---\n{}", serde_yaml_ng::to_string(o).expect("yaml")))
         .collect();
-    let file = std::env::temp_dir().join(format!("certwright-chart-{}.yaml", std::process::id()));
-    std::fs::write(&file, text).expect("write the rendered chart");
-    let out = Command::new(tool("kubernetes-validate"))
-        .args(["--strict", "--kubernetes-version", "1.33.0"])
-        .arg(&file)
-        .output()
-        .expect("run kubernetes-validate");
-    let _ = std::fs::remove_file(&file);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "kubernetes-validate failed:\n{said}");
+    let (passed, said) = kubernetes_validate("chart", &text);
+    assert!(passed, "kubernetes-validate failed:\n{said}");
     assert_eq!(
         said.matches("passed for resource").count(),
         objects.len(),

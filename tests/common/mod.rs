@@ -172,14 +172,7 @@ pub async fn pebble_account(
 }
 /// A tool that `scripts/install-tools` put on PATH.
 pub fn tool(name: &str) -> std::path::PathBuf {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
-    found.unwrap_or_else(|| {
-        panic!("`{name}` is not on PATH: run scripts/install-tools (or scripts/test, which does)")
-    })
+    certwright_testcluster::tools::on_path(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The Helm chart's directory.

@@ -29,20 +29,10 @@ pub fn chart_dir() -> std::path::PathBuf {
     )
 }
 
-/// `helm` on PATH.
-fn helm() -> Result<std::path::PathBuf, String> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("helm"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| "`helm` is not on PATH: run scripts/install-tools".to_string())
-}
-
 /// The chart rendered by `helm template` as release `certwright` in
 /// [`NAMESPACE`], with `args` (`--set` and the like): one value per object.
 pub fn render_chart(args: &[String]) -> Result<Vec<Value>, String> {
-    let out = std::process::Command::new(helm()?)
+    let out = std::process::Command::new(crate::tools::on_path("helm")?)
         .args(["template", "certwright"])
         .arg(chart_dir())
         .args(["--namespace", NAMESPACE])

@@ -43,6 +43,21 @@ pub fn cache_dir() -> PathBuf {
     base.join("certwright")
 }
 
+/// A tool that `scripts/install-tools` put on PATH (helm, promtool, …), or
+/// an error saying how to get it.
+pub fn on_path(name: &str) -> Result<PathBuf, String> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "`{name}` is not on PATH: run scripts/install-tools (or scripts/test, which does)"
+            )
+        })
+}
+
 /// The path of a cached tool, or an error saying how to build it.
 pub fn tool(dir: &str, name: &str) -> Result<PathBuf, String> {
     let path = cache_dir().join(dir).join(name);
