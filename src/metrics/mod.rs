@@ -350,10 +350,12 @@ pub fn set_caches(caches: Option<Caches>) {
     *METRICS.caches.write().unwrap_or_else(|e| e.into_inner()) = caches;
 }
 
+/// VmRSS from /proc/self/status (in kB there, whatever the page size).
 fn resident_bytes() -> Option<i64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// Everything in Prometheus' text format.
