@@ -2,8 +2,9 @@
 //! `charts/certwright/values.yaml`; this test fails when the two drift apart,
 //! or when a value has no comment to explain it.
 //!
-//! Regenerate with `CERTWRIGHT_UPDATE_README=1 cargo test --test chart_values`.
+//! Regenerate with `UPDATE_README=1 cargo test --test chart_values`.
 
+use certwright_testcluster::deploy::chart_dir;
 use serde_yaml_ng::Value;
 use std::path::Path;
 
@@ -57,9 +58,6 @@ fn default_cell(v: &Value) -> String {
     match v {
         Value::String(s) if s.is_empty() => "none".into(),
         Value::String(s) => format!("`{s}`"),
-        Value::Bool(_) | Value::Number(_) => {
-            format!("`{}`", serde_yaml_ng::to_string(v).unwrap().trim())
-        }
         _ => format!("`{}`", serde_json::to_string(v).unwrap()),
     }
 }
@@ -110,14 +108,13 @@ fn table(text: &str) -> Result<String, Vec<String>> {
 
 #[test]
 fn the_readme_values_table_is_generated_from_values_yaml() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("charts/certwright/values.yaml")).unwrap();
+    let text = std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap();
     let table = table(&text).unwrap_or_else(|keys| {
         panic!(
             "values.yaml: give these keys a comment (the README's table is made of them): {keys:?}"
         )
     });
-    let readme_path = root.join("README.md");
+    let readme_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
     let readme = std::fs::read_to_string(&readme_path).unwrap();
     let (head, rest) = readme
         .split_once(BEGIN)
@@ -129,13 +126,13 @@ fn the_readme_values_table_is_generated_from_values_yaml() {
     if current == wanted {
         return;
     }
-    if std::env::var_os("CERTWRIGHT_UPDATE_README").is_some() {
+    if std::env::var_os("UPDATE_README").is_some() {
         std::fs::write(&readme_path, format!("{head}{BEGIN}{wanted}{END}{tail}")).unwrap();
         return;
     }
     panic!(
         "README.md's values table differs from values.yaml; regenerate it with \
-         `CERTWRIGHT_UPDATE_README=1 cargo test --test chart_values`.\nWanted:\n{wanted}"
+         `UPDATE_README=1 cargo test --test chart_values`.\nWanted:\n{wanted}"
     );
 }
 
