@@ -3,6 +3,22 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The objects' names: the release's name (with the chart's name appended
+unless the release's name already holds it), or fullnameOverride; so two
+releases in one cluster never share a ClusterRole or a Service. */}}
+{{- define "certwright.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := include "certwright.name" . }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Labels put on every object of the release. */}}
 {{- define "certwright.labels" -}}
 app.kubernetes.io/name: {{ include "certwright.name" . }}
@@ -30,7 +46,7 @@ app.kubernetes.io/component: controller
 {{/* The controller's ServiceAccount. */}}
 {{- define "certwright.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
-{{- default (include "certwright.name" .) .Values.serviceAccount.name }}
+{{- default (include "certwright.fullname" .) .Values.serviceAccount.name }}
 {{- else }}
 {{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
 {{- end }}
