@@ -95,9 +95,15 @@ pub async fn apply(client: &kube::Client, object: Value) -> Result<(), String> {
     .map_err(|e| format!("applying {kind} {name}: {e}"))
 }
 
-/// Applies certwright's CRDs (from `certwright crds`) and waits until the
-/// API server serves them.
+/// Applies certwright's CRDs (from `certwright crds`), waits until the
+/// API server serves them and its admission maps them as owners.
 pub async fn install_crds(client: &kube::Client, binary: &std::path::Path) -> Result<(), String> {
+    apply_crds(client, binary).await?;
+    owners_mapped(client).await
+}
+
+/// Applies certwright's CRDs and waits until the API server serves them.
+pub async fn apply_crds(client: &kube::Client, binary: &std::path::Path) -> Result<(), String> {
     let crds = std::process::Command::new(binary)
         .args(["crds", "-o", "json"])
         .output()
@@ -136,6 +142,72 @@ pub async fn install_crds(client: &kube::Client, binary: &std::path::Path) -> Re
         }
     }
     Ok(())
+}
+
+/// Waits until the API server's admission can map certwright's kinds as
+/// owners. OwnerReferencesPermissionEnforcement refuses an object whose
+/// blockOwnerDeletion owner it cannot map ("cannot find RESTMapping"), and
+/// its mapper learns new CRDs only when it is next reset (every 30 s), so
+/// a test starting just after the CRDs would see its first writes refused
+/// (the local cluster applies the CRDs early in its start to overlap that).
+/// Probed with a dry-run Secret owned by one object of each kind, created
+/// as a user that may create Secrets in `default` and nothing else (the
+/// admin's requests skip the check): mapped, the refusal turns into "can't
+/// set finalizers".
+pub async fn owners_mapped(client: &kube::Client) -> Result<(), String> {
+    const PROBE_USER: &str = "certwright:owner-probe";
+    let rbac = [
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "certwright-owner-probe", "namespace": "default"},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "certwright-owner-probe", "namespace": "default"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "certwright-owner-probe"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": PROBE_USER}]}),
+    ];
+    for object in rbac {
+        apply(client, object).await?;
+    }
+    let owners: Vec<Value> = [
+        ("cert-manager.io/v1", "Certificate"),
+        ("cert-manager.io/v1", "CertificateRequest"),
+        ("acme.cert-manager.io/v1", "Order"),
+        ("acme.cert-manager.io/v1", "Challenge"),
+    ]
+    .iter()
+    .map(|(api_version, kind)| {
+        json!({"apiVersion": api_version, "kind": kind, "name": "probe",
+            "uid": "00000000-0000-0000-0000-000000000000", "blockOwnerDeletion": true})
+    })
+    .collect();
+    let body = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "certwright-owner-probe", "ownerReferences": owners}}))
+    .map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(45);
+    loop {
+        let request = http::Request::post("/api/v1/namespaces/default/secrets?dryRun=All")
+            .header("Content-Type", "application/json")
+            .header("Impersonate-User", PROBE_USER)
+            .body(body.clone())
+            .map_err(|e| e.to_string())?;
+        // Mapped: admitted, or refused for the finalizers the probe may not
+        // set. Anything else (the RBAC binding not yet seen, the mapping
+        // missing) is asked again.
+        let answer = match client.request_text(request).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) => s.message,
+            Err(e) => return Err(format!("probing owner references: {e}")),
+        };
+        if answer.contains("can't set finalizers") {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "the API server's admission did not map certwright's kinds within 45 s: {answer}"
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// Flags the chart sets from values: given to [`controller`], they become

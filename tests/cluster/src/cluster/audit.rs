@@ -17,6 +17,8 @@ pub struct Request {
     pub namespace: String,
     pub name: String,
     pub status: u16,
+    /// The API server's reason for a refusal (empty when it succeeded).
+    pub message: String,
 }
 
 impl Request {
@@ -89,6 +91,7 @@ fn parse(line: &str) -> Option<Request> {
         namespace: text(&object["namespace"]),
         name: text(&object["name"]),
         status: event["responseStatus"]["code"].as_u64().unwrap_or(0) as u16,
+        message: text(&event["responseStatus"]["message"]),
     })
 }
 

@@ -293,6 +293,12 @@ impl LocalCluster {
         let shared = on_node(&runtime, async move {
             let (node, dir) = (node_for_plane, dir_for_plane);
             let plane = ControlPlane::start(plane_options).await?;
+            // Now, not when a test asks: admission maps new kinds only at
+            // its next 30 s reset (see deploy::owners_mapped), and the rest
+            // of the start overlaps that wait.
+            if let Some(binary) = options.binary_for("certwright") {
+                crate::deploy::apply_crds(&plane.client(), binary).await?;
+            }
             let api_proxy = api_proxy::Faults::default();
             Ok::<_, String>(Arc::new(Shared {
                 options,

@@ -2,7 +2,9 @@
 //! kube-apiserver and kube-controller-manager, built from their published
 //! Go modules by `scripts/install-tools` (pinned in `tests/tools/*/go.mod`)
 //! and started here with certificates generated per run, RBAC and Node
-//! authorization, the default admission plugins, the aggregation layer's
+//! authorization, the default admission plugins and
+//! OwnerReferencesPermissionEnforcement (as OpenShift runs it: setting
+//! blockOwnerDeletion needs update on the owner's finalizers), the aggregation layer's
 //! front proxy and a Metadata-level audit log. Everything stops when the
 //! [`ControlPlane`] is dropped, or with the process that started it.
 
@@ -196,7 +198,7 @@ impl ControlPlane {
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             &format!("--service-cluster-ip-range={}", options.service_cidr),
             "--authorization-mode=Node,RBAC",
-            "--enable-admission-plugins=NodeRestriction",
+            "--enable-admission-plugins=NodeRestriction,OwnerReferencesPermissionEnforcement",
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
             &format!("--requestheader-client-ca-file={}", p("front-proxy-ca.crt")),

@@ -1,0 +1,340 @@
+//! Least privilege, proven: one walk through every controller path (issue,
+//! renew, fail, leader hand-over, each solver mode that writes, an Issuer
+//! and a ClusterIssuer, cleanup)
+//! under the chart's RBAC on the real API server, then the audit log of the
+//! controller's user set against the chart's grants. A request the grants
+//! refused fails the test, and so does a granted rule nothing used, unless
+//! it is listed below with the reason the walk cannot use it.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use certwright::api::{Certificate, CertificateRequest};
+use certwright_testcluster::cluster::audit::AuditLog;
+use certwright_testcluster::deploy;
+use common::env::{Env, controller_args};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams};
+use serde_json::json;
+
+/// (API group, resource[/subresource], verb).
+type Rule = (String, String, String);
+
+/// Grants no walk uses, and why each stays.
+const UNUSED_BY_DESIGN: &[(&str, &str, &str, &str)] = &[
+    (
+        "cert-manager.io",
+        "certificates/finalizers",
+        "update",
+        "checked by OwnerReferencesPermissionEnforcement when a Secret or CertificateRequest names its Certificate with blockOwnerDeletion: an authorization check, not a request",
+    ),
+    (
+        "cert-manager.io",
+        "certificaterequests/finalizers",
+        "update",
+        "as above, for an Order owned by its CertificateRequest",
+    ),
+    (
+        "acme.cert-manager.io",
+        "orders/finalizers",
+        "update",
+        "as above, for a Challenge owned by its Order",
+    ),
+    (
+        "acme.cert-manager.io",
+        "challenges/finalizers",
+        "update",
+        "as above, for the solver's Pods, Services and Ingresses owned by their Challenge",
+    ),
+    (
+        "acme.cert-manager.io",
+        "orders",
+        "delete",
+        "an Order of the expected name that another CertificateRequest owns (left by an earlier one) is removed so a fresh one is made",
+    ),
+    (
+        "",
+        "services",
+        "get",
+        "a controller restarted with a Challenge already presented reads the shared solver Service's address back (tests/failures.rs kills one mid-order)",
+    ),
+    (
+        "cert-manager.io",
+        "clusterissuers",
+        "get",
+        "read directly when the cache has not yet seen a ClusterIssuer created a moment before its Certificate (a race the walk only sometimes loses)",
+    ),
+    (
+        "cert-manager.io",
+        "issuers",
+        "get",
+        "as above, for an Issuer",
+    ),
+    (
+        "events.k8s.io",
+        "events",
+        "patch",
+        "an event repeated within minutes is patched (its series count) rather than created again; the walk may not repeat one",
+    ),
+];
+
+/// Every (group, resource, verb) the chart's ClusterRole and Role grant
+/// the controller.
+fn granted() -> BTreeSet<Rule> {
+    let objects = deploy::render_chart(&["--set".into(), "crds.enabled=false".into()])
+        .expect("render the chart");
+    let mut rules = BTreeSet::new();
+    for role in objects.iter().filter(|o| {
+        (o["kind"] == "ClusterRole" && o["metadata"]["name"] == "certwright-controller")
+            || (o["kind"] == "Role" && o["metadata"]["name"] == "certwright-leader-election")
+    }) {
+        for rule in role["rules"].as_array().into_iter().flatten() {
+            let list = |k: &str| -> Vec<String> {
+                rule[k]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            };
+            for group in list("apiGroups") {
+                for resource in list("resources") {
+                    for verb in list("verbs") {
+                        rules.insert((group.clone(), resource.clone(), verb));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        rules.len() > 20,
+        "the controller's roles rendered: {rules:?}"
+    );
+    rules
+}
+
+fn rule_of(r: &certwright_testcluster::cluster::audit::Request) -> Rule {
+    let resource = if r.subresource.is_empty() {
+        r.resource.clone()
+    } else {
+        format!("{}/{}", r.resource, r.subresource)
+    };
+    (r.group.clone(), resource, r.verb.clone())
+}
+
+async fn lease_holder(client: &kube::Client) -> Option<String> {
+    Api::<Lease>::namespaced(client.clone(), deploy::NAMESPACE)
+        .get_opt("certwright-controller")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
+fn leaf_pem(secret: &Secret) -> String {
+    String::from_utf8_lossy(&common::secret_data(secret, "tls.crt")).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_controller_path_runs_under_the_charts_rbac_and_uses_every_grant() {
+    let extra = ["--ari-poll-max-seconds", "1"];
+    let env = Env::start(|_| {}, &extra).await;
+    let ns = "walk";
+    env.namespace(ns).await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), ns);
+
+    // Issue (shared mode: an Ingress and the selector-less solver Service).
+    env.certificate(
+        ns,
+        "shared",
+        json!({"secretName": "shared-tls", "dnsNames": ["shared.walk.test"]}),
+    )
+    .await;
+    env.certificate_ready(ns, "shared", 1).await;
+
+    // Renew: the CA's renewal window moved into the past.
+    let leaf = leaf_pem(&secrets.get("shared-tls").await.expect("secret"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let past = json!({"suggestedWindow": {
+        "start": certwright::certificates::renewal::rfc3339(now - 7200),
+        "end": certwright::certificates::renewal::rfc3339(now - 3600)}})
+    .to_string();
+    env.cluster
+        .in_node(env.pebble.set_renewal_info(&leaf, &past))
+        .await
+        .expect("move the window");
+    env.certificate_ready(ns, "shared", 2).await;
+
+    // Fail: a profile the CA does not offer.
+    env.cluster_issuer_with("nosuch", json!({"profile": "nosuch"}))
+        .await;
+    env.certificate(
+        ns,
+        "failing",
+        json!({"secretName": "failing-tls", "dnsNames": ["failing.walk.test"],
+               "issuerRef": {"name": "nosuch", "kind": "ClusterIssuer"}}),
+    )
+    .await;
+    env.issuing_failure(ns, "failing").await;
+
+    // Leader hand-over: two replicas, the leader stopped.
+    deploy::scale(&env.client, 2).await.expect("scale");
+    let leader = env
+        .wait("two ready replicas, one leading", 90, || async {
+            let ready = deploy::ready_controller_pods(&env.client).await;
+            let holder = lease_holder(&env.client).await?;
+            (ready.len() == 2 && ready.contains(&holder)).then_some(holder)
+        })
+        .await;
+    Api::<Pod>::namespaced(env.client.clone(), deploy::NAMESPACE)
+        .delete(&leader, &DeleteParams::default())
+        .await
+        .expect("stop the leader");
+    env.wait("the other replica to lead", 60, || async {
+        lease_holder(&env.client)
+            .await
+            .filter(|h| *h != leader)
+            .map(|_| ())
+    })
+    .await;
+
+    // The new leader issues where the old one left the shared solver's
+    // Service.
+    env.certificate(
+        ns,
+        "handed-over",
+        json!({"secretName": "handed-over-tls", "dnsNames": ["handed-over.walk.test"]}),
+    )
+    .await;
+    env.certificate_ready(ns, "handed-over", 1).await;
+
+    // Pod mode: a solver Pod and Service per Challenge.
+    let mut args = controller_args(env.cluster);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(["--http01-solver-mode".into(), "pod".into()]);
+    deploy::controller(&env.client, &args)
+        .await
+        .expect("redeploy in pod mode");
+    env.certificate(
+        ns,
+        "pod",
+        json!({"secretName": "pod-tls", "dnsNames": ["pod.walk.test"]}),
+    )
+    .await;
+    env.certificate_ready(ns, "pod", 1).await;
+
+    // A namespaced Issuer whose solver edits the user's Ingress in place.
+    let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+        "metadata": {"name": "inplace", "namespace": ns},
+        "spec": {"acme": {"server": env.proxy.directory_url, "email": "ops@example.test",
+            "caBundle": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, env.pebble.tls_ca_pem.as_bytes()),
+            "privateKeySecretRef": {"name": "inplace-account"},
+            "solvers": [{"http01": {"ingress": {"name": "site"}}}]}}});
+    deploy::apply(&env.client, issuer).await.expect("issuer");
+    let site = [
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "site", "namespace": ns},
+            "spec": {"ports": [{"name": "http", "port": 80}]}}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "site", "namespace": ns},
+            "spec": {"ingressClassName": env.cluster.ingress_class(), "rules": [
+                {"host": "site.walk.test", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "site", "port": {"number": 80}}}}]}}]}}),
+    ];
+    for object in site {
+        deploy::apply(&env.client, object)
+            .await
+            .expect("the user's site");
+    }
+    env.certificate(
+        ns,
+        "site",
+        json!({"secretName": "site-tls", "dnsNames": ["site.walk.test"],
+               "issuerRef": {"name": "inplace", "kind": "Issuer"}}),
+    )
+    .await;
+    env.certificate_ready(ns, "site", 1).await;
+
+    // Cleanup: deleted Certificates take their requests with them, and
+    // their Secrets stay.
+    let certificates: Api<Certificate> = Api::namespaced(env.client.clone(), ns);
+    for name in ["shared", "handed-over", "pod", "failing", "site"] {
+        certificates
+            .delete(name, &DeleteParams::foreground())
+            .await
+            .expect("delete");
+    }
+    let requests: Api<CertificateRequest> = Api::namespaced(env.client.clone(), ns);
+    env.wait(
+        "the CertificateRequests to go with their Certificates",
+        60,
+        || async {
+            requests
+                .list(&ListParams::default())
+                .await
+                .ok()
+                .filter(|l| l.items.is_empty())
+                .map(|_| ())
+        },
+    )
+    .await;
+    for name in ["shared-tls", "pod-tls"] {
+        assert!(
+            secrets.get_opt(name).await.expect("get").is_some(),
+            "{name}"
+        );
+    }
+
+    // The walk's requests against the grants.
+    let audit = AuditLog::new(&env.cluster.control_plane().audit_log());
+    let requests = audit.by_user(0, deploy::CONTROLLER_USER);
+    let refused: BTreeSet<String> = requests
+        .iter()
+        .filter(|r| r.status == 403)
+        .map(|r| format!("{:?} {}/{}: {}", rule_of(r), r.namespace, r.name, r.message))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the chart's RBAC refused requests the controller needs:\n{}",
+        refused.into_iter().collect::<Vec<_>>().join("\n")
+    );
+    // A server-side apply that creates its object (201) needs create as well.
+    let used: BTreeSet<Rule> = requests
+        .iter()
+        .flat_map(|r| {
+            let rule = rule_of(r);
+            let created = (r.verb == "patch" && r.status == 201)
+                .then(|| (rule.0.clone(), rule.1.clone(), "create".to_string()));
+            std::iter::once(rule).chain(created)
+        })
+        .collect();
+    let granted = granted();
+    // Requests without a resource (discovery, /version) are every user's.
+    let not_granted: Vec<&Rule> = used
+        .iter()
+        .filter(|rule| !rule.1.is_empty() && !granted.contains(*rule))
+        .collect();
+    assert!(
+        not_granted.is_empty(),
+        "used but not granted (and not refused?): {not_granted:?}"
+    );
+    let excused: BTreeSet<Rule> = UNUSED_BY_DESIGN
+        .iter()
+        .map(|(g, r, v, _)| (g.to_string(), r.to_string(), v.to_string()))
+        .collect();
+    let unused: Vec<String> = granted
+        .difference(&used)
+        .filter(|rule| !excused.contains(*rule))
+        .map(|(g, r, v)| format!("{g:?} {r} {v}"))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "granted but never used by the walk (remove the grant, or list it with its reason):\n{}\nused: {used:#?}",
+        unused.join("\n")
+    );
+}
