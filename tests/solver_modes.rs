@@ -222,25 +222,7 @@ async fn sidecar_mode_is_served_beside_traefik_and_the_controller_creates_nothin
     let env = Env::start(|_| {}, &[]).await;
     // The chart's sidecar RBAC for Traefik's ServiceAccount, then the
     // sidecar container in Traefik's Pod.
-    let rbac = common::helm_template(common::SIDECAR_RBAC_VALUES);
-    let kinds: Vec<&str> = rbac.iter().filter_map(|o| o["kind"].as_str()).collect();
-    assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding"]);
-    for object in rbac.iter().cloned() {
-        certwright_testcluster::deploy::apply(&env.client, object)
-            .await
-            .expect("apply the chart's sidecar RBAC");
-    }
-    env.cluster
-        .add_ingress_sidecar("ghcr.io/certwright/certwright:dev")
-        .await
-        .expect("the sidecar beside Traefik");
-
-    env.cluster_issuer_annotated(
-        "sidecar",
-        json!({"certwright.io/http01-solver-mode": "sidecar"}),
-        json!({}),
-    )
-    .await;
+    env.sidecar_issuer("sidecar").await;
     env.namespace("side").await;
     env.certificate(
         "side",

@@ -123,6 +123,30 @@ impl Env {
             .expect("create issuer");
     }
 
+    /// certwright's sidecar solver beside Traefik, under the chart's sidecar
+    /// RBAC for Traefik's ServiceAccount, and a ClusterIssuer `name` in
+    /// sidecar mode.
+    pub async fn sidecar_issuer(&self, name: &str) {
+        let rbac = super::helm_template(super::SIDECAR_RBAC_VALUES);
+        let kinds: Vec<&str> = rbac.iter().filter_map(|o| o["kind"].as_str()).collect();
+        assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding"]);
+        for object in rbac {
+            deploy::apply(&self.client, object)
+                .await
+                .expect("apply the chart's sidecar RBAC");
+        }
+        self.cluster
+            .add_ingress_sidecar("ghcr.io/certwright/certwright:dev")
+            .await
+            .expect("the sidecar beside Traefik");
+        self.cluster_issuer_annotated(
+            name,
+            json!({"certwright.io/http01-solver-mode": "sidecar"}),
+            json!({}),
+        )
+        .await;
+    }
+
     pub async fn namespace(&self, name: &str) {
         self.namespace_labelled(name, json!({})).await;
     }
