@@ -129,19 +129,23 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart_on_the_real_api_server(
             .any(|r| r.group == "cert-manager.io" && r.verb == "list" && r.status == 200),
         "the post-install check listed certwright's kinds under its own ServiceAccount: {checked:?}"
     );
-    let check_log = std::fs::read_dir(cluster.log_dir())
+    // Every attempt's Pod log (a first attempt may have run before the
+    // CRDs were established, and been retried).
+    let prefix = format!("pod-{NAMESPACE}-certwright-startupapicheck-");
+    let check_logs: Vec<(String, String)> = std::fs::read_dir(cluster.log_dir())
         .expect("log dir")
         .filter_map(|e| e.ok())
-        .find(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("pod-{NAMESPACE}-certwright-startupapicheck-"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            (e.file_name().to_string_lossy().into_owned(), text)
         })
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .expect("the check's Pod log");
+        .collect();
     assert!(
-        check_log.contains("the API server serves cert-manager.io/v1 and acme.cert-manager.io/v1"),
-        "{check_log}"
+        check_logs.iter().any(|(_, log)| {
+            log.contains("the API server serves cert-manager.io/v1 and acme.cert-manager.io/v1")
+        }),
+        "the check's Pod logs: {check_logs:#?}"
     );
     let controller_user = format!("system:serviceaccount:{NAMESPACE}:certwright");
     common::eventually("the chart's controller to use the API server", || {
