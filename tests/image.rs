@@ -77,24 +77,11 @@ async fn dns_server(cluster: &LocalCluster, address: &str) -> (Process, u16) {
         .await
         .expect("a port in the node");
     let mut command = Command::new(tool);
-    command.args([
-        "-defaultIPv4",
+    command.args(certwright_testcluster::pebble::dns_server_args(
         address,
-        "-defaultIPv6",
-        "",
-        "-dnsserver",
         &format!("{NODE_IP}:53"),
-        "-doh",
-        "",
-        "-http01",
-        "",
-        "-https01",
-        "",
-        "-tlsalpn01",
-        "",
-        "-management",
         &format!("{NODE_IP}:{management}"),
-    ]);
+    ));
     cluster.node().enter(&mut command);
     let log = cluster.log_dir().join("image-dns.log");
     let process = Process::spawn("image-dns", command, &log).expect("start the DNS server");

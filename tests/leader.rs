@@ -13,25 +13,9 @@ use certwright::api::Challenge;
 use certwright_testcluster::deploy;
 use common::env::Env;
 use common::http_get as get;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
 use serde_json::json;
-
-const LEASE: &str = "certwright-controller";
-
-/// The Lease's holder and how often it changed hands.
-async fn holder(client: &kube::Client) -> Option<(String, i32)> {
-    let lease = Api::<Lease>::namespaced(client.clone(), deploy::NAMESPACE)
-        .get_opt(LEASE)
-        .await
-        .ok()??;
-    let spec = lease.spec?;
-    Some((
-        spec.holder_identity.filter(|h| !h.is_empty())?,
-        spec.lease_transitions.unwrap_or(0),
-    ))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_killed_mid_issuance_is_replaced_and_the_certificate_issued_once() {
@@ -40,7 +24,7 @@ async fn a_leader_killed_mid_issuance_is_replaced_and_the_certificate_issued_onc
     let (leader, transitions) = env
         .wait("three ready replicas, one of them leading", 90, || async {
             let ready = deploy::ready_controller_pods(&env.client).await;
-            let (holder, transitions) = holder(&env.client).await?;
+            let (holder, transitions) = common::lease_holder(&env.client).await?;
             (ready.len() == 3 && ready.contains(&holder)).then_some((holder, transitions))
         })
         .await;
@@ -104,7 +88,7 @@ async fn a_leader_killed_mid_issuance_is_replaced_and_the_certificate_issued_onc
         .expect("kill the leader");
     let (successor, after) = env
         .wait("another replica to take the Lease", 60, || async {
-            let (holder, transitions) = holder(&env.client).await?;
+            let (holder, transitions) = common::lease_holder(&env.client).await?;
             (holder != leader).then_some((holder, transitions))
         })
         .await;
@@ -186,7 +170,7 @@ async fn a_stopped_leader_hands_the_lease_over_at_once() {
     let leader = env
         .wait("two ready replicas, one of them leading", 90, || async {
             let ready = deploy::ready_controller_pods(&env.client).await;
-            let (holder, _) = holder(&env.client).await?;
+            let (holder, _) = common::lease_holder(&env.client).await?;
             (ready.len() == 2 && ready.contains(&holder)).then_some(holder)
         })
         .await;
@@ -197,7 +181,7 @@ async fn a_stopped_leader_hands_the_lease_over_at_once() {
         .await
         .expect("delete the leader");
     env.wait("the other replica to take the Lease", 30, || async {
-        let (holder, _) = holder(&env.client).await?;
+        let (holder, _) = common::lease_holder(&env.client).await?;
         (holder != leader).then_some(())
     })
     .await;

@@ -14,7 +14,6 @@ use certwright::api::{Certificate, CertificateRequest};
 use certwright_testcluster::cluster::audit::AuditLog;
 use certwright_testcluster::deploy;
 use common::env::{Env, controller_args};
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
@@ -121,20 +120,6 @@ fn rule_of(r: &certwright_testcluster::cluster::audit::Request) -> Rule {
     (r.group.clone(), resource, r.verb.clone())
 }
 
-async fn lease_holder(client: &kube::Client) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), deploy::NAMESPACE)
-        .get_opt("certwright-controller")
-        .await
-        .ok()??
-        .spec?
-        .holder_identity
-        .filter(|h| !h.is_empty())
-}
-
-fn leaf_pem(secret: &Secret) -> String {
-    String::from_utf8_lossy(&common::secret_data(secret, "tls.crt")).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_controller_path_runs_under_the_charts_rbac_and_uses_every_grant() {
     let extra = ["--ari-poll-max-seconds", "1"];
@@ -153,15 +138,9 @@ async fn every_controller_path_runs_under_the_charts_rbac_and_uses_every_grant()
     env.certificate_ready(ns, "shared", 1).await;
 
     // Renew: the CA's renewal window moved into the past.
-    let leaf = leaf_pem(&secrets.get("shared-tls").await.expect("secret"));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
-    let past = json!({"suggestedWindow": {
-        "start": certwright::certificates::renewal::rfc3339(now - 7200),
-        "end": certwright::certificates::renewal::rfc3339(now - 3600)}})
-    .to_string();
+    let leaf = common::leaf_pem(&secrets.get("shared-tls").await.expect("secret"));
+    let now = common::unix_now();
+    let past = common::ari_window(now - 7200, now - 3600);
     env.cluster
         .in_node(env.pebble.set_renewal_info(&leaf, &past))
         .await
@@ -185,7 +164,7 @@ async fn every_controller_path_runs_under_the_charts_rbac_and_uses_every_grant()
     let leader = env
         .wait("two ready replicas, one leading", 90, || async {
             let ready = deploy::ready_controller_pods(&env.client).await;
-            let holder = lease_holder(&env.client).await?;
+            let (holder, _) = common::lease_holder(&env.client).await?;
             (ready.len() == 2 && ready.contains(&holder)).then_some(holder)
         })
         .await;
@@ -194,9 +173,9 @@ async fn every_controller_path_runs_under_the_charts_rbac_and_uses_every_grant()
         .await
         .expect("stop the leader");
     env.wait("the other replica to lead", 60, || async {
-        lease_holder(&env.client)
+        common::lease_holder(&env.client)
             .await
-            .filter(|h| *h != leader)
+            .filter(|(h, _)| *h != leader)
             .map(|_| ())
     })
     .await;
@@ -227,13 +206,12 @@ async fn every_controller_path_runs_under_the_charts_rbac_and_uses_every_grant()
     env.certificate_ready(ns, "pod", 1).await;
 
     // A namespaced Issuer whose solver edits the user's Ingress in place.
-    let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
-        "metadata": {"name": "inplace", "namespace": ns},
-        "spec": {"acme": {"server": env.proxy.directory_url, "email": "ops@example.test",
-            "caBundle": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, env.pebble.tls_ca_pem.as_bytes()),
-            "privateKeySecretRef": {"name": "inplace-account"},
-            "solvers": [{"http01": {"ingress": {"name": "site"}}}]}}});
-    deploy::apply(&env.client, issuer).await.expect("issuer");
+    env.issuer_with(
+        ns,
+        "inplace",
+        json!({"solvers": [{"http01": {"ingress": {"name": "site"}}}]}),
+    )
+    .await;
     let site = [
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "site", "namespace": ns},
             "spec": {"ports": [{"name": "http", "port": 80}]}}),

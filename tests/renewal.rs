@@ -25,15 +25,6 @@ fn key_of(secret: &Secret) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-fn leaf_of(secret: &Secret) -> String {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get("tls.crt"))
-        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-        .unwrap_or_default()
-}
-
 async fn renewed_with_reason(env: &Env, name: &str, reason_start: &str) -> bool {
     let events = Api::<Event>::namespaced(env.client.clone(), "apps")
         .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
@@ -45,18 +36,6 @@ async fn renewed_with_reason(env: &Env, name: &str, reason_start: &str) -> bool 
                 .as_deref()
                 .is_some_and(|m| m.starts_with(reason_start))
     })
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
-
-fn window(start: i64, end: i64) -> String {
-    use certwright::certificates::renewal::rfc3339;
-    json!({"suggestedWindow": {"start": rfc3339(start), "end": rfc3339(end)}}).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,11 +58,11 @@ async fn certificates_renew_inside_the_cas_window_with_the_rotation_policy() {
         env.certificate_ready("apps", name, 1).await;
         let secret = secrets.get(&format!("{name}-tls")).await.expect("secret");
         // The CA moves the window to a few seconds from now.
-        let (start, end) = (unix_now() + 6, unix_now() + 9);
+        let (start, end) = (common::unix_now() + 6, common::unix_now() + 9);
         env.cluster
             .in_node(
                 env.pebble
-                    .set_renewal_info(&leaf_of(&secret), &window(start, end)),
+                    .set_renewal_info(&common::leaf_pem(&secret), &common::ari_window(start, end)),
             )
             .await
             .expect("set the window");
@@ -106,7 +85,7 @@ async fn certificates_renew_inside_the_cas_window_with_the_rotation_policy() {
     for (name, renewal_time, key) in first {
         let renewed: Certificate = env.certificate_ready("apps", name, 2).await;
         let secret = secrets.get(&format!("{name}-tls")).await.expect("secret");
-        let leaf = parse_chain(leaf_of(&secret).as_bytes()).expect("leaf");
+        let leaf = parse_chain(common::leaf_pem(&secret).as_bytes()).expect("leaf");
         assert!(
             leaf.not_before >= renewal_time - 1,
             "{name}: renewed at its renewal time, not before ({} < {renewal_time})",
@@ -164,11 +143,11 @@ async fn a_window_moved_into_the_past_renews_at_once_and_garbage_leaves_two_thir
             "{name}: inside the CA's window ({ideal} ± 1 day: {rt})"
         );
         let secret = secrets.get(&format!("{name}-tls")).await.expect("secret");
-        leaves.push((name, leaf_of(&secret), nb, na));
+        leaves.push((name, common::leaf_pem(&secret), nb, na));
     }
     // As Let's Encrypt does for a certificate it must replace.
-    let now = unix_now();
-    let past = window(now - 7200, now - 3600);
+    let now = common::unix_now();
+    let past = common::ari_window(now - 7200, now - 3600);
     env.cluster
         .in_node(env.pebble.set_renewal_info(&leaves[0].1, &past))
         .await

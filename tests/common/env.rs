@@ -105,15 +105,9 @@ impl Env {
         annotations: serde_json::Value,
         extra: serde_json::Value,
     ) {
-        let mut issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+        let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
             "metadata": {"name": name, "annotations": annotations},
-            "spec": {"acme": {"server": self.proxy.directory_url, "email": "ops@example.test",
-                "caBundle": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, self.pebble.tls_ca_pem.as_bytes()),
-                "privateKeySecretRef": {"name": format!("{name}-account")},
-                "solvers": [{"http01": {"ingress": {"ingressClassName": self.cluster.ingress_class()}}}]}}});
-        for (k, v) in extra.as_object().into_iter().flatten() {
-            issuer["spec"]["acme"][k] = v.clone();
-        }
+            "spec": {"acme": self.acme_spec(name, extra)}});
         Api::<ClusterIssuer>::all(self.client.clone())
             .create(
                 &PostParams::default(),
@@ -121,6 +115,29 @@ impl Env {
             )
             .await
             .expect("create issuer");
+    }
+
+    /// An Issuer in `ns` like the ClusterIssuer `pebble`, with `extra`
+    /// merged into `spec.acme`.
+    pub async fn issuer_with(&self, ns: &str, name: &str, extra: serde_json::Value) {
+        let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"acme": self.acme_spec(name, extra)}});
+        deploy::apply(&self.client, issuer).await.expect("issuer");
+    }
+
+    /// An ACME issuer's spec for this turn's pebble (account key Secret
+    /// `<name>-account`, HTTP-01 through the cluster's ingress class), with
+    /// `extra` merged in.
+    fn acme_spec(&self, name: &str, extra: serde_json::Value) -> serde_json::Value {
+        let mut acme = json!({"server": self.proxy.directory_url, "email": "ops@example.test",
+            "caBundle": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, self.pebble.tls_ca_pem.as_bytes()),
+            "privateKeySecretRef": {"name": format!("{name}-account")},
+            "solvers": [{"http01": {"ingress": {"ingressClassName": self.cluster.ingress_class()}}}]});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            acme[k] = v.clone();
+        }
+        acme
     }
 
     /// certwright's sidecar solver beside Traefik, under the chart's sidecar

@@ -246,3 +246,38 @@ pub async fn http_get(
 }
 
 pub mod env;
+
+/// The PEM chain under `tls.crt` in a Secret (empty when absent).
+pub fn leaf_pem(secret: &k8s_openapi::api::core::v1::Secret) -> String {
+    String::from_utf8_lossy(&secret_data(secret, "tls.crt")).into_owned()
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// An ARI answer suggesting renewal between `start` and `end` (Unix seconds).
+pub fn ari_window(start: i64, end: i64) -> String {
+    use certwright::certificates::renewal::rfc3339;
+    serde_json::json!({"suggestedWindow": {"start": rfc3339(start), "end": rfc3339(end)}})
+        .to_string()
+}
+
+/// The controller's leader Lease: its holder and how often it changed hands.
+pub async fn lease_holder(client: &kube::Client) -> Option<(String, i32)> {
+    let lease = kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+        client.clone(),
+        certwright_testcluster::deploy::NAMESPACE,
+    )
+    .get_opt("certwright-controller")
+    .await
+    .ok()??;
+    let spec = lease.spec?;
+    Some((
+        spec.holder_identity.filter(|h| !h.is_empty())?,
+        spec.lease_transitions.unwrap_or(0),
+    ))
+}

@@ -165,6 +165,34 @@ fn spawn(
     Process::spawn(program, command, log).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// `pebble-challtestsrv` as a DNS server only, on `dns` (host:port), with
+/// its management API on `management`: every A query is answered with
+/// `ipv4`, AAAA with nothing, and its HTTP, HTTPS, TLS-ALPN and DoH
+/// servers are off.
+pub fn dns_server_args(ipv4: &str, dns: &str, management: &str) -> Vec<String> {
+    [
+        "-defaultIPv4",
+        ipv4,
+        "-defaultIPv6",
+        "",
+        "-dnsserver",
+        dns,
+        "-doh",
+        "",
+        "-management",
+        management,
+        "-http01",
+        "",
+        "-https01",
+        "",
+        "-tlsalpn01",
+        "",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// Certificate profiles like Let's Encrypt's: `classic` (90 days, the first
 /// name promoted to the common name), `tlsserver` (45 days, no common
 /// name) and `shortlived` (160 hours). An order without a profile gets one
@@ -235,24 +263,11 @@ impl Pebble {
         let mut dns_child = spawn(
             options,
             "pebble-challtestsrv",
-            &[
-                "-defaultIPv4".into(),
-                options.dns_ipv4.clone(),
-                "-defaultIPv6".into(),
-                String::new(),
-                "-dnsserver".into(),
-                format!("{ip}:{dns}"),
-                "-doh".into(),
-                String::new(),
-                "-management".into(),
-                format!("{ip}:{dns_management}"),
-                "-http01".into(),
-                String::new(),
-                "-https01".into(),
-                String::new(),
-                "-tlsalpn01".into(),
-                String::new(),
-            ],
+            &dns_server_args(
+                &options.dns_ipv4,
+                &format!("{ip}:{dns}"),
+                &format!("{ip}:{dns_management}"),
+            ),
             &[],
             &dns_log,
         )?;
