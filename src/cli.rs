@@ -132,6 +132,25 @@ pub struct ControllerArgs {
     /// Certificate deletes the Secret (cert-manager's flag of the same name).
     #[arg(long)]
     pub enable_certificate_owner_ref: bool,
+    /// The issuer of Ingresses that ask for a certificate with only
+    /// `kubernetes.io/tls-acme: "true"` (the ingress-shim; cert-manager's
+    /// flag of the same name). Without it such Ingresses get a Warning event.
+    #[arg(long)]
+    pub default_issuer_name: Option<String>,
+    /// Kind of the default issuer: `Issuer` (in the Ingress's namespace) or `ClusterIssuer`.
+    #[arg(long, default_value = "Issuer")]
+    pub default_issuer_kind: String,
+    /// API group of the default issuer.
+    #[arg(long, default_value = "cert-manager.io")]
+    pub default_issuer_group: String,
+    /// Ingress annotations that, set to "true", ask for a Certificate from
+    /// the default issuer (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "kubernetes.io/tls-acme")]
+    pub auto_certificate_annotations: Vec<String>,
+    /// Ingress annotations copied onto the Certificates the ingress-shim
+    /// makes (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub extra_certificate_annotations: Vec<String>,
     /// Where `/metrics` is served (Prometheus text format).
     #[arg(long, default_value = "0.0.0.0:9402")]
     pub metrics_listen_address: std::net::SocketAddr,

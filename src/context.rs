@@ -38,6 +38,8 @@ pub struct Context {
     in_flight: Mutex<InFlight>,
     /// Whether the final Secret is owned by its Certificate.
     pub certificate_owner_ref: bool,
+    /// The ingress-shim's default issuer and annotations.
+    pub ingress_shim: crate::ingress_shim::Settings,
     /// ACME accounts, loaded once per issuer account.
     pub accounts: Accounts,
     /// Issuers as last seen (filled by `acme::session::watch_issuers`).
@@ -72,6 +74,7 @@ impl Context {
             poll_interval: Duration::from_secs(1),
             solver: SolverSettings::default(),
             certificate_owner_ref: false,
+            ingress_shim: Default::default(),
             ari_poll_max: Duration::from_secs(6 * 3600),
             renewal_info: Default::default(),
             max_challenges: 60,

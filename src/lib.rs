@@ -11,6 +11,7 @@ pub mod cli;
 pub mod conditions;
 pub mod context;
 pub mod events;
+pub mod ingress_shim;
 pub mod issuers;
 pub mod leader;
 pub mod metrics;
@@ -29,6 +30,7 @@ pub async fn run_controllers(ctx: std::sync::Arc<context::Context>) {
         certificaterequests::run(ctx.clone()),
         orders::controller::run(ctx.clone()),
         challenges::run(ctx.clone()),
+        ingress_shim::run(ctx.clone()),
         solver::shared::mirror(ctx.clone()),
         acme::session::watch_issuers(ctx),
     );

@@ -106,6 +106,13 @@ fn context(client: &kube::Client, args: &ControllerArgs) -> certwright::context:
         passes: args.http01_self_check_passes.max(1),
     };
     ctx.certificate_owner_ref = args.enable_certificate_owner_ref;
+    ctx.ingress_shim = certwright::ingress_shim::Settings {
+        default_issuer_name: args.default_issuer_name.clone().filter(|n| !n.is_empty()),
+        default_issuer_kind: args.default_issuer_kind.clone(),
+        default_issuer_group: args.default_issuer_group.clone(),
+        auto_annotations: args.auto_certificate_annotations.clone(),
+        extra_annotations: args.extra_certificate_annotations.clone(),
+    };
     ctx.max_challenges = args.max_concurrent_challenges.max(1);
     ctx.concurrency = args.concurrent_reconciles;
     ctx

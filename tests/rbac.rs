@@ -1,6 +1,6 @@
 //! Least privilege, proven: one walk through every controller path (issue,
 //! renew, fail, leader hand-over, the shared, pod, edit-in-place and
-//! sidecar solvers, an Issuer and a ClusterIssuer, cleanup)
+//! sidecar solvers, an Issuer and a ClusterIssuer, the ingress-shim, cleanup)
 //! under the chart's RBAC on the real API server, then the audit log of the
 //! controller's user (and the sidecar's) set against the chart's grants. A request the grants
 //! refused fails the test, and so does a granted rule nothing used, unless
@@ -46,6 +46,12 @@ const UNUSED_BY_DESIGN: &[(&str, &str, &str, &str)] = &[
         "challenges/finalizers",
         "update",
         "as above, for the solver's Pods, Services and Ingresses owned by their Challenge",
+    ),
+    (
+        "networking.k8s.io",
+        "ingresses/finalizers",
+        "update",
+        "as above, for a Certificate the ingress-shim made, owned by its Ingress",
     ),
     (
         "acme.cert-manager.io",
@@ -247,9 +253,49 @@ async fn every_controller_path_runs_under_the_charts_rbac_and_uses_every_grant()
     .await;
     env.certificate_ready(ns, "side", 1).await;
 
+    // The ingress-shim: an annotated Ingress gets its Certificate
+    // (create), a changed host is followed (update), a removed TLS entry
+    // takes its Certificate away (delete).
+    let shimmed = |hosts: &[&str]| {
+        let tls: Vec<serde_json::Value> = hosts
+            .iter()
+            .map(|h| json!({"secretName": "shim-tls", "hosts": [h]}))
+            .collect();
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "shim", "namespace": ns,
+                "annotations": {"cert-manager.io/cluster-issuer": "pebble"}},
+            "spec": {"ingressClassName": env.cluster.ingress_class(), "tls": tls, "rules": [
+                {"host": "shim.walk.test", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "site", "port": {"number": 80}}}}]}}]}})
+    };
+    let certificates: Api<Certificate> = Api::namespaced(env.client.clone(), ns);
+    deploy::apply(&env.client, shimmed(&["shim.walk.test"]))
+        .await
+        .expect("annotated Ingress");
+    env.certificate_ready(ns, "shim-tls", 1).await;
+    deploy::apply(&env.client, shimmed(&["shim2.walk.test"]))
+        .await
+        .expect("changed host");
+    env.wait("the shim to follow the host", 30, || async {
+        let cert = certificates.get("shim-tls").await.ok()?;
+        (cert.spec.dns_names? == ["shim2.walk.test"]).then_some(())
+    })
+    .await;
+    deploy::apply(&env.client, shimmed(&[]))
+        .await
+        .expect("TLS entry removed");
+    env.wait("the shim's Certificate to be deleted", 30, || async {
+        certificates
+            .get_opt("shim-tls")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
     // Cleanup: deleted Certificates take their requests with them, and
     // their Secrets stay.
-    let certificates: Api<Certificate> = Api::namespaced(env.client.clone(), ns);
     for name in ["shared", "handed-over", "pod", "failing", "site", "side"] {
         certificates
             .delete(name, &DeleteParams::foreground())

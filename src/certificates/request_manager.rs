@@ -37,7 +37,10 @@ pub fn request_spec(cert: &Certificate, csr_pem: &str) -> CertificateRequestSpec
 
 /// The RFC 9773 identifier of the certificate this issuance replaces: the
 /// one in the Secret, when it was issued for this Certificate by the same
-/// issuer (a CA only knows its own certificates).
+/// issuer (a CA only knows its own certificates) for at least one of the
+/// names asked for now (CAs refuse a replacement sharing none, as pebble's
+/// "at least one identifier in the new order and existing order must
+/// match": after every name changed it is a new certificate).
 fn replaced(cert: &Certificate, seen: &Snapshot) -> Option<String> {
     let view = seen.secret_view()?;
     let annotation = |k: &str| view.annotations.get(k).map(String::as_str);
@@ -49,9 +52,24 @@ fn replaced(cert: &Certificate, seen: &Snapshot) -> Option<String> {
     if !same {
         return None;
     }
-    crate::pki::cert::parse_chain(view.data.get("tls.crt")?)
-        .ok()?
-        .ari_id
+    let leaf = crate::pki::cert::parse_chain(view.data.get("tls.crt")?).ok()?;
+    let wanted: Vec<&String> = cert
+        .spec
+        .dns_names
+        .iter()
+        .chain(cert.spec.ip_addresses.iter())
+        .flatten()
+        .chain(cert.spec.common_name.iter())
+        .collect();
+    let shared = leaf
+        .dns_names
+        .iter()
+        .chain(&leaf.ip_addresses)
+        .any(|n| wanted.iter().any(|w| w.eq_ignore_ascii_case(n)));
+    if !shared {
+        return None;
+    }
+    leaf.ari_id
 }
 
 /// Whether the request failed before the current issuance began (a retry
@@ -118,13 +136,25 @@ pub(crate) async fn reconcile(
         }
     };
     let owner = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true});
+    let mut annotations = copied_annotations(cert.annotations());
+    annotations.extend([
+        (
+            "cert-manager.io/certificate-name".to_string(),
+            cert.name_any(),
+        ),
+        (
+            "cert-manager.io/certificate-revision".to_string(),
+            revision.to_string(),
+        ),
+        (
+            "cert-manager.io/private-key-secret-name".to_string(),
+            key_secret.to_string(),
+        ),
+    ]);
     let mut request: CertificateRequest = serde_json::from_value(json!({
         "apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
         "metadata": {"name": name, "namespace": ns, "ownerReferences": [owner],
-            "annotations": {"cert-manager.io/certificate-name": cert.name_any(),
-                            "cert-manager.io/certificate-revision": revision.to_string(),
-                            "cert-manager.io/private-key-secret-name": key_secret},
-            "labels": cert.labels()},
+            "annotations": annotations, "labels": cert.labels()},
         "spec": {"issuerRef": {"name": ""}, "request": ""},
     }))
     .map_err(|e| Error::WriteSecret(format!("{ns}/{name}"), kube::Error::SerdeError(e)))?;
@@ -150,4 +180,23 @@ pub(crate) async fn reconcile(
     )
     .await?;
     Ok(None)
+}
+
+/// The Certificate's annotations its requests carry (and their Orders
+/// after them, where the HTTP-01 overrides are read): all but those of
+/// kubectl, Flux and Argo CD, as cert-manager's default
+/// `--copied-annotation-prefixes` has it.
+fn copied_annotations(
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    const NOT_COPIED: [&str; 3] = [
+        "kubectl.kubernetes.io/",
+        "fluxcd.io/",
+        "argocd.argoproj.io/",
+    ];
+    annotations
+        .iter()
+        .filter(|(k, _)| !NOT_COPIED.iter().any(|p| k.starts_with(p)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }

@@ -79,7 +79,10 @@ pub(super) async fn ensure_challenges(
         let Some(index) = select::solver_for(&solvers, &domain, wildcard, order.labels()) else {
             return Ok(Err(format!("no solver of the issuer matches {shown}")));
         };
-        let solver = solvers[index].clone();
+        let solver = match select::with_overrides(solvers[index].clone(), order.annotations()) {
+            Ok(s) => s,
+            Err(why) => return Ok(Err(why)),
+        };
         let Some(http) = authz
             .challenges
             .iter()

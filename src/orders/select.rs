@@ -117,6 +117,40 @@ pub fn solver_for(
     best.map(|(_, _, i)| i)
 }
 
+/// `solver` with the Order's HTTP-01 Ingress overrides applied
+/// (cert-manager's `acme.cert-manager.io/http01-override-ingress-*`
+/// annotations, which the ingress-shim sets from the Ingress's and which
+/// travel from the Certificate through its request to the Order): one
+/// replaces the solver's class, ingressClassName and name. At most one
+/// may be given.
+pub fn with_overrides(
+    mut solver: AcmeChallengeSolver,
+    annotations: &BTreeMap<String, String>,
+) -> Result<AcmeChallengeSolver, String> {
+    use crate::ingress_shim::annotations::{
+        OVERRIDE_INGRESS_CLASS, OVERRIDE_INGRESS_CLASS_NAME, OVERRIDE_INGRESS_NAME,
+    };
+    let Some(ingress) = solver.http01.as_mut().and_then(|h| h.ingress.as_mut()) else {
+        return Ok(solver);
+    };
+    let name = annotations.get(OVERRIDE_INGRESS_NAME);
+    let class = annotations.get(OVERRIDE_INGRESS_CLASS);
+    let class_name = annotations.get(OVERRIDE_INGRESS_CLASS_NAME);
+    match [name, class, class_name].iter().flatten().count() {
+        0 => return Ok(solver),
+        1 => {}
+        _ => {
+            return Err(format!(
+                "may not specify more than one of the annotations {OVERRIDE_INGRESS_NAME:?}, {OVERRIDE_INGRESS_CLASS:?} and {OVERRIDE_INGRESS_CLASS_NAME:?} on the Certificate"
+            ));
+        }
+    }
+    ingress.name = name.cloned();
+    ingress.class = class.cloned();
+    ingress.ingress_class_name = class_name.cloned();
+    Ok(solver)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +275,70 @@ mod tests {
             dns(sel(&["*.example.com"], &[], &[])),
         ];
         assert_eq!(solver_for(&named, "example.com", true, &none), Some(1));
+    }
+
+    #[test]
+    fn one_ingress_override_replaces_the_solvers_choice_of_ingress() {
+        use crate::api::http01::Http01IngressSolver;
+        let solver = AcmeChallengeSolver {
+            selector: None,
+            http01: Some(Http01Solver {
+                ingress: Some(Http01IngressSolver {
+                    ingress_class_name: Some("traefik".into()),
+                    ..Default::default()
+                }),
+                gateway_http_route: None,
+            }),
+            dns01: None,
+        };
+        let ingress = |s: &AcmeChallengeSolver| s.http01.clone().unwrap().ingress.unwrap();
+        let annotations = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let same = with_overrides(solver.clone(), &annotations(&[("other", "x")])).unwrap();
+        assert_eq!(same, solver);
+        let named = with_overrides(
+            solver.clone(),
+            &annotations(&[("acme.cert-manager.io/http01-override-ingress-name", "site")]),
+        )
+        .unwrap();
+        assert_eq!(ingress(&named).name.as_deref(), Some("site"));
+        assert_eq!(ingress(&named).ingress_class_name, None);
+        let classed = with_overrides(
+            solver.clone(),
+            &annotations(&[(
+                "acme.cert-manager.io/http01-override-ingress-class",
+                "nginx",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(ingress(&classed).class.as_deref(), Some("nginx"));
+        assert_eq!(ingress(&classed).ingress_class_name, None);
+        let two = with_overrides(
+            solver.clone(),
+            &annotations(&[
+                (
+                    "acme.cert-manager.io/http01-override-ingress-class",
+                    "nginx",
+                ),
+                (
+                    "acme.cert-manager.io/http01-override-ingress-ingressclassname",
+                    "a",
+                ),
+            ]),
+        );
+        assert!(two.unwrap_err().contains("more than one"));
+        let dns_only = dns(None);
+        assert_eq!(
+            with_overrides(
+                dns_only.clone(),
+                &annotations(&[("acme.cert-manager.io/http01-override-ingress-name", "x")])
+            )
+            .unwrap(),
+            dns_only
+        );
     }
 }

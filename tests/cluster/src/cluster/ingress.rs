@@ -30,12 +30,16 @@ pub const NAMESPACE: &str = "traefik";
 pub const INGRESS_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 80);
 /// Plain HTTP, as HTTP-01 wants.
 pub const INGRESS_PORT: u16 = 80;
+/// HTTPS: every Ingress's routes, with the certificates of its `spec.tls`
+/// Secrets chosen by SNI.
+pub const INGRESS_TLS_PORT: u16 = 443;
 /// Traefik's ping entry point (its readiness probe).
 const PING_PORT: u16 = 8080;
 /// The controller name Traefik's provider looks for on IngressClasses.
 const CONTROLLER: &str = "traefik.io/ingress-controller";
 
-/// Traefik's flags: the Kubernetes Ingress provider limited to `class`,
+/// Traefik's flags: plain HTTP on `web`, HTTPS on `websecure` (every
+/// router there with TLS), the Kubernetes Ingress provider limited to `class`,
 /// Ingress status from `INGRESS_IP`, no calls home (this network has no
 /// outside), and a short provider throttle (its default, 2 s, would add up
 /// to 2 s to every new route). Dynamic configuration comes from the
@@ -47,6 +51,8 @@ const CONTROLLER: &str = "traefik.io/ingress-controller";
 pub fn args(class: &str) -> Vec<String> {
     [
         format!("--entryPoints.web.address=:{INGRESS_PORT}"),
+        format!("--entryPoints.websecure.address=:{INGRESS_TLS_PORT}"),
+        "--entryPoints.websecure.http.tls=true".into(),
         format!("--entryPoints.traefik.address=:{PING_PORT}"),
         "--ping=true".into(),
         "--providers.kubernetesIngress=true".into(),
@@ -123,7 +129,8 @@ pub async fn start(shared: Arc<Shared>, image: &str) -> Result<(), String> {
         json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "traefik", "namespace": NAMESPACE, "labels": labels},
         "spec": {"clusterIP": INGRESS_IP.to_string(), "selector": labels,
-                 "ports": [{"name": "web", "port": INGRESS_PORT, "targetPort": "web"}]}}),
+                 "ports": [{"name": "web", "port": INGRESS_PORT, "targetPort": "web"},
+                           {"name": "websecure", "port": INGRESS_TLS_PORT, "targetPort": "websecure"}]}}),
     )
     .await?;
     apply(&client, dynamic_config(None)).await?;
@@ -140,6 +147,7 @@ fn deployment(image: &str, class: &str, sidecar: Option<&str>) -> serde_json::Va
     let args = args(class);
     let mut traefik = json!({"name": "traefik", "image": image,
         "ports": [{"name": "web", "containerPort": INGRESS_PORT},
+                  {"name": "websecure", "containerPort": INGRESS_TLS_PORT},
                   {"name": "ping", "containerPort": PING_PORT}],
         "readinessProbe": {"httpGet": {"path": "/ping", "port": "ping"}}});
     traefik["volumeMounts"] = json!([{"name": "dynamic", "mountPath": DYNAMIC_DIR}]);

@@ -411,6 +411,12 @@ impl LocalCluster {
         SocketAddr::new(INGRESS_IP.into(), INGRESS_PORT)
     }
 
+    /// The ingress's HTTPS port inside the cluster (Traefik serving each
+    /// Ingress's `spec.tls` Secrets by SNI).
+    pub fn ingress_tls_node_addr(&self) -> SocketAddr {
+        SocketAddr::new(INGRESS_IP.into(), ingress::INGRESS_TLS_PORT)
+    }
+
     /// pebble as the cluster runs it: on the node, resolving every name to
     /// the ingress and validating HTTP-01 on its port.
     pub fn pebble_options(&self) -> crate::pebble::PebbleOptions {
