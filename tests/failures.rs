@@ -7,7 +7,7 @@
 
 use certwright::api::meta::ConditionStatus;
 use certwright::api::{Certificate, Order};
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 
@@ -21,17 +21,6 @@ async fn orders(env: &Env, ns: &str) -> Vec<Order> {
         .await
         .expect("orders")
         .items
-}
-
-async fn event_reasons(env: &Env, ns: &str, kind: &str) -> Vec<(String, String)> {
-    Api::<Event>::namespaced(env.client.clone(), ns)
-        .list(&ListParams::default().fields(&format!("involvedObject.kind={kind}")))
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +63,7 @@ async fn a_lost_authorization_gets_a_fresh_order_within_the_transient_bound() {
     }
     let listed = orders(&env, "apps").await;
     assert_eq!(listed.len(), 1, "the same Kubernetes Order carried on");
-    let events = event_reasons(&env, "apps", "Order").await;
+    let events = env.events("apps", "involvedObject.kind=Order").await;
     assert!(
         events
             .iter()
@@ -145,7 +134,7 @@ async fn a_rejected_identifier_fails_with_the_cas_message_and_backs_off() {
     );
     // The Warning event is published right after the status write.
     env.wait("a Failed event naming rejectedIdentifier", 30, || async {
-        event_reasons(&env, "apps", "Certificate")
+        env.events("apps", "involvedObject.kind=Certificate")
             .await
             .iter()
             .any(|(r, m)| r == "Failed" && m.contains("rejectedIdentifier"))

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use certwright::api::{Certificate, Challenge};
 use certwright_testcluster::deploy;
 use common::env::Env;
-use k8s_openapi::api::core::v1::{Event, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Resource, ResourceExt};
@@ -110,32 +110,21 @@ async fn traefik_serves(env: &Env, ns: &str, secret: &str, host: &str) {
     .await;
 }
 
-/// The (reason, message) of the events on Ingress `ns/name`.
-async fn ingress_events(env: &Env, ns: &str, name: &str) -> Vec<(String, String)> {
-    Api::<Event>::namespaced(env.client.clone(), ns)
-        .list(&ListParams::default().fields(&format!(
-            "involvedObject.kind=Ingress,involvedObject.name={name}"
-        )))
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
-        .collect()
-}
-
-/// Waits for a Warning-worthy event `reason` on the Ingress whose message
+/// Waits for an event `reason` on the Ingress whose message
 /// holds `needle`; returns the message.
 async fn ingress_event(env: &Env, ns: &str, name: &str, reason: &str, needle: &str) -> String {
     env.wait(
         &format!("a {reason} event on Ingress {ns}/{name} saying {needle:?}"),
         30,
         || async {
-            ingress_events(env, ns, name)
-                .await
-                .into_iter()
-                .find(|(r, m)| r == reason && m.contains(needle))
-                .map(|(_, m)| m)
+            env.events(
+                ns,
+                &format!("involvedObject.kind=Ingress,involvedObject.name={name}"),
+            )
+            .await
+            .into_iter()
+            .find(|(r, m)| r == reason && m.contains(needle))
+            .map(|(_, m)| m)
         },
     )
     .await

@@ -92,6 +92,49 @@ fn conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
+/// How a create or replace of a Certificate is told on the Ingress.
+struct Report {
+    reason: &'static str,
+    done: &'static str,
+    refused: &'static str,
+}
+
+impl Report {
+    /// Tells the outcome of writing `cert`: an event for a write or an
+    /// invalid one, a wait for a conflict (the cache is behind), the
+    /// error for anything else.
+    async fn tell(
+        &self,
+        shim: &Shim,
+        ingress: &Ingress,
+        cert: &Certificate,
+        written: Result<Certificate, kube::Error>,
+    ) -> Result<Option<Duration>, Error> {
+        let name = cert.name_any();
+        let (type_, reason, note) = match written {
+            Ok(_) => (
+                EventType::Normal,
+                self.reason,
+                format!("Successfully {} Certificate {name:?}", self.done),
+            ),
+            Err(e) if conflict(&e) => return Ok(Some(Duration::from_secs(1))),
+            Err(e) => match invalid(&e) {
+                Some(why) => (
+                    EventType::Warning,
+                    "BadConfig",
+                    format!("Certificate {name:?}: {}: {why}", self.refused),
+                ),
+                None => {
+                    let ns = cert.namespace().unwrap_or_default();
+                    return Err(Error::Write(format!("{ns}/{name}"), e));
+                }
+            },
+        };
+        event(shim, ingress, type_, reason, note).await;
+        Ok(None)
+    }
+}
+
 async fn reconcile(ingress: Arc<Ingress>, shim: Arc<Shim>) -> Result<Action, Error> {
     crate::metrics::sync("ingress-shim");
     let ctx = &shim.ctx;
@@ -120,58 +163,26 @@ async fn reconcile(ingress: Arc<Ingress>, shim: Arc<Shim>) -> Result<Action, Err
     for step in plan::plan(&uid, wanted, &secret_names, &existing(&shim, &ns)) {
         match step {
             Step::Create(cert) => {
-                let name = cert.name_any();
-                match api.create(&PostParams::default(), &cert).await {
-                    Ok(_) => {
-                        let note = format!("Successfully created Certificate {name:?}");
-                        event(
-                            &shim,
-                            &ingress,
-                            EventType::Normal,
-                            "CreateCertificate",
-                            note,
-                        )
-                        .await;
-                    }
-                    // Made a moment ago; the cache has not seen it yet.
-                    Err(e) if conflict(&e) => again = Some(Duration::from_secs(1)),
-                    Err(e) => match invalid(&e) {
-                        Some(why) => {
-                            let note = format!(
-                                "The Certificate {name:?} the Ingress asks for is invalid: {why}"
-                            );
-                            event(&shim, &ingress, EventType::Warning, "BadConfig", note).await;
-                        }
-                        None => return Err(Error::Write(format!("{ns}/{name}"), e)),
-                    },
-                }
+                let written = api.create(&PostParams::default(), &cert).await;
+                // A conflict: made a moment ago, the cache has not seen it yet.
+                let report = Report {
+                    reason: "CreateCertificate",
+                    done: "created",
+                    refused: "the Certificate the Ingress asks for is invalid",
+                };
+                again = again.or(report.tell(&shim, &ingress, &cert, written).await?);
             }
             Step::Update(cert) => {
-                let name = cert.name_any();
-                match api.replace(&name, &PostParams::default(), &cert).await {
-                    Ok(_) => {
-                        let note = format!("Successfully updated Certificate {name:?}");
-                        event(
-                            &shim,
-                            &ingress,
-                            EventType::Normal,
-                            "UpdateCertificate",
-                            note,
-                        )
-                        .await;
-                    }
-                    // Changed since the cache saw it: look again once it has.
-                    Err(e) if conflict(&e) => again = Some(Duration::from_secs(1)),
-                    Err(e) => match invalid(&e) {
-                        Some(why) => {
-                            let note = format!(
-                                "The Ingress's changes to Certificate {name:?} are invalid, so it was left as it was: {why}"
-                            );
-                            event(&shim, &ingress, EventType::Warning, "BadConfig", note).await;
-                        }
-                        None => return Err(Error::Write(format!("{ns}/{name}"), e)),
-                    },
-                }
+                let written = api
+                    .replace(&cert.name_any(), &PostParams::default(), &cert)
+                    .await;
+                // A conflict: changed since the cache saw it.
+                let report = Report {
+                    reason: "UpdateCertificate",
+                    done: "updated",
+                    refused: "the Ingress's changes to the Certificate are invalid, so it was left as it was",
+                };
+                again = again.or(report.tell(&shim, &ingress, &cert, written).await?);
             }
             Step::Delete(name) => match api.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => {

@@ -196,6 +196,19 @@ impl Env {
             .expect("create certificate");
     }
 
+    /// The (reason, message) of the events in `ns` whose fields match
+    /// `selector` (e.g. `involvedObject.kind=Order`).
+    pub async fn events(&self, ns: &str, selector: &str) -> Vec<(String, String)> {
+        Api::<k8s_openapi::api::core::v1::Event>::namespaced(self.client.clone(), ns)
+            .list(&kube::api::ListParams::default().fields(selector))
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+            .collect()
+    }
+
     /// Every controller Pod's log, for failure messages.
     pub async fn logs(&self) -> String {
         let mut out = String::new();
