@@ -10,6 +10,7 @@ pub mod checks;
 pub mod cli;
 pub mod conditions;
 pub mod context;
+pub mod dns;
 pub mod events;
 pub mod ingress_shim;
 pub mod issuers;

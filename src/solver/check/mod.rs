@@ -14,14 +14,13 @@
 //!
 //! Every failure is a sentence a user can act on, for the Challenge's reason.
 
-pub mod dns;
 pub mod http;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use self::dns::Lookup;
 use self::http::Failure;
+use crate::dns::lookup::{self, NoAddress};
 
 /// Validators follow at most this many redirects.
 pub const MAX_REDIRECTS: usize = 10;
@@ -212,17 +211,17 @@ async fn addresses(
             Err(e) => Err(format!("no such name: {host} does not resolve ({e})")),
         };
     }
-    match dns::resolve(&probe.nameservers, host).await {
+    match lookup::resolve(&probe.nameservers, host).await {
         Ok(ips) => Ok(ips
             .into_iter()
             .map(|ip| SocketAddr::new(ip, target.port))
             .collect()),
-        Err(Lookup::NoSuchName) => Err(format!(
+        Err(NoAddress::NoSuchName) => Err(format!(
             "no such name: {host} does not exist (NXDOMAIN) at the nameservers {:?}",
             probe.nameservers
         )),
-        Err(Lookup::NoAddress) => Err(format!("{host} has no A or AAAA record")),
-        Err(Lookup::Failed(why)) => Err(format!("resolving {host}: {why}")),
+        Err(NoAddress::NoRecords) => Err(format!("{host} has no A or AAAA record")),
+        Err(NoAddress::Failed(why)) => Err(format!("resolving {host}: {why}")),
     }
 }
 
