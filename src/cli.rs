@@ -132,6 +132,15 @@ pub struct ControllerArgs {
     /// Certificate deletes the Secret (cert-manager's flag of the same name).
     #[arg(long)]
     pub enable_certificate_owner_ref: bool,
+    /// Nameservers (host:port, comma separated) for DNS-01's lookups: the
+    /// zone of a name, CNAMEs, the addresses of its authoritative
+    /// nameservers (cert-manager's flag); /etc/resolv.conf's when unset.
+    #[arg(long, value_delimiter = ',')]
+    pub dns01_recursive_nameservers: Vec<std::net::SocketAddr>,
+    /// Check a DNS-01 record only on those nameservers, not on each
+    /// authoritative nameserver of its zone.
+    #[arg(long)]
+    pub dns01_recursive_nameservers_only: bool,
     /// The issuer of Ingresses that ask for a certificate with only
     /// `kubernetes.io/tls-acme: "true"` (the ingress-shim; cert-manager's
     /// flag of the same name). Without it such Ingresses get a Warning event.

@@ -38,6 +38,8 @@ pub struct Context {
     in_flight: Mutex<InFlight>,
     /// Whether the final Secret is owned by its Certificate.
     pub certificate_owner_ref: bool,
+    /// DNS-01's nameservers for lookups and checks.
+    pub dns01: crate::challenges::Dns01Settings,
     /// The ingress-shim's default issuer and annotations.
     pub ingress_shim: crate::ingress_shim::Settings,
     /// ACME accounts, loaded once per issuer account.
@@ -75,6 +77,7 @@ impl Context {
             solver: SolverSettings::default(),
             certificate_owner_ref: false,
             ingress_shim: Default::default(),
+            dns01: Default::default(),
             ari_poll_max: Duration::from_secs(6 * 3600),
             renewal_info: Default::default(),
             max_challenges: 60,

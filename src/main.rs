@@ -106,6 +106,10 @@ fn context(client: &kube::Client, args: &ControllerArgs) -> certwright::context:
         passes: args.http01_self_check_passes.max(1),
     };
     ctx.certificate_owner_ref = args.enable_certificate_owner_ref;
+    ctx.dns01 = certwright::challenges::Dns01Settings {
+        recursive_nameservers: args.dns01_recursive_nameservers.clone(),
+        recursive_only: args.dns01_recursive_nameservers_only,
+    };
     ctx.ingress_shim = certwright::ingress_shim::Settings {
         default_issuer_name: args.default_issuer_name.clone().filter(|n| !n.is_empty()),
         default_issuer_kind: args.default_issuer_kind.clone(),

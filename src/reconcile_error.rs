@@ -9,6 +9,9 @@ pub enum Error {
     /// Writing the status of the kind named (Order, Challenge).
     #[error("writing the {0}'s status: {1}")]
     WriteStatus(&'static str, #[source] kube::Error),
+    /// Removing a presented DNS-01 record failed (retried).
+    #[error("removing the DNS-01 record: {0}")]
+    Cleanup(String),
 }
 
 impl Error {
@@ -16,6 +19,7 @@ impl Error {
         match self {
             Self::Api(..) => "Api",
             Self::WriteStatus(..) => "WriteStatus",
+            Self::Cleanup(..) => "Cleanup",
         }
     }
 }

@@ -97,7 +97,7 @@ async fn issuers_register_accounts_or_say_why_not() {
             "dns-only",
             json!({"acme": {"server": pebble.directory_url, "privateKeySecretRef": {"name": "k"},
             "solvers": [{"dns01": {"cloudflare": {"apiTokenSecretRef": {"name": "cf", "key": "token"}}}}]}}),
-            "NoHTTP01Solver",
+            "NoSupportedSolver",
         ),
         (
             "rsa-key",

@@ -31,6 +31,7 @@ async fn bind() -> Bind {
         .collect();
     Bind::start(BindOptions {
         address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: None,
         netns: None,
         zones: vec![
             Zone {

@@ -24,10 +24,15 @@ use crate::api::challenge::ChallengeStatus;
 use crate::api::order::AcmeState;
 use crate::api::{Challenge, Order};
 use crate::context::Context;
-use crate::solver::{Mode, SOLVER_LABEL};
+use crate::solver::SOLVER_LABEL;
 
+mod dns01;
+mod present;
 pub mod schedule;
 mod self_check;
+
+pub use dns01::Settings as Dns01Settings;
+use present::Presenter;
 
 pub const CONTROLLER_NAME: &str = "certwright-challenges";
 /// Every reason written once the CA has been asked starts so.
@@ -112,6 +117,7 @@ async fn accept_and_poll(
     session: &Session,
     order_url: &str,
     ch: &Challenge,
+    kind: ChallengeType,
 ) -> Result<Outcome, instant_acme::Error> {
     let mut order = session.account.order(order_url.to_string()).await?;
     let target = ch.spec.authorization_url.as_str();
@@ -127,10 +133,11 @@ async fn accept_and_poll(
             if authz.status != AuthorizationStatus::Pending {
                 break;
             }
-            let pending = authz.challenges.iter().any(|c| {
-                c.r#type == ChallengeType::Http01 && c.status == AcmeChallengeStatus::Pending
-            });
-            if pending && let Some(mut challenge) = authz.challenge(ChallengeType::Http01) {
+            let pending = authz
+                .challenges
+                .iter()
+                .any(|c| c.r#type == kind && c.status == AcmeChallengeStatus::Pending);
+            if pending && let Some(mut challenge) = authz.challenge(kind.clone()) {
                 challenge.set_ready().await?;
             }
             break;
@@ -163,7 +170,7 @@ async fn accept_and_poll(
                     let detail = state
                         .challenges
                         .iter()
-                        .find(|c| c.r#type == ChallengeType::Http01)
+                        .find(|c| c.r#type == kind)
                         .and_then(|c| c.error.as_ref())
                         .map(|p| {
                             let kind = p.r#type.clone().unwrap_or_default();
@@ -199,11 +206,7 @@ async fn finish(
             write(ctx, ch, &status).await?;
         }
         ctx.in_flight().finishing(&ch.uid().unwrap_or_default());
-        cleanup_mode(ctx, ch)
-            .await
-            .cleanup(ctx, ch)
-            .await
-            .map_err(|e| Error::Api("solver resources".into(), e))?;
+        cleanup_presenter(ctx, ch).await.cleanup(ctx, ch).await?;
     }
     status.presented = Some(false);
     write(ctx, ch, &status).await?;
@@ -220,9 +223,10 @@ async fn present_error(
     ctx: &Context,
     ch: &Challenge,
     mut status: ChallengeStatus,
+    kind: &str,
     why: String,
 ) -> Result<Action, Error> {
-    let reason = format!("Cannot present the HTTP-01 challenge: {why}");
+    let reason = format!("Cannot present the {kind} challenge: {why}");
     if status.reason.as_deref() != Some(reason.as_str()) {
         status.reason = Some(reason.clone());
         write(ctx, ch, &status).await?;
@@ -231,11 +235,12 @@ async fn present_error(
     Ok(Action::requeue(Duration::from_secs(30)))
 }
 
-/// The mode to clean up in: the issuer's, or the default when the
-/// annotation is unreadable now (cleanup undoes routes whatever the mode).
-async fn cleanup_mode(ctx: &Context, ch: &Challenge) -> Mode {
+/// What to clean up with: DNS-01's provider, or the issuer's HTTP-01
+/// mode, or the default when the annotation is unreadable now (cleanup
+/// undoes routes whatever the mode).
+async fn cleanup_presenter(ctx: &Context, ch: &Challenge) -> Presenter {
     ctx.issuer_stores.ready().await;
-    Mode::of(ctx, ch).unwrap_or(ctx.solver.default_mode)
+    Presenter::of(ctx, ch).unwrap_or(Presenter::Http01(ctx.solver.default_mode))
 }
 
 async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -243,15 +248,25 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     let has_finalizer = ch.finalizers().iter().any(|f| f == FINALIZER);
     if ch.meta().deletion_timestamp.is_some() {
         if has_finalizer {
-            // A Challenge that reached a final state has cleaned up already.
-            let presented = ch.status.as_ref().and_then(|s| s.presented) != Some(false);
+            // A Challenge that reached a final state has cleaned up
+            // already; a DNS-01 record is there only once presented.
+            let presenter = cleanup_presenter(&ctx, &ch).await;
+            let presented = ch.status.as_ref().and_then(|s| s.presented);
+            let presented = match presenter {
+                Presenter::Dns01 => presented == Some(true),
+                Presenter::Http01(_) => presented != Some(false),
+            };
             if presented {
                 ctx.in_flight().finishing(&ch.uid().unwrap_or_default());
-                cleanup_mode(&ctx, &ch)
-                    .await
-                    .cleanup(&ctx, &ch)
-                    .await
-                    .map_err(|e| Error::Api("solver resources".into(), e))?;
+                match presenter.cleanup(&ctx, &ch).await {
+                    // A record that cannot be removed does not keep the
+                    // Challenge (and its namespace) from going.
+                    Err(Error::Cleanup(why)) => {
+                        let note = format!("The DNS-01 record is left behind: {why}");
+                        event(&ctx, &ch, EventType::Warning, "CleanUpError", note).await;
+                    }
+                    other => other?,
+                }
             }
             let rest: Vec<String> = ch
                 .finalizers()
@@ -278,9 +293,8 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         set_finalizers(&ctx, &ch, all).await?;
         return Ok(Action::await_change());
     }
-    if ch.spec.solver.http01.is_none() {
-        let reason =
-            "certwright solves HTTP-01 challenges only; this Challenge asks for DNS-01".to_string();
+    if ch.spec.solver.http01.is_none() && ch.spec.solver.dns01.is_none() {
+        let reason = "The Challenge's solver has neither http01 nor dns01".to_string();
         if status.reason.as_deref() != Some(reason.as_str()) {
             status.reason = Some(reason);
             write(&ctx, &ch, &status).await?;
@@ -318,20 +332,19 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
 
     // Present.
     ctx.issuer_stores.ready().await;
-    let mode = match Mode::of(&ctx, &ch) {
-        Ok(mode) => mode,
-        Err(why) => return present_error(&ctx, &ch, status, why).await,
+    let presenter = match Presenter::of(&ctx, &ch) {
+        Ok(p) => p,
+        Err(why) => return present_error(&ctx, &ch, status, "HTTP-01", why).await,
     };
+    let kind = presenter.kind();
     if status.presented != Some(true) {
-        match mode.present(&ctx, &ch).await {
-            Ok(Ok(())) => {}
-            Ok(Err(why)) => return present_error(&ctx, &ch, status, why).await,
-            Err(e) => return Err(Error::Api("solver resources".into(), e)),
+        if let Err(why) = presenter.present(&ctx, &ch).await? {
+            return present_error(&ctx, &ch, status, kind, why).await;
         }
         status.presented = Some(true);
         status.processing = Some(true);
         status.state = Some(AcmeState::Pending);
-        status.reason = Some("Waiting for HTTP-01 challenge propagation".into());
+        status.reason = Some(format!("Waiting for {kind} challenge propagation"));
         write(&ctx, &ch, &status).await?;
         crate::metrics::stage_since("challenge_presented", ch.meta());
         event(
@@ -339,7 +352,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             &ch,
             EventType::Normal,
             "Presented",
-            "Presented challenge using HTTP-01 challenge mechanism".into(),
+            format!("Presented challenge using {kind} challenge mechanism"),
         )
         .await;
     }
@@ -348,22 +361,16 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     // request to validate: a retried request may be the first to reach
     // the CA (the earlier ones failed on the way), and a restarted or
     // rescheduled solver may not be reachable yet.
-    match self_check::run(&ctx, &ch, mode)
-        .await
-        .map_err(|e| Error::Api("solver resources".into(), e))?
-    {
+    match presenter.check(&ctx, &ch).await? {
         self_check::Verdict::Failed { reason, missing } => {
             ctx.reset_passes(&uid);
             let attempts = ctx.failed_again(&uid);
             // (A solver just created may not be in the watch cache yet.)
             if (missing && attempts >= 3) || attempts.is_multiple_of(8) {
                 // Someone may have removed the resources: present again.
-                mode.present(&ctx, &ch)
-                    .await
-                    .map_err(|e| Error::Api("solver resources".into(), e))?
-                    .ok();
+                presenter.present(&ctx, &ch).await?.ok();
             }
-            let reason = format!("Waiting for HTTP-01 challenge propagation: {reason}");
+            let reason = format!("Waiting for {kind} challenge propagation: {reason}");
             let changed = status.reason.as_deref() != Some(reason.as_str());
             if changed {
                 status.reason = Some(reason.clone());
@@ -433,7 +440,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         status.processing = Some(true);
         write(&ctx, &ch, &status).await?;
     }
-    match accept_and_poll(&ctx, &session, &order_url, &ch).await {
+    match accept_and_poll(&ctx, &session, &order_url, &ch, presenter.acme_type()).await {
         Ok(Outcome::Valid) => {
             crate::metrics::stage_since("ca_valid", ch.meta());
             status.state = Some(AcmeState::Valid);
@@ -443,7 +450,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
                 &ch,
                 EventType::Normal,
                 "DomainVerified",
-                format!("Domain {domain:?} verified with \"HTTP-01\" validation"),
+                format!("Domain {domain:?} verified with \"{kind}\" validation"),
             )
             .await;
             finish(&ctx, &ch, status).await

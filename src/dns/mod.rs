@@ -6,3 +6,24 @@ pub mod lookup;
 pub mod tsig;
 pub mod update;
 pub mod wire;
+
+/// The TXT value that proves a DNS-01 key authorization (RFC 8555 §8.4):
+/// base64url, unpadded, of its SHA-256.
+pub fn txt_value(key_authorization: &str) -> String {
+    use base64::Engine;
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key_authorization.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_txt_value_is_the_unpadded_base64url_sha256() {
+        // echo -n abc | openssl dgst -sha256 -binary | basenc --base64url
+        assert_eq!(
+            super::txt_value("abc"),
+            "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
+        );
+    }
+}

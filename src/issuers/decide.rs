@@ -6,7 +6,8 @@ use crate::api::IssuerConfig;
 /// The verdict on an issuer's spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// ACME with at least one HTTP-01 Ingress solver.
+    /// ACME with at least one solver certwright can run (HTTP-01 through
+    /// an Ingress, DNS-01 with RFC 2136).
     Acme,
     /// Not servable: Ready=False with this reason and message.
     Unsupported {
@@ -42,18 +43,19 @@ pub fn assess(config: &IssuerConfig) -> Verdict {
             message: "spec.acme.solvers is empty: add an http01 ingress solver so challenges can be solved".into(),
         };
     }
-    let http01 = solvers
-        .iter()
-        .any(|s| s.http01.as_ref().is_some_and(|h| h.ingress.is_some()));
-    if !http01 {
+    let usable = solvers.iter().any(|s| {
+        s.http01.as_ref().is_some_and(|h| h.ingress.is_some())
+            || s.dns01.as_ref().is_some_and(|d| d.rfc2136.is_some())
+    });
+    if !usable {
         let dns = solvers.iter().any(|s| s.dns01.is_some());
         let message = if dns {
-            "this issuer only has DNS-01 solvers, which certwright does not solve yet: add an http01 ingress solver".to_string()
+            "this issuer's DNS-01 solvers use providers certwright does not support yet (rfc2136 only today): add an rfc2136 or http01 ingress solver".to_string()
         } else {
             "this issuer only has Gateway API HTTPRoute solvers, which certwright does not solve yet: add an http01 ingress solver".to_string()
         };
         return Verdict::Unsupported {
-            reason: "NoHTTP01Solver",
+            reason: "NoSupportedSolver",
             message,
         };
     }
@@ -97,11 +99,19 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(assess(&acme(vec![dns.clone(), http])), Verdict::Acme);
+        let rfc2136 = AcmeChallengeSolver {
+            dns01: Some(Dns01Solver {
+                rfc2136: Some(Default::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(assess(&acme(vec![rfc2136])), Verdict::Acme);
         assert!(
-            matches!(assess(&acme(vec![dns])), Verdict::Unsupported { reason: "NoHTTP01Solver", message } if message.contains("DNS-01"))
+            matches!(assess(&acme(vec![dns])), Verdict::Unsupported { reason: "NoSupportedSolver", message } if message.contains("rfc2136"))
         );
         assert!(
-            matches!(assess(&acme(vec![gateway])), Verdict::Unsupported { reason: "NoHTTP01Solver", message } if message.contains("Gateway"))
+            matches!(assess(&acme(vec![gateway])), Verdict::Unsupported { reason: "NoSupportedSolver", message } if message.contains("Gateway"))
         );
         assert!(matches!(
             assess(&acme(vec![])),

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::controller::{Error, event};
 use super::{naming, select};
 use crate::acme::session::Session;
+use crate::api::challenge::ChallengeType;
 use crate::api::order::{AcmeAuthorization, AcmeState};
 use crate::api::{Challenge, ChallengeSpec, Order};
 use crate::context::Context;
@@ -83,16 +84,23 @@ pub(super) async fn ensure_challenges(
             Ok(s) => s,
             Err(why) => return Ok(Err(why)),
         };
+        let (wanted, type_) = if solver.dns01.is_some() {
+            ("dns-01", ChallengeType::Dns01)
+        } else {
+            ("http-01", ChallengeType::Http01)
+        };
         let Some(http) = authz
             .challenges
             .iter()
             .flatten()
-            .find(|c| c.type_ == "http-01")
+            .find(|c| c.type_ == wanted)
         else {
             return Ok(Err(format!(
-                "The CA offers no HTTP-01 challenge for {shown}"
+                "The CA offers no {} challenge for {shown}",
+                wanted.to_ascii_uppercase()
             )));
         };
+        let key_authorization = format!("{}.{}", http.token, session.account.key_thumbprint());
         let name = naming::challenge(&order.name_any(), &authz.url, &http.token);
         if existing.iter().any(|c| c.name_any() == name) {
             continue;
@@ -114,9 +122,13 @@ pub(super) async fn ensure_challenges(
             authorization_url: authz.url.clone(),
             dns_name: domain.clone(),
             wildcard: Some(wildcard),
-            type_: crate::api::challenge::ChallengeType::Http01,
+            type_,
             token: http.token.clone(),
-            key: format!("{}.{}", http.token, session.account.key_thumbprint()),
+            // DNS-01's key is the TXT value (RFC 8555 §8.4), as cert-manager writes it.
+            key: match type_ {
+                ChallengeType::Dns01 => crate::dns::txt_value(&key_authorization),
+                ChallengeType::Http01 => key_authorization,
+            },
             solver,
             issuer_ref: order.spec.issuer_ref.clone(),
         };

@@ -38,15 +38,17 @@ pub fn cannot_prove(
     };
     let why = match solver_for(solvers, domain, wildcard, labels) {
         None if wildcard => format!(
-            "no solver of the issuer can prove {name}: wildcard names need DNS-01, and certwright solves HTTP-01 only"
+            "no solver of the issuer can prove {name}: wildcard names need DNS-01, and the issuer has no DNS-01 solver whose selector matches them"
         ),
         None => format!("no solver of the issuer matches {name}"),
-        Some(i) if solvers[i].http01.is_none() => {
-            return Some(format!(
-                "The solver chosen for {name} is DNS-01, which certwright does not support yet; add an HTTP-01 solver whose selector matches it"
-            ));
-        }
-        Some(_) => return None,
+        Some(i) => match &solvers[i].dns01 {
+            Some(dns) if dns.rfc2136.is_none() => {
+                return Some(format!(
+                    "The solver chosen for {name} is DNS-01 with a provider certwright does not support yet (only rfc2136 today); use an rfc2136 or HTTP-01 solver whose selector matches it"
+                ));
+            }
+            _ => return None,
+        },
     };
     Some(format!(
         "Failed to determine a valid solver configuration for the set of domains on the Order: {why}"

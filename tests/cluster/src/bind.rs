@@ -38,6 +38,8 @@ pub struct Zone {
 #[derive(Clone, Debug)]
 pub struct BindOptions {
     pub address: IpAddr,
+    /// The port (a free one when None).
+    pub port: Option<u16>,
     /// The namespace to run in (its address `address`); this one when None.
     pub netns: Option<Arc<Netns>>,
     pub keys: Vec<TsigKey>,
@@ -113,7 +115,10 @@ impl Bind {
             ));
         }
         let ip = options.address;
-        let port = crate::netns::free_ports(ip, 1).map_err(|e| e.to_string())?[0];
+        let port = match options.port {
+            Some(p) => p,
+            None => crate::netns::free_ports(ip, 1).map_err(|e| e.to_string())?[0],
+        };
         let dir =
             std::env::temp_dir().join(format!("certwright-bind-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;

@@ -50,6 +50,9 @@ pub struct PebbleOptions {
     pub eab_keys: Vec<(String, String)>,
     /// Where pebble and its DNS listen.
     pub address: IpAddr,
+    /// A DNS server (host:port) pebble resolves with instead of its own
+    /// (the DNS-01 tests' BIND, whose zones answer TXT and A queries).
+    pub dns_server: Option<String>,
     /// The network namespace they run in (this process's when `None`);
     /// start them from a runtime whose sockets are in it too.
     pub netns: Option<Arc<Netns>>,
@@ -67,6 +70,7 @@ impl Default for PebbleOptions {
             validation_delay: false,
             eab_keys: Vec::new(),
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            dns_server: None,
             netns: None,
         }
     }
@@ -291,7 +295,10 @@ impl Pebble {
                 "-config".into(),
                 dir.join("pebble.json").to_string_lossy().into_owned(),
                 "-dnsserver".into(),
-                format!("{ip}:{dns}"),
+                options
+                    .dns_server
+                    .clone()
+                    .unwrap_or_else(|| format!("{ip}:{dns}")),
             ],
             &envs,
             &log,

@@ -1,0 +1,89 @@
+//! How a Challenge's token is presented, checked and removed: HTTP-01 in
+//! one of the solver modes, or DNS-01 with its provider.
+
+use instant_acme::ChallengeType;
+
+use super::{Error, dns01, self_check};
+use crate::api::Challenge;
+use crate::context::Context;
+use crate::solver::Mode;
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Presenter {
+    Http01(Mode),
+    Dns01,
+}
+
+impl Presenter {
+    /// The Challenge's presenter; for HTTP-01 its issuer's mode (Err: why
+    /// that cannot be read).
+    pub(super) fn of(ctx: &Context, ch: &Challenge) -> Result<Self, String> {
+        if ch.spec.solver.dns01.is_some() {
+            return Ok(Self::Dns01);
+        }
+        Mode::of(ctx, ch).map(Self::Http01)
+    }
+
+    /// "HTTP-01" or "DNS-01", as reasons and events name it.
+    pub(super) fn kind(self) -> &'static str {
+        match self {
+            Self::Http01(_) => "HTTP-01",
+            Self::Dns01 => "DNS-01",
+        }
+    }
+
+    pub(super) fn acme_type(self) -> ChallengeType {
+        match self {
+            Self::Http01(_) => ChallengeType::Http01,
+            Self::Dns01 => ChallengeType::Dns01,
+        }
+    }
+
+    /// Presents the token; Ok(Err) says why it cannot be.
+    pub(super) async fn present(
+        self,
+        ctx: &Context,
+        ch: &Challenge,
+    ) -> Result<Result<(), String>, Error> {
+        match self {
+            Self::Http01(mode) => mode
+                .present(ctx, ch)
+                .await
+                .map_err(|e| Error::Api("solver resources".into(), e)),
+            Self::Dns01 => dns01::present(ctx, ch)
+                .await
+                .map_err(|e| Error::Api("the DNS-01 provider's Secret".into(), e)),
+        }
+    }
+
+    /// Removes what `present` made.
+    pub(super) async fn cleanup(self, ctx: &Context, ch: &Challenge) -> Result<(), Error> {
+        match self {
+            Self::Http01(mode) => mode
+                .cleanup(ctx, ch)
+                .await
+                .map_err(|e| Error::Api("solver resources".into(), e)),
+            Self::Dns01 => match dns01::cleanup(ctx, ch)
+                .await
+                .map_err(|e| Error::Api("the DNS-01 provider's Secret".into(), e))?
+            {
+                Ok(()) => Ok(()),
+                Err(why) => Err(Error::Cleanup(why)),
+            },
+        }
+    }
+
+    /// The self-checks before the CA is asked.
+    pub(super) async fn check(
+        self,
+        ctx: &Context,
+        ch: &Challenge,
+    ) -> Result<self_check::Verdict, Error> {
+        match self {
+            Self::Http01(mode) => self_check::run(ctx, ch, mode)
+                .await
+                .map_err(|e| Error::Api("solver resources".into(), e)),
+            Self::Dns01 => Ok(dns01::check(ctx, ch).await),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! DNS-01 end to end: a wildcard and its apex issued by pebble, which
+//! looks the TXT records up in a real BIND 9 that certwright updated with
+//! RFC 2136 (TSIG-signed); nothing left in the zone afterwards; a wrong
+//! TSIG secret a clear reason on the Challenge.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use certwright::api::Challenge;
+use certwright::dns::lookup;
+use certwright_testcluster::bind::{Bind, BindOptions, TsigKey, Zone};
+use certwright_testcluster::cluster::NODE_IP;
+use certwright_testcluster::deploy;
+use common::env::Env;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+use serde_json::json;
+
+const SECRET: &str = "ZG5zLTAxLXRlc3RzLW9mLWNlcnR3cmlnaHQtd2l0aC1iaW5k";
+
+/// BIND on the node, port 53 (where the zone's NS record points), with
+/// zone `dns.test` updatable with the key `certwright`.
+async fn bind(env: &Env) -> Bind {
+    let options = BindOptions {
+        address: NODE_IP.into(),
+        port: Some(53),
+        netns: Some(env.cluster.node().clone()),
+        keys: vec![TsigKey {
+            name: "certwright".into(),
+            algorithm: "hmac-sha256".into(),
+            secret: SECRET.into(),
+        }],
+        zones: vec![Zone {
+            name: "dns.test".into(),
+            records: Vec::new(),
+            update_keys: vec!["certwright".into()],
+        }],
+    };
+    env.cluster
+        .in_node(Bind::start(options))
+        .await
+        .expect("named starts on the node")
+}
+
+fn dns_server() -> SocketAddr {
+    SocketAddr::new(NODE_IP.into(), 53)
+}
+
+/// An Issuer `name` in `ns` solving DNS-01 with RFC 2136 and the TSIG
+/// secret `secret`, in a Secret of its own.
+async fn rfc2136_issuer(env: &Env, ns: &str, name: &str, secret: &str) {
+    let tsig = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("{name}-tsig"), "namespace": ns},
+        "stringData": {"secret": secret}});
+    deploy::apply(&env.client, tsig).await.expect("TSIG Secret");
+    let solver = json!({"dns01": {"rfc2136": {"nameserver": dns_server().to_string(),
+        "tsigKeyName": "certwright", "tsigAlgorithm": "HMACSHA256",
+        "tsigSecretSecretRef": {"name": format!("{name}-tsig"), "key": "secret"}}}});
+    env.issuer_with(ns, name, json!({"solvers": [solver]}))
+        .await;
+}
+
+async fn txt_values(env: &Env, name: &str) -> Vec<String> {
+    let name = name.to_string();
+    env.cluster
+        .in_node(async move { lookup::txt(dns_server(), &name, false).await })
+        .await
+        .expect("TXT lookup")
+        .values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_and_its_apex_are_issued_through_rfc2136_and_nothing_is_left_in_dns() {
+    let dns = format!("{}", dns_server());
+    let env = Env::start(
+        |o| o.dns_server = Some(dns_server().to_string()),
+        &["--dns01-recursive-nameservers", &dns],
+    )
+    .await;
+    let named = bind(&env).await;
+    let ns = "dns";
+    env.namespace(ns).await;
+    rfc2136_issuer(&env, ns, "bind", SECRET).await;
+    env.certificate(
+        ns,
+        "wild",
+        json!({"secretName": "wild-tls", "dnsNames": ["dns.test", "*.dns.test"],
+               "issuerRef": {"name": "bind", "kind": "Issuer"}}),
+    )
+    .await;
+    env.certificate_ready(ns, "wild", 1).await;
+    let secret = Api::<Secret>::namespaced(env.client.clone(), ns)
+        .get("wild-tls")
+        .await
+        .expect("secret");
+    // The wildcard covers any one label under the apex.
+    common::verify_chain(
+        &common::leaf_pem(&secret),
+        env.pebble.issuing_root_pem(),
+        &["dns.test", "www.dns.test"],
+    );
+    // Both TXT values went on one name and both came off again.
+    env.wait("the TXT records to be removed", 30, || async {
+        txt_values(&env, "_acme-challenge.dns.test")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let log = named.log();
+    assert!(
+        log.matches("adding an RR at '_acme-challenge.dns.test' TXT")
+            .count()
+            >= 2,
+        "two values added:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_tsig_secret_is_a_clear_reason_and_no_hot_loop() {
+    let dns = format!("{}", dns_server());
+    let env = Env::start(
+        |o| o.dns_server = Some(dns_server().to_string()),
+        &["--dns01-recursive-nameservers", &dns],
+    )
+    .await;
+    let named = bind(&env).await;
+    let ns = "dns-bad";
+    env.namespace(ns).await;
+    rfc2136_issuer(&env, ns, "wrong", "bm90LXRoZS1zZWNyZXQ=").await;
+    env.certificate(
+        ns,
+        "bad",
+        json!({"secretName": "bad-tls", "dnsNames": ["bad.dns.test"],
+               "issuerRef": {"name": "wrong", "kind": "Issuer"}}),
+    )
+    .await;
+    let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), ns);
+    let reason = env
+        .wait("the Challenge to say why it cannot present", 60, || async {
+            challenges
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find_map(|c| c.status?.reason.filter(|r| r.contains("BADSIG")))
+        })
+        .await;
+    assert!(
+        reason.starts_with("Cannot present the DNS-01 challenge")
+            && reason.contains("TSIG key \"certwright\""),
+        "{reason}"
+    );
+    // Retried slowly, not in a loop: a few attempts in five seconds at most.
+    let before = named.log().matches("BADSIG").count();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = named.log().matches("BADSIG").count();
+    assert!(after - before <= 2, "{} attempts in 5 s", after - before);
+    assert!(
+        txt_values(&env, "_acme-challenge.bad.dns.test")
+            .await
+            .is_empty()
+    );
+}
