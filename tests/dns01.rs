@@ -32,11 +32,19 @@ async fn bind(env: &Env) -> Bind {
             algorithm: "hmac-sha256".into(),
             secret: SECRET.into(),
         }],
-        zones: vec![Zone {
-            name: "dns.test".into(),
-            records: Vec::new(),
-            update_keys: vec!["certwright".into()],
-        }],
+        zones: vec![
+            Zone {
+                name: "dns.test".into(),
+                // alias.dns.test delegates its challenges to another zone.
+                records: vec!["_acme-challenge.alias IN CNAME alias.delegated.test.".into()],
+                update_keys: vec!["certwright".into()],
+            },
+            Zone {
+                name: "delegated.test".into(),
+                records: Vec::new(),
+                update_keys: vec!["certwright".into()],
+            },
+        ],
     };
     env.cluster
         .in_node(Bind::start(options))
@@ -51,13 +59,27 @@ fn dns_server() -> SocketAddr {
 /// An Issuer `name` in `ns` solving DNS-01 with RFC 2136 and the TSIG
 /// secret `secret`, in a Secret of its own.
 async fn rfc2136_issuer(env: &Env, ns: &str, name: &str, secret: &str) {
+    rfc2136_issuer_with(env, ns, name, secret, json!({})).await;
+}
+
+/// Like [`rfc2136_issuer`], with `extra` merged into the dns01 solver.
+async fn rfc2136_issuer_with(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    secret: &str,
+    extra: serde_json::Value,
+) {
     let tsig = json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": format!("{name}-tsig"), "namespace": ns},
         "stringData": {"secret": secret}});
     deploy::apply(&env.client, tsig).await.expect("TSIG Secret");
-    let solver = json!({"dns01": {"rfc2136": {"nameserver": dns_server().to_string(),
+    let mut solver = json!({"dns01": {"rfc2136": {"nameserver": dns_server().to_string(),
         "tsigKeyName": "certwright", "tsigAlgorithm": "HMACSHA256",
         "tsigSecretSecretRef": {"name": format!("{name}-tsig"), "key": "secret"}}}});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        solver["dns01"][k] = v.clone();
+    }
     env.issuer_with(ns, name, json!({"solvers": [solver]}))
         .await;
 }
@@ -164,4 +186,99 @@ async fn a_wrong_tsig_secret_is_a_clear_reason_and_no_hot_loop() {
             .await
             .is_empty()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cname_followed_two_certificates_sharing_a_name_and_the_seeds_404() {
+    let dns = format!("{}", dns_server());
+    let env = Env::start(
+        |o| o.dns_server = Some(dns_server().to_string()),
+        &["--dns01-recursive-nameservers", &dns],
+    )
+    .await;
+    let named = bind(&env).await;
+    let ns = "dns-more";
+    env.namespace(ns).await;
+    rfc2136_issuer_with(
+        &env,
+        ns,
+        "follow",
+        SECRET,
+        json!({"cnameStrategy": "Follow"}),
+    )
+    .await;
+    let issuer = json!({"name": "follow", "kind": "Issuer"});
+
+    // The record goes where _acme-challenge.alias.dns.test's CNAME points.
+    env.certificate(
+        ns,
+        "alias",
+        json!({"secretName": "alias-tls", "dnsNames": ["alias.dns.test"], "issuerRef": issuer}),
+    )
+    .await;
+    env.certificate_ready(ns, "alias", 1).await;
+    let log = named.log();
+    assert!(
+        log.contains(
+            "updating zone 'delegated.test/IN': adding an RR at 'alias.delegated.test' TXT"
+        ),
+        "written at the CNAME's target:\n{log}"
+    );
+
+    // Two Certificates sharing a name: both issued, one after the other.
+    for (name, names) in [
+        ("one", json!(["shared.dns.test"])),
+        ("two", json!(["shared.dns.test", "two.dns.test"])),
+    ] {
+        env.certificate(
+            ns,
+            name,
+            json!({"secretName": format!("{name}-tls"), "dnsNames": names, "issuerRef": issuer}),
+        )
+        .await;
+    }
+    env.certificate_ready(ns, "one", 1).await;
+    env.certificate_ready(ns, "two", 1).await;
+
+    // The seed's 404 on a DNS-01 order: a fresh order, and issued.
+    env.proxy.fail_next(
+        "POST",
+        "/authZ/",
+        1,
+        404,
+        "urn:ietf:params:acme:error:malformed",
+        "No such authorization",
+    );
+    env.certificate(
+        ns,
+        "lost",
+        json!({"secretName": "lost-tls", "dnsNames": ["lost.dns.test"], "issuerRef": issuer}),
+    )
+    .await;
+    env.certificate_ready(ns, "lost", 1).await;
+    let seen = env.proxy.seen();
+    assert!(
+        seen.iter().any(|s| s.injected && s.status == 404),
+        "the fault was hit"
+    );
+    let events = env.events(ns, "involvedObject.kind=Order").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "OrderReplaced" && m.contains("No such authorization")),
+        "{events:?}"
+    );
+
+    // Nothing left in either zone.
+    for name in [
+        "alias.delegated.test",
+        "_acme-challenge.shared.dns.test",
+        "_acme-challenge.two.dns.test",
+        "_acme-challenge.lost.dns.test",
+    ] {
+        env.wait(&format!("{name} to be empty"), 30, || async {
+            txt_values(&env, name).await.is_empty().then_some(())
+        })
+        .await;
+    }
 }

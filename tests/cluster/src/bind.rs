@@ -3,7 +3,9 @@
 //! [`Zone`]s, TSIG keys, and per zone the keys allowed to update it (none:
 //! the zone refuses updates). It listens on one address and port only
 //! (loopback, or an address of the network namespace it is started in),
-//! recursion off, no control channel.
+//! no control channel. It also serves a root zone of its own, so it can
+//! resolve recursively (pebble asks it as its resolver, and a CNAME into
+//! another of its zones is followed) without ever asking anyone else.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -77,7 +79,7 @@ fn config(options: &BindOptions, dir: &std::path::Path, port: u16) -> String {
         format!("listen-on {{ none; }};\n    listen-on-v6 port {port} {{ {ip}; }};")
     };
     let mut out = format!(
-        "options {{\n    directory \"{dir}\";\n    pid-file \"{dir}/named.pid\";\n    session-keyfile \"{dir}/session.key\";\n    {listen}\n    recursion no;\n    dnssec-validation no;\n    notify no;\n}};\ncontrols {{ }};\n",
+        "options {{\n    directory \"{dir}\";\n    pid-file \"{dir}/named.pid\";\n    session-keyfile \"{dir}/session.key\";\n    {listen}\n    recursion yes;\n    allow-recursion {{ any; }};\n    dnssec-validation no;\n    notify no;\n}};\ncontrols {{ }};\n",
         dir = dir.display()
     );
     for key in &options.keys {
@@ -86,6 +88,10 @@ fn config(options: &BindOptions, dir: &std::path::Path, port: u16) -> String {
             key.name, key.algorithm, key.secret
         ));
     }
+    out.push_str(&format!(
+        "zone \".\" {{ type primary; file \"{}/root.db\"; }};\n",
+        dir.display()
+    ));
     for zone in &options.zones {
         let update = if zone.update_keys.is_empty() {
             "none;".to_string()
@@ -126,6 +132,11 @@ impl Bind {
             std::fs::write(dir.join(format!("{}.db", zone.name)), zone_file(zone, ip))
                 .map_err(|e| e.to_string())?;
         }
+        let glue = if ip.is_ipv4() { "A" } else { "AAAA" };
+        let root = format!(
+            "$TTL 60\n. IN SOA ns.root. hostmaster.root. 1 3600 600 86400 60\n. IN NS ns.root.\nns.root. IN {glue} {ip}\n"
+        );
+        std::fs::write(dir.join("root.db"), root).map_err(|e| e.to_string())?;
         let conf = dir.join("named.conf");
         std::fs::write(&conf, config(&options, &dir, port)).map_err(|e| e.to_string())?;
         let mut command = Command::new(NAMED);
