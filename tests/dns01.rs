@@ -56,6 +56,19 @@ fn dns_server() -> SocketAddr {
     SocketAddr::new(NODE_IP.into(), 53)
 }
 
+/// The controller looking names up in BIND, pebble resolving through it,
+/// and BIND running.
+async fn start() -> (Env, Bind) {
+    let dns = dns_server().to_string();
+    let env = Env::start(
+        |o| o.dns_server = Some(dns_server().to_string()),
+        &["--dns01-recursive-nameservers", &dns],
+    )
+    .await;
+    let named = bind(&env).await;
+    (env, named)
+}
+
 /// An Issuer `name` in `ns` solving DNS-01 with RFC 2136 and the TSIG
 /// secret `secret`, in a Secret of its own.
 async fn rfc2136_issuer(env: &Env, ns: &str, name: &str, secret: &str) {
@@ -95,13 +108,7 @@ async fn txt_values(env: &Env, name: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wildcard_and_its_apex_are_issued_through_rfc2136_and_nothing_is_left_in_dns() {
-    let dns = format!("{}", dns_server());
-    let env = Env::start(
-        |o| o.dns_server = Some(dns_server().to_string()),
-        &["--dns01-recursive-nameservers", &dns],
-    )
-    .await;
-    let named = bind(&env).await;
+    let (env, named) = start().await;
     let ns = "dns";
     env.namespace(ns).await;
     rfc2136_issuer(&env, ns, "bind", SECRET).await;
@@ -142,13 +149,7 @@ async fn a_wildcard_and_its_apex_are_issued_through_rfc2136_and_nothing_is_left_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_tsig_secret_is_a_clear_reason_and_no_hot_loop() {
-    let dns = format!("{}", dns_server());
-    let env = Env::start(
-        |o| o.dns_server = Some(dns_server().to_string()),
-        &["--dns01-recursive-nameservers", &dns],
-    )
-    .await;
-    let named = bind(&env).await;
+    let (env, named) = start().await;
     let ns = "dns-bad";
     env.namespace(ns).await;
     rfc2136_issuer(&env, ns, "wrong", "bm90LXRoZS1zZWNyZXQ=").await;
@@ -190,13 +191,7 @@ async fn a_wrong_tsig_secret_is_a_clear_reason_and_no_hot_loop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cname_followed_two_certificates_sharing_a_name_and_the_seeds_404() {
-    let dns = format!("{}", dns_server());
-    let env = Env::start(
-        |o| o.dns_server = Some(dns_server().to_string()),
-        &["--dns01-recursive-nameservers", &dns],
-    )
-    .await;
-    let named = bind(&env).await;
+    let (env, named) = start().await;
     let ns = "dns-more";
     env.namespace(ns).await;
     rfc2136_issuer_with(
@@ -241,14 +236,7 @@ async fn a_cname_followed_two_certificates_sharing_a_name_and_the_seeds_404() {
     env.certificate_ready(ns, "two", 1).await;
 
     // The seed's 404 on a DNS-01 order: a fresh order, and issued.
-    env.proxy.fail_next(
-        "POST",
-        "/authZ/",
-        1,
-        404,
-        "urn:ietf:params:acme:error:malformed",
-        "No such authorization",
-    );
+    env.lose_next_authorization();
     env.certificate(
         ns,
         "lost",

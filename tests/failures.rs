@@ -26,14 +26,7 @@ async fn orders(env: &Env, ns: &str) -> Vec<Order> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_authorization_gets_a_fresh_order_within_the_transient_bound() {
     let env = Env::start(|_| {}, &[]).await;
-    env.proxy.fail_next(
-        "POST",
-        "/authZ/",
-        1,
-        404,
-        "urn:ietf:params:acme:error:malformed",
-        "No such authorization",
-    );
+    env.lose_next_authorization();
     env.namespace("apps").await;
     env.certificate(
         "apps",

@@ -302,6 +302,19 @@ impl Env {
         );
     }
 
+    /// The CA answers the next authorization fetch with the seed's 404
+    /// "No such authorization".
+    pub fn lose_next_authorization(&self) {
+        self.proxy.fail_next(
+            "POST",
+            "/authZ/",
+            1,
+            404,
+            "urn:ietf:params:acme:error:malformed",
+            "No such authorization",
+        );
+    }
+
     /// Waits for the Certificate to fail (Issuing=False, reason Failed);
     /// returns the condition's message.
     pub async fn issuing_failure(&self, ns: &str, name: &str) -> String {
