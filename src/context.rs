@@ -39,9 +39,9 @@ pub struct Context {
     /// Whether the final Secret is owned by its Certificate.
     pub certificate_owner_ref: bool,
     /// DNS-01's nameservers for lookups and checks.
-    pub dns01: crate::challenges::Dns01Settings,
+    pub dns01: crate::dns::Dns01Settings,
     /// The ingress-shim's default issuer and annotations.
-    pub ingress_shim: crate::ingress_shim::Settings,
+    pub ingress_shim: crate::ingress_shim::annotations::Settings,
     /// ACME accounts, loaded once per issuer account.
     pub accounts: Accounts,
     /// Issuers as last seen (filled by `acme::session::watch_issuers`).

@@ -106,7 +106,7 @@ fn context(client: &kube::Client, args: &ControllerArgs) -> certwright::context:
         passes: args.http01_self_check_passes.max(1),
     };
     ctx.certificate_owner_ref = args.enable_certificate_owner_ref;
-    ctx.dns01 = certwright::challenges::Dns01Settings {
+    ctx.dns01 = certwright::dns::Dns01Settings {
         recursive_nameservers: args.dns01_recursive_nameservers.clone(),
         recursive_only: args.dns01_recursive_nameservers_only,
     };

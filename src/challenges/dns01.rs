@@ -17,16 +17,6 @@ use crate::dns::lookup;
 use crate::dns::tsig::{Algorithm, Key};
 use crate::dns::update::{self, Updater};
 
-/// cert-manager's `--dns01-recursive-nameservers(-only)`.
-#[derive(Clone, Debug, Default)]
-pub struct Settings {
-    /// Nameservers for the lookups (zone, CNAMEs, the authoritative
-    /// servers' addresses); the system's (`/etc/resolv.conf`) when empty.
-    pub recursive_nameservers: Vec<SocketAddr>,
-    /// Check the value only through those, not on each authoritative one.
-    pub recursive_only: bool,
-}
-
 /// The nameservers lookups go to.
 fn recursive(ctx: &Context) -> Vec<SocketAddr> {
     if !ctx.dns01.recursive_nameservers.is_empty() {

@@ -31,7 +31,6 @@ mod present;
 pub mod schedule;
 mod self_check;
 
-pub use dns01::Settings as Dns01Settings;
 use present::Presenter;
 
 pub const CONTROLLER_NAME: &str = "certwright-challenges";

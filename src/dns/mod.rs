@@ -7,6 +7,17 @@ pub mod tsig;
 pub mod update;
 pub mod wire;
 
+/// Where DNS-01 looks names up (cert-manager's
+/// `--dns01-recursive-nameservers(-only)`).
+#[derive(Clone, Debug, Default)]
+pub struct Dns01Settings {
+    /// Nameservers for the lookups (zone, CNAMEs, the authoritative
+    /// servers' addresses); the system's (`/etc/resolv.conf`) when empty.
+    pub recursive_nameservers: Vec<std::net::SocketAddr>,
+    /// Check the value only through those, not on each authoritative one.
+    pub recursive_only: bool,
+}
+
 /// The TXT value that proves a DNS-01 key authorization (RFC 8555 §8.4):
 /// base64url, unpadded, of its SHA-256.
 pub fn txt_value(key_authorization: &str) -> String {
