@@ -141,6 +141,9 @@ pub struct ControllerArgs {
     /// authoritative nameserver of its zone.
     #[arg(long)]
     pub dns01_recursive_nameservers_only: bool,
+    /// Cloudflare's API base URL (for tests; Issuers cannot change it).
+    #[arg(long, default_value = crate::dns::CLOUDFLARE_API)]
+    pub cloudflare_api_url: String,
     /// The issuer of Ingresses that ask for a certificate with only
     /// `kubernetes.io/tls-acme: "true"` (the ingress-shim; cert-manager's
     /// flag of the same name). Without it such Ingresses get a Warning event.

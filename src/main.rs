@@ -109,6 +109,7 @@ fn context(client: &kube::Client, args: &ControllerArgs) -> certwright::context:
     ctx.dns01 = certwright::dns::Dns01Settings {
         recursive_nameservers: args.dns01_recursive_nameservers.clone(),
         recursive_only: args.dns01_recursive_nameservers_only,
+        cloudflare_api_url: args.cloudflare_api_url.clone(),
     };
     ctx.ingress_shim = certwright::ingress_shim::Settings {
         default_issuer_name: args.default_issuer_name.clone().filter(|n| !n.is_empty()),

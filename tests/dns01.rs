@@ -5,69 +5,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use certwright::api::Challenge;
-use certwright::dns::lookup;
-use certwright_testcluster::bind::{Bind, BindOptions, TsigKey, Zone};
-use certwright_testcluster::cluster::NODE_IP;
 use certwright_testcluster::deploy;
+use common::dns::{SECRET, dns_server, start, txt_values};
 use common::env::Env;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use serde_json::json;
-
-const SECRET: &str = "ZG5zLTAxLXRlc3RzLW9mLWNlcnR3cmlnaHQtd2l0aC1iaW5k";
-
-/// BIND on the node, port 53 (where the zone's NS record points), with
-/// zone `dns.test` updatable with the key `certwright`.
-async fn bind(env: &Env) -> Bind {
-    let options = BindOptions {
-        address: NODE_IP.into(),
-        port: Some(53),
-        netns: Some(env.cluster.node().clone()),
-        keys: vec![TsigKey {
-            name: "certwright".into(),
-            algorithm: "hmac-sha256".into(),
-            secret: SECRET.into(),
-        }],
-        zones: vec![
-            Zone {
-                name: "dns.test".into(),
-                // alias.dns.test delegates its challenges to another zone.
-                records: vec!["_acme-challenge.alias IN CNAME alias.delegated.test.".into()],
-                update_keys: vec!["certwright".into()],
-            },
-            Zone {
-                name: "delegated.test".into(),
-                records: Vec::new(),
-                update_keys: vec!["certwright".into()],
-            },
-        ],
-    };
-    env.cluster
-        .in_node(Bind::start(options))
-        .await
-        .expect("named starts on the node")
-}
-
-fn dns_server() -> SocketAddr {
-    SocketAddr::new(NODE_IP.into(), 53)
-}
-
-/// The controller looking names up in BIND, pebble resolving through it,
-/// and BIND running.
-async fn start() -> (Env, Bind) {
-    let dns = dns_server().to_string();
-    let env = Env::start(
-        |o| o.dns_server = Some(dns_server().to_string()),
-        &["--dns01-recursive-nameservers", &dns],
-    )
-    .await;
-    let named = bind(&env).await;
-    (env, named)
-}
 
 /// An Issuer `name` in `ns` solving DNS-01 with RFC 2136 and the TSIG
 /// secret `secret`, in a Secret of its own.
@@ -97,18 +43,9 @@ async fn rfc2136_issuer_with(
         .await;
 }
 
-async fn txt_values(env: &Env, name: &str) -> Vec<String> {
-    let name = name.to_string();
-    env.cluster
-        .in_node(async move { lookup::txt(dns_server(), &name, false).await })
-        .await
-        .expect("TXT lookup")
-        .values
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wildcard_and_its_apex_are_issued_through_rfc2136_and_nothing_is_left_in_dns() {
-    let (env, named) = start().await;
+    let (env, named) = start(&[]).await;
     let ns = "dns";
     env.namespace(ns).await;
     rfc2136_issuer(&env, ns, "bind", SECRET).await;
@@ -149,7 +86,7 @@ async fn a_wildcard_and_its_apex_are_issued_through_rfc2136_and_nothing_is_left_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_tsig_secret_is_a_clear_reason_and_no_hot_loop() {
-    let (env, named) = start().await;
+    let (env, named) = start(&[]).await;
     let ns = "dns-bad";
     env.namespace(ns).await;
     rfc2136_issuer(&env, ns, "wrong", "bm90LXRoZS1zZWNyZXQ=").await;
@@ -191,7 +128,7 @@ async fn a_wrong_tsig_secret_is_a_clear_reason_and_no_hot_loop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cname_followed_two_certificates_sharing_a_name_and_the_seeds_404() {
-    let (env, named) = start().await;
+    let (env, named) = start(&[]).await;
     let ns = "dns-more";
     env.namespace(ns).await;
     rfc2136_issuer_with(

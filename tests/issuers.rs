@@ -96,7 +96,7 @@ async fn issuers_register_accounts_or_say_why_not() {
         (
             "dns-only",
             json!({"acme": {"server": pebble.directory_url, "privateKeySecretRef": {"name": "k"},
-            "solvers": [{"dns01": {"cloudflare": {"apiTokenSecretRef": {"name": "cf", "key": "token"}}}}]}}),
+            "solvers": [{"dns01": {"route53": {"region": "eu-west-1"}}}]}}),
             "NoSupportedSolver",
         ),
         (

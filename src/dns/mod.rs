@@ -9,13 +9,28 @@ pub mod wire;
 
 /// Where DNS-01 looks names up (cert-manager's
 /// `--dns01-recursive-nameservers(-only)`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Dns01Settings {
     /// Nameservers for the lookups (zone, CNAMEs, the authoritative
     /// servers' addresses); the system's (`/etc/resolv.conf`) when empty.
     pub recursive_nameservers: Vec<std::net::SocketAddr>,
     /// Check the value only through those, not on each authoritative one.
     pub recursive_only: bool,
+    /// Cloudflare's API (a flag, for tests; cert-manager's is fixed).
+    pub cloudflare_api_url: String,
+}
+
+/// Cloudflare's API v4.
+pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
+
+impl Default for Dns01Settings {
+    fn default() -> Self {
+        Self {
+            recursive_nameservers: Vec::new(),
+            recursive_only: false,
+            cloudflare_api_url: CLOUDFLARE_API.into(),
+        }
+    }
 }
 
 /// The TXT value that proves a DNS-01 key authorization (RFC 8555 §8.4):

@@ -45,12 +45,14 @@ pub fn assess(config: &IssuerConfig) -> Verdict {
     }
     let usable = solvers.iter().any(|s| {
         s.http01.as_ref().is_some_and(|h| h.ingress.is_some())
-            || s.dns01.as_ref().is_some_and(|d| d.rfc2136.is_some())
+            || s.dns01
+                .as_ref()
+                .is_some_and(|d| d.rfc2136.is_some() || d.cloudflare.is_some())
     });
     if !usable {
         let dns = solvers.iter().any(|s| s.dns01.is_some());
         let message = if dns {
-            "this issuer's DNS-01 solvers use providers certwright does not support yet (rfc2136 only today): add an rfc2136 or http01 ingress solver".to_string()
+            "this issuer's DNS-01 solvers use providers certwright does not support yet (rfc2136 and cloudflare today): add one of those or an http01 ingress solver".to_string()
         } else {
             "this issuer only has Gateway API HTTPRoute solvers, which certwright does not solve yet: add an http01 ingress solver".to_string()
         };

@@ -245,6 +245,7 @@ pub async fn http_get(
     http_exchange(stream, host, path).await
 }
 
+pub mod dns;
 pub mod env;
 
 /// The PEM chain under `tls.crt` in a Secret (empty when absent).

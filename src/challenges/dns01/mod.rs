@@ -1,5 +1,5 @@
 //! DNS-01: the TXT value at `_acme-challenge.<name>` written with the
-//! solver's provider (RFC 2136 today), checked on every authoritative
+//! solver's provider (RFC 2136, or Cloudflare's API in `cloudflare`), checked on every authoritative
 //! nameserver of its zone (or only on the recursive nameservers given)
 //! before the CA is asked, and removed again, only our value.
 
@@ -11,11 +11,14 @@ use kube::api::Api;
 
 use super::self_check::Verdict;
 use crate::api::Challenge;
-use crate::api::dns01::CnameStrategy;
+use crate::api::dns01::{CloudflareProvider, CnameStrategy, Rfc2136Provider};
+use crate::api::meta::SecretKeySelector;
 use crate::context::Context;
 use crate::dns::lookup;
 use crate::dns::tsig::{Algorithm, Key};
 use crate::dns::update::{self, Updater};
+
+mod cloudflare;
 
 /// The nameservers lookups go to.
 fn recursive(ctx: &Context) -> Vec<SocketAddr> {
@@ -31,30 +34,42 @@ fn recursive(ctx: &Context) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// Where the value goes: the provider, the zone and the name.
+/// Who writes the records.
+enum Provider {
+    /// RFC 2136 updates of the zone found by lookup.
+    Rfc2136 {
+        updater: Updater,
+        zone: String,
+    },
+    Cloudflare(cloudflare::Cloudflare),
+}
+
+/// Where the value goes: the provider and the name.
 struct Target {
-    updater: Updater,
-    zone: String,
+    provider: Provider,
     fqdn: String,
 }
 
-/// The Secret entry `key` of `name`, in the issuer's namespace for Secrets.
+/// The Secret entry `key` of `name` (named by the solver's `field`), in
+/// the issuer's namespace for Secrets.
 async fn secret_entry(
     ctx: &Context,
     ch: &Challenge,
-    name: &str,
-    key: &str,
+    field: &str,
+    selector: &SecretKeySelector,
 ) -> Result<Result<String, String>, kube::Error> {
     let ns = match ch.spec.issuer_ref.kind.as_deref() {
         Some("ClusterIssuer") => ctx.cluster_resource_namespace.clone(),
         _ => ch.namespace().unwrap_or_default(),
     };
+    let name = &selector.name;
+    let key = selector.key.as_deref().unwrap_or("");
     let Some(secret) = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
         .get_opt(name)
         .await?
     else {
         return Ok(Err(format!(
-            "the Secret {ns}/{name} named by tsigSecretSecretRef does not exist"
+            "the Secret {ns}/{name} named by {field} does not exist"
         )));
     };
     let value = secret
@@ -62,53 +77,43 @@ async fn secret_entry(
         .as_ref()
         .and_then(|d| d.get(key))
         .map(|b| String::from_utf8_lossy(&b.0).trim().to_string());
-    Ok(value.filter(|v| !v.is_empty()).ok_or_else(|| {
-        format!("the Secret {ns}/{name} has no entry {key:?} (tsigSecretSecretRef.key)")
-    }))
+    Ok(value
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("the Secret {ns}/{name} has no entry {key:?} ({field}.key)")))
 }
 
-async fn target(ctx: &Context, ch: &Challenge) -> Result<Result<Target, String>, kube::Error> {
-    let Some(dns) = ch.spec.solver.dns01.as_ref() else {
-        return Ok(Err("the Challenge has no dns01 solver".into()));
+/// Returns the error of an `Ok(Err(..))` early.
+macro_rules! or_say {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(why) => return Ok(Err(why)),
+        }
     };
-    let Some(rfc) = dns.rfc2136.as_ref() else {
-        return Ok(Err(
-            "certwright supports only the rfc2136 DNS-01 provider today".into(),
-        ));
-    };
-    let server = match update::nameserver(&rfc.nameserver).await {
-        Ok(s) => s,
-        Err(why) => return Ok(Err(why)),
-    };
+}
+
+async fn rfc2136(
+    ctx: &Context,
+    ch: &Challenge,
+    rfc: &Rfc2136Provider,
+    fqdn: &str,
+) -> Result<Result<Provider, String>, kube::Error> {
+    let server = or_say!(update::nameserver(&rfc.nameserver).await);
     let key = match (&rfc.tsig_key_name, &rfc.tsig_secret_secret_ref) {
         (None, None) => None,
         (Some(name), Some(secret_ref)) if !name.is_empty() => {
-            let algorithm = match Algorithm::from_name(rfc.tsig_algorithm.as_deref().unwrap_or(""))
-            {
-                Ok(a) => a,
-                Err(why) => return Ok(Err(why)),
-            };
-            let text = match secret_entry(
-                ctx,
-                ch,
-                &secret_ref.name,
-                secret_ref.key.as_deref().unwrap_or(""),
-            )
-            .await?
-            {
-                Ok(t) => t,
-                Err(why) => return Ok(Err(why)),
-            };
-            let secret =
-                match base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &text) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        return Ok(Err(format!(
-                            "the TSIG secret in {:?} is not base64 (as BIND writes it): {e}",
-                            secret_ref.name
-                        )));
-                    }
-                };
+            let algorithm = or_say!(Algorithm::from_name(
+                rfc.tsig_algorithm.as_deref().unwrap_or("")
+            ));
+            let text = or_say!(secret_entry(ctx, ch, "tsigSecretSecretRef", secret_ref).await?);
+            let secret = or_say!(
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &text).map_err(
+                    |e| format!(
+                        "the TSIG secret in {:?} is not base64 (as BIND writes it): {e}",
+                        secret_ref.name
+                    )
+                )
+            );
             Some(Key {
                 name: name.clone(),
                 algorithm,
@@ -122,53 +127,100 @@ async fn target(ctx: &Context, ch: &Challenge) -> Result<Result<Target, String>,
         }
     };
     let tcp = matches!(rfc.protocol, Some(crate::api::dns01::Rfc2136Protocol::TCP));
-    let updater = Updater { server, key, tcp };
-    // Lookups go to the recursive nameservers, or to the updated server
-    // (authoritative for the zone) when none are known.
-    let resolvers = match recursive(ctx) {
-        r if r.is_empty() => vec![server],
-        r => r,
+    // The zone from the recursive nameservers, or from the updated server
+    // (authoritative for it) when none are known.
+    let resolver = recursive(ctx).first().copied().unwrap_or(server);
+    let zone = or_say!(
+        lookup::find_zone(resolver, fqdn)
+            .await
+            .map_err(|why| format!("finding the zone of {fqdn}: {why}"))
+    );
+    Ok(Ok(Provider::Rfc2136 {
+        updater: Updater { server, key, tcp },
+        zone,
+    }))
+}
+
+async fn cloudflare(
+    ctx: &Context,
+    ch: &Challenge,
+    cf: &CloudflareProvider,
+) -> Result<Result<Provider, String>, kube::Error> {
+    let auth = match (&cf.api_token_secret_ref, &cf.api_key_secret_ref) {
+        (Some(token), None) => cloudflare::Auth::Token(or_say!(
+            secret_entry(ctx, ch, "apiTokenSecretRef", token).await?
+        )),
+        (None, Some(key)) => {
+            let Some(email) = cf.email.clone().filter(|e| !e.is_empty()) else {
+                return Ok(Err("cloudflare: apiKeySecretRef needs email".into()));
+            };
+            let key = or_say!(secret_entry(ctx, ch, "apiKeySecretRef", key).await?);
+            cloudflare::Auth::Key { email, key }
+        }
+        _ => {
+            return Ok(Err(
+                "cloudflare: set exactly one of apiTokenSecretRef and apiKeySecretRef".into(),
+            ));
+        }
+    };
+    let http = or_say!(
+        crate::acme::http::client(&crate::acme::http::Trust::System).map_err(|e| e.to_string())
+    );
+    Ok(Ok(Provider::Cloudflare(cloudflare::Cloudflare {
+        base: ctx.dns01.cloudflare_api_url.clone(),
+        auth,
+        http,
+    })))
+}
+
+async fn target(ctx: &Context, ch: &Challenge) -> Result<Result<Target, String>, kube::Error> {
+    let Some(dns) = ch.spec.solver.dns01.as_ref() else {
+        return Ok(Err("the Challenge has no dns01 solver".into()));
     };
     let mut fqdn = format!("_acme-challenge.{}", ch.spec.dns_name.trim_end_matches('.'));
     if dns.cname_strategy == Some(CnameStrategy::Follow) {
-        match lookup::txt(resolvers[0], &fqdn, true).await {
-            Ok(found) => fqdn = found.name,
-            Err(why) => return Ok(Err(format!("following the CNAMEs of {fqdn}: {why}"))),
-        }
+        let Some(resolver) = recursive(ctx).first().copied() else {
+            return Ok(Err(
+                "cnameStrategy Follow needs a nameserver: set --dns01-recursive-nameservers".into(),
+            ));
+        };
+        fqdn = or_say!(
+            lookup::txt(resolver, &fqdn, true)
+                .await
+                .map(|found| found.name)
+                .map_err(|why| format!("following the CNAMEs of {fqdn}: {why}"))
+        );
     }
-    let zone = match lookup::find_zone(resolvers[0], &fqdn).await {
-        Ok(z) => z,
-        Err(why) => return Ok(Err(format!("finding the zone of {fqdn}: {why}"))),
+    let provider = match (&dns.rfc2136, &dns.cloudflare) {
+        (Some(rfc), _) => or_say!(rfc2136(ctx, ch, rfc, &fqdn).await?),
+        (None, Some(cf)) => or_say!(cloudflare(ctx, ch, cf).await?),
+        _ => {
+            return Ok(Err(
+                "certwright supports the rfc2136 and cloudflare DNS-01 providers only today".into(),
+            ));
+        }
     };
-    Ok(Ok(Target {
-        updater,
-        zone,
-        fqdn,
-    }))
+    Ok(Ok(Target { provider, fqdn }))
 }
 
 /// Adds our TXT value. Ok(Err) says why it cannot be.
 pub async fn present(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>, kube::Error> {
-    let target = match target(ctx, ch).await? {
-        Ok(t) => t,
-        Err(why) => return Ok(Err(why)),
-    };
-    Ok(target
-        .updater
-        .add_txt(&target.zone, &target.fqdn, &ch.spec.key)
-        .await)
+    let target = or_say!(target(ctx, ch).await?);
+    let value = &ch.spec.key;
+    Ok(match &target.provider {
+        Provider::Rfc2136 { updater, zone } => updater.add_txt(zone, &target.fqdn, value).await,
+        Provider::Cloudflare(cf) => cf.present(&target.fqdn, value).await,
+    })
 }
 
 /// Removes our TXT value (and only it). Ok(Err) says why it could not be.
 pub async fn cleanup(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>, kube::Error> {
-    let target = match target(ctx, ch).await? {
-        Ok(t) => t,
-        Err(why) => return Ok(Err(why)),
-    };
-    Ok(target
-        .updater
-        .delete_txt(&target.zone, &target.fqdn, &ch.spec.key)
-        .await)
+    let target = or_say!(target(ctx, ch).await?);
+    let value = &ch.spec.key;
+    Ok(match &target.provider {
+        Provider::Rfc2136 { updater, zone } => updater.delete_txt(zone, &target.fqdn, value).await,
+        Provider::Cloudflare(cf) => cf.clean_up(&target.fqdn, value).await,
+    })
 }
 
 /// Whether every nameserver that counts has our value: each

@@ -1,0 +1,72 @@
+//! The DNS-01 tests' DNS: BIND 9 on the node (the zones `dns.test` and
+//! `delegated.test`, updatable with the TSIG key `certwright`), which
+//! pebble resolves through, and a faithful fake of Cloudflare's API whose
+//! records land in that BIND.
+
+use std::net::SocketAddr;
+
+use certwright::dns::lookup;
+use certwright_testcluster::bind::{Bind, BindOptions, TsigKey, Zone};
+use certwright_testcluster::cluster::NODE_IP;
+
+use super::env::Env;
+
+pub const SECRET: &str = "ZG5zLTAxLXRlc3RzLW9mLWNlcnR3cmlnaHQtd2l0aC1iaW5k";
+
+/// BIND on the node, port 53 (where the zone's NS record points), with
+/// zone `dns.test` updatable with the key `certwright`.
+pub async fn bind(env: &Env) -> Bind {
+    let options = BindOptions {
+        address: NODE_IP.into(),
+        port: Some(53),
+        netns: Some(env.cluster.node().clone()),
+        keys: vec![TsigKey {
+            name: "certwright".into(),
+            algorithm: "hmac-sha256".into(),
+            secret: SECRET.into(),
+        }],
+        zones: vec![
+            Zone {
+                name: "dns.test".into(),
+                // alias.dns.test delegates its challenges to another zone.
+                records: vec!["_acme-challenge.alias IN CNAME alias.delegated.test.".into()],
+                update_keys: vec!["certwright".into()],
+            },
+            Zone {
+                name: "delegated.test".into(),
+                records: Vec::new(),
+                update_keys: vec!["certwright".into()],
+            },
+        ],
+    };
+    env.cluster
+        .in_node(Bind::start(options))
+        .await
+        .expect("named starts on the node")
+}
+
+pub fn dns_server() -> SocketAddr {
+    SocketAddr::new(NODE_IP.into(), 53)
+}
+
+/// The controller looking names up in BIND, pebble resolving through it,
+/// and BIND running.
+pub async fn start(extra: &[&str]) -> (Env, Bind) {
+    let dns = dns_server().to_string();
+    let mut flags = vec!["--dns01-recursive-nameservers", &dns];
+    flags.extend_from_slice(extra);
+    let env = Env::start(|o| o.dns_server = Some(dns_server().to_string()), &flags).await;
+    let named = bind(&env).await;
+    (env, named)
+}
+
+pub async fn txt_values(env: &Env, name: &str) -> Vec<String> {
+    let name = name.to_string();
+    env.cluster
+        .in_node(async move { lookup::txt(dns_server(), &name, false).await })
+        .await
+        .expect("TXT lookup")
+        .values
+}
+
+pub mod cloudflare;
