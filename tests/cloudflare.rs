@@ -11,9 +11,8 @@ mod common;
 use std::time::Duration;
 
 use certwright::api::Challenge;
-use certwright_testcluster::deploy;
 use common::dns::cloudflare::FakeCloudflare;
-use common::dns::{SECRET, dns_server, start, txt_values};
+use common::dns::{SECRET, dns_server, dns01_issuer, start, txt_values};
 use common::env::Env;
 use kube::api::{Api, ListParams};
 use serde_json::json;
@@ -39,18 +38,9 @@ async fn cloudflare_issuer(
     credential: &str,
     auth: serde_json::Value,
 ) {
-    let secret = json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": format!("{name}-cf"), "namespace": ns},
-        "stringData": {"value": credential}});
-    deploy::apply(&env.client, secret)
-        .await
-        .expect("credential Secret");
-    env.issuer_with(
-        ns,
-        name,
-        json!({"solvers": [{"dns01": {"cloudflare": auth}}]}),
-    )
-    .await;
+    let secret = format!("{name}-cf");
+    let provider = json!({"cloudflare": auth});
+    dns01_issuer(env, ns, name, (&secret, "value", credential), provider).await;
 }
 
 fn token_auth(name: &str) -> serde_json::Value {

@@ -8,8 +8,7 @@ mod common;
 use std::time::Duration;
 
 use certwright::api::Challenge;
-use certwright_testcluster::deploy;
-use common::dns::{SECRET, dns_server, start, txt_values};
+use common::dns::{SECRET, dns_server, dns01_issuer, start, txt_values};
 use common::env::Env;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
@@ -29,18 +28,14 @@ async fn rfc2136_issuer_with(
     secret: &str,
     extra: serde_json::Value,
 ) {
-    let tsig = json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": format!("{name}-tsig"), "namespace": ns},
-        "stringData": {"secret": secret}});
-    deploy::apply(&env.client, tsig).await.expect("TSIG Secret");
-    let mut solver = json!({"dns01": {"rfc2136": {"nameserver": dns_server().to_string(),
+    let tsig = format!("{name}-tsig");
+    let mut dns01 = json!({"rfc2136": {"nameserver": dns_server().to_string(),
         "tsigKeyName": "certwright", "tsigAlgorithm": "HMACSHA256",
-        "tsigSecretSecretRef": {"name": format!("{name}-tsig"), "key": "secret"}}}});
+        "tsigSecretSecretRef": {"name": tsig, "key": "secret"}}});
     for (k, v) in extra.as_object().into_iter().flatten() {
-        solver["dns01"][k] = v.clone();
+        dns01[k] = v.clone();
     }
-    env.issuer_with(ns, name, json!({"solvers": [solver]}))
-        .await;
+    dns01_issuer(env, ns, name, (&tsig, "secret", secret), dns01).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,6 +60,24 @@ pub async fn start(extra: &[&str]) -> (Env, Bind) {
     (env, named)
 }
 
+/// An Issuer `name` in `ns` whose one solver is `dns01`, and the Secret
+/// it names: (name, key, value).
+pub async fn dns01_issuer(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    (secret, key, value): (&str, &str, &str),
+    dns01: serde_json::Value,
+) {
+    let object = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": secret, "namespace": ns}, "stringData": {key: value}});
+    certwright_testcluster::deploy::apply(&env.client, object)
+        .await
+        .expect("the solver's Secret");
+    env.issuer_with(ns, name, serde_json::json!({"solvers": [{"dns01": dns01}]}))
+        .await;
+}
+
 pub async fn txt_values(env: &Env, name: &str) -> Vec<String> {
     let name = name.to_string();
     env.cluster

@@ -22,7 +22,19 @@ pub enum Auth {
 pub struct Cloudflare {
     pub base: String,
     pub auth: Auth,
-    pub http: Box<dyn HttpClient>,
+    pub http: &'static dyn HttpClient,
+}
+
+/// One HTTP client for every Cloudflare call (the system trust store is
+/// read once, not per Challenge).
+pub fn client() -> Result<&'static dyn HttpClient, String> {
+    static CLIENT: std::sync::OnceLock<Box<dyn HttpClient>> = std::sync::OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c.as_ref());
+    }
+    let made =
+        crate::acme::http::client(&crate::acme::http::Trust::System).map_err(|e| e.to_string())?;
+    Ok(CLIENT.get_or_init(|| made).as_ref())
 }
 
 /// Cloudflare's errors as one sentence: `code message` for each.

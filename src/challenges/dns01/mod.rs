@@ -163,9 +163,7 @@ async fn cloudflare(
             ));
         }
     };
-    let http = or_say!(
-        crate::acme::http::client(&crate::acme::http::Trust::System).map_err(|e| e.to_string())
-    );
+    let http = or_say!(cloudflare::client());
     Ok(Ok(Provider::Cloudflare(cloudflare::Cloudflare {
         base: ctx.dns01.cloudflare_api_url.clone(),
         auth,
