@@ -69,8 +69,12 @@ async fn event(shim: &Shim, ingress: &Ingress, type_: EventType, reason: &str, n
 fn existing(shim: &Shim, ns: &str) -> Vec<Certificate> {
     let state = shim.certificates.state();
     let mut gone = shim.gone.lock().unwrap_or_else(|e| e.into_inner());
-    let cached: HashSet<String> = state.iter().filter_map(|c| c.uid()).collect();
-    gone.retain(|uid| cached.contains(uid));
+    // Forget deletions the cache has caught up with (rare: only then is
+    // the whole cache walked).
+    if !gone.is_empty() {
+        let cached: HashSet<String> = state.iter().filter_map(|c| c.uid()).collect();
+        gone.retain(|uid| cached.contains(uid));
+    }
     state
         .iter()
         .filter(|c| c.namespace().as_deref() == Some(ns))
