@@ -10,11 +10,11 @@ mod common;
 
 use std::time::Duration;
 
-use certwright::api::Challenge;
 use common::dns::cloudflare::FakeCloudflare;
-use common::dns::{SECRET, dns_server, dns01_issuer, start, txt_values};
+use common::dns::{
+    SECRET, certificate_by_issuer, challenge_reason, dns_server, dns01_issuer, start, txt_values,
+};
 use common::env::Env;
-use kube::api::{Api, ListParams};
 use serde_json::json;
 
 async fn fake() -> FakeCloudflare {
@@ -45,24 +45,6 @@ async fn cloudflare_issuer(
 
 fn token_auth(name: &str) -> serde_json::Value {
     json!({"apiTokenSecretRef": {"name": format!("{name}-cf"), "key": "value"}})
-}
-
-async fn reason_containing(env: &Env, ns: &str, needle: &str) -> String {
-    let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), ns);
-    env.wait(
-        &format!("a Challenge reason saying {needle:?}"),
-        60,
-        || async {
-            challenges
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .find_map(|c| c.status?.reason.filter(|r| r.contains(needle)))
-        },
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,13 +108,7 @@ async fn the_users_cloudflare_issuer_issues_a_wildcard_and_its_apex() {
     let key_auth = json!({"email": "ops@example.test",
         "apiKeySecretRef": {"name": "keyed-cf", "key": "value"}});
     cloudflare_issuer(&env, ns, "keyed", "global-key", key_auth).await;
-    env.certificate(
-        ns,
-        "keyed",
-        json!({"secretName": "keyed-tls", "dnsNames": ["keyed.dns.test"],
-               "issuerRef": {"name": "keyed", "kind": "Issuer"}}),
-    )
-    .await;
+    certificate_by_issuer(&env, ns, "keyed", &["keyed.dns.test"]).await;
     env.certificate_ready(ns, "keyed", 1).await;
     assert!(cf.records("_acme-challenge.keyed.dns.test").is_empty());
 }
@@ -145,14 +121,8 @@ async fn a_token_without_the_zone_and_a_bad_token_are_clear_reasons_without_a_ho
     let ns = "cf-bad";
     env.namespace(ns).await;
     cloudflare_issuer(&env, ns, "scoped", "other-zone-token", token_auth("scoped")).await;
-    env.certificate(
-        ns,
-        "scoped",
-        json!({"secretName": "scoped-tls", "dnsNames": ["scoped.dns.test"],
-               "issuerRef": {"name": "scoped", "kind": "Issuer"}}),
-    )
-    .await;
-    let why = reason_containing(
+    certificate_by_issuer(&env, ns, "scoped", &["scoped.dns.test"]).await;
+    let why = challenge_reason(
         &env,
         ns,
         "Cloudflare has no zone for _acme-challenge.scoped.dns.test",
@@ -161,14 +131,8 @@ async fn a_token_without_the_zone_and_a_bad_token_are_clear_reasons_without_a_ho
     assert!(why.contains("Zone:Read"), "{why}");
 
     cloudflare_issuer(&env, ns, "bad", "not-a-token", token_auth("bad")).await;
-    env.certificate(
-        ns,
-        "bad",
-        json!({"secretName": "bad-tls", "dnsNames": ["bad.dns.test"],
-               "issuerRef": {"name": "bad", "kind": "Issuer"}}),
-    )
-    .await;
-    let why = reason_containing(&env, ns, "10000 Authentication error").await;
+    certificate_by_issuer(&env, ns, "bad", &["bad.dns.test"]).await;
+    let why = challenge_reason(&env, ns, "10000 Authentication error").await;
     assert!(
         why.starts_with("Cannot present the DNS-01 challenge"),
         "{why}"

@@ -1,6 +1,6 @@
-//! DNS-01 solver configuration. certwright does not solve DNS-01 yet; these
-//! types exist so that existing Issuers deserialize, validate and round-trip,
-//! and so that such solvers can be reported as unsupported by name.
+//! DNS-01 solver configuration, as cert-manager's. certwright writes the
+//! records with the providers `Dns01Solver::supported` names; the others
+//! deserialize, validate and round-trip, and are reported as unsupported.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,16 @@ pub struct Dns01Solver {
     pub rfc2136: Option<Rfc2136Provider>,
     /// An external webhook solver (cert-manager's webhook API).
     pub webhook: Option<WebhookProvider>,
+}
+
+/// The providers certwright writes records with, as messages name them.
+pub const SUPPORTED_PROVIDERS: &str = "rfc2136, cloudflare and webhook";
+
+impl Dns01Solver {
+    /// Whether certwright can write records with this solver's provider.
+    pub fn supported(&self) -> bool {
+        self.rfc2136.is_some() || self.cloudflare.is_some() || self.webhook.is_some()
+    }
 }
 
 /// CNAME handling of a DNS-01 solver.

@@ -2,6 +2,7 @@
 //! serve, or one it cannot, with the condition reason and message to show.
 
 use crate::api::IssuerConfig;
+use crate::api::dns01::{Dns01Solver, SUPPORTED_PROVIDERS};
 
 /// The verdict on an issuer's spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,14 +46,14 @@ pub fn assess(config: &IssuerConfig) -> Verdict {
     }
     let usable = solvers.iter().any(|s| {
         s.http01.as_ref().is_some_and(|h| h.ingress.is_some())
-            || s.dns01
-                .as_ref()
-                .is_some_and(|d| d.rfc2136.is_some() || d.cloudflare.is_some())
+            || s.dns01.as_ref().is_some_and(Dns01Solver::supported)
     });
     if !usable {
         let dns = solvers.iter().any(|s| s.dns01.is_some());
         let message = if dns {
-            "this issuer's DNS-01 solvers use providers certwright does not support yet (rfc2136 and cloudflare today): add one of those or an http01 ingress solver".to_string()
+            format!(
+                "this issuer's DNS-01 solvers use providers certwright does not support yet ({SUPPORTED_PROVIDERS} today): add one of those or an http01 ingress solver"
+            )
         } else {
             "this issuer only has Gateway API HTTPRoute solvers, which certwright does not solve yet: add an http01 ingress solver".to_string()
         };
@@ -68,7 +69,6 @@ pub fn assess(config: &IssuerConfig) -> Verdict {
 mod tests {
     use super::*;
     use crate::api::acme::{AcmeChallengeSolver, AcmeIssuer};
-    use crate::api::dns01::Dns01Solver;
     use crate::api::http01::{Http01IngressSolver, Http01Solver};
     use crate::api::issuer::CaIssuer;
 
@@ -109,6 +109,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(assess(&acme(vec![rfc2136])), Verdict::Acme);
+        let webhook = AcmeChallengeSolver {
+            dns01: Some(Dns01Solver {
+                webhook: Some(Default::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(assess(&acme(vec![webhook])), Verdict::Acme);
         assert!(
             matches!(assess(&acme(vec![dns])), Verdict::Unsupported { reason: "NoSupportedSolver", message } if message.contains("rfc2136"))
         );

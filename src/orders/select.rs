@@ -42,9 +42,10 @@ pub fn cannot_prove(
         ),
         None => format!("no solver of the issuer matches {name}"),
         Some(i) => match &solvers[i].dns01 {
-            Some(dns) if dns.rfc2136.is_none() && dns.cloudflare.is_none() => {
+            Some(dns) if !dns.supported() => {
                 return Some(format!(
-                    "The solver chosen for {name} is DNS-01 with a provider certwright does not support yet (rfc2136 and cloudflare today); use one of those or an HTTP-01 solver whose selector matches it"
+                    "The solver chosen for {name} is DNS-01 with a provider certwright does not support yet ({} today); use one of those or an HTTP-01 solver whose selector matches it",
+                    crate::api::dns01::SUPPORTED_PROVIDERS
                 ));
             }
             _ => return None,

@@ -1,7 +1,8 @@
 //! The DNS-01 tests' DNS: BIND 9 on the node (the zones `dns.test` and
 //! `delegated.test`, updatable with the TSIG key `certwright`), which
-//! pebble resolves through, and a faithful fake of Cloudflare's API whose
-//! records land in that BIND.
+//! pebble resolves through, a faithful fake of Cloudflare's API whose
+//! records land in that BIND, and a cert-manager webhook solver writing
+//! into it.
 
 use std::net::SocketAddr;
 
@@ -78,6 +79,35 @@ pub async fn dns01_issuer(
         .await;
 }
 
+/// A Certificate `name` for `names` into the Secret `<name>-tls`, issued
+/// by the Issuer `name` of its namespace.
+pub async fn certificate_by_issuer(env: &Env, ns: &str, name: &str, names: &[&str]) {
+    let spec = serde_json::json!({"secretName": format!("{name}-tls"), "dnsNames": names,
+        "issuerRef": {"name": name, "kind": "Issuer"}});
+    env.certificate(ns, name, spec).await;
+}
+
+/// The reason of a Challenge in `ns` once one contains `needle`.
+pub async fn challenge_reason(env: &Env, ns: &str, needle: &str) -> String {
+    use certwright::api::Challenge;
+    use kube::api::{Api, ListParams};
+    let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), ns);
+    env.wait(
+        &format!("a Challenge reason saying {needle:?}"),
+        60,
+        || async {
+            challenges
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find_map(|c| c.status?.reason.filter(|r| r.contains(needle)))
+        },
+    )
+    .await
+}
+
 pub async fn txt_values(env: &Env, name: &str) -> Vec<String> {
     let name = name.to_string();
     env.cluster
@@ -88,3 +118,4 @@ pub async fn txt_values(env: &Env, name: &str) -> Vec<String> {
 }
 
 pub mod cloudflare;
+pub mod webhook;

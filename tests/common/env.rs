@@ -25,7 +25,7 @@ pub struct Env {
 }
 
 /// Label on the namespaces a test makes, so the next turn removes them.
-const OWNED: &str = "certwright.test/env";
+pub const OWNED: &str = "certwright.test/env";
 
 /// The controller's flags for tests: self-check through the ingress, fast polls.
 pub fn controller_args(cluster: &LocalCluster) -> Vec<String> {
@@ -364,6 +364,11 @@ async fn clean_up(client: &kube::Client) {
     use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let owned = ListParams::default().labels(&format!("{OWNED}=true"));
+    // APIServices first: one whose Service is gone would fail discovery,
+    // and with it the namespace deletions below.
+    let _ = super::dns::webhook::apiservice_api(client)
+        .delete_collection(&DeleteParams::default(), &owned)
+        .await;
     let names: Vec<String> = namespaces
         .list(&owned)
         .await

@@ -1,5 +1,6 @@
 //! DNS-01: the TXT value at `_acme-challenge.<name>` written with the
-//! solver's provider (RFC 2136, or Cloudflare's API in `cloudflare`), checked on every authoritative
+//! solver's provider (RFC 2136, Cloudflare's API in `cloudflare`, or a
+//! cert-manager webhook solver in `webhook`), checked on every authoritative
 //! nameserver of its zone (or only on the recursive nameservers given)
 //! before the CA is asked, and removed again, only our value.
 
@@ -11,7 +12,7 @@ use kube::api::Api;
 
 use super::self_check::Verdict;
 use crate::api::Challenge;
-use crate::api::dns01::{CloudflareProvider, CnameStrategy, Rfc2136Provider};
+use crate::api::dns01::{CloudflareProvider, CnameStrategy, Rfc2136Provider, WebhookProvider};
 use crate::api::meta::SecretKeySelector;
 use crate::context::Context;
 use crate::dns::lookup;
@@ -19,6 +20,7 @@ use crate::dns::tsig::{Algorithm, Key};
 use crate::dns::update::{self, Updater};
 
 mod cloudflare;
+mod webhook;
 
 /// The nameservers lookups go to.
 fn recursive(ctx: &Context) -> Vec<SocketAddr> {
@@ -42,12 +44,22 @@ enum Provider {
         zone: String,
     },
     Cloudflare(cloudflare::Cloudflare),
+    Webhook(webhook::Webhook),
 }
 
 /// Where the value goes: the provider and the name.
 struct Target {
     provider: Provider,
     fqdn: String,
+}
+
+/// The issuer's namespace for Secrets: the Challenge's, or the cluster
+/// resource namespace for a ClusterIssuer.
+fn resource_namespace(ctx: &Context, ch: &Challenge) -> String {
+    match ch.spec.issuer_ref.kind.as_deref() {
+        Some("ClusterIssuer") => ctx.cluster_resource_namespace.clone(),
+        _ => ch.namespace().unwrap_or_default(),
+    }
 }
 
 /// The Secret entry `key` of `name` (named by the solver's `field`), in
@@ -58,10 +70,7 @@ async fn secret_entry(
     field: &str,
     selector: &SecretKeySelector,
 ) -> Result<Result<String, String>, kube::Error> {
-    let ns = match ch.spec.issuer_ref.kind.as_deref() {
-        Some("ClusterIssuer") => ctx.cluster_resource_namespace.clone(),
-        _ => ch.namespace().unwrap_or_default(),
-    };
+    let ns = resource_namespace(ctx, ch);
     let name = &selector.name;
     let key = selector.key.as_deref().unwrap_or("");
     let Some(secret) = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
@@ -171,6 +180,35 @@ async fn cloudflare(
     })))
 }
 
+/// A webhook solver is told the zone too, found on the recursive
+/// nameservers as cert-manager finds it.
+async fn webhook(
+    ctx: &Context,
+    ch: &Challenge,
+    hook: &WebhookProvider,
+    fqdn: &str,
+) -> Result<Provider, String> {
+    if hook.group_name.is_empty() || hook.solver_name.is_empty() {
+        return Err("webhook: groupName and solverName are required".into());
+    }
+    let Some(resolver) = recursive(ctx).first().copied() else {
+        return Err(
+            "the webhook solver needs the zone of the name: set --dns01-recursive-nameservers"
+                .into(),
+        );
+    };
+    let zone = lookup::find_zone(resolver, fqdn)
+        .await
+        .map_err(|why| format!("finding the zone of {fqdn}: {why}"))?;
+    Ok(Provider::Webhook(webhook::Webhook {
+        provider: hook.clone(),
+        resource_namespace: resource_namespace(ctx, ch),
+        dns_name: ch.spec.dns_name.clone(),
+        fqdn: fqdn.to_string(),
+        zone,
+    }))
+}
+
 async fn target(ctx: &Context, ch: &Challenge) -> Result<Result<Target, String>, kube::Error> {
     let Some(dns) = ch.spec.solver.dns01.as_ref() else {
         return Ok(Err("the Challenge has no dns01 solver".into()));
@@ -189,14 +227,17 @@ async fn target(ctx: &Context, ch: &Challenge) -> Result<Result<Target, String>,
                 .map_err(|why| format!("following the CNAMEs of {fqdn}: {why}"))
         );
     }
-    let provider = match (&dns.rfc2136, &dns.cloudflare) {
-        (Some(rfc), _) => or_say!(rfc2136(ctx, ch, rfc, &fqdn).await?),
-        (None, Some(cf)) => or_say!(cloudflare(ctx, ch, cf).await?),
-        _ => {
-            return Ok(Err(
-                "certwright supports the rfc2136 and cloudflare DNS-01 providers only today".into(),
-            ));
-        }
+    let provider = if let Some(rfc) = &dns.rfc2136 {
+        or_say!(rfc2136(ctx, ch, rfc, &fqdn).await?)
+    } else if let Some(cf) = &dns.cloudflare {
+        or_say!(cloudflare(ctx, ch, cf).await?)
+    } else if let Some(hook) = &dns.webhook {
+        or_say!(webhook(ctx, ch, hook, &fqdn).await)
+    } else {
+        return Ok(Err(format!(
+            "certwright supports the {} DNS-01 providers only today",
+            crate::api::dns01::SUPPORTED_PROVIDERS
+        )));
     };
     Ok(Ok(Target { provider, fqdn }))
 }
@@ -208,6 +249,10 @@ pub async fn present(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>
     Ok(match &target.provider {
         Provider::Rfc2136 { updater, zone } => updater.add_txt(zone, &target.fqdn, value).await,
         Provider::Cloudflare(cf) => cf.present(&target.fqdn, value).await,
+        Provider::Webhook(hook) => {
+            hook.call(&ctx.client, webhook::Action::Present, value)
+                .await
+        }
     })
 }
 
@@ -218,6 +263,10 @@ pub async fn cleanup(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>
     Ok(match &target.provider {
         Provider::Rfc2136 { updater, zone } => updater.delete_txt(zone, &target.fqdn, value).await,
         Provider::Cloudflare(cf) => cf.clean_up(&target.fqdn, value).await,
+        Provider::Webhook(hook) => {
+            hook.call(&ctx.client, webhook::Action::CleanUp, value)
+                .await
+        }
     })
 }
 

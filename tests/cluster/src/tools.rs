@@ -97,3 +97,17 @@ pub fn traefik_version() -> &'static str {
 pub fn traefik_tool() -> Result<PathBuf, String> {
     tool(&format!("traefik-{}", traefik_version()), "traefik")
 }
+
+/// The cert-manager release our own test mains (`tests/tools/cert-manager`)
+/// are built on.
+pub fn cert_manager_version() -> &'static str {
+    pinned(
+        include_str!("../../tools/cert-manager/go.mod"),
+        "github.com/cert-manager/cert-manager",
+    )
+}
+
+/// A cached binary of `tests/tools/cert-manager` (`dns-webhook`).
+pub fn cert_manager_tool(name: &str) -> Result<PathBuf, String> {
+    tool(&format!("cert-manager-{}", cert_manager_version()), name)
+}

@@ -49,6 +49,9 @@ pub use ingress::{INGRESS_IP, INGRESS_PORT};
 pub const NODE_NAME: &str = "local";
 const BRIDGE: &str = "cw0";
 
+/// The image whose Pods run our DNS-01 webhook solver (tests/tools/cert-manager).
+pub const DNS_WEBHOOK_IMAGE: &str = "example.test/bind-dns-webhook";
+
 /// What the local cluster runs.
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
@@ -60,12 +63,15 @@ pub struct ClusterOptions {
 }
 
 impl ClusterOptions {
-    /// Pods of certwright's image run `binary`; Traefik's image runs the
-    /// Traefik that `scripts/install-tools` built.
+    /// Pods of certwright's image run `binary`; Traefik's image and the DNS
+    /// webhook's run what `scripts/install-tools` built.
     pub fn new(binary: impl Into<PathBuf>) -> Self {
         let mut images = vec![("certwright".to_string(), binary.into())];
         if let Ok(traefik) = crate::tools::traefik_tool() {
             images.push((traefik_image(), traefik));
+        }
+        if let Ok(webhook) = crate::tools::cert_manager_tool("dns-webhook") {
+            images.push((DNS_WEBHOOK_IMAGE.to_string(), webhook));
         }
         Self {
             images,

@@ -1,14 +1,14 @@
 //! The volumes the local kubelet gives a Pod: the projected ServiceAccount
 //! volume that admission adds (a TokenRequest token bound to the Pod,
 //! renewed before 80% of its life; `kube-root-ca.crt`; the namespace),
-//! configMap and emptyDir, written under the Pod's directory and shown to the container
+//! configMap, secret and emptyDir, written under the Pod's directory and shown to the container
 //! at their mountPaths by the sandbox.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
@@ -81,7 +81,7 @@ async fn service_account_volume(
     Ok(lifetime)
 }
 
-fn write_atomic(dir: &Path, name: &str, text: &str) -> Result<(), String> {
+fn write_atomic(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> Result<(), String> {
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, text).map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, dir.join(name)).map_err(|e| e.to_string())
@@ -147,9 +147,20 @@ pub(super) async fn volumes(
             for (k, v) in map.data.unwrap_or_default() {
                 write_atomic(&source, &k, &v)?;
             }
+        } else if let Some(secret_name) = volume["secret"]["secretName"].as_str() {
+            // Every key as a file, written once as for a ConfigMap.
+            std::fs::create_dir_all(&source).map_err(|e| e.to_string())?;
+            let (ns, _) = key(pod);
+            let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+                .get(secret_name)
+                .await
+                .map_err(|e| format!("Secret {ns}/{secret_name}: {e}"))?;
+            for (k, v) in secret.data.unwrap_or_default() {
+                write_atomic(&source, &k, &v.0)?;
+            }
         } else {
             return Err(format!(
-                "volume {name}: the local kubelet mounts projected, configMap and emptyDir volumes only"
+                "volume {name}: the local kubelet mounts projected, configMap, secret and emptyDir volumes only"
             ));
         }
         mounts.push(Mount {
