@@ -59,16 +59,21 @@ async fn a_leader_killed_mid_issuance_is_replaced_and_the_certificate_issued_onc
 
     // Poll the token through the ingress from before the kill until after
     // the take-over.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // It stops with the first poll that would start after the instant it
+    // is sent (a slow answer cannot end the polls before the take-over).
+    let (stop, stopped) = tokio::sync::watch::channel(None::<Instant>);
     let poller = {
         let path = path.clone();
         tokio::spawn(async move {
             let mut answers = Vec::new();
-            while !*stopped.borrow() {
-                answers.push((Instant::now(), get(ingress, host, &path).await));
+            loop {
+                let start = Instant::now();
+                if stopped.borrow().is_some_and(|until| start > until) {
+                    return answers;
+                }
+                answers.push((start, get(ingress, host, &path).await));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            answers
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -100,8 +105,7 @@ async fn a_leader_killed_mid_issuance_is_replaced_and_the_certificate_issued_onc
         took >= Duration::from_secs(4),
         "{successor} took the Lease {took:?} after the kill: before the old one expired"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = stop.send(true);
+    let _ = stop.send(Some(Instant::now() + Duration::from_secs(2)));
     let answers = poller.await.expect("poller");
     // A request the killed replica was serving at that instant can fail
     // (Traefik does not resend a request it already sent, and cannot tell
