@@ -163,6 +163,12 @@ pub struct ControllerArgs {
     /// makes (comma separated).
     #[arg(long, value_delimiter = ',')]
     pub extra_certificate_annotations: Vec<String>,
+    /// Controllers to run, as cert-manager's flag (comma separated): `*`
+    /// for all, `-name` to turn one off. Only `certificaterequests-approver`
+    /// (for clusters where approver-policy or another approver decides)
+    /// and `ingress-shim` can be turned off.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    pub controllers: Vec<String>,
     /// Where `/metrics` is served (Prometheus text format).
     #[arg(long, default_value = "0.0.0.0:9402")]
     pub metrics_listen_address: std::net::SocketAddr,

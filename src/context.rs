@@ -63,6 +63,79 @@ pub struct Context {
     /// readiness), set when they start.
     pub certificates: OnceLock<Store<Certificate>>,
     pub challenges: OnceLock<Store<Challenge>>,
+    /// Which of the optional controllers run (`--controllers`).
+    pub controllers: Controllers,
+}
+
+/// The controllers `--controllers` may turn off, in cert-manager's names;
+/// the rest are one pipeline and always run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Controllers {
+    /// `certificaterequests-approver`: approve every ACME request (off
+    /// when an approver such as approver-policy decides).
+    pub approver: bool,
+    /// `ingress-shim`: Certificates for annotated Ingresses.
+    pub ingress_shim: bool,
+}
+
+impl Default for Controllers {
+    fn default() -> Self {
+        Self {
+            approver: true,
+            ingress_shim: true,
+        }
+    }
+}
+
+/// cert-manager's controller names for what certwright always runs.
+const PIPELINE: [&str; 12] = [
+    "issuers",
+    "clusterissuers",
+    "certificates-trigger",
+    "certificates-issuing",
+    "certificates-key-manager",
+    "certificates-request-manager",
+    "certificates-readiness",
+    "certificates-revision-manager",
+    "certificaterequests-issuer-acme",
+    "orders",
+    "challenges",
+    "acme",
+];
+
+impl Controllers {
+    /// Reads cert-manager's `--controllers` list: `*` for the defaults,
+    /// `name` to enable, `-name` to disable.
+    pub fn parse(list: &[String]) -> Result<Self, String> {
+        let mut out = Self {
+            approver: false,
+            ingress_shim: false,
+        };
+        for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            let (on, name) = match item.strip_prefix('-') {
+                Some(name) => (false, name),
+                None => (true, item),
+            };
+            match name {
+                "*" if on => out = Self::default(),
+                "certificaterequests-approver" => out.approver = on,
+                "ingress-shim" => out.ingress_shim = on,
+                n if PIPELINE.contains(&n) && on => {}
+                n if PIPELINE.contains(&n) => {
+                    return Err(format!(
+                        "--controllers: {n} cannot be turned off in certwright (only certificaterequests-approver and ingress-shim can)"
+                    ));
+                }
+                n => {
+                    return Err(format!(
+                        "--controllers: unknown controller {n:?} (certwright knows *, certificaterequests-approver, ingress-shim and {})",
+                        PIPELINE.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl Context {
@@ -93,6 +166,7 @@ impl Context {
             solver_pods_writer: Mutex::new(Some(writer)),
             certificates: OnceLock::new(),
             challenges: OnceLock::new(),
+            controllers: Controllers::default(),
         }
     }
 
@@ -269,5 +343,43 @@ impl Context {
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(list: &[&str]) -> Result<Controllers, String> {
+        Controllers::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn controllers_read_as_cert_manager_writes_them() {
+        assert_eq!(parse(&["*"]), Ok(Controllers::default()));
+        assert_eq!(
+            parse(&["*", "-certificaterequests-approver"]),
+            Ok(Controllers {
+                approver: false,
+                ingress_shim: true
+            })
+        );
+        assert_eq!(
+            parse(&["issuers", "orders", "challenges"]),
+            Ok(Controllers {
+                approver: false,
+                ingress_shim: false
+            })
+        );
+        assert!(
+            parse(&["*", "-orders"])
+                .unwrap_err()
+                .contains("cannot be turned off")
+        );
+        assert!(
+            parse(&["*", "gateway-shim"])
+                .unwrap_err()
+                .contains("unknown controller")
+        );
     }
 }

@@ -25,13 +25,20 @@ pub mod status;
 
 /// Runs every controller of `certwright controller` until one stops.
 pub async fn run_controllers(ctx: std::sync::Arc<context::Context>) {
+    let shim = ctx.clone();
     tokio::join!(
         issuers::run(ctx.clone()),
         certificates::run(ctx.clone()),
         certificaterequests::run(ctx.clone()),
         orders::controller::run(ctx.clone()),
         challenges::run(ctx.clone()),
-        ingress_shim::run(ctx.clone()),
+        async move {
+            if shim.controllers.ingress_shim {
+                ingress_shim::run(shim).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        },
         solver::shared::mirror(ctx.clone()),
         acme::session::watch_issuers(ctx),
     );

@@ -66,7 +66,11 @@ fn init_logging(args: &LogArgs) {
 }
 
 /// The controllers' shared state for one term as leader.
-fn context(client: &kube::Client, args: &ControllerArgs) -> certwright::context::Context {
+fn context(
+    client: &kube::Client,
+    args: &ControllerArgs,
+    controllers: certwright::context::Controllers,
+) -> certwright::context::Context {
     let mut ctx = certwright::context::Context::new(
         client.clone(),
         args.cluster_resource_namespace
@@ -118,6 +122,7 @@ fn context(client: &kube::Client, args: &ControllerArgs) -> certwright::context:
         auto_annotations: args.auto_certificate_annotations.clone(),
         extra_annotations: args.extra_certificate_annotations.clone(),
     };
+    ctx.controllers = controllers;
     ctx.max_challenges = args.max_concurrent_challenges.max(1);
     ctx.concurrency = args.concurrent_reconciles;
     ctx
@@ -164,6 +169,7 @@ fn lease_settings(args: &ControllerArgs) -> anyhow::Result<certwright::leader::S
 async fn reconcile_while_leading(
     client: kube::Client,
     args: &ControllerArgs,
+    controllers: certwright::context::Controllers,
     mut leading: tokio::sync::watch::Receiver<bool>,
     health: Arc<ops::Health>,
 ) {
@@ -172,7 +178,7 @@ async fn reconcile_while_leading(
             return;
         }
         tracing::info!("leading: reconciling");
-        let ctx = Arc::new(context(&client, args));
+        let ctx = Arc::new(context(&client, args, controllers));
         let caches = async {
             let caches = ctx.caches().await;
             certwright::metrics::set_caches(Some(caches));
@@ -196,6 +202,8 @@ async fn reconcile_while_leading(
 
 fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     init_logging(&args.logging);
+    let controllers =
+        certwright::context::Controllers::parse(&args.controllers).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -247,7 +255,7 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         tracing::info!(namespace = %args.namespace, solver = %solver_addr,
             leader_election = args.leader_elect, "certwright controller starting");
         let result = tokio::select! {
-            () = reconcile_while_leading(client.clone(), &args, leading, health.clone()) => Ok(()),
+            () = reconcile_while_leading(client.clone(), &args, controllers, leading, health.clone()) => Ok(()),
             () = campaign => Ok(()),
             served = certwright::solver::shared::serve(client, solver_addr, &health.tokens_synced) => {
                 served.with_context(|| format!("serving HTTP-01 tokens on {solver_addr}"))

@@ -245,3 +245,127 @@ async fn acme_requests_become_orders_and_come_back_issued_or_failed() {
     );
     controller.abort();
 }
+
+/// With `--controllers=*,-certificaterequests-approver` another approver
+/// (approver-policy) decides: requests wait, unapproved, with cert-manager's
+/// WaitingForApproval event; approved ones get their Order; denied ones
+/// fail as cert-manager's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_approver_off_requests_wait_for_another_approver() {
+    certwright::install_crypto_provider();
+    let (_, client) = common::control_plane_with_crds().await;
+    let _turn = common::turn().await;
+    let ns = "requests-approval";
+    common::namespace(&client, ns).await;
+    let issuer: certwright::api::ClusterIssuer = serde_json::from_value(json!({"apiVersion": "cert-manager.io/v1",
+        "kind": "ClusterIssuer", "metadata": {"name": "le-approval"},
+        "spec": {"acme": {"server": "https://acme.example/dir", "privateKeySecretRef": {"name": "k"},
+                          "solvers": [{"http01": {"ingress": {}}}]}}}))
+    .expect("issuer");
+    Api::<certwright::api::ClusterIssuer>::all(client.clone())
+        .create(&PostParams::default(), &issuer)
+        .await
+        .expect("issuer");
+    let mut ctx = certwright::context::Context::new(client.clone(), "certwright");
+    ctx.controllers = certwright::context::Controllers::parse(&[
+        "*".into(),
+        "-certificaterequests-approver".into(),
+    ])
+    .expect("flag");
+    let controller = tokio::spawn(certwright::certificaterequests::run(Arc::new(ctx)));
+    let requests: Api<CertificateRequest> = Api::namespaced(client.clone(), ns);
+    let orders: Api<Order> = Api::namespaced(client.clone(), ns);
+    for name in ["waits-1", "denied-1"] {
+        requests
+            .create(
+                &PostParams::default(),
+                &request(name, "le-approval", &["c.example.test"]),
+            )
+            .await
+            .expect("create");
+    }
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    eventually("a WaitingForApproval event", || async {
+        events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("WaitingForApproval")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("waits-1")
+            })
+    })
+    .await;
+    let has_order = async |prefix: &str| {
+        orders
+            .list(&Default::default())
+            .await
+            .expect("orders")
+            .items
+            .iter()
+            .any(|o| o.name_any().starts_with(prefix))
+    };
+    let waiting = requests.get("waits-1").await.expect("get");
+    assert!(
+        waiting
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_none_or(|c| c.iter().all(|c| c.type_ != "Approved")),
+        "not approved by certwright: {:?}",
+        waiting.status
+    );
+    assert!(!has_order("waits-1-").await, "no Order before approval");
+
+    // The other approver decides.
+    let decide = |name: &'static str, type_: &str, reason: &str| {
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest", "metadata": {"name": name},
+            "status": {"conditions": [{"type": type_, "status": "True", "reason": reason,
+                "message": format!("{reason} by the test's approver")}]}})
+    };
+    for (name, type_, reason) in [
+        ("waits-1", "Approved", "policy.cert-manager.io"),
+        ("denied-1", "Denied", "policy.cert-manager.io"),
+    ] {
+        requests
+            .patch_status(
+                name,
+                &PatchParams::apply("approver-policy"),
+                &Patch::Apply(decide(name, type_, reason)),
+            )
+            .await
+            .expect("decided");
+    }
+    eventually("waits-1 pending on its order", || async {
+        ready(&requests.get("waits-1").await.ok()?).filter(|r| r.1 == "Pending")
+    })
+    .await;
+    assert!(has_order("waits-1-").await, "an Order once approved");
+    let denied = eventually("denied-1 denied", || async {
+        ready(&requests.get("denied-1").await.ok()?).filter(|r| r.1 == "Denied")
+    })
+    .await;
+    assert_eq!(
+        (denied.0.as_str(), denied.2.as_str()),
+        (
+            "False",
+            "The CertificateRequest was denied by an approval controller"
+        )
+    );
+    assert!(
+        requests
+            .get("denied-1")
+            .await
+            .expect("get")
+            .status
+            .and_then(|s| s.failure_time)
+            .is_some()
+    );
+    assert!(
+        !has_order("denied-1-").await,
+        "no Order for a denied request"
+    );
+    controller.abort();
+}

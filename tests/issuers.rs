@@ -1,8 +1,10 @@
 //! The Issuer/ClusterIssuer controller against the real API server and pebble:
 //! an ACME ClusterIssuer gets an account (key generated into the cluster
 //! resource namespace, Ready=True, status.acme.uri); issuers certwright
-//! cannot serve, and RSA account keys left by cert-manager, get Ready=False
-//! with a reason and message saying what to do.
+//! cannot serve get Ready=False with a reason and message saying what to
+//! do; an RSA account key left by cert-manager keeps its account (rolled
+//! over to P-256); a changed server registers again; a deleted account key
+//! is replaced at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,26 +101,7 @@ async fn issuers_register_accounts_or_say_why_not() {
             "solvers": [{"dns01": {"route53": {"region": "eu-west-1"}}}]}}),
             "NoSupportedSolver",
         ),
-        (
-            "rsa-key",
-            json!({"acme": {"server": pebble.directory_url, "caBundle": ca_bundle, "privateKeySecretRef": {"name": "rsa-account"},
-            "solvers": [{"http01": {"ingress": {}}}]}}),
-            "InvalidAccountKey",
-        ),
     ];
-    let rsa =
-        certwright::pki::keys::PrivateKey::generate(certwright::pki::keys::KeyKind::Rsa(2048))
-            .expect("rsa")
-            .to_pem(certwright::api::certificate::PrivateKeyEncoding::Pkcs1)
-            .expect("pem");
-    let secret = json!({"metadata": {"name": "rsa-account"}, "stringData": {}, "data": {"tls.key": base64_encode(rsa.as_bytes())}});
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(secret).expect("secret"),
-        )
-        .await
-        .expect("secret");
     for (name, spec, reason) in cases {
         let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": name}, "spec": spec});
         issuers
@@ -255,5 +238,176 @@ async fn external_account_binding_registers_new_accounts() {
         .and_then(|d| d.get("tls.key").cloned())
         .expect("tls.key");
     certwright::acme::account::parse_key(&pem.0, "default/bound-account").expect("a P-256 key");
+    controller.abort();
+}
+
+/// cert-manager's account: an RSA-2048 key (PKCS#1 PEM, as cert-manager
+/// writes it) registered at `pebble` with RS256. Returns the PEM and the
+/// account URL.
+async fn cert_manager_account(pebble: &Pebble) -> (String, String, certwright::acme::rollover::Ca) {
+    use certwright::acme::http::{Trust, client};
+    use certwright::acme::rollover::{Ca, Signer};
+    use certwright::pki::keys::{KeyKind, PrivateKey};
+    let rsa = PrivateKey::generate(KeyKind::Rsa(2048)).expect("rsa");
+    let pem = rsa
+        .to_pem(certwright::api::certificate::PrivateKeyEncoding::Pkcs1)
+        .expect("pem");
+    let http = client(&Trust::Bundle(pebble.tls_ca_pem.clone().into_bytes())).expect("client");
+    let ca = Ca::new(http, &pebble.directory_url)
+        .await
+        .expect("directory");
+    let signer = Signer::from_pkcs8(rsa.pkcs8_der()).expect("signer");
+    let url = ca
+        .register(&signer, &["mailto:ops@example.test".to_string()])
+        .await
+        .expect("RS256 registration");
+    (pem, url, ca)
+}
+
+fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrated_accounts_are_kept_and_follow_their_server_and_key() {
+    use certwright::acme::rollover::Signer;
+    use certwright::pki::keys::PrivateKey;
+    certwright::install_crypto_provider();
+    let (_, client) = common::control_plane_with_crds().await;
+    let _turn = common::turn().await;
+    let ns = "issuers-migrated";
+    common::namespace(&client, ns).await;
+    let start = || async {
+        Pebble::start(PebbleOptions {
+            http_port: free_port().expect("port"),
+            ..PebbleOptions::default()
+        })
+        .await
+        .expect("pebble")
+    };
+    let (pebble, other) = (start().await, start().await);
+    let (rsa_pem, account, ca) = cert_manager_account(&pebble).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "cm-account"},
+                "data": {"tls.key": base64_encode(rsa_pem.as_bytes())}}))
+            .expect("secret"),
+        )
+        .await
+        .expect("cert-manager's account key");
+
+    let ctx = Arc::new(certwright::context::Context::new(
+        client.clone(),
+        "certwright",
+    ));
+    let controller = tokio::spawn(certwright::issuers::run(ctx));
+    let issuers: Api<Issuer> = Api::namespaced(client.clone(), ns);
+    let spec = |p: &Pebble| {
+        json!({"acme": {"server": p.directory_url, "caBundle": base64_encode(p.tls_ca_pem.as_bytes()),
+            "email": "ops@example.test", "privateKeySecretRef": {"name": "cm-account"},
+            "solvers": [{"http01": {"ingress": {"ingressClassName": "nginx"}}}]}})
+    };
+    issuers
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+                "metadata": {"name": "migrated"}, "spec": spec(&pebble)}))
+            .expect("issuer"),
+        )
+        .await
+        .expect("create");
+    let got = ready(async || {
+        let status = issuers.get("migrated").await.ok()?.status?;
+        status.acme.as_ref()?.uri.as_ref()?;
+        serde_json::to_value(status).ok()
+    })
+    .await;
+    assert_eq!(got["status"], "True", "{got}");
+    // The same account, now under a P-256 key; the RSA key and the URL kept.
+    assert_eq!(got["acme"]["uri"], account.as_str(), "{got}");
+    let secret = secrets.get("cm-account").await.expect("secret");
+    let p256 = secret_text(&secret, "tls.key").expect("tls.key");
+    let p256 = certwright::acme::account::parse_key(p256.as_bytes(), "s").expect("P-256 now");
+    assert_eq!(
+        secret_text(&secret, "certwright-previous-account.key").as_deref(),
+        Some(rsa_pem.as_str())
+    );
+    assert_eq!(
+        secret_text(&secret, "certwright-previous-account.url").as_deref(),
+        Some(account.as_str())
+    );
+    assert_eq!(secret_text(&secret, "certwright-pending-account.key"), None);
+    // At the CA: the account answers to the new key only.
+    let rsa = PrivateKey::from_pem(rsa_pem.as_bytes()).expect("rsa");
+    let rsa = Signer::from_pkcs8(rsa.pkcs8_der()).expect("rsa signer");
+    assert_eq!(ca.find_account(&rsa).await.expect("lookup"), None);
+    let new = Signer::from_pkcs8(&p256).expect("p256 signer");
+    assert_eq!(
+        ca.find_account(&new).await.expect("lookup").as_deref(),
+        Some(account.as_str())
+    );
+    let events: Vec<String> =
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+            .list(&Default::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("AccountKeyRolledOver"))
+            .filter_map(|e| e.note)
+            .collect();
+    assert!(events.iter().any(|n| n.contains(&account)), "{events:?}");
+
+    // Another server: registered there, not the old account kept.
+    issuers
+        .patch(
+            "migrated",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": spec(&other)})),
+        )
+        .await
+        .expect("server changed");
+    let host = |url: &str| url.split('/').nth(2).unwrap_or("").to_string();
+    let got = ready(async || {
+        let status = issuers.get("migrated").await.ok()?.status?;
+        let uri = status.acme.as_ref()?.uri.clone()?;
+        (host(&uri) == host(&other.directory_url)).then_some(())?;
+        serde_json::to_value(status).ok()
+    })
+    .await;
+    assert_eq!(got["status"], "True", "{got}");
+
+    // The account key deleted: a new key and account at once.
+    secrets
+        .delete("cm-account", &Default::default())
+        .await
+        .expect("deleted");
+    let secret = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(s) = secrets.get("cm-account").await {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("a new account key within 20 s");
+    let key = secret_text(&secret, "tls.key").expect("tls.key");
+    certwright::acme::account::parse_key(key.as_bytes(), "s").expect("a P-256 key");
+    let got = ready(async || {
+        let status = issuers.get("migrated").await.ok()?.status?;
+        let uri = status.acme.as_ref()?.uri.clone()?;
+        (host(&uri) == host(&other.directory_url) && got["acme"]["uri"] != uri.as_str())
+            .then_some(())?;
+        serde_json::to_value(status).ok()
+    })
+    .await;
+    assert_eq!(got["status"], "True", "{got}");
     controller.abort();
 }

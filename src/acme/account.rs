@@ -6,14 +6,17 @@ use instant_acme::{Account, Key};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::http::{Trust, client};
+use super::rollover::{Ca, Signer};
 use crate::pki::keys::{KeyKind, PrivateKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     #[error(
-        "the ACME account key in Secret {0} is an RSA key (cert-manager generates those); certwright supports ECDSA P-256 account keys only: delete the Secret to register a new account, or put an EC P-256 key in it"
+        "the ACME account key in Secret {0} is an RSA key (cert-manager generates those); the Issuer controller rolls the account over to a P-256 key, keeping it (see the Issuer's Ready condition)"
     )]
     RsaKey(String),
+    #[error("keeping the account of the RSA key in Secret {secret}: {why}")]
+    Rollover { secret: String, why: String },
     #[error("the ACME account key in Secret {secret} is not usable: {why}")]
     BadKey { secret: String, why: String },
     #[error("cannot build the HTTP client for the ACME server: {0}")]
@@ -36,7 +39,7 @@ impl AccountError {
             Self::EabExistingKey(_) => "EABExistingKey",
             Self::BadEabKey { .. } => "InvalidEABKey",
             Self::Client(_) => "InvalidTLSConfig",
-            Self::Acme(_) => "ErrRegisterACMEAccount",
+            Self::Acme(_) | Self::Rollover { .. } => "ErrRegisterACMEAccount",
         }
     }
 }
@@ -66,9 +69,31 @@ pub fn parse_key(pem: &[u8], secret: &str) -> Result<Vec<u8>, AccountError> {
     }
 }
 
-/// The account for `key`: the known one when `known_uri` is set, else the
-/// CA's existing account for the key, else a new registration. The contact
-/// email is (re)set when given. Returns the account and its URL.
+/// Rolls the account of an RSA key (PKCS#8) over to the P-256 key
+/// `new_pkcs8`, keeping the account; Ok(None) when the CA has no account
+/// for the RSA key. `secret` names the key's Secret in errors.
+pub async fn roll_over(
+    server: &str,
+    trust: &Trust,
+    rsa_pkcs8: &[u8],
+    new_pkcs8: &[u8],
+    secret: &str,
+) -> Result<Option<String>, AccountError> {
+    let fail = |why: String| AccountError::Rollover {
+        secret: secret.to_string(),
+        why,
+    };
+    let http = client(trust).map_err(|e| AccountError::Client(e.to_string()))?;
+    let ca = Ca::new(http, server).await.map_err(fail)?;
+    let old = Signer::from_pkcs8(rsa_pkcs8).map_err(fail)?;
+    let new = Signer::from_pkcs8(new_pkcs8).map_err(fail)?;
+    let Some(url) = ca.find_account(&old).await.map_err(fail)? else {
+        return Ok(None);
+    };
+    ca.change_key(&url, &old, &new).await.map_err(fail)?;
+    Ok(Some(url))
+}
+
 /// The HMAC key of an external account binding as the CA hands it out:
 /// base64url, padded or not (standard base64 is accepted too).
 pub fn decode_eab_key(text: &[u8], secret: &str) -> Result<Vec<u8>, AccountError> {
@@ -131,7 +156,9 @@ pub async fn register_with_eab(
     Ok((account.id().to_string(), pem))
 }
 
-/// What [`register`] needs to find or create an account.
+/// What [`register`] needs to find or create an account: the known one
+/// when `known_uri` is set, else the CA's existing account for the key,
+/// else a new registration. The contact email is (re)set when asked.
 pub struct Registration<'a> {
     pub server: &'a str,
     pub trust: &'a Trust,
@@ -221,7 +248,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_keys_parse_and_rsa_keys_are_refused_plainly() {
+    fn generated_keys_parse_and_rsa_keys_are_told_apart() {
         crate::install_crypto_provider();
         let pem = generate_key().expect("key");
         assert!(parse_key(pem.as_bytes(), "ns/acct").is_ok());
@@ -232,6 +259,7 @@ mod tests {
         let err = parse_key(rsa.as_bytes(), "ns/acct").expect_err("rsa refused");
         assert_eq!(err.reason(), "InvalidAccountKey");
         assert!(err.to_string().contains("ns/acct is an RSA key"), "{err}");
+        assert!(err.to_string().contains("rolls the account over"), "{err}");
         assert!(matches!(
             parse_key(b"nope", "ns/acct"),
             Err(AccountError::BadKey { .. })

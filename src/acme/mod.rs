@@ -4,4 +4,5 @@
 pub mod account;
 pub mod errors;
 pub mod http;
+pub mod rollover;
 pub mod session;

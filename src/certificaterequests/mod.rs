@@ -1,4 +1,6 @@
-//! CertificateRequests for ACME issuers: approved automatically, answered by
+//! CertificateRequests for ACME issuers: approved automatically (unless
+//! `--controllers=-certificaterequests-approver` leaves that to another
+//! approver, and a denied request fails as cert-manager's do), answered by
 //! exactly one Order (deterministic name, immutable spec, owned by the
 //! request), and completed from the Order: the chain copied back
 //! (Ready=True, Issued) or the failure reported (Ready=False, Failed).
@@ -148,6 +150,22 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
         return Ok(Action::await_change());
     }
     let mut conditions = existing;
+    if condition(&cr, "Approved").is_none() && !ctx.controllers.approver {
+        // Another approver decides (--controllers=-certificaterequests-approver).
+        if let Err(e) = crate::events::publish(
+            &ctx.client,
+            CONTROLLER_NAME,
+            &cr.object_ref(&()),
+            kube::runtime::events::EventType::Normal,
+            "WaitingForApproval",
+            "Not signing CertificateRequest until it is Approved".into(),
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "publishing WaitingForApproval failed");
+        }
+        return Ok(Action::await_change());
+    }
     if condition(&cr, "Approved").is_none() {
         conditions = conditions::set_request(
             &conditions,

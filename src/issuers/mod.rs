@@ -5,6 +5,7 @@
 //! email last registered and a hash of the key.
 
 pub mod decide;
+mod rollover;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -59,6 +60,8 @@ struct Target<'a> {
     generation: Option<i64>,
     /// Namespace of the account key Secret.
     secret_namespace: String,
+    /// The issuer, for events.
+    object: k8s_openapi::api::core::v1::ObjectReference,
 }
 
 fn key_hash(pem: &[u8]) -> String {
@@ -75,13 +78,29 @@ async fn store_key(
     data_key: &str,
     pem: &str,
 ) -> Result<(), Error> {
+    let data = BTreeMap::from([(data_key.to_string(), pem.to_string())]);
+    apply_secret_data(secrets, name, CONTROLLER_NAME, data).await
+}
+
+/// Applies `data` to the Secret `name` as field manager `manager`: keys
+/// it applied before and not now are removed, others' are left alone.
+async fn apply_secret_data(
+    secrets: &Api<Secret>,
+    name: &str,
+    manager: &str,
+    data: BTreeMap<String, String>,
+) -> Result<(), Error> {
     let ns = secrets.namespace().unwrap_or_default();
+    let data: BTreeMap<String, ByteString> = data
+        .into_iter()
+        .map(|(k, v)| (k, ByteString(v.into_bytes())))
+        .collect();
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns},
-        "type": "Opaque", "data": BTreeMap::from([(data_key.to_string(), ByteString(pem.as_bytes().to_vec()))])});
+        "type": "Opaque", "data": data});
     secrets
         .patch(
             name,
-            &PatchParams::apply(CONTROLLER_NAME).force(),
+            &PatchParams::apply(manager).force(),
             &Patch::Apply(secret),
         )
         .await
@@ -144,9 +163,10 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
         .get_opt(secret_name)
         .await
         .map_err(|e| Error::GetSecret(secret_id.clone(), e))?;
-    let pem = match stored
-        .and_then(|s| s.data)
-        .and_then(|d| d.get(&data_key).map(|b| b.0.clone()))
+    let data = stored.and_then(|s| s.data).unwrap_or_default();
+    let pem = match data
+        .get(&data_key)
+        .map(|b| b.0.clone())
         .filter(|b| !b.is_empty())
     {
         Some(pem) => pem,
@@ -234,8 +254,32 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
             pem.into_bytes()
         }
     };
-    let pkcs8 = match account::parse_key(&pem, &secret_id) {
-        Ok(k) => k,
+    let mut rolled_over = None;
+    let (pem, pkcs8) = match account::parse_key(&pem, &secret_id) {
+        Ok(k) => (pem, k),
+        Err(AccountError::RsaKey(_)) => {
+            let rsa = rollover::Rsa {
+                secrets: &secrets,
+                name: secret_name,
+                data_key: &data_key,
+                data: &data,
+                pem: &pem,
+                id: &secret_id,
+            };
+            match rsa.keep_account(&acme.server, &trust).await? {
+                Ok((pem, pkcs8, uri)) => {
+                    rolled_over = Some(uri);
+                    (pem, pkcs8)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "keeping the account of an RSA key failed");
+                    return Ok((
+                        verdict(ConditionStatus::False, e.reason(), &e.to_string(), None),
+                        Action::requeue(Duration::from_secs(30)),
+                    ));
+                }
+            }
+        }
         Err(e) => {
             return Ok((
                 verdict(ConditionStatus::False, e.reason(), &e.to_string(), None),
@@ -245,9 +289,15 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
     };
     let hash = key_hash(&pem);
     let previous = t.status.and_then(|s| s.acme.as_ref());
-    let known_uri = previous
-        .filter(|p| p.last_private_key_hash.as_deref() == Some(hash.as_str()))
-        .and_then(|p| p.uri.as_deref());
+    // The recorded account, if it is this key's at this server (a changed
+    // server is registered again, as cert-manager does).
+    let known_uri = match &rolled_over {
+        Some(uri) => uri.as_deref(),
+        None => previous
+            .filter(|p| p.last_private_key_hash.as_deref() == Some(hash.as_str()))
+            .and_then(|p| p.uri.as_deref())
+            .filter(|uri| same_host(uri, &acme.server)),
+    };
     let email_changed = previous.and_then(|p| p.last_registered_email.as_deref()) != email;
     match account::register(account::Registration {
         server: &acme.server,
@@ -262,6 +312,28 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
     .await
     {
         Ok((_, uri)) => {
+            if let Some(kept) = &rolled_over {
+                let note = match kept {
+                    Some(_) => format!(
+                        "Kept the ACME account {uri}: its RSA key was rolled over to a new P-256 key (RFC 8555 key change); the RSA key stays in Secret {secret_id} under {:?}",
+                        rollover::PREVIOUS_KEY
+                    ),
+                    None => format!(
+                        "The RSA key in Secret {secret_id} has no account at the CA (or it was rolled over already): the account of its new P-256 key is {uri}; the RSA key stays under {:?}",
+                        rollover::PREVIOUS_KEY
+                    ),
+                };
+                tracing::info!(account = %uri, secret = %secret_id, "{note}");
+                let _ = crate::events::publish(
+                    &ctx.client,
+                    CONTROLLER_NAME,
+                    &t.object,
+                    kube::runtime::events::EventType::Normal,
+                    "AccountKeyRolledOver",
+                    note,
+                )
+                .await;
+            }
             let acme_status = AcmeIssuerStatus {
                 uri: Some(uri),
                 last_registered_email: email.map(String::from),
@@ -290,6 +362,16 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
     }
 }
 
+/// Whether an account URL belongs to the server (same host and port).
+fn same_host(account: &str, server: &str) -> bool {
+    let authority = |url: &str| {
+        url.parse::<hyper::Uri>()
+            .ok()
+            .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()))
+    };
+    authority(account).is_some() && authority(account) == authority(server)
+}
+
 async fn reconcile_issuer(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action, Error> {
     crate::metrics::sync("issuers");
     let namespace = issuer.namespace().unwrap_or_default();
@@ -298,6 +380,7 @@ async fn reconcile_issuer(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Acti
         status: issuer.status.as_ref(),
         generation: issuer.meta().generation,
         secret_namespace: namespace.clone(),
+        object: issuer.object_ref(&()),
     };
     let (status, action) = evaluate(&ctx, target).await?;
     let api: Api<Issuer> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -317,6 +400,7 @@ async fn reconcile_cluster_issuer(
         status: issuer.status.as_ref(),
         generation: issuer.meta().generation,
         secret_namespace: ctx.cluster_resource_namespace.clone(),
+        object: issuer.object_ref(&()),
     };
     let (status, action) = evaluate(&ctx, target).await?;
     let api: Api<ClusterIssuer> = Api::all(ctx.client.clone());
@@ -340,21 +424,69 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(
     Action::requeue(Duration::from_secs(5))
 }
 
+/// The name of the account key Secret an issuer names.
+fn account_secret(config: &IssuerConfig) -> Option<&str> {
+    config
+        .acme
+        .as_ref()
+        .map(|a| a.private_key_secret_ref.name.as_str())
+}
+
 /// Runs the Issuer and ClusterIssuer controllers until the streams end.
+/// Both also watch Secrets (metadata only), so a changed or deleted
+/// account key is acted on at once.
 pub async fn run(ctx: Arc<Context>) {
-    let issuers = Controller::new(
+    use kube::core::PartialObjectMeta;
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::reflector::ObjectRef;
+    let secrets = || {
+        watcher(
+            Api::<PartialObjectMeta<Secret>>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        )
+        .touched_objects()
+    };
+    let controller = Controller::new(
         Api::<Issuer>::all(ctx.client.clone()),
         watcher::Config::default(),
-    )
-    .with_config(ctx.controller_config())
-    .run(reconcile_issuer, error_policy, ctx.clone())
-    .for_each(|_| async {});
-    let cluster = Controller::new(
+    );
+    let store = controller.store();
+    let issuers = controller
+        .watches_stream(secrets(), move |secret| {
+            let ns = secret.metadata.namespace.clone().unwrap_or_default();
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            store
+                .state()
+                .into_iter()
+                .filter(|i| {
+                    i.namespace().as_deref() == Some(ns.as_str())
+                        && account_secret(&i.spec.config) == Some(name.as_str())
+                })
+                .map(|i| ObjectRef::from_obj(&*i))
+                .collect::<Vec<_>>()
+        })
+        .with_config(ctx.controller_config())
+        .run(reconcile_issuer, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let controller = Controller::new(
         Api::<ClusterIssuer>::all(ctx.client.clone()),
         watcher::Config::default(),
-    )
-    .with_config(ctx.controller_config())
-    .run(reconcile_cluster_issuer, error_policy, ctx.clone())
-    .for_each(|_| async {});
+    );
+    let store = controller.store();
+    let resource_ns = ctx.cluster_resource_namespace.clone();
+    let cluster = controller
+        .watches_stream(secrets(), move |secret| {
+            let in_ns = secret.metadata.namespace.as_deref() == Some(resource_ns.as_str());
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            store
+                .state()
+                .into_iter()
+                .filter(|i| in_ns && account_secret(&i.spec.config) == Some(name.as_str()))
+                .map(|i| ObjectRef::from_obj(&*i))
+                .collect::<Vec<_>>()
+        })
+        .with_config(ctx.controller_config())
+        .run(reconcile_cluster_issuer, error_policy, ctx.clone())
+        .for_each(|_| async {});
     futures_util::future::join(issuers, cluster).await;
 }
