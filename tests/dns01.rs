@@ -7,11 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use certwright::api::Challenge;
 use common::dns::{SECRET, dns_server, dns01_issuer, start, txt_values};
 use common::env::Env;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use serde_json::json;
 
 /// An Issuer `name` in `ns` solving DNS-01 with RFC 2136 and the TSIG
@@ -92,18 +91,7 @@ async fn a_wrong_tsig_secret_is_a_clear_reason_and_no_hot_loop() {
                "issuerRef": {"name": "wrong", "kind": "Issuer"}}),
     )
     .await;
-    let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), ns);
-    let reason = env
-        .wait("the Challenge to say why it cannot present", 60, || async {
-            challenges
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .find_map(|c| c.status?.reason.filter(|r| r.contains("BADSIG")))
-        })
-        .await;
+    let reason = common::dns::challenge_reason(&env, ns, "BADSIG").await;
     assert!(
         reason.starts_with("Cannot present the DNS-01 challenge")
             && reason.contains("TSIG key \"certwright\""),

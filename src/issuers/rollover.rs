@@ -55,26 +55,24 @@ impl Rsa<'_> {
             Ok(k) => k,
             Err(e) => return Ok(Err(bad(e.to_string()))),
         };
-        let pending = self
-            .data
-            .get(PENDING_KEY)
-            .map(|b| b.0.clone())
-            .filter(|pem| account::parse_key(pem, self.id).is_ok());
-        let pending = match pending {
-            Some(pem) => String::from_utf8_lossy(&pem).into_owned(),
+        // A P-256 key left by an interrupted rollover is reused.
+        let left = self.data.get(PENDING_KEY).and_then(|b| {
+            let pkcs8 = account::parse_key(&b.0, self.id).ok()?;
+            Some((String::from_utf8_lossy(&b.0).into_owned(), pkcs8))
+        });
+        let (pending, new_pkcs8) = match left {
+            Some(found) => found,
             None => {
-                let pem = match account::generate_key() {
-                    Ok(p) => p,
+                let generated = account::generate_key()
+                    .and_then(|pem| account::parse_key(pem.as_bytes(), self.id).map(|k| (pem, k)));
+                let (pem, pkcs8) = match generated {
+                    Ok(g) => g,
                     Err(e) => return Ok(Err(e)),
                 };
                 let data = BTreeMap::from([(PENDING_KEY.to_string(), pem.clone())]);
                 apply_secret_data(self.secrets, self.name, MANAGER, data).await?;
-                pem
+                (pem, pkcs8)
             }
-        };
-        let new_pkcs8 = match account::parse_key(pending.as_bytes(), self.id) {
-            Ok(k) => k,
-            Err(e) => return Ok(Err(e)),
         };
         let uri =
             match account::roll_over(server, trust, rsa.pkcs8_der(), &new_pkcs8, self.id).await {
