@@ -313,7 +313,8 @@ pub struct Pkcs12Keystore {
     pub password_secret_ref: Option<SecretKeySelector>,
     /// The keystore password given inline; excludes `passwordSecretRef`.
     pub password: Option<String>,
-    /// Encryption profile: `LegacyRC2` (the default), `LegacyDES` or `Modern2023`.
+    /// Encryption profile: `LegacyRC2` (the default), `LegacyDES`,
+    /// `Modern2023` or `Modern2026` (PBMAC1: OpenSSL 3.4, Java 26 and later).
     pub profile: Option<Pkcs12Profile>,
 }
 
@@ -325,6 +326,7 @@ pub enum Pkcs12Profile {
     #[serde(rename = "LegacyDES")]
     LegacyDes,
     Modern2023,
+    Modern2026,
 }
 
 /// An extra output format.

@@ -1,11 +1,14 @@
 //! Just enough DER to move private keys between PKCS#8 and the PKCS#1 (RSA)
-//! and SEC1 (EC) encodings cert-manager writes: read and write one TLV.
+//! and SEC1 (EC) encodings cert-manager writes, and to build keystores:
+//! read and write one TLV, and the few constructions they are made of.
 
 pub const SEQUENCE: u8 = 0x30;
 pub const INTEGER: u8 = 0x02;
 pub const OCTET_STRING: u8 = 0x04;
 pub const NULL: u8 = 0x05;
 pub const OID: u8 = 0x06;
+pub const BMP_STRING: u8 = 0x1e;
+pub const SET: u8 = 0x31;
 /// `[0]` and `[1]` constructed context tags (ECPrivateKey parameters, publicKey).
 pub const CONTEXT_0: u8 = 0xa0;
 pub const CONTEXT_1: u8 = 0xa1;
@@ -78,6 +81,57 @@ pub fn write(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A SEQUENCE of already encoded values.
+pub fn seq(parts: &[&[u8]]) -> Vec<u8> {
+    write(SEQUENCE, &parts.concat())
+}
+
+/// A SET of already encoded values (in the order given: every set built
+/// here has one member).
+pub fn set(parts: &[&[u8]]) -> Vec<u8> {
+    write(SET, &parts.concat())
+}
+
+/// `[n] EXPLICIT` around an encoded value.
+pub fn explicit(n: u8, inner: &[u8]) -> Vec<u8> {
+    write(CONTEXT_0 + n, inner)
+}
+
+/// A non-negative INTEGER.
+pub fn integer(value: u64) -> Vec<u8> {
+    let mut bytes: Vec<u8> = value
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
+    if bytes.first().is_none_or(|b| b & 0x80 != 0) {
+        bytes.insert(0, 0);
+    }
+    write(INTEGER, &bytes)
+}
+
+/// An OBJECT IDENTIFIER from its arcs.
+pub fn oid(arcs: &[u64]) -> Vec<u8> {
+    let mut content = Vec::new();
+    let first = arcs.first().copied().unwrap_or(0) * 40 + arcs.get(1).copied().unwrap_or(0);
+    for arc in std::iter::once(first).chain(arcs.iter().skip(2).copied()) {
+        let mut chunk = vec![(arc & 0x7f) as u8];
+        let mut rest = arc >> 7;
+        while rest > 0 {
+            chunk.push(0x80 | (rest & 0x7f) as u8);
+            rest >>= 7;
+        }
+        content.extend(chunk.into_iter().rev());
+    }
+    write(OID, &content)
+}
+
+/// An AlgorithmIdentifier: the algorithm and its encoded parameters
+/// (NULL when it takes none).
+pub fn algorithm(arcs: &[u64], parameters: Option<&[u8]>) -> Vec<u8> {
+    seq(&[&oid(arcs), parameters.unwrap_or(&[NULL, 0])])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +149,28 @@ mod tests {
         }
         assert_eq!(read(&[0x30, 0x05, 1]), None, "truncated");
         assert_eq!(read(&[0x30, 0x80]), None, "indefinite length is not DER");
+    }
+
+    #[test]
+    fn oids_and_integers_encode_as_der() {
+        // rsaEncryption and Oracle's trusted key usage (a long arc).
+        assert_eq!(
+            oid(&[1, 2, 840, 113549, 1, 1, 1]),
+            [6, 9, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, 1]
+        );
+        assert_eq!(
+            oid(&[2, 16, 840, 1, 113894, 746875, 1, 1]),
+            [
+                6, 12, 0x60, 0x86, 0x48, 1, 0x86, 0xf9, 0x66, 0xad, 0xca, 0x7b, 1, 1
+            ]
+        );
+        assert_eq!(integer(0), [2, 1, 0]);
+        assert_eq!(integer(3), [2, 1, 3]);
+        assert_eq!(integer(2048), [2, 2, 8, 0]);
+        assert_eq!(
+            integer(128),
+            [2, 2, 0, 0x80],
+            "a leading zero keeps it positive"
+        );
     }
 }

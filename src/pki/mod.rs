@@ -1,6 +1,7 @@
-//! Keys, CSRs and certificate parsing.
+//! Keys, CSRs, keystores and certificate parsing.
 
 pub mod cert;
 pub mod csr;
 pub mod der;
 pub mod keys;
+pub mod keystore;

@@ -107,7 +107,7 @@ pub fn cert_manager_version() -> &'static str {
     )
 }
 
-/// A cached binary of `tests/tools/cert-manager` (`dns-webhook`).
+/// A cached binary of `tests/tools/cert-manager` (`dns-webhook`, `keystore-read`).
 pub fn cert_manager_tool(name: &str) -> Result<PathBuf, String> {
     tool(&format!("cert-manager-{}", cert_manager_version()), name)
 }

@@ -1,15 +1,18 @@
 // Test infrastructure built on cert-manager's published module (scripts/install-tools
 // runs the build): dns-webhook, a DNS-01 webhook solver served with cert-manager's
-// webhook library, as third-party solvers are. Our own code. The module path sits
-// under cert-manager's so later mains may use its internal packages.
+// webhook library, as third-party solvers are; keystore-read, which opens keystores
+// with the libraries cert-manager writes them with. Our own code. The module path
+// sits under cert-manager's so later mains may use its internal packages.
 module github.com/cert-manager/cert-manager/certwright-test
 
 go 1.26.0
 
 require (
 	github.com/cert-manager/cert-manager v1.21.2
+	github.com/pavlo-v-chernykh/keystore-go/v4 v4.5.0
 	k8s.io/apimachinery v0.36.2
 	k8s.io/client-go v0.36.2
+	software.sslmate.com/src/go-pkcs12 v0.7.2
 )
 
 require (
