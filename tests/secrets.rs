@@ -331,3 +331,219 @@ async fn secrets_holding_something_else_are_refused_before_ordering_and_kept() {
     let account = env.issuing_failure(ns, "c-account").await;
     assert!(account.contains("account key"), "still refused: {account}");
 }
+
+/// What `keystore-read` (cert-manager's keystore libraries) finds in a
+/// keystore: the key's PKCS#8 and the chain, base64.
+fn read_keystore(kind: &str, bytes: &[u8], password: &str) -> (Vec<u8>, Vec<Vec<u8>>) {
+    use base64::Engine;
+    let file =
+        std::env::temp_dir().join(format!("certwright-secret-{kind}-{}", std::process::id()));
+    std::fs::write(&file, bytes).expect("write keystore");
+    let tool =
+        certwright_testcluster::tools::cert_manager_tool("keystore-read").expect("keystore-read");
+    let out = std::process::Command::new(tool)
+        .arg(kind)
+        .arg(&file)
+        .arg(password)
+        .output()
+        .expect("keystore-read runs");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "{kind}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_default())
+            .expect("base64")
+    };
+    let chain = read["chain"]
+        .as_array()
+        .map(|a| a.iter().map(b64).collect())
+        .unwrap_or_default();
+    (b64(&read["key"]), chain)
+}
+
+/// The public key of a PEM or PKCS#8 DER key.
+fn public_key(pem_or_der: &[u8]) -> Vec<u8> {
+    let text = if pem_or_der.starts_with(b"-----") {
+        pem_or_der.to_vec()
+    } else {
+        pem::encode(&pem::Pem::new("PRIVATE KEY", pem_or_der.to_vec())).into_bytes()
+    };
+    certwright::pki::keys::PrivateKey::from_pem(&text)
+        .expect("key")
+        .public_key_info()
+        .expect("spki")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keystores_and_output_formats_follow_the_spec_and_replace_what_cert_manager_left() {
+    let env = Env::start(|_| {}, &[]).await;
+    let ns = "stores";
+    env.namespace(ns).await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), ns);
+    // The Secret as cert-manager left it before the migration: its field
+    // manager wrote the keystores of an older certificate, and key.der.
+    let pair = rcgen::KeyPair::generate().expect("key");
+    let old = rcgen::CertificateParams::new(vec!["old.stores.test".to_string()])
+        .expect("params")
+        .self_signed(&pair)
+        .expect("cert");
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
+    let left = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "web-tls", "namespace": ns,
+                     "annotations": {"cert-manager.io/certificate-name": "web"}},
+        "data": {"tls.crt": b64(old.pem().as_bytes()), "tls.key": b64(pair.serialize_pem().as_bytes()),
+                 "keystore.p12": b64(b"cert-manager's"), "keystore.jks": b64(b"cert-manager's"),
+                 "key.der": b64(b"cert-manager's"), "team.txt": b64(b"kept")}});
+    secrets
+        .patch(
+            "web-tls",
+            &PatchParams::apply("cert-manager-certificates-issuing"),
+            &Patch::Apply(left),
+        )
+        .await
+        .expect("cert-manager's Secret");
+    // Its password Secret is not there yet.
+    env.certificate(
+        ns,
+        "web",
+        json!({"secretName": "web-tls", "dnsNames": ["web.stores.test"],
+               "additionalOutputFormats": [{"type": "CombinedPEM"}],
+               "keystores": {"pkcs12": {"create": true, "profile": "Modern2023",
+                   "passwordSecretRef": {"name": "store-password", "key": "password"}}}}),
+    )
+    .await;
+    let reason = env
+        .wait(
+            "a Warning that the password Secret is missing",
+            60,
+            || async {
+                env.events(
+                    ns,
+                    "involvedObject.kind=Certificate,involvedObject.name=web",
+                )
+                .await
+                .into_iter()
+                .find(|(r, _)| r == "KeystorePasswordSecretNotFound")
+            },
+        )
+        .await;
+    assert!(
+        reason.1.contains("stores/store-password does not exist"),
+        "{}",
+        reason.1
+    );
+    foreign_secret(
+        &env,
+        ns,
+        "store-password",
+        "Opaque",
+        &[("password", b"p12-Pass")],
+    )
+    .await;
+    env.certificate_ready(ns, "web", 1).await;
+
+    let secret = secrets.get("web-tls").await.expect("secret");
+    let (crt, key) = (
+        secret_data(&secret, "tls.crt"),
+        secret_data(&secret, "tls.key"),
+    );
+    let leaf =
+        certwright::pki::keystore::certificates(&String::from_utf8_lossy(&crt)).expect("pem");
+    let (p12_key, p12_chain) =
+        read_keystore("p12", &secret_data(&secret, "keystore.p12"), "p12-Pass");
+    assert_eq!(
+        p12_chain[0], leaf[0],
+        "keystore.p12 holds the new certificate"
+    );
+    assert_eq!(public_key(&p12_key), public_key(&key), "and its key");
+    let mut combined = key.clone();
+    combined.push(b'\n');
+    combined.extend(&crt);
+    assert_eq!(secret_data(&secret, "tls-combined.pem"), combined);
+    let data = secret.data.clone().unwrap_or_default();
+    assert!(
+        !data.contains_key("keystore.jks") && !data.contains_key("key.der"),
+        "cert-manager's outputs the spec does not ask for are gone: {:?}",
+        data.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        secret_data(&secret, "team.txt"),
+        b"kept",
+        "a key of someone else's stays"
+    );
+
+    // The spec changes its outputs: the Secret follows without issuing.
+    Api::<Certificate>::namespaced(env.client.clone(), ns)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"additionalOutputFormats": [{"type": "DER"}],
+                "keystores": {"jks": {"create": true, "alias": "web", "password": "jks-Pass"}}}}),
+            ),
+        )
+        .await
+        .expect("spec change");
+    let secret = env
+        .wait(
+            "keystore.jks and key.der, and no tls-combined.pem",
+            30,
+            || async {
+                let s = secrets.get("web-tls").await.ok()?;
+                let d = s.data.clone().unwrap_or_default();
+                (d.contains_key("keystore.jks")
+                    && d.contains_key("key.der")
+                    && !d.contains_key("tls-combined.pem"))
+                .then_some(s)
+            },
+        )
+        .await;
+    assert_eq!(secret_data(&secret, "tls.crt"), crt, "the same certificate");
+    assert_eq!(
+        secret_data(&secret, "key.der"),
+        pem::parse(&key).expect("pem").contents(),
+        "key.der is tls.key's DER"
+    );
+    let (jks_key, jks_chain) =
+        read_keystore("jks", &secret_data(&secret, "keystore.jks"), "jks-Pass");
+    assert_eq!(
+        (jks_chain, public_key(&jks_key)),
+        (leaf.clone(), public_key(&key))
+    );
+    let cert: Certificate = Api::namespaced(env.client.clone(), ns)
+        .get("web")
+        .await
+        .expect("cert");
+    assert_eq!(
+        cert.status.and_then(|s| s.revision),
+        Some(1),
+        "not issued again"
+    );
+    let requests: Api<CertificateRequest> = Api::namespaced(env.client.clone(), ns);
+    assert_eq!(
+        requests
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
+    let events = env
+        .events(
+            ns,
+            "involvedObject.kind=Certificate,involvedObject.name=web",
+        )
+        .await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "SecretUpdated" && m.contains("written again without issuing")),
+        "{events:?}"
+    );
+}

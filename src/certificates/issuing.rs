@@ -1,6 +1,7 @@
 //! The issuing controller: when the CertificateRequest of the running
-//! issuance is done, either writes the final Secret (server-side apply, so
-//! what others added survives; never a Secret another Certificate owns),
+//! issuance is done, either writes the final Secret with its output formats
+//! and keystores (`secret_writer`: server-side apply, so what others added
+//! survives; never a Secret another Certificate owns),
 //! bumps the revision, ends the issuance and prunes old requests beyond
 //! `revisionHistoryLimit`; or records the failure (lastFailureTime,
 //! failedIssuanceAttempts) so the trigger backs off.
@@ -8,7 +9,6 @@
 use std::time::Duration;
 
 use super::Again;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -17,7 +17,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::controllers::{Error, issuing, publish};
-use super::secret;
+use super::secret_writer::{self, Material, Written};
 use super::snapshot::Snapshot;
 use crate::api::certificate::PrivateKeyEncoding;
 use crate::api::meta::ConditionStatus;
@@ -28,6 +28,10 @@ use crate::pki::cert::parse_chain;
 use crate::pki::keys::PrivateKey;
 
 pub const ISSUING: &str = "certwright-certificates-issuing";
+
+/// When a Secret that could not be written yet (a keystore password
+/// Secret missing) is tried again: the password Secret is not watched.
+pub(crate) const NOT_YET_AGAIN: Duration = Duration::from_secs(30);
 
 /// Default `revisionHistoryLimit`, as cert-manager's since v1.18.
 pub const DEFAULT_REVISION_HISTORY_LIMIT: i32 = 1;
@@ -183,7 +187,6 @@ pub(crate) async fn reconcile(
     let Some(key_secret) = status.next_private_key_secret_name.clone() else {
         return Ok(None);
     };
-    let ns = cert.namespace().unwrap_or_default();
     let revision = status.revision.unwrap_or(0) + 1;
     let Some(cr) = &seen.request else {
         return Ok(None);
@@ -278,35 +281,19 @@ pub(crate) async fn reconcile(
                 .and_then(|s| s.ca.clone())
                 .map(|b| String::from_utf8_lossy(&b.0).into_owned());
             let chain_text = String::from_utf8_lossy(&chain).into_owned();
-            let mut wanted = secret::build(cert, &chain_text, &key_pem, ca.as_deref(), &leaf);
-            if ctx.certificate_owner_ref {
-                wanted["metadata"]["ownerReferences"] = json!([{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-                    "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true}]);
-            }
-            let written = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
-                .patch(
-                    &cert.spec.secret_name,
-                    &PatchParams::apply(ISSUING).force(),
-                    &Patch::Apply(wanted),
-                )
-                .await;
-            match written {
-                Ok(_) => {}
-                // Refused for what it is (invalid, forbidden by policy or
-                // admission): retrying every few seconds changes nothing.
-                Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => {
-                    let message = format!(
-                        "The API server refused to write Secret {ns}/{}: {}",
-                        cert.spec.secret_name, s.message
-                    );
-                    return record_failure_now(ctx, cert, message).await;
+            let material = Material {
+                chain_pem: &chain_text,
+                key_pem: &key_pem,
+                ca_pem: ca.as_deref(),
+                leaf: &leaf,
+            };
+            match secret_writer::write(ctx, cert, seen.secret.as_ref(), material).await? {
+                Written::Done => {}
+                Written::NotYet { reason, message } => {
+                    publish(ctx, ISSUING, cert, EventType::Warning, reason, message).await?;
+                    return Ok(Some(NOT_YET_AGAIN));
                 }
-                Err(e) => {
-                    return Err(Error::WriteSecret(
-                        format!("{ns}/{}", cert.spec.secret_name),
-                        e,
-                    ));
-                }
+                Written::Refused(message) => return record_failure_now(ctx, cert, message).await,
             }
             let violations = super::names::violations(&cert.spec, &leaf);
             let mismatch = (!violations.is_empty()).then(|| {

@@ -1,16 +1,18 @@
 //! The Certificate controllers, split by role as cert-manager's: trigger
 //! (decides when to issue), key manager, request manager, issuing,
-//! readiness. Decisions are pure functions over plain data.
+//! post-issuance (keeps the Secret's outputs as the spec asks), readiness. Decisions are pure functions over plain data.
 
 pub mod ari;
 pub mod backoff;
 pub mod controllers;
 pub mod issuing;
 pub mod names;
+pub mod post_issuance;
 pub mod readiness;
 pub mod renewal;
 pub mod request_manager;
 pub mod secret;
+pub mod secret_writer;
 pub mod snapshot;
 pub mod trigger;
 
@@ -62,14 +64,15 @@ async fn reconcile(
     // The roles read the same snapshot and write different steps, so they
     // run side by side.
     let seen = snapshot::Snapshot::read(&cert, &ctx).await?;
-    let (trigger, keys, request, issue, ready) = futures_util::join!(
+    let (trigger, keys, request, issue, outputs, ready) = futures_util::join!(
         controllers::trigger(&cert, &seen, &ctx),
         controllers::key_manager(&cert, &seen, &ctx),
         request_manager::reconcile(&cert, &seen, &ctx),
         issuing::reconcile(&cert, &seen, &ctx),
+        post_issuance::reconcile(&cert, &seen, &ctx),
         readiness::reconcile(&cert, &seen, &ctx),
     );
-    let results = [trigger, keys, request, issue, ready];
+    let results = [trigger, keys, request, issue, outputs, ready];
     let mut soonest: Again = None;
     for result in results {
         if let Some(wait) = result? {
