@@ -27,12 +27,16 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Yaml)]
         output: Format,
     },
-    /// Print a Certificate's whole resource tree with conditions, events and last errors.
-    Status,
-    /// Trigger an immediate re-issuance of a Certificate.
-    Renew,
-    /// Checks without issuing: that the API serves certwright's kinds
-    /// (more checks come with the CLI).
+    /// Print a Certificate's whole resource tree with conditions, events
+    /// and the last error, with what to do about it.
+    Status(StatusArgs),
+    /// Trigger an immediate re-issuance of Certificates (Issuing=True,
+    /// reason ManuallyTriggered), whatever backoff a failure set.
+    Renew(RenewArgs),
+    /// Print what a Secret's certificate holds.
+    Inspect(InspectArgs),
+    /// Checks without issuing: that the API serves certwright's kinds, or
+    /// that a name's HTTP-01 tokens can be fetched as the CA will.
     Check(CheckArgs),
     /// Print version information.
     Version {
@@ -256,10 +260,86 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(total))
 }
 
+/// Which cluster the user's commands talk to.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
+    /// The kubeconfig to use (else KUBECONFIG, ~/.kube/config, or the Pod's
+    /// ServiceAccount).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context to use (else its current context).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(subcommand)]
+    pub what: StatusCommand,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StatusCommand {
+    /// A Certificate and its Issuer, Secret, CertificateRequest, Order and
+    /// Challenges.
+    #[command(visible_alias = "cert")]
+    Certificate {
+        name: String,
+        /// The Certificate's namespace (else the context's).
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RenewArgs {
+    /// Certificates to renew, in the namespace.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub names: Vec<String>,
+    /// Every Certificate in the namespace (with -A, in every namespace).
+    #[arg(long)]
+    pub all: bool,
+    /// The namespace (else the context's).
+    #[arg(short, long, conflicts_with = "all_namespaces")]
+    pub namespace: Option<String>,
+    /// With --all: every namespace.
+    #[arg(short = 'A', long, requires = "all")]
+    pub all_namespaces: bool,
+    /// With --all: only Certificates matching this label selector.
+    #[arg(short = 'l', long, requires = "all")]
+    pub selector: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    #[command(subcommand)]
+    pub what: InspectCommand,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InspectCommand {
+    /// The certificate in a Secret's tls.crt: names, validity, issuer, key,
+    /// serial, fingerprint, chain; whether tls.key matches it.
+    Secret {
+        name: String,
+        /// The Secret's namespace (else the context's).
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+}
+
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
     #[command(subcommand)]
     pub what: CheckCommand,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -271,6 +351,32 @@ pub enum CheckCommand {
         /// Keep trying this long before failing (a Go duration).
         #[arg(long, default_value = "0s", value_parser = parse_duration)]
         wait: std::time::Duration,
+    },
+    /// Whether a name's HTTP-01 tokens can be fetched as the CA will fetch
+    /// them (resolved, port 80 answering, redirects the CA follows), without
+    /// issuing anything; with an issuer, which of its solvers proves it.
+    Domain {
+        name: String,
+        /// The Issuer whose solvers to look at (in --namespace).
+        #[arg(long, conflicts_with = "cluster_issuer")]
+        issuer: Option<String>,
+        /// The ClusterIssuer whose solvers to look at.
+        #[arg(long)]
+        cluster_issuer: Option<String>,
+        /// The Issuer's namespace (else the context's).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Resolve with these nameservers (host:port, comma separated), as
+        /// the controller's --acme-http01-solver-nameservers.
+        #[arg(long, value_delimiter = ',')]
+        nameservers: Vec<std::net::SocketAddr>,
+        /// Send the first request here (host:port) with the name as Host,
+        /// as the controller's --http01-self-check-address.
+        #[arg(long)]
+        address: Option<String>,
+        /// The port of http:// URLs (80, as the CA; for tests).
+        #[arg(long, default_value_t = 80, hide = true)]
+        http_port: u16,
     },
 }
 

@@ -8,6 +8,7 @@ pub mod certificates;
 pub mod challenges;
 pub mod checks;
 pub mod cli;
+pub mod cmd;
 pub mod conditions;
 pub mod context;
 pub mod dns;

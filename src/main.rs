@@ -8,9 +8,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 
 use certwright::api;
-use certwright::cli::{
-    CheckArgs, CheckCommand, Cli, Command, ControllerArgs, Format, LogArgs, LogFormat, SolverArgs,
-};
+use certwright::cli::{Cli, Command, ControllerArgs, Format, LogArgs, LogFormat, SolverArgs};
 use certwright::ops;
 use certwright::solver::server::{self, Presented, Tokens};
 
@@ -32,13 +30,10 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Version { output } => print_version(output),
         Command::Solver(args) => run_solver(args),
         Command::Controller(args) => run_controller(*args),
-        Command::Check(args) => run_check(args),
-        Command::Status | Command::Renew => {
-            bail!(
-                "this subcommand is not available in certwright {} yet",
-                env!("CARGO_PKG_VERSION")
-            )
-        }
+        Command::Check(args) => certwright::cmd::run::check(args),
+        Command::Status(args) => certwright::cmd::run::status(args),
+        Command::Renew(args) => certwright::cmd::run::renew(args),
+        Command::Inspect(args) => certwright::cmd::run::inspect(args),
     }
 }
 
@@ -273,35 +268,6 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             e.release().await;
         }
         result
-    })
-}
-
-fn run_check(args: CheckArgs) -> anyhow::Result<()> {
-    let CheckCommand::Api { wait } = args.what;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    runtime.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match certwright::checks::api(&client).await {
-                Ok(()) => {
-                    println!(
-                        "the API server serves cert-manager.io/v1 and acme.cert-manager.io/v1"
-                    );
-                    return Ok(());
-                }
-                Err(why) if tokio::time::Instant::now() >= deadline => bail!("{why}"),
-                Err(why) => {
-                    eprintln!("certwright: not yet: {why}");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-            }
-        }
     })
 }
 
