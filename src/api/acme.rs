@@ -100,8 +100,9 @@ pub struct AcmeChallengeSolver {
     /// Solve HTTP-01 challenges by serving the token over plain HTTP on port
     /// 80 of the name. Cannot prove wildcard names.
     pub http01: Option<Http01Solver>,
-    /// Solve DNS-01 challenges with a TXT record (not yet implemented by
-    /// certwright; such solvers are reported as unsupported).
+    /// Solve DNS-01 challenges with a TXT record `_acme-challenge.<name>`
+    /// (RFC 2136, Cloudflare or a webhook solver; other providers are
+    /// reported as unsupported). The only way to prove wildcard names.
     pub dns01: Option<Dns01Solver>,
 }
 

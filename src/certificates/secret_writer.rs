@@ -133,32 +133,27 @@ async fn passwords(
     cert: &Certificate,
 ) -> Result<Result<Passwords, (&'static str, String)>, Error> {
     let stores = cert.spec.keystores.as_ref();
+    let pkcs12 = stores.and_then(|k| k.pkcs12.as_ref()).filter(|p| p.create);
+    let jks = stores.and_then(|k| k.jks.as_ref()).filter(|j| j.create);
     let mut out = Passwords::default();
-    if let Some(p) = stores.and_then(|k| k.pkcs12.as_ref()).filter(|p| p.create) {
-        match password(
-            ctx,
-            cert,
+    let wanted = [
+        (
+            &mut out.pkcs12,
             "PKCS#12",
-            p.password.as_ref(),
-            p.password_secret_ref.as_ref(),
-        )
-        .await?
-        {
-            Ok(pw) => out.pkcs12 = Some(pw),
-            Err(problem) => return Ok(Err(problem)),
-        }
-    }
-    if let Some(j) = stores.and_then(|k| k.jks.as_ref()).filter(|j| j.create) {
-        match password(
-            ctx,
-            cert,
+            pkcs12.map(|p| (&p.password, &p.password_secret_ref)),
+        ),
+        (
+            &mut out.jks,
             "JKS",
-            j.password.as_ref(),
-            j.password_secret_ref.as_ref(),
-        )
-        .await?
-        {
-            Ok(pw) => out.jks = Some(pw),
+            jks.map(|j| (&j.password, &j.password_secret_ref)),
+        ),
+    ];
+    for (slot, kind, store) in wanted {
+        let Some((literal, reference)) = store else {
+            continue;
+        };
+        match password(ctx, cert, kind, literal.as_ref(), reference.as_ref()).await? {
+            Ok(pw) => *slot = Some(pw),
             Err(problem) => return Ok(Err(problem)),
         }
     }
