@@ -50,7 +50,8 @@ pub(super) async fn replace(
     detail: String,
 ) -> Result<Action, Error> {
     let uid = order.uid().unwrap_or_default();
-    let attempts = ctx.failed_again(&uid);
+    // Transient failures before or between do not count towards the cap.
+    let attempts = ctx.lost_again(&uid);
     if attempts > MAX_REPLACEMENTS {
         let status = order.status.clone().unwrap_or_default();
         return fail(
