@@ -85,6 +85,23 @@ async fn acme_issuer(ctx: &Context, cr: &CertificateRequest) -> Result<Option<Ac
     }
 }
 
+/// Whether `order` names the request `uid` as its controller.
+fn controlled_by(order: &Order, uid: Option<&str>) -> bool {
+    order
+        .owner_references()
+        .iter()
+        .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid)
+}
+
+/// Whether `order` is controlled by a CertificateRequest called `name`
+/// (an earlier one, since deleted and made again).
+fn left_by_earlier_request(order: &Order, name: &str) -> bool {
+    order
+        .owner_references()
+        .iter()
+        .any(|r| r.controller == Some(true) && r.kind == "CertificateRequest" && r.name == name)
+}
+
 async fn write_status(
     ctx: &Context,
     cr: &CertificateRequest,
@@ -218,21 +235,31 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
         .await
         .map_err(|e| Error::Get(format!("Order {ns}/{name}"), e))?
     {
+        Some(o) if controlled_by(&o, cr.meta().uid.as_deref()) => o,
         // An Order of the same name left by an earlier request of the same
         // name (a retry after a failure), not yet collected: never this
         // request's. Removed, so this one gets a fresh Order at once.
-        Some(o)
-            if !o
-                .owner_references()
-                .iter()
-                .any(|r| Some(&r.uid) == cr.meta().uid.as_ref()) =>
-        {
+        Some(o) if left_by_earlier_request(&o, &cr.name_any()) => {
             let _ = orders
                 .delete(&name, &kube::api::DeleteParams::background())
                 .await;
             return Ok(Action::requeue(Duration::from_millis(500)));
         }
-        Some(o) => o,
+        // Someone else's object of that name: neither adopted nor deleted.
+        Some(_) => {
+            let message = format!(
+                "Order {ns}/{name} exists but is not controlled by this CertificateRequest; certwright will neither use nor delete it: delete it to let the request proceed"
+            );
+            conditions = conditions::set_request(
+                &conditions,
+                "Ready",
+                ConditionStatus::False,
+                "Pending",
+                &message,
+            );
+            write_status(&ctx, &cr, json!({"conditions": conditions})).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
         None => {
             let owner = json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest", "name": cr.name_any(),
                 "uid": cr.meta().uid, "controller": true, "blockOwnerDeletion": true});
@@ -327,4 +354,40 @@ pub async fn run(ctx: Arc<Context>) {
     .run(reconcile, error_policy, ctx.clone())
     .for_each(|_| async {})
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order_owned_by(owners: serde_json::Value) -> Order {
+        serde_json::from_value(
+            json!({"apiVersion": "acme.cert-manager.io/v1", "kind": "Order",
+            "metadata": {"name": "web-1-123", "ownerReferences": owners},
+            "spec": {"issuerRef": {"name": "le"}, "request": ""}}),
+        )
+        .expect("order")
+    }
+
+    #[test]
+    fn only_an_order_this_request_controls_is_adopted() {
+        let owner = |uid: &str, name: &str, controller: bool| {
+            json!([{"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                "name": name, "uid": uid, "controller": controller}])
+        };
+        let mine = order_owned_by(owner("u1", "web-1", true));
+        assert!(controlled_by(&mine, Some("u1")));
+        let earlier = order_owned_by(owner("u0", "web-1", true));
+        assert!(!controlled_by(&earlier, Some("u1")));
+        assert!(
+            left_by_earlier_request(&earlier, "web-1"),
+            "deleted and made again"
+        );
+        let merely_listed = order_owned_by(owner("u1", "web-1", false));
+        assert!(!controlled_by(&merely_listed, Some("u1")));
+        let foreign = order_owned_by(json!([]));
+        assert!(
+            !controlled_by(&foreign, Some("u1")) && !left_by_earlier_request(&foreign, "web-1")
+        );
+    }
 }
