@@ -94,6 +94,17 @@ async fn certificates_renew_inside_the_cas_window_with_the_rotation_policy() {
         assert_eq!(renewed.status.and_then(|s| s.revision), Some(2));
         if name == "keeping" {
             assert_eq!(key_of(&secret), key, "rotationPolicy Never keeps the key");
+            let events = env
+                .events(
+                    "apps",
+                    "involvedObject.kind=Certificate,involvedObject.name=keeping",
+                )
+                .await;
+            assert!(
+                events.iter().any(|(r, m)| r == "Reused"
+                    && m == "Reusing private key stored in existing Secret resource \"keeping-tls\""),
+                "a Reused event, as cert-manager's: {events:?}"
+            );
         } else {
             assert_ne!(key_of(&secret), key, "rotationPolicy Always rotates it");
         }

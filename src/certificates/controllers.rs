@@ -324,6 +324,7 @@ pub(crate) async fn key_manager(
             } else {
                 None
             };
+            let reused = reuse.is_some();
             let key = match reuse {
                 Some(k) => k,
                 None => {
@@ -356,15 +357,22 @@ pub(crate) async fn key_manager(
                 .await
                 .map_err(|e| Error::WriteSecret(format!("{ns}/{}-*", cert.name_any()), e))?;
             let name = created.name_any();
-            publish(
-                ctx,
-                KEY_MANAGER,
-                cert,
-                EventType::Normal,
-                "Generated",
-                format!("Stored new private key in temporary Secret resource {name:?}"),
-            )
-            .await?;
+            // As cert-manager's key manager words them.
+            let (reason, note) = if reused {
+                (
+                    "Reused",
+                    format!(
+                        "Reusing private key stored in existing Secret resource {:?}",
+                        cert.spec.secret_name
+                    ),
+                )
+            } else {
+                (
+                    "Generated",
+                    format!("Stored new private key in temporary Secret resource {name:?}"),
+                )
+            };
+            publish(ctx, KEY_MANAGER, cert, EventType::Normal, reason, note).await?;
             name
         }
     };

@@ -236,6 +236,24 @@ pub fn refusal<'a>(
     (!foreign.is_empty()).then_some(Refusal::ForeignData(foreign))
 }
 
+/// Values joined as one CSV record, as cert-manager writes its list
+/// annotations (Go's encoding/csv): a value with a comma, a quote, a line
+/// break or a leading space is quoted, its quotes doubled.
+pub fn csv(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| {
+            let quote = v.contains([',', '"', '\r', '\n']) || v.starts_with([' ', '\t']);
+            if quote {
+                format!("\"{}\"", v.replace('"', "\"\""))
+            } else {
+                v.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The Secret to apply (server-side apply: fields others set survive).
 pub fn build(
     cert: &Certificate,
@@ -286,6 +304,30 @@ pub fn build(
         // The template cannot override cert-manager's own annotations.
         annotations.insert(k.to_string(), v);
     }
+    // As cert-manager: these only when the certificate has them.
+    let subject = |oid: &str| leaf.subject.get(oid).cloned().unwrap_or_default();
+    let optional = [
+        ("cert-manager.io/email-sans", leaf.email_addresses.clone()),
+        ("cert-manager.io/subject-serialnumber", subject("2.5.4.5")),
+        ("cert-manager.io/subject-organizations", subject("2.5.4.10")),
+        (
+            "cert-manager.io/subject-organizationalunits",
+            subject("2.5.4.11"),
+        ),
+        ("cert-manager.io/subject-countries", subject("2.5.4.6")),
+        ("cert-manager.io/subject-provinces", subject("2.5.4.8")),
+        ("cert-manager.io/subject-localities", subject("2.5.4.7")),
+        ("cert-manager.io/subject-postalcodes", subject("2.5.4.17")),
+        (
+            "cert-manager.io/subject-streetaddresses",
+            subject("2.5.4.9"),
+        ),
+    ];
+    for (k, values) in optional {
+        if !values.is_empty() {
+            annotations.insert(k.to_string(), csv(&values));
+        }
+    }
     let mut data = BTreeMap::from([
         (
             "tls.crt".to_string(),
@@ -331,6 +373,7 @@ mod tests {
             public_key_info: vec![],
             chain_len: 2,
             ari_id: None,
+            subject: Default::default(),
         }
     }
 
@@ -382,6 +425,32 @@ mod tests {
             build(&cert, "C", "K", None, &leaf(), &BTreeMap::new())["data"]
                 .get("ca.crt")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn list_annotations_are_csv_as_cert_manager_writes_them() {
+        let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(csv(&v(&["Acme", "Acme Labs"])), "Acme,Acme Labs");
+        assert_eq!(
+            csv(&v(&["Acme, Inc.", "say \"hi\"", " lead"])),
+            "\"Acme, Inc.\",\"say \"\"hi\"\"\",\" lead\""
+        );
+        let mut l = leaf();
+        l.email_addresses = v(&["ops@example.com"]);
+        l.subject
+            .insert("2.5.4.10".into(), v(&["Acme", "Acme, Inc."]));
+        let cert = Certificate::new("web", CertificateSpec::default());
+        let s = build(&cert, "C", "K", None, &l, &BTreeMap::new());
+        let a = &s["metadata"]["annotations"];
+        assert_eq!(a["cert-manager.io/email-sans"], "ops@example.com");
+        assert_eq!(
+            a["cert-manager.io/subject-organizations"],
+            "Acme,\"Acme, Inc.\""
+        );
+        assert!(
+            a.get("cert-manager.io/subject-countries").is_none(),
+            "only what the certificate has"
         );
     }
 

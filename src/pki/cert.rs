@@ -25,6 +25,9 @@ pub struct LeafInfo {
     /// Its RFC 9773 identifier (authority key identifier and serial), for
     /// the CA's renewal information; None without an AKI extension.
     pub ari_id: Option<String>,
+    /// Every value of every subject attribute, by the attribute's dotted
+    /// OID (`2.5.4.10` organization, …), in the certificate's order.
+    pub subject: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -77,7 +80,16 @@ pub fn parse_chain(pem: &[u8]) -> Result<LeafInfo, CertError> {
         ari_id: instant_acme::CertificateIdentifier::try_from(leaf)
             .ok()
             .map(|id| id.to_string()),
+        subject: Default::default(),
     };
+    for attr in cert.subject().iter_attributes() {
+        if let Ok(value) = attr.as_str() {
+            info.subject
+                .entry(attr.attr_type().to_id_string())
+                .or_default()
+                .push(value.to_string());
+        }
+    }
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
             match name {
@@ -121,6 +133,10 @@ mod tests {
         assert_eq!(info.chain_len, 2);
         use rcgen::PublicKeyData;
         assert_eq!(info.public_key_info, key.subject_public_key_info());
+        assert_eq!(
+            info.subject.get("2.5.4.3").map(Vec::as_slice),
+            Some(&["a.example.com".to_string()][..])
+        );
         assert_eq!(parse_chain(b""), Err(CertError::Empty));
     }
 }
