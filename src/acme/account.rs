@@ -21,7 +21,7 @@ pub enum AccountError {
     BadKey { secret: String, why: String },
     #[error("cannot build the HTTP client for the ACME server: {0}")]
     Client(String),
-    #[error("the ACME server refused the account: {0}")]
+    #[error("{}", account_words(.0))]
     Acme(#[source] instant_acme::Error),
     #[error(
         "the ACME account key in Secret {0} is not registered at the CA, and certwright registers accounts with external account binding only for keys it generates: delete the Secret to register a new account"
@@ -29,6 +29,19 @@ pub enum AccountError {
     EabExistingKey(String),
     #[error("the external account binding key in Secret {secret} is not usable: {why}")]
     BadEabKey { secret: String, why: String },
+}
+
+/// A refusal by the CA, or why the CA could not be asked.
+fn account_words(e: &instant_acme::Error) -> String {
+    match e {
+        instant_acme::Error::Api(_) => {
+            format!(
+                "the ACME server refused the account: {}",
+                super::errors::plain(e)
+            )
+        }
+        _ => format!("cannot reach the ACME server: {}", super::errors::plain(e)),
+    }
 }
 
 impl AccountError {
