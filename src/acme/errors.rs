@@ -154,7 +154,9 @@ fn transport(e: &(dyn std::error::Error + 'static)) -> Option<String> {
                 if let Some(tls) = i.downcast_ref::<rustls::Error>() {
                     return Some(tls_words(tls));
                 }
-                inner = i.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+                inner = i
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref());
             }
             let said = match (io.kind(), io.raw_os_error()) {
                 (std::io::ErrorKind::ConnectionRefused, _) => Some(

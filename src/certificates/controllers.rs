@@ -492,10 +492,14 @@ async fn account_key_of(ctx: &Context, ns: &str, name: &str) -> Result<Option<St
 /// The Certificate a Secret belongs to, by its certificate-name
 /// annotation (it is not owned by the Certificate unless owner references
 /// are on).
-pub(crate) fn certificate_of(secret: Secret) -> Option<ObjectRef<Certificate>> {
-    let ns = secret.namespace()?;
+pub(crate) fn certificate_of(
+    secret: kube::core::PartialObjectMeta<Secret>,
+) -> Option<ObjectRef<Certificate>> {
+    let ns = secret.metadata.namespace.clone()?;
     let name = secret
-        .annotations()
+        .metadata
+        .annotations
+        .as_ref()?
         .get("cert-manager.io/certificate-name")?
         .clone();
     Some(ObjectRef::new(&name).within(&ns))

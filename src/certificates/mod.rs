@@ -23,8 +23,9 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::watcher::{self, watcher};
 
 use crate::api::{Certificate, CertificateRequest};
 use crate::context::Context;
@@ -102,9 +103,15 @@ pub async fn run(ctx: Arc<Context>) {
             Api::<CertificateRequest>::all(ctx.client.clone()),
             watcher::Config::default(),
         )
-        .watches(
-            Api::<Secret>::all(ctx.client.clone()),
-            watcher::Config::default(),
+        // Every Secret, metadata only (the mapping needs an annotation; the
+        // Secrets a pass writes are read fresh): no Secret's data is sent
+        // to the controller or kept by it.
+        .watches_stream(
+            watcher(
+                Api::<kube::core::PartialObjectMeta<Secret>>::all(ctx.client.clone()),
+                watcher::Config::default(),
+            )
+            .touched_objects(),
             controllers::certificate_of,
         )
         .owns(
