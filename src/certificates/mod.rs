@@ -111,6 +111,7 @@ pub async fn run(ctx: Arc<Context>) {
                 Api::<kube::core::PartialObjectMeta<Secret>>::all(ctx.client.clone()),
                 watcher::Config::default(),
             )
+            .default_backoff()
             .touched_objects(),
             controllers::certificate_of,
         )

@@ -444,6 +444,7 @@ pub async fn run(ctx: Arc<Context>) {
             Api::<PartialObjectMeta<Secret>>::all(ctx.client.clone()),
             watcher::Config::default(),
         )
+        .default_backoff()
         .touched_objects()
     };
     let controller = Controller::new(

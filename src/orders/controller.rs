@@ -483,6 +483,7 @@ pub async fn run(ctx: Arc<Context>) {
             watcher::Config::default(),
         ),
     )
+    .default_backoff()
     .touched_objects();
     Controller::new(
         Api::<Order>::all(ctx.client.clone()),

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -172,8 +172,12 @@ pub async fn mirror(ctx: Arc<Context>) {
     let source: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &settings.namespace);
     let config = watcher::Config::default()
         .labels(&format!("kubernetes.io/service-name={}", settings.service));
-    let mut events = watcher(source, config).boxed();
+    // A failing watch backs off (up to a minute) instead of relisting at once.
+    let mut events = watcher(source, config).default_backoff().boxed();
     while let Some(event) = events.next().await {
+        if let Err(e) = &event {
+            tracing::warn!(error = %e, "watching the solver Service's EndpointSlices failed; retrying with backoff");
+        }
         if matches!(
             event,
             Err(_) | Ok(watcher::Event::Init | watcher::Event::InitApply(_))
@@ -240,9 +244,18 @@ pub async fn fill(
     let mut by_uid: HashMap<String, String> = HashMap::new();
     let mut fresh: Option<HashMap<String, Presented>> = None;
     let mut fresh_uids: HashMap<String, String> = HashMap::new();
-    let mut events = watcher(api, watcher::Config::default()).boxed();
+    // A failing watch backs off (up to a minute) instead of relisting at once.
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     while let Some(event) = events.next().await {
-        let Ok(event) = event else { continue };
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(error = %e, "watching Challenges for the token table failed; retrying with backoff");
+                continue;
+            }
+        };
         match event {
             watcher::Event::Init => {
                 fresh = Some(HashMap::new());
