@@ -82,12 +82,22 @@ fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError> {
     })
 }
 
+tokio::task_local! {
+    /// Who is asking (an Order's uid), for the requests made inside
+    /// [`REQUESTER`]`.scope(..)`: a Retry-After is then read from that
+    /// requester's own latest response, not from another Order's on the
+    /// same account.
+    pub static REQUESTER: String;
+}
+
 /// What the last response from one URL said.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResponseInfo {
     pub status: u16,
     pub retry_after: Option<Duration>,
     pub at: Instant,
+    /// The [`REQUESTER`] of the request, when there was one.
+    pub requester: Option<String>,
 }
 
 /// Responses by URL, shared by a client and whoever handles its errors.
@@ -109,11 +119,14 @@ impl ResponseLog {
         self.last(url).and_then(|r| r.retry_after)
     }
 
-    /// The Retry-After of the most recent response, if it asked for one:
-    /// instant-acme's errors do not say which URL failed.
-    pub fn latest_retry_after(&self) -> Option<Duration> {
+    /// The Retry-After of the most recent response to `requester`'s
+    /// requests, if it asked for one: instant-acme's errors do not say
+    /// which URL failed, but the failing request is that requester's
+    /// latest.
+    pub fn latest_retry_after(&self, requester: &str) -> Option<Duration> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.values()
+            .filter(|r| r.requester.as_deref() == Some(requester))
             .max_by_key(|r| r.at)
             .and_then(|r| r.retry_after)
     }
@@ -157,6 +170,8 @@ impl HttpClient for Recording {
         let started = Instant::now();
         let response = self.inner.request(req);
         Box::pin(async move {
+            // Read when polled: the caller's scope is in force then.
+            let requester = REQUESTER.try_with(String::clone).ok();
             let mut response = match response.await {
                 Ok(r) => r,
                 Err(e) => {
@@ -179,6 +194,7 @@ impl HttpClient for Recording {
                     status,
                     retry_after,
                     at: Instant::now(),
+                    requester,
                 },
             );
             if status < 400 {
@@ -442,7 +458,10 @@ mod tests {
         let request = hyper::Request::get(&url)
             .body(BodyWrapper::from(Vec::new()))
             .expect("request");
-        let response = client.request(request).await.expect("response");
+        let response = REQUESTER
+            .scope("order-a".into(), client.request(request))
+            .await
+            .expect("response");
         assert_eq!(response.parts.status, 429);
         let info = log.last(&url).expect("recorded");
         assert_eq!(
@@ -450,6 +469,15 @@ mod tests {
             (429, Some(Duration::from_secs(7)))
         );
         assert_eq!(log.retry_after("http://elsewhere/"), None);
+        assert_eq!(
+            log.latest_retry_after("order-a"),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            log.latest_retry_after("order-b"),
+            None,
+            "another Order on the account does not wait for it"
+        );
     }
 
     #[tokio::test]

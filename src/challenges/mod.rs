@@ -181,7 +181,10 @@ async fn accept_and_poll(
             }
             break;
         }
-        let wait = session.log.latest_retry_after().unwrap_or(delay);
+        let wait = session
+            .log
+            .latest_retry_after(&ch.uid().unwrap_or_default())
+            .unwrap_or(delay);
         if started.elapsed() + wait > Duration::from_secs(10) {
             return Ok(Outcome::Pending);
         }
@@ -469,7 +472,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
                 let attempts = ctx.failed_again(&uid);
                 let wait = ctx
                     .backoff
-                    .after_transient(attempts, session.log.latest_retry_after());
+                    .after_transient(attempts, session.log.latest_retry_after(&uid));
                 tracing::info!(challenge = %ch.name_any(), attempt = attempts, wait_ms = wait.as_millis() as u64, %detail, "transient ACME error");
                 status.reason = Some(format!("{ASKING}; {reason}: {detail}; retrying"));
                 write(&ctx, &ch, &status).await?;
@@ -535,7 +538,15 @@ pub async fn run(ctx: Arc<Context>) {
         controller = controller.owns_stream(pods);
     }
     controller
-        .run(reconcile, error_policy, ctx.clone())
+        .run(
+            |ch, ctx| {
+                // The Challenge's requests are its own for Retry-After.
+                let uid = ch.uid().unwrap_or_default();
+                crate::acme::http::REQUESTER.scope(uid, reconcile(ch, ctx))
+            },
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {})
         .await;
 }

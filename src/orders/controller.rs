@@ -441,7 +441,7 @@ async fn reconcile(
                         return Ok(Action::await_change());
                     }
                     Ok(None) => {
-                        let wait = session.log.latest_retry_after().unwrap_or(delay);
+                        let wait = session.log.latest_retry_after(&uid).unwrap_or(delay);
                         if started.elapsed() + wait > Duration::from_secs(10) {
                             status.state = Some(AcmeState::Processing);
                             write(&ctx, &order, &status).await?;
@@ -492,7 +492,11 @@ pub async fn run(ctx: Arc<Context>) {
     .owns_stream(challenges)
     .with_config(ctx.controller_config())
     .run(
-        move |order, ctx| reconcile(order, ctx, cached.clone()),
+        move |order, ctx| {
+            // The Order's requests are its own for Retry-After.
+            let uid = order.uid().unwrap_or_default();
+            crate::acme::http::REQUESTER.scope(uid, reconcile(order, ctx, cached.clone()))
+        },
         error_policy,
         ctx.clone(),
     )

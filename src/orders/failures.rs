@@ -63,9 +63,10 @@ pub(super) async fn replace(
         .await;
     }
     delete_challenges(ctx, order).await?;
-    let wait = ctx
-        .backoff
-        .after_transient(attempts, session.and_then(|s| s.log.latest_retry_after()));
+    let wait = ctx.backoff.after_transient(
+        attempts,
+        session.and_then(|s| s.log.latest_retry_after(&uid)),
+    );
     let reason = format!("The ACME order was lost at the CA ({detail}); placing a fresh order");
     tracing::info!(order = %order.name_any(), attempt = attempts, wait_ms = wait.as_millis() as u64, %detail, "replacing a lost ACME order");
     event(
@@ -95,10 +96,12 @@ pub(super) async fn on_acme_error(
 ) -> Result<Action, Error> {
     match classify(&error) {
         Verdict::Transient { reason, detail } => {
-            let attempts = ctx.failed_again(&order.uid().unwrap_or_default());
-            let wait = ctx
-                .backoff
-                .after_transient(attempts, session.and_then(|s| s.log.latest_retry_after()));
+            let uid = order.uid().unwrap_or_default();
+            let attempts = ctx.failed_again(&uid);
+            let wait = ctx.backoff.after_transient(
+                attempts,
+                session.and_then(|s| s.log.latest_retry_after(&uid)),
+            );
             tracing::info!(order = %order.name_any(), attempt = attempts, wait_ms = wait.as_millis() as u64, %detail, "transient ACME error while {during}");
             let text = format!("{during}: {reason}: {detail}; retrying in {}", human(wait));
             if status.reason.as_deref() != Some(text.as_str()) {
