@@ -6,6 +6,7 @@ use certwright::api::{Certificate, CertificateRequest};
 use certwright::pki::cert::parse_chain;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -91,6 +92,18 @@ async fn a_deleted_secret_is_reissued_and_labels_added_by_others_survive() {
         }
     })
     .await;
+    // What others added is not drift: the Secret was never written again
+    // without an issuance.
+    let events = env
+        .events(
+            "apps",
+            "involvedObject.kind=Certificate,involvedObject.name=site",
+        )
+        .await;
+    assert!(
+        !events.iter().any(|(r, _)| r == "SecretUpdated"),
+        "{events:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -545,5 +558,61 @@ async fn keystores_and_output_formats_follow_the_spec_and_replace_what_cert_mana
             .iter()
             .any(|(r, m)| r == "SecretUpdated" && m.contains("written again without issuing")),
         "{events:?}"
+    );
+
+    // Metadata drift is corrected without issuing too: a secretTemplate
+    // label added, then removed; one of our annotations deleted by hand.
+    let certs: Api<Certificate> = Api::namespaced(env.client.clone(), ns);
+    let template = |labels: serde_json::Value| {
+        let certs = certs.clone();
+        async move {
+            certs
+                .patch(
+                    "web",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"secretTemplate": labels}})),
+                )
+                .await
+                .expect("template")
+        }
+    };
+    template(json!({"labels": {"tier": "front"}})).await;
+    secrets
+        .patch(
+            "web-tls",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"cert-manager.io/alt-names": null}}}),
+            ),
+        )
+        .await
+        .expect("remove an annotation");
+    env.wait("the template label and our annotation back", 30, || async {
+        let s = secrets.get("web-tls").await.ok()?;
+        let label = s.labels().get("tier").cloned();
+        let alt = s.annotations().get("cert-manager.io/alt-names").cloned();
+        (label.as_deref() == Some("front") && alt.as_deref() == Some("web.stores.test"))
+            .then_some(())
+    })
+    .await;
+    template(serde_json::Value::Null).await;
+    env.wait(
+        "the label the template no longer has removed",
+        30,
+        || async {
+            let s = secrets.get("web-tls").await.ok()?;
+            (!s.labels().contains_key("tier")).then_some(())
+        },
+    )
+    .await;
+    let cert = certs.get("web").await.expect("cert");
+    assert_eq!(
+        cert.status.and_then(|s| s.revision),
+        Some(1),
+        "still not issued again"
+    );
+    assert_eq!(
+        secret_data(&secrets.get("web-tls").await.expect("secret"), "tls.crt"),
+        crt
     );
 }

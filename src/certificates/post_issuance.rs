@@ -1,7 +1,8 @@
-//! The post-issuance check: with no issuance under way, the Secret's
-//! additional output formats and keystores follow the spec. When a format
-//! or keystore is added or removed, or one is missing or out of date (one
-//! cert-manager left, say), the Secret is written again from its own key
+//! The post-issuance check: with no issuance under way, the Secret follows
+//! the spec. When a format or keystore is added or removed, or one is
+//! missing or out of date (one cert-manager left, say), or its metadata
+//! drifted (a `secretTemplate` edit, an annotation of ours removed, the
+//! owner reference toggled), the Secret is written again from its own key
 //! and chain, without issuing, as cert-manager's post-issuance policies do.
 
 use std::collections::BTreeMap;
@@ -45,9 +46,6 @@ pub(crate) async fn reconcile(
         .into_iter()
         .map(|(k, v)| (k, v.0))
         .collect();
-    let Some(why) = secret::outputs_drift(&cert.spec, &data) else {
-        return Ok(None);
-    };
     // A chain that does not parse, or a key that does not match it, is
     // re-issued by the trigger: nothing to rewrite from.
     let chain = data.get("tls.crt").cloned().unwrap_or_default();
@@ -71,6 +69,12 @@ pub(crate) async fn reconcile(
         key_pem: &key_pem,
         ca_pem: ca.as_deref(),
         leaf: &leaf,
+    };
+    let wanted = secret_writer::desired(ctx, cert, &material, &BTreeMap::new());
+    let why = secret::outputs_drift(&cert.spec, &data)
+        .or_else(|| secret::metadata_drift(&wanted, existing, ISSUING));
+    let Some(why) = why else {
+        return Ok(None);
     };
     match secret_writer::write(ctx, cert, Some(existing), material).await? {
         Written::Done => {

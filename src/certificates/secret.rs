@@ -236,6 +236,91 @@ pub fn refusal<'a>(
     (!foreign.is_empty()).then_some(Refusal::ForeignData(foreign))
 }
 
+/// Why the Secret's metadata no longer matches what `wanted` (the Secret
+/// [`build`] makes, owner reference included when enabled) says, if it
+/// does not: an annotation or label missing or changed, one `manager`
+/// applied before that is no longer wanted (a `secretTemplate` entry
+/// removed), or the owner reference added or removed. Written again
+/// without issuing, as cert-manager's post-issuance policies do.
+pub fn metadata_drift(
+    wanted: &Value,
+    secret: &k8s_openapi::api::core::v1::Secret,
+    manager: &str,
+) -> Option<String> {
+    let meta = &secret.metadata;
+    let empty = BTreeMap::new();
+    for (field, have) in [
+        ("annotations", meta.annotations.as_ref().unwrap_or(&empty)),
+        ("labels", meta.labels.as_ref().unwrap_or(&empty)),
+    ] {
+        let want = wanted["metadata"][field]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for (k, v) in &want {
+            if have.get(k).map(String::as_str) != v.as_str() {
+                return Some(format!(
+                    "the {} {k} is missing or changed",
+                    &field[..field.len() - 1]
+                ));
+            }
+        }
+        for k in applied(secret, manager, field) {
+            if !want.contains_key(&k) {
+                return Some(format!(
+                    "the {} {k} is no longer asked for",
+                    &field[..field.len() - 1]
+                ));
+            }
+        }
+    }
+    let uid = wanted["metadata"]["ownerReferences"][0]["uid"].as_str();
+    let owned = |u: &str| {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == u && o.controller == Some(true))
+    };
+    match uid {
+        Some(u) if !owned(u) => Some("the owner reference to the Certificate is missing".into()),
+        None if has_applied_field(secret, manager, "f:ownerReferences") => {
+            Some("the owner reference is no longer asked for".into())
+        }
+        _ => None,
+    }
+}
+
+/// The keys under `metadata.<field>` that `manager` last applied.
+fn applied(secret: &k8s_openapi::api::core::v1::Secret, manager: &str, field: &str) -> Vec<String> {
+    fields_of(secret, manager)
+        .and_then(|f| f["f:metadata"][format!("f:{field}")].as_object().cloned())
+        .map(|o| {
+            o.keys()
+                .filter_map(|k| k.strip_prefix("f:").map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn has_applied_field(
+    secret: &k8s_openapi::api::core::v1::Secret,
+    manager: &str,
+    field: &str,
+) -> bool {
+    fields_of(secret, manager).is_some_and(|f| f["f:metadata"].get(field).is_some())
+}
+
+fn fields_of(secret: &k8s_openapi::api::core::v1::Secret, manager: &str) -> Option<Value> {
+    secret
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|m| m.manager.as_deref() == Some(manager) && m.operation.as_deref() == Some("Apply"))
+        .and_then(|m| m.fields_v1.as_ref())
+        .map(|f| f.0.clone())
+}
+
 /// Values joined as one CSV record, as cert-manager writes its list
 /// annotations (Go's encoding/csv): a value with a comma, a quote, a line
 /// break or a leading space is quoted, its quotes doubled.
@@ -425,6 +510,61 @@ mod tests {
             build(&cert, "C", "K", None, &leaf(), &BTreeMap::new())["data"]
                 .get("ca.crt")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn metadata_drift_is_what_the_template_and_ownership_say() {
+        use k8s_openapi::api::core::v1::Secret;
+        let wanted = json!({"metadata": {"annotations": {"cert-manager.io/certificate-name": "web"},
+            "labels": {"team": "a"}}});
+        let secret = |meta: Value| -> Secret {
+            serde_json::from_value(json!({"metadata": meta})).expect("secret")
+        };
+        let applied = json!([{"manager": "m", "operation": "Apply", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {"f:labels": {"f:team": {}, "f:old": {}}}}}]);
+        let fine = secret(
+            json!({"annotations": {"cert-manager.io/certificate-name": "web", "x": "y"},
+            "labels": {"team": "a", "other": "kept"}}),
+        );
+        assert_eq!(
+            metadata_drift(&wanted, &fine, "m"),
+            None,
+            "others' keys are theirs"
+        );
+        let changed = secret(
+            json!({"annotations": {"cert-manager.io/certificate-name": "web"},
+            "labels": {"team": "b"}}),
+        );
+        assert_eq!(
+            metadata_drift(&wanted, &changed, "m").as_deref(),
+            Some("the label team is missing or changed")
+        );
+        let removed = secret(
+            json!({"annotations": {"cert-manager.io/certificate-name": "web"},
+            "labels": {"team": "a", "old": "1"}, "managedFields": applied}),
+        );
+        assert_eq!(
+            metadata_drift(&wanted, &removed, "m").as_deref(),
+            Some("the label old is no longer asked for"),
+            "a template entry we applied and the spec dropped"
+        );
+        let mut owned = wanted.clone();
+        owned["metadata"]["ownerReferences"] = json!([{"uid": "u1"}]);
+        assert_eq!(
+            metadata_drift(&owned, &fine, "m").as_deref(),
+            Some("the owner reference to the Certificate is missing")
+        );
+        let was_owned = secret(
+            json!({"annotations": {"cert-manager.io/certificate-name": "web"},
+            "labels": {"team": "a"}, "ownerReferences": [{"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "name": "web", "uid": "u1", "controller": true}],
+            "managedFields": [{"manager": "m", "operation": "Apply", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:ownerReferences": {"k:{\"uid\":\"u1\"}": {}}}}}]}),
+        );
+        assert_eq!(metadata_drift(&owned, &was_owned, "m"), None);
+        assert_eq!(
+            metadata_drift(&wanted, &was_owned, "m").as_deref(),
+            Some("the owner reference is no longer asked for")
         );
     }
 

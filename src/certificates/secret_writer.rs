@@ -43,6 +43,29 @@ pub(crate) enum Written {
     Refused(String),
 }
 
+/// The Secret to apply: [`secret::build`], and the owner reference when
+/// `--enable-certificate-owner-ref` is on.
+pub(crate) fn desired(
+    ctx: &Context,
+    cert: &Certificate,
+    material: &Material<'_>,
+    outputs: &BTreeMap<String, Vec<u8>>,
+) -> Value {
+    let mut wanted = secret::build(
+        cert,
+        material.chain_pem,
+        material.key_pem,
+        material.ca_pem,
+        material.leaf,
+        outputs,
+    );
+    if ctx.certificate_owner_ref {
+        wanted["metadata"]["ownerReferences"] = json!([{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true}]);
+    }
+    wanted
+}
+
 pub(crate) async fn write(
     ctx: &Context,
     cert: &Certificate,
@@ -69,18 +92,7 @@ pub(crate) async fn write(
             });
         }
     };
-    let mut wanted = secret::build(
-        cert,
-        material.chain_pem,
-        material.key_pem,
-        material.ca_pem,
-        material.leaf,
-        &outputs,
-    );
-    if ctx.certificate_owner_ref {
-        wanted["metadata"]["ownerReferences"] = json!([{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-            "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true}]);
-    }
+    let wanted = desired(ctx, cert, &material, &outputs);
     let written_keys: BTreeMap<String, k8s_openapi::ByteString> =
         serde_json::from_value(wanted["data"].clone()).unwrap_or_default();
     let api = Api::<Secret>::namespaced(ctx.client.clone(), &ns);
