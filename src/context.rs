@@ -188,6 +188,31 @@ impl Context {
         *n
     }
 
+    /// How long to wait after one more failed reconcile of `uid` in a row
+    /// (an API call failed): 2 s, 4 s, 8 s, … up to 5 minutes, so a
+    /// lasting failure does not retry every 2 s for ever.
+    pub fn reconcile_failed(&self, uid: &str) -> Duration {
+        let n = self.failed_again(&format!("{uid}/reconcile"));
+        Duration::from_secs((1u64 << n.min(9)).min(300))
+    }
+
+    /// Runs one reconcile of the object `uid`; a success forgets its
+    /// failed reconciles.
+    pub async fn tracked<E>(
+        &self,
+        uid: String,
+        reconcile: impl std::future::Future<Output = Result<kube::runtime::controller::Action, E>>,
+    ) -> Result<kube::runtime::controller::Action, E> {
+        let result = reconcile.await;
+        if result.is_ok() {
+            self.attempts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&format!("{uid}/reconcile"));
+        }
+        result
+    }
+
     /// Counts one more order of `uid` lost at the CA (a 404 for the order
     /// or an authorization); apart from transient failures, so the cap on
     /// replacements counts only lost orders. Returns the count.
@@ -372,6 +397,27 @@ mod tests {
         assert_eq!(ctx.failed_again("o"), 6);
         ctx.succeeded("o");
         assert_eq!((ctx.failed_again("o"), ctx.lost_again("o")), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn failed_reconciles_back_off_until_one_succeeds() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let ctx = Context::new(kube::Client::try_from(config).expect("client"), "ns");
+        let waits: Vec<u64> = (0..10)
+            .map(|_| ctx.reconcile_failed("c").as_secs())
+            .collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        let ok: Result<kube::runtime::controller::Action, ()> = ctx
+            .tracked("c".into(), async {
+                Ok(kube::runtime::controller::Action::await_change())
+            })
+            .await;
+        assert!(ok.is_ok());
+        assert_eq!(
+            ctx.reconcile_failed("c").as_secs(),
+            2,
+            "a success starts over"
+        );
     }
 
     fn parse(list: &[&str]) -> Result<Controllers, String> {

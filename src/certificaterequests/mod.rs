@@ -334,10 +334,11 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
     Ok(Action::await_change())
 }
 
-fn error_policy(_: Arc<CertificateRequest>, error: &Error, _: Arc<Context>) -> Action {
+fn error_policy(cr: Arc<CertificateRequest>, error: &Error, ctx: Arc<Context>) -> Action {
     crate::metrics::sync_error("certificaterequests");
-    tracing::warn!(error = %error, kind = error.kind(), "certificaterequest reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    let wait = ctx.reconcile_failed(&cr.uid().unwrap_or_default());
+    tracing::warn!(error = %error, kind = error.kind(), retry_in = ?wait, "certificaterequest reconcile failed");
+    Action::requeue(wait)
 }
 
 /// Runs the controller until the stream ends.
@@ -351,7 +352,15 @@ pub async fn run(ctx: Arc<Context>) {
         watcher::Config::default(),
     )
     .with_config(ctx.controller_config())
-    .run(reconcile, error_policy, ctx.clone())
+    .run(
+        |cr, ctx| {
+            let uid = cr.uid().unwrap_or_default();
+            let tracker = ctx.clone();
+            async move { tracker.tracked(uid, reconcile(cr, ctx)).await }
+        },
+        error_policy,
+        ctx.clone(),
+    )
     .for_each(|_| async {})
     .await;
 }

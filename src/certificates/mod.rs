@@ -83,10 +83,11 @@ async fn reconcile(
     Ok(soonest.map_or_else(Action::await_change, Action::requeue))
 }
 
-fn error_policy(_: Arc<Certificate>, error: &controllers::Error, _: Arc<Context>) -> Action {
+fn error_policy(cert: Arc<Certificate>, error: &controllers::Error, ctx: Arc<Context>) -> Action {
     crate::metrics::sync_error("certificates");
-    tracing::warn!(error = %error, kind = error.kind(), "certificate reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    let wait = ctx.reconcile_failed(&cert.uid().unwrap_or_default());
+    tracing::warn!(error = %error, kind = error.kind(), retry_in = ?wait, "certificate reconcile failed");
+    Action::requeue(wait)
 }
 
 /// Runs the Certificate controllers (one watch of Certificates, their
@@ -120,7 +121,15 @@ pub async fn run(ctx: Arc<Context>) {
             watcher::Config::default().labels(&format!("{}=true", controllers::NEXT_KEY_LABEL)),
         )
         .with_config(ctx.controller_config())
-        .run(reconcile, error_policy, ctx.clone())
+        .run(
+            |cert, ctx| {
+                let uid = cert.uid().unwrap_or_default();
+                let tracker = ctx.clone();
+                async move { tracker.tracked(uid, reconcile(cert, ctx)).await }
+            },
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {})
         .await;
 }

@@ -509,10 +509,11 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     }
 }
 
-fn error_policy(_: Arc<Challenge>, error: &Error, _: Arc<Context>) -> Action {
+fn error_policy(ch: Arc<Challenge>, error: &Error, ctx: Arc<Context>) -> Action {
     crate::metrics::sync_error("challenges");
-    tracing::warn!(error = %error, kind = error.kind(), "challenge reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    let wait = ctx.reconcile_failed(&ch.uid().unwrap_or_default());
+    tracing::warn!(error = %error, kind = error.kind(), retry_in = ?wait, "challenge reconcile failed");
+    Action::requeue(wait)
 }
 
 /// Runs the controller until the stream ends. Besides Challenges it
@@ -542,7 +543,10 @@ pub async fn run(ctx: Arc<Context>) {
             |ch, ctx| {
                 // The Challenge's requests are its own for Retry-After.
                 let uid = ch.uid().unwrap_or_default();
-                crate::acme::http::REQUESTER.scope(uid, reconcile(ch, ctx))
+                let tracker = ctx.clone();
+                let run = reconcile(ch, ctx);
+                crate::acme::http::REQUESTER
+                    .scope(uid.clone(), async move { tracker.tracked(uid, run).await })
             },
             error_policy,
             ctx.clone(),

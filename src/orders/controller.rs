@@ -467,10 +467,11 @@ async fn reconcile(
     }
 }
 
-fn error_policy(_: Arc<Order>, error: &Error, _: Arc<Context>) -> Action {
+fn error_policy(order: Arc<Order>, error: &Error, ctx: Arc<Context>) -> Action {
     crate::metrics::sync_error("orders");
-    tracing::warn!(error = %error, kind = error.kind(), "order reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    let wait = ctx.reconcile_failed(&order.uid().unwrap_or_default());
+    tracing::warn!(error = %error, kind = error.kind(), retry_in = ?wait, "order reconcile failed");
+    Action::requeue(wait)
 }
 
 /// Runs the controller until the stream ends.
@@ -495,7 +496,10 @@ pub async fn run(ctx: Arc<Context>) {
         move |order, ctx| {
             // The Order's requests are its own for Retry-After.
             let uid = order.uid().unwrap_or_default();
-            crate::acme::http::REQUESTER.scope(uid, reconcile(order, ctx, cached.clone()))
+            let tracker = ctx.clone();
+            let run = reconcile(order, ctx, cached.clone());
+            crate::acme::http::REQUESTER
+                .scope(uid.clone(), async move { tracker.tracked(uid, run).await })
         },
         error_policy,
         ctx.clone(),
