@@ -93,13 +93,18 @@ fn controlled_by(order: &Order, uid: Option<&str>) -> bool {
         .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid)
 }
 
-/// Whether `order` is controlled by a CertificateRequest called `name`
-/// (an earlier one, since deleted and made again).
+/// Whether `order` was left by an earlier request of the same name: it is
+/// controlled by a CertificateRequest called `name` (since deleted and made
+/// again), or by nothing (that request was deleted orphaning it, and the
+/// garbage collector took its owner reference away).
 fn left_by_earlier_request(order: &Order, name: &str) -> bool {
-    order
+    let mut controllers = order
         .owner_references()
         .iter()
-        .any(|r| r.controller == Some(true) && r.kind == "CertificateRequest" && r.name == name)
+        .filter(|r| r.controller == Some(true))
+        .peekable();
+    controllers.peek().is_none()
+        || controllers.any(|r| r.kind == "CertificateRequest" && r.name == name)
 }
 
 async fn write_status(
@@ -245,7 +250,7 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
                 .await;
             return Ok(Action::requeue(Duration::from_millis(500)));
         }
-        // Someone else's object of that name: neither adopted nor deleted.
+        // Controlled by someone else: neither adopted nor deleted.
         Some(_) => {
             let message = format!(
                 "Order {ns}/{name} exists but is not controlled by this CertificateRequest; certwright will neither use nor delete it: delete it to let the request proceed"
@@ -394,7 +399,14 @@ mod tests {
         );
         let merely_listed = order_owned_by(owner("u1", "web-1", false));
         assert!(!controlled_by(&merely_listed, Some("u1")));
-        let foreign = order_owned_by(json!([]));
+        let orphaned = order_owned_by(json!([]));
+        assert!(!controlled_by(&orphaned, Some("u1")));
+        assert!(
+            left_by_earlier_request(&orphaned, "web-1"),
+            "its request was deleted orphaning it"
+        );
+        let foreign = order_owned_by(json!([{"apiVersion": "example.com/v1", "kind": "Thing",
+            "name": "t", "uid": "t1", "controller": true}]));
         assert!(
             !controlled_by(&foreign, Some("u1")) && !left_by_earlier_request(&foreign, "web-1")
         );
