@@ -46,20 +46,13 @@ pub(crate) async fn reconcile(
         .into_iter()
         .map(|(k, v)| (k, v.0))
         .collect();
-    // A chain that does not parse, or a key that does not match it, is
-    // re-issued by the trigger: nothing to rewrite from.
+    // A chain that does not parse, or a key that does not match it (checked
+    // below), is re-issued by the trigger: nothing to rewrite from.
     let chain = data.get("tls.crt").cloned().unwrap_or_default();
     let key_pem = String::from_utf8_lossy(data.get("tls.key").map_or(&[][..], |k| k)).into_owned();
     let Ok(leaf) = parse_chain(&chain) else {
         return Ok(None);
     };
-    let matches = PrivateKey::from_pem(key_pem.as_bytes())
-        .ok()
-        .and_then(|k| k.public_key_info().ok())
-        .is_some_and(|spki| spki == leaf.public_key_info);
-    if !matches {
-        return Ok(None);
-    }
     let chain_pem = String::from_utf8_lossy(&chain).into_owned();
     let ca = data
         .get("ca.crt")
@@ -76,6 +69,15 @@ pub(crate) async fn reconcile(
     let Some(why) = why else {
         return Ok(None);
     };
+    // Parsing the key is the costly part: only once there is something
+    // to write, not on every pass of every Ready Certificate.
+    let matches = PrivateKey::from_pem(key_pem.as_bytes())
+        .ok()
+        .and_then(|k| k.public_key_info().ok())
+        .is_some_and(|spki| spki == leaf.public_key_info);
+    if !matches {
+        return Ok(None);
+    }
     match secret_writer::write(ctx, cert, Some(existing), material).await? {
         Written::Done => {
             let note = format!(
