@@ -182,7 +182,7 @@ async fn every_key_algorithm_and_encoding_the_ca_takes_issues_and_parses() {
     let env = Env::start(|_| {}, &["--log-format", "json"]).await;
     let mut secrets_pem: Vec<String> = Vec::new();
     env.namespace("keys").await;
-    let combos: [(&str, &str, Option<i64>, &str, &str); 10] = [
+    let combos: [(&str, &str, Option<i64>, &str, &str); 11] = [
         (
             "rsa-2048-pkcs1",
             "RSA",
@@ -207,6 +207,7 @@ async fn every_key_algorithm_and_encoding_the_ca_takes_issues_and_parses() {
             "RSA PRIVATE KEY",
         ),
         ("rsa-4096-pkcs8", "RSA", Some(4096), "PKCS8", "PRIVATE KEY"),
+        ("rsa-8192-pkcs8", "RSA", Some(8192), "PKCS8", "PRIVATE KEY"),
         ("ec-256-sec1", "ECDSA", Some(256), "PKCS1", "EC PRIVATE KEY"),
         ("ec-256-pkcs8", "ECDSA", Some(256), "PKCS8", "PRIVATE KEY"),
         ("ec-384-sec1", "ECDSA", Some(384), "PKCS1", "EC PRIVATE KEY"),
@@ -251,6 +252,46 @@ async fn every_key_algorithm_and_encoding_the_ca_takes_issues_and_parses() {
         );
         common::verify_chain(&chain, &root, &[&format!("{name}.example.test")]);
     }
+    // A literal subject reaches the CSR as written: order, multi-valued
+    // RDNs and escapes kept (OpenSSL verifies the signature over it), and
+    // its CN is the name ordered.
+    env.certificate(
+        "keys",
+        "literal",
+        json!({"secretName": "literal-tls",
+               "literalSubject": "CN=literal.example.test,OU=Edge+OU=Web,O=Example\\, Inc.,C=GB",
+               "privateKey": {"algorithm": "ECDSA"}}),
+    )
+    .await;
+    env.certificate_ready("keys", "literal", 1).await;
+    let requests: Api<CertificateRequest> = Api::namespaced(env.client.clone(), "keys");
+    let request = requests.get("literal-1").await.expect("the request");
+    let csr_file =
+        std::env::temp_dir().join(format!("certwright-literal-{}.csr", std::process::id()));
+    std::fs::write(&csr_file, &request.spec.request.0).expect("write the CSR");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-noout", "-verify", "-subject", "-nameopt", "RFC2253", "-in",
+        ])
+        .arg(&csr_file)
+        .output()
+        .expect("openssl runs");
+    let _ = std::fs::remove_file(&csr_file);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("verify OK"), "{text}");
+    assert!(
+        text.contains("subject=CN=literal.example.test,OU=Edge+OU=Web,O=Example\\, Inc.,C=GB"),
+        "{text}"
+    );
+    let secret = secrets.get("literal-tls").await.expect("secret");
+    let chain = String::from_utf8(secret_data(&secret, "tls.crt")).expect("utf8");
+    common::verify_chain(&chain, &root, &["literal.example.test"]);
+
     // Ed25519 keys and CSRs are made (OpenSSL reads them in pki_openssl),
     // but pebble 2.10 refuses them as Let's Encrypt does: the CA's reason
     // is on the Certificate, and the attempts back off.

@@ -30,7 +30,7 @@ use crate::api::{Certificate, ClusterIssuer, Issuer};
 use crate::conditions;
 use crate::context::Context;
 use crate::pki::cert::parse_chain;
-use crate::pki::keys::{KeySpec, PrivateKey};
+use crate::pki::keys::{KeyError, KeySpec, PrivateKey};
 
 pub const TRIGGER: &str = "certwright-certificates-trigger";
 pub const KEY_MANAGER: &str = "certwright-certificates-key-manager";
@@ -328,8 +328,14 @@ pub(crate) async fn key_manager(
             let key = match reuse {
                 Some(k) => k,
                 None => {
-                    match crate::metrics::timed("key_generated", || PrivateKey::generate(spec.kind))
-                    {
+                    // Off the runtime: an RSA 8192 key takes seconds.
+                    let kind = spec.kind;
+                    let generated = tokio::task::spawn_blocking(move || {
+                        crate::metrics::timed("key_generated", || PrivateKey::generate(kind))
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(KeyError::Generate(e.to_string())));
+                    match generated {
                         Ok(k) => k,
                         Err(e) => {
                             let message = format!("No private key can be generated: {e}");

@@ -37,7 +37,7 @@ fn addresses<'a>(ips: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> 
 pub fn violations(spec: &CertificateSpec, leaf: &LeafInfo) -> Vec<&'static str> {
     let mut out = Vec::new();
     let wanted = lower(spec.dns_names.iter().flatten());
-    let common_name = spec.common_name.as_ref().map(|cn| cn.to_ascii_lowercase());
+    let common_name = crate::pki::subject::common_name(spec).map(|cn| cn.to_ascii_lowercase());
     // Every name the leaf answers to, wherever the CA put it.
     let served: BTreeSet<String> = lower(leaf.dns_names.iter().chain(leaf.common_name.iter()));
     let allowed: BTreeSet<String> = wanted.iter().cloned().chain(common_name.clone()).collect();

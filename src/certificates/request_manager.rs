@@ -53,13 +53,14 @@ fn replaced(cert: &Certificate, seen: &Snapshot) -> Option<String> {
         return None;
     }
     let leaf = crate::pki::cert::parse_chain(view.data.get("tls.crt")?).ok()?;
+    let common_name = crate::pki::subject::common_name(&cert.spec);
     let wanted: Vec<&String> = cert
         .spec
         .dns_names
         .iter()
         .chain(cert.spec.ip_addresses.iter())
         .flatten()
-        .chain(cert.spec.common_name.iter())
+        .chain(common_name.iter())
         .collect();
     let shared = leaf
         .dns_names

@@ -85,23 +85,13 @@ fn signature_algorithm(kind: KeyKind) -> Result<&'static SignatureAlgorithm, Key
 impl PrivateKey {
     pub fn generate(kind: KeyKind) -> Result<Self, KeyError> {
         let alg = signature_algorithm(kind)?;
-        let pair = match kind {
-            KeyKind::Rsa(bits) => {
-                let size = match bits {
-                    2048 => rcgen::RsaKeySize::_2048,
-                    3072 => rcgen::RsaKeySize::_3072,
-                    4096 => rcgen::RsaKeySize::_4096,
-                    other => {
-                        return Err(KeyError::Unsupported(format!(
-                            "RSA size {other} cannot be generated (use 2048, 3072 or 4096)"
-                        )));
-                    }
-                };
-                KeyPair::generate_rsa_for(alg, size)
-            }
-            _ => KeyPair::generate_for(alg),
+        if let KeyKind::Rsa(bits) = kind {
+            return Ok(Self {
+                kind,
+                pkcs8: generate_rsa(bits)?,
+            });
         }
-        .map_err(|e| KeyError::Generate(e.to_string()))?;
+        let pair = KeyPair::generate_for(alg).map_err(|e| KeyError::Generate(e.to_string()))?;
         let mut pkcs8 = pair.serialize_der();
         if kind == KeyKind::Ed25519 {
             // aws-lc writes PKCS#8 v2 (with the public key), which OpenSSL 3.0
@@ -172,6 +162,30 @@ impl PrivateKey {
             pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
         ))
     }
+}
+
+/// A new RSA key as PKCS#8, in the sizes aws-lc generates (rcgen stops at
+/// 4096; 8192 takes seconds, which is why callers generate off the runtime).
+fn generate_rsa(bits: u32) -> Result<Vec<u8>, KeyError> {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
+    let size = match bits {
+        2048 => KeySize::Rsa2048,
+        3072 => KeySize::Rsa3072,
+        4096 => KeySize::Rsa4096,
+        8192 => KeySize::Rsa8192,
+        other => {
+            return Err(KeyError::Unsupported(format!(
+                "RSA size {other} cannot be generated (use 2048, 3072, 4096 or 8192)"
+            )));
+        }
+    };
+    let pair = RsaKeyPair::generate(size)
+        .map_err(|_| KeyError::Generate(format!("RSA {bits} key generation failed")))?;
+    let der = pair
+        .as_der()
+        .map_err(|_| KeyError::Generate("encoding the RSA key failed".into()))?;
+    Ok(der.as_ref().to_vec())
 }
 
 /// The privateKey OCTET STRING content of a PKCS#8 document.
@@ -294,6 +308,7 @@ mod tests {
             (KeyKind::Rsa(2048), Pkcs1, "RSA PRIVATE KEY"),
             (KeyKind::Rsa(2048), Pkcs8, "PRIVATE KEY"),
             (KeyKind::Rsa(3072), Pkcs1, "RSA PRIVATE KEY"),
+            (KeyKind::Rsa(8192), Pkcs8, "PRIVATE KEY"),
             (KeyKind::Ecdsa(256), Pkcs1, "EC PRIVATE KEY"),
             (KeyKind::Ecdsa(256), Pkcs8, "PRIVATE KEY"),
             (KeyKind::Ecdsa(384), Pkcs1, "EC PRIVATE KEY"),
@@ -339,7 +354,7 @@ mod tests {
             KeyKind::Ecdsa(256)
         );
         assert!(
-            matches!(PrivateKey::generate(KeyKind::Rsa(8192)), Err(KeyError::Unsupported(m)) if m.contains("8192"))
+            matches!(PrivateKey::generate(KeyKind::Rsa(2560)), Err(KeyError::Unsupported(m)) if m.contains("2560") && m.contains("8192"))
         );
         assert!(matches!(
             PrivateKey::generate(KeyKind::Ecdsa(512)),

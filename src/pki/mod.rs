@@ -5,3 +5,4 @@ pub mod csr;
 pub mod der;
 pub mod keys;
 pub mod keystore;
+pub mod subject;

@@ -3,8 +3,8 @@
 //! signed with the Certificate's private key.
 
 use rcgen::{
-    CertificateParams, DnType, ExtendedKeyUsagePurpose as Eku, IsCa, KeyUsagePurpose as Ku,
-    OtherNameValue, SanType,
+    CertificateParams, ExtendedKeyUsagePurpose as Eku, IsCa, KeyUsagePurpose as Ku, OtherNameValue,
+    SanType,
 };
 
 mod parse;
@@ -85,11 +85,14 @@ fn ia5(field: &'static str, value: &str) -> Result<rcgen::string::Ia5String, Csr
 
 /// Builds and signs the CSR for `spec` with `key`.
 pub fn build(spec: &CertificateSpec, key: &PrivateKey) -> Result<Csr, CsrError> {
-    if spec.literal_subject.is_some() {
-        return Err(CsrError::Unsupported("spec.literalSubject"));
-    }
+    let subject = super::subject::rdns(spec).map_err(|why| CsrError::Invalid {
+        field: "spec.literalSubject",
+        value: spec.literal_subject.clone().unwrap_or_default(),
+        why,
+    })?;
     let mut params = CertificateParams::default();
-    // rcgen's default subject is "CN=rcgen self signed cert"; a CSR has only what the spec asks for.
+    // rcgen's default subject is "CN=rcgen self signed cert"; the subject
+    // is ours (rcgen keeps one value per type), put in below.
     params.distinguished_name = rcgen::DistinguishedName::new();
     for name in spec.dns_names.iter().flatten() {
         params
@@ -98,7 +101,7 @@ pub fn build(spec: &CertificateSpec, key: &PrivateKey) -> Result<Csr, CsrError> 
     }
     // A common name must also be a SAN (CAs validate and issue SANs; the
     // order asks for it): a CN missing from dnsNames and ipAddresses is added.
-    if let Some(cn) = &spec.common_name {
+    if let Some(cn) = &super::subject::common_name(spec) {
         let listed = spec
             .dns_names
             .iter()
@@ -146,39 +149,6 @@ pub fn build(spec: &CertificateSpec, key: &PrivateKey) -> Result<Csr, CsrError> 
             OtherNameValue::Utf8String(other.utf8_value.clone().unwrap_or_default()),
         )));
     }
-    let dn = &mut params.distinguished_name;
-    if let Some(cn) = &spec.common_name {
-        dn.push(DnType::CommonName, cn.as_str());
-    }
-    if let Some(subject) = &spec.subject {
-        let fields: [(&Option<Vec<String>>, DnType); 7] = [
-            (&subject.organizations, DnType::OrganizationName),
-            (&subject.countries, DnType::CountryName),
-            (
-                &subject.organizational_units,
-                DnType::OrganizationalUnitName,
-            ),
-            (&subject.localities, DnType::LocalityName),
-            (&subject.provinces, DnType::StateOrProvinceName),
-            (
-                &subject.street_addresses,
-                DnType::CustomDnType(vec![2, 5, 4, 9]),
-            ),
-            (
-                &subject.postal_codes,
-                DnType::CustomDnType(vec![2, 5, 4, 17]),
-            ),
-        ];
-        for (values, ty) in fields {
-            // rcgen keeps one value per attribute type; the first wins.
-            if let Some(first) = values.as_ref().and_then(|v| v.first()) {
-                dn.push(ty, first.as_str());
-            }
-        }
-        if let Some(serial) = &subject.serial_number {
-            dn.push(DnType::CustomDnType(vec![2, 5, 4, 5]), serial.as_str());
-        }
-    }
     if spec.is_ca == Some(true) {
         params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     }
@@ -204,11 +174,31 @@ pub fn build(spec: &CertificateSpec, key: &PrivateKey) -> Result<Csr, CsrError> 
     let csr = params
         .serialize_request(&pair)
         .map_err(|e| CsrError::Sign(e.to_string()))?;
-    let pem = csr.pem().map_err(|e| CsrError::Sign(e.to_string()))?;
-    Ok(Csr {
-        der: csr.der().to_vec(),
-        pem,
-    })
+    let der = with_subject(csr.der(), &super::subject::encode(&subject), &pair)?;
+    let pem = pem::encode_config(
+        &pem::Pem::new("CERTIFICATE REQUEST", der.clone()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    );
+    Ok(Csr { der, pem })
+}
+
+/// The CSR `der` (with an empty subject) with `subject` put in, signed again.
+fn with_subject(der: &[u8], subject: &[u8], key: &rcgen::KeyPair) -> Result<Vec<u8>, CsrError> {
+    use super::der as d;
+    use rcgen::SigningKey;
+    let bad = || CsrError::Sign("unexpected CSR structure".into());
+    let (outer, _) = d::read(der).ok_or_else(bad)?;
+    let [info, algorithm, _signature] = d::children(outer.content)
+        .ok_or_else(bad)?
+        .try_into()
+        .map_err(|_| bad())?;
+    let fields = d::children(info.content).ok_or_else(bad)?;
+    let [version, _empty, public_key, attributes] = fields.try_into().map_err(|_| bad())?;
+    let info = d::seq(&[version.raw, subject, public_key.raw, attributes.raw]);
+    let signature = key.sign(&info).map_err(|e| CsrError::Sign(e.to_string()))?;
+    // A BIT STRING with no unused bits.
+    let bits = d::write(0x03, &[&[0u8][..], &signature].concat());
+    Ok(d::seq(&[&info, algorithm.raw, &bits]))
 }
 
 #[cfg(test)]
@@ -287,13 +277,77 @@ mod tests {
             })
         ));
         let spec = CertificateSpec {
-            literal_subject: Some("CN=x".into()),
+            literal_subject: Some("CN=x,MAIL=y".into()),
             ..Default::default()
         };
-        assert_eq!(
-            build(&spec, &key).err(),
-            Some(CsrError::Unsupported("spec.literalSubject"))
+        assert!(matches!(
+            build(&spec, &key),
+            Err(CsrError::Invalid { field: "spec.literalSubject", why, .. }) if why.contains("\"MAIL\"")
+        ));
+    }
+
+    /// Checks the CSR's own signature with its public key.
+    fn signature_holds(der: &[u8]) -> bool {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256};
+        let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
+            .expect("parses");
+        let info = csr.certification_request_info.raw;
+        let key = &csr
+            .certification_request_info
+            .subject_pki
+            .subject_public_key
+            .data;
+        let alg: &dyn aws_lc_rs::signature::VerificationAlgorithm =
+            match csr.signature_algorithm.algorithm.to_id_string().as_str() {
+                "1.2.840.10045.4.3.2" => &ECDSA_P256_SHA256_ASN1,
+                "1.2.840.113549.1.1.11" => &RSA_PKCS1_2048_8192_SHA256,
+                other => panic!("unexpected algorithm {other}"),
+            };
+        aws_lc_rs::signature::UnparsedPublicKey::new(alg, key.as_ref())
+            .verify(info, &csr.signature_value.data)
+            .is_ok()
+    }
+
+    #[test]
+    fn every_subject_value_and_a_literal_subject_reach_the_signed_request() {
+        crate::install_crypto_provider();
+        let key = PrivateKey::generate(KeyKind::Ecdsa(256)).expect("key");
+        let spec = CertificateSpec {
+            common_name: Some("a.example.com".into()),
+            subject: Some(X509Subject {
+                organizations: Some(vec!["One".into(), "Two".into()]),
+                organizational_units: Some(vec!["Web".into(), "Edge".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let csr = build(&spec, &key).expect("csr");
+        assert!(
+            signature_holds(&csr.der),
+            "signed again after the subject went in"
         );
+        let parsed = parse(csr.pem.as_bytes()).expect("parse");
+        assert_eq!(parsed.common_name.as_deref(), Some("a.example.com"));
+        let values: Vec<&str> = parsed.subject.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(values, ["One", "Two", "Web", "Edge"]);
+
+        let rsa = PrivateKey::generate(KeyKind::Rsa(2048)).expect("rsa");
+        let spec = CertificateSpec {
+            literal_subject: Some("CN=lit.example.com,OU=A+OU=B,DC=example,DC=com".into()),
+            ..Default::default()
+        };
+        let csr = build(&spec, &rsa).expect("csr");
+        assert!(signature_holds(&csr.der));
+        let (_, raw) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&csr.der)
+                .expect("parses");
+        assert_eq!(
+            raw.certification_request_info.subject.to_string(),
+            "DC=com, DC=example, OU=A + OU=B, CN=lit.example.com"
+        );
+        let parsed = parse(csr.pem.as_bytes()).expect("parse");
+        assert_eq!(parsed.common_name.as_deref(), Some("lit.example.com"));
+        assert_eq!(parsed.dns_names, ["lit.example.com"], "the CN is a SAN too");
     }
 
     #[test]
