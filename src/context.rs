@@ -53,6 +53,9 @@ pub struct Context {
     written: Mutex<HashMap<String, String>>,
     /// Consecutive self-check passes per Challenge (by uid).
     passes: Mutex<HashMap<String, u32>>,
+    /// When each Challenge waiting out `waitInsteadOfSelfCheck` was first
+    /// seen presented (by uid; the wait starts over after a restart).
+    presented: Mutex<HashMap<String, std::time::Instant>>,
     /// Cluster IPs of the per-namespace solver Services, by namespace.
     solver_ips: Mutex<HashMap<String, IpAddr>>,
     /// Solver Pods (pod mode) as last seen, filled by the Challenge
@@ -161,6 +164,7 @@ impl Context {
             attempts: Mutex::default(),
             written: Mutex::default(),
             passes: Mutex::default(),
+            presented: Mutex::default(),
             solver_ips: Mutex::default(),
             solver_pods,
             solver_pods_writer: Mutex::new(Some(writer)),
@@ -243,6 +247,20 @@ impl Context {
         let mut map = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(uid);
         map.remove(&format!("{uid}/lost"));
+    }
+
+    /// How much of `wait` is left since `uid` was first seen presented;
+    /// None once it has passed (and the record is dropped).
+    pub fn still_to_wait(&self, uid: &str, wait: Duration) -> Option<Duration> {
+        let mut map = self.presented.lock().unwrap_or_else(|e| e.into_inner());
+        let since = *map
+            .entry(uid.to_string())
+            .or_insert_with(std::time::Instant::now);
+        let left = wait.checked_sub(since.elapsed()).filter(|d| !d.is_zero());
+        if left.is_none() {
+            map.remove(uid);
+        }
+        left
     }
 
     /// Counts one more self-check pass of `uid`; returns the count.

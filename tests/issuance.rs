@@ -498,3 +498,134 @@ async fn a_certificate_the_ca_rewrote_is_issued_once() {
         .expect("status");
     assert_eq!(status.revision, Some(2), "re-issued once for the edit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_and_certificate_options_reach_the_ca_and_the_schedule() {
+    let env = Env::start(|o| o.alternate_roots = 1, &[]).await;
+    env.namespace("chains").await;
+    let alternate = env.pebble.alternate_root_pems()[0].clone();
+    let alternate_cn = parse_chain(alternate.as_bytes())
+        .expect("the alternate root parses")
+        .common_name
+        .expect("it has a common name");
+    // preferredChain names the alternate root; enableDurationFeature sends
+    // the Certificate's duration as the order's notAfter.
+    // waitInsteadOfSelfCheck on its solver: a wait instead of the checks.
+    env.cluster_issuer_with(
+        "alternate",
+        json!({"preferredChain": alternate_cn, "enableDurationFeature": true,
+               "solvers": [{"http01": {"ingress": {"ingressClassName": env.cluster.ingress_class()}},
+                            "waitInsteadOfSelfCheck": "3s"}]}),
+    )
+    .await;
+    // A preferred chain the CA does not offer keeps the default one.
+    env.cluster_issuer_with("unknown-chain", json!({"preferredChain": "No Such Root"}))
+        .await;
+    env.certificate(
+        "chains",
+        "alternate",
+        json!({"secretName": "alternate-tls", "dnsNames": ["alternate.example.test"],
+               "duration": "2h", "issuerRef": {"name": "alternate", "kind": "ClusterIssuer"}}),
+    )
+    .await;
+    env.certificate(
+        "chains",
+        "default",
+        json!({"secretName": "default-tls", "dnsNames": ["default.example.test"],
+               "duration": "2h", "issuerRef": {"name": "unknown-chain", "kind": "ClusterIssuer"}}),
+    )
+    .await;
+    // spec.renewal: Disabled has no renewal time; windows move it into a
+    // window (09:17 in Tokyo is 00:17 UTC, open one minute); an unknown
+    // time zone is said in the Ready condition.
+    for (name, renewal) in [
+        ("disabled", json!({"policy": "Disabled"})),
+        (
+            "windowed",
+            json!({"windows": [{"cron": "17 9 * * *", "timezone": "Asia/Tokyo", "windowDuration": "1m"}]}),
+        ),
+        (
+            "bad-zone",
+            json!({"windows": [{"cron": "17 9 * * *", "timezone": "Mars/Olympus", "windowDuration": "1m"}]}),
+        ),
+    ] {
+        env.certificate(
+            "chains",
+            name,
+            json!({"secretName": format!("{name}-tls"), "dnsNames": [format!("{name}.example.test")],
+                   "renewal": renewal}),
+        )
+        .await;
+    }
+    let reason = common::dns::challenge_reason(&env, "chains", "waitInsteadOfSelfCheck").await;
+    assert!(
+        reason.starts_with("Waiting 3s after presenting"),
+        "{reason}"
+    );
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "chains");
+    env.certificate_ready("chains", "alternate", 1).await;
+    let chain = String::from_utf8(secret_data(
+        &secrets.get("alternate-tls").await.expect("secret"),
+        "tls.crt",
+    ))
+    .expect("utf8");
+    common::verify_chain(&chain, &alternate, &["alternate.example.test"]);
+    let leaf = parse_chain(chain.as_bytes()).expect("leaf");
+    let lifetime = leaf.not_after - leaf.not_before;
+    assert!(
+        (2 * 3600 - 300..=2 * 3600 + 300).contains(&lifetime),
+        "notAfter asked for 2h from now: the leaf lives {lifetime} s"
+    );
+
+    env.certificate_ready("chains", "default", 1).await;
+    let chain = String::from_utf8(secret_data(
+        &secrets.get("default-tls").await.expect("secret"),
+        "tls.crt",
+    ))
+    .expect("utf8");
+    common::verify_chain(
+        &chain,
+        env.pebble.issuing_root_pem(),
+        &["default.example.test"],
+    );
+    let leaf = parse_chain(chain.as_bytes()).expect("leaf");
+    assert!(
+        leaf.not_after - leaf.not_before > 86_400,
+        "without enableDurationFeature the CA's own lifetime stands"
+    );
+
+    let certificates: Api<certwright::api::Certificate> =
+        Api::namespaced(env.client.clone(), "chains");
+    for name in ["disabled", "windowed", "bad-zone"] {
+        env.certificate_ready("chains", name, 1).await;
+    }
+    let status = |c: &certwright::api::Certificate| c.status.clone().unwrap_or_default();
+    let disabled = status(&certificates.get("disabled").await.expect("get"));
+    assert!(
+        disabled.renewal_time.is_none() && disabled.not_after.is_some(),
+        "{disabled:?}"
+    );
+    let windowed = status(&certificates.get("windowed").await.expect("get"));
+    let at = windowed.renewal_time.expect("a renewal time").0.to_string();
+    assert!(
+        at.contains("T00:17:") || at.ends_with("T00:18:00Z"),
+        "inside the Tokyo window: {at}"
+    );
+    let bad = status(&certificates.get("bad-zone").await.expect("get"));
+    let ready = bad
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert!(
+        ready.message.as_deref().is_some_and(
+            |m| m.contains("spec.renewal.windows[0]: timezone \"Mars/Olympus\" is not known")
+        ),
+        "{ready:?}"
+    );
+    assert!(
+        bad.renewal_time.is_some(),
+        "the time without windows stands"
+    );
+}

@@ -244,9 +244,9 @@ async fn external_account_binding_registers_new_accounts() {
 /// cert-manager's account: an RSA-2048 key (PKCS#1 PEM, as cert-manager
 /// writes it) registered at `pebble` with RS256. Returns the PEM and the
 /// account URL.
-async fn cert_manager_account(pebble: &Pebble) -> (String, String, certwright::acme::rollover::Ca) {
+async fn cert_manager_account(pebble: &Pebble) -> (String, String, certwright::acme::direct::Ca) {
+    use certwright::acme::direct::{Ca, Signer};
     use certwright::acme::http::{Trust, client};
-    use certwright::acme::rollover::{Ca, Signer};
     use certwright::pki::keys::{KeyKind, PrivateKey};
     let rsa = PrivateKey::generate(KeyKind::Rsa(2048)).expect("rsa");
     let pem = rsa
@@ -274,7 +274,7 @@ fn secret_text(secret: &Secret, key: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrated_accounts_are_kept_and_follow_their_server_and_key() {
-    use certwright::acme::rollover::Signer;
+    use certwright::acme::direct::Signer;
     use certwright::pki::keys::PrivateKey;
     certwright::install_crypto_provider();
     let (_, client) = common::control_plane_with_crds().await;

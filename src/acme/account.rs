@@ -5,8 +5,8 @@
 use instant_acme::{Account, Key};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
+use super::direct::{Ca, Signer};
 use super::http::{Trust, client};
-use super::rollover::{Ca, Signer};
 use crate::pki::keys::{KeyKind, PrivateKey};
 
 #[derive(Debug, thiserror::Error)]

@@ -224,13 +224,18 @@ impl HttpClient for Recording {
 /// A client like [`client`] that also records every response in the returned log.
 pub fn recording_client(trust: &Trust) -> Result<(Box<dyn HttpClient>, ResponseLog), ClientError> {
     let log = ResponseLog::default();
-    Ok((
-        Box::new(Recording {
-            inner: client(trust)?,
-            log: log.clone(),
-        }),
-        log,
-    ))
+    Ok((recording_into(trust, &log)?, log))
+}
+
+/// A client that records into an existing `log` (a session's second client).
+pub fn recording_into(
+    trust: &Trust,
+    log: &ResponseLog,
+) -> Result<Box<dyn HttpClient>, ClientError> {
+    Ok(Box::new(Recording {
+        inner: client(trust)?,
+        log: log.clone(),
+    }))
 }
 
 /// How long one request to the CA may take, from connecting to the last

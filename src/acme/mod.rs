@@ -2,6 +2,7 @@
 //! what its errors mean for an Order.
 
 pub mod account;
+pub mod direct;
 pub mod errors;
 pub mod http;
 pub mod rollover;

@@ -26,6 +26,20 @@ pub struct Session {
     pub account: Account,
     pub log: ResponseLog,
     pub issuer: AcmeIssuer,
+    /// The account key (PKCS#8), for the requests signed in `direct`.
+    key: std::sync::Arc<Vec<u8>>,
+}
+
+impl Session {
+    /// The CA for requests instant-acme does not make, and the account's
+    /// signer; the responses go to this session's log.
+    pub async fn direct(&self) -> Result<(super::direct::Ca, super::direct::Signer), String> {
+        let signer = super::direct::Signer::from_pkcs8(&self.key)?;
+        let http = super::http::recording_into(&trust(&self.issuer), &self.log)
+            .map_err(|e| e.to_string())?;
+        let ca = super::direct::Ca::new(http, &self.issuer.server).await?;
+        Ok((ca, signer))
+    }
 }
 
 /// Loaded accounts by server and account URL.
@@ -278,6 +292,7 @@ pub async fn session(
         account::parse_key(&pem, &secret_id).map_err(|e| SessionError::Config(e.to_string()))?;
     let (http, log) =
         recording_client(&trust(&acme)).map_err(|e| SessionError::Config(e.to_string()))?;
+    let key = std::sync::Arc::new(pkcs8.clone());
     let loaded = Account::builder_with_http(http)
         .from_parts(uri, PrivatePkcs8KeyDer::from(pkcs8), acme.server.clone())
         .await
@@ -286,6 +301,7 @@ pub async fn session(
         account: loaded,
         log,
         issuer: acme,
+        key,
     };
     ctx.accounts
         .0

@@ -104,6 +104,13 @@ pub struct AcmeChallengeSolver {
     /// (RFC 2136, Cloudflare or a webhook solver; other providers are
     /// reported as unsupported). The only way to prove wildcard names.
     pub dns01: Option<Dns01Solver>,
+    /// Skip the self-check and wait this long (a Go duration, e.g. `30s`)
+    /// after presenting before asking the CA to validate; `0s` asks at
+    /// once. For split-horizon DNS or hairpin NAT, where the check cannot
+    /// succeed from inside the cluster though the CA's validation would.
+    #[serde(default)]
+    #[schemars(schema_with = "super::meta::go_duration_schema")]
+    pub wait_instead_of_self_check: Option<String>,
 }
 
 /// Selects Certificates by label and names by exact name or by zone.

@@ -118,6 +118,10 @@ pub struct CertificateSpec {
     /// Like `renewBefore`, as a percentage (1 to 99) of the issued lifetime.
     #[schemars(range(min = 1, max = 99))]
     pub renew_before_percentage: Option<i32>,
+    /// How the certificate is renewed (cert-manager v1.21): policy
+    /// `Disabled` never renews; `RenewBefore` (the default) renews as
+    /// `renewBefore` says, moved into the first of `windows` that is open.
+    pub renewal: Option<CertificateRenewal>,
     /// The Issuer or ClusterIssuer that signs this certificate. An Issuer must
     /// be in the Certificate's namespace.
     pub issuer_ref: IssuerReference,
@@ -146,6 +150,44 @@ pub struct CertificateSpec {
     pub name_constraints: Option<NameConstraints>,
     /// Signature algorithm to request; must fit the key algorithm.
     pub signature_algorithm: Option<SignatureAlgorithm>,
+}
+
+/// `spec.renewal`.
+#[serde_with::skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRenewal {
+    /// `RenewBefore` or `Disabled`.
+    pub policy: Option<CertificateRenewalPolicy>,
+    /// When renewal may happen; the renewal time moves to the next window
+    /// that opens unless one is open then.
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub windows: Option<Vec<CertificateRenewalWindow>>,
+}
+
+/// Whether and how a certificate is renewed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CertificateRenewalPolicy {
+    RenewBefore,
+    Disabled,
+}
+
+/// A renewal window: opens at each start of `cron` in `timezone`, for
+/// `windowDuration`.
+#[serde_with::skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRenewalWindow {
+    /// An IANA time zone, e.g. `America/Denver`; UTC when unset.
+    #[schemars(length(min = 1))]
+    pub timezone: Option<String>,
+    /// How long the window stays open, as a Go duration (`4h`, `90m`).
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(s|m|h))+$"))]
+    pub window_duration: String,
+    /// A five-field cron schedule (minute hour day-of-month month
+    /// day-of-week), e.g. `0 9 * * MON-FRI`, or `@daily` and the like.
+    #[schemars(length(min = 1))]
+    pub cron: String,
 }
 
 /// Labels and annotations copied to the Certificate's Secret.

@@ -20,7 +20,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::backoff;
-use super::renewal::renewal_of;
+use super::renewal::scheduled;
 use super::secret::Refusal;
 use super::snapshot::{Snapshot, key_pem};
 use super::trigger::evaluate;
@@ -212,9 +212,11 @@ pub(crate) async fn trigger(
                 .and_then(|c| parse_chain(c).ok());
             // Healthy: look again at the renewal time, or when the CA's
             // renewal information is due to be asked again.
+            // Disabled renewal: look again at expiry.
             let wait = leaf.map(|l| {
-                let spec_time = renewal_of(cert, l.not_before, l.not_after);
-                let at = super::ari::renew_at(cert, spec_time, seen.suggestion.as_ref());
+                let at = scheduled(cert, l.not_before, l.not_after, seen.suggestion.as_ref())
+                    .at
+                    .unwrap_or(l.not_after + 1);
                 let wait = Duration::from_secs((at - now.as_second()).max(1) as u64);
                 seen.ask_ca_again.map_or(wait, |again| wait.min(again))
             });

@@ -15,6 +15,7 @@ pub mod secret;
 pub mod secret_writer;
 pub mod snapshot;
 pub mod trigger;
+pub mod windows;
 
 use std::sync::Arc;
 use std::time::Duration;

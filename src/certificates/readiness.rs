@@ -13,7 +13,7 @@ use kube::Resource;
 use serde_json::json;
 
 use super::controllers::{Error, apply_status};
-use super::renewal::{renewal_of, rfc3339};
+use super::renewal::{rfc3339, scheduled};
 use super::trigger::{SecretView, evaluate};
 use crate::api::Certificate;
 use crate::api::meta::ConditionStatus;
@@ -29,8 +29,9 @@ pub struct Readiness {
     pub ready: bool,
     pub reason: String,
     pub message: String,
-    /// (notBefore, notAfter, renewalTime), Unix seconds.
-    pub times: Option<(i64, i64, i64)>,
+    /// (notBefore, notAfter, renewalTime), Unix seconds; no renewal time
+    /// when renewal is disabled.
+    pub times: Option<(i64, i64, Option<i64>)>,
 }
 
 /// Readiness of `cert` given its Secret and the CA's renewal suggestion at `now`.
@@ -40,13 +41,14 @@ pub fn assess(
     suggestion: Option<&Suggestion>,
     now: i64,
 ) -> Readiness {
+    let mut problem = None;
     let times = secret
         .and_then(|s| s.data.get("tls.crt"))
         .and_then(|c| parse_chain(c).ok())
         .map(|leaf| {
-            let spec_time = renewal_of(cert, leaf.not_before, leaf.not_after);
-            let renew = super::ari::renew_at(cert, spec_time, suggestion);
-            (leaf.not_before, leaf.not_after, renew)
+            let s = scheduled(cert, leaf.not_before, leaf.not_after, suggestion);
+            problem = s.problem;
+            (leaf.not_before, leaf.not_after, s.at)
         });
     match evaluate(cert, secret, None, suggestion, now) {
         Some(t) if t.reason != "Renewing" => Readiness {
@@ -58,7 +60,13 @@ pub fn assess(
         _ => Readiness {
             ready: true,
             reason: "Ready".into(),
-            message: "Certificate is up to date and has not expired".into(),
+            message: match problem {
+                // Where the user looks: the windows could not be followed.
+                Some(p) => format!(
+                    "Certificate is up to date and has not expired; {p}, so it renews at the time without windows"
+                ),
+                None => "Certificate is up to date and has not expired".into(),
+            },
             times,
         },
     }
@@ -105,7 +113,9 @@ pub(crate) async fn reconcile(
     if let Some((before, after, renew)) = r.times {
         wanted["notBefore"] = json!(rfc3339(before));
         wanted["notAfter"] = json!(rfc3339(after));
-        wanted["renewalTime"] = json!(rfc3339(renew));
+        if let Some(renew) = renew {
+            wanted["renewalTime"] = json!(rfc3339(renew));
+        }
     }
     let current = cert.status.as_ref();
     let unchanged = existing.iter().find(|c| c.type_ == "Ready") == ready.first()
@@ -116,7 +126,7 @@ pub(crate) async fn reconcile(
         && current
             .and_then(|s| s.renewal_time.as_ref())
             .map(|t| t.0.as_second())
-            == r.times.map(|t| t.2);
+            == r.times.and_then(|t| t.2);
     if !unchanged {
         apply_status(ctx, cert, READINESS, wanted).await?;
     }

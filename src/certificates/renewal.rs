@@ -61,7 +61,55 @@ pub fn renewal_time(
     not_after - before
 }
 
-/// RFC 3339 (UTC, seconds) of Unix seconds.
+/// When a certificate is renewed, and what kept `spec.renewal` from being
+/// followed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scheduled {
+    /// Unix seconds; None with policy `Disabled`.
+    pub at: Option<i64>,
+    /// Why the windows could not be applied (the time without them stands).
+    pub problem: Option<String>,
+}
+
+/// When `cert` renews a certificate valid from `not_before` to
+/// `not_after`: its renewBefore (or the CA's suggestion, see
+/// `ari::renew_at`), then `spec.renewal`'s policy and windows.
+pub fn scheduled(
+    cert: &crate::api::Certificate,
+    not_before: i64,
+    not_after: i64,
+    suggestion: Option<&super::ari::Suggestion>,
+) -> Scheduled {
+    use crate::api::certificate::CertificateRenewalPolicy as Policy;
+    let desired = super::ari::renew_at(cert, renewal_of(cert, not_before, not_after), suggestion);
+    let renewal = cert.spec.renewal.as_ref();
+    if renewal.and_then(|r| r.policy) == Some(Policy::Disabled) {
+        return Scheduled {
+            at: None,
+            problem: None,
+        };
+    }
+    let windows = renewal
+        .and_then(|r| r.windows.as_deref())
+        .unwrap_or_default();
+    if windows.is_empty() {
+        return Scheduled {
+            at: Some(desired),
+            problem: None,
+        };
+    }
+    match super::windows::apply(windows, desired, not_before, not_after) {
+        Ok(at) => Scheduled {
+            at: Some(at),
+            problem: None,
+        },
+        Err(problem) => Scheduled {
+            at: Some(desired),
+            problem: Some(problem),
+        },
+    }
+}
+
 /// When `cert` renews a certificate valid from `not_before` to
 /// `not_after` (Unix seconds), from its renewBefore or
 /// renewBeforePercentage.
@@ -137,5 +185,57 @@ mod tests {
     fn time_formats() {
         assert_eq!(rfc3339(1_767_225_600), "2026-01-01T00:00:00Z");
         assert_eq!(rfc1123(1_767_225_600), "Thu, 01 Jan 2026 00:00:00 UTC");
+    }
+
+    #[test]
+    fn the_renewal_policy_and_windows_shape_the_schedule() {
+        use crate::api::certificate::{
+            CertificateRenewal, CertificateRenewalPolicy, CertificateRenewalWindow,
+        };
+        let mut cert = crate::api::Certificate::new("c", Default::default());
+        // 2026-01-01 for 90 days: two thirds is 2026-03-02T00:00Z, a Monday.
+        let (nb, na) = (1_767_225_600, 1_767_225_600 + 90 * 86_400);
+        let plain = scheduled(&cert, nb, na, None);
+        assert_eq!(
+            plain,
+            Scheduled {
+                at: Some(nb + 60 * 86_400),
+                problem: None
+            }
+        );
+        cert.spec.renewal = Some(CertificateRenewal {
+            policy: Some(CertificateRenewalPolicy::Disabled),
+            windows: None,
+        });
+        assert_eq!(scheduled(&cert, nb, na, None).at, None, "never renewed");
+        cert.spec.renewal = Some(CertificateRenewal {
+            policy: None,
+            windows: Some(vec![CertificateRenewalWindow {
+                timezone: None,
+                window_duration: "2h".into(),
+                cron: "0 10 * * *".into(),
+            }]),
+        });
+        assert_eq!(
+            scheduled(&cert, nb, na, None).at,
+            Some(nb + 60 * 86_400 + 10 * 3600),
+            "moved to 10:00 that day"
+        );
+        cert.spec
+            .renewal
+            .as_mut()
+            .unwrap()
+            .windows
+            .as_mut()
+            .unwrap()[0]
+            .cron = "bad".into();
+        let broken = scheduled(&cert, nb, na, None);
+        assert_eq!(broken.at, plain.at, "the time without windows stands");
+        assert!(
+            broken
+                .problem
+                .expect("said")
+                .contains("spec.renewal.windows[0]: cron")
+        );
     }
 }

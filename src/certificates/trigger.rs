@@ -190,8 +190,9 @@ pub fn evaluate(
             format!("Certificate expired on {}", rfc1123(leaf.not_after)),
         );
     }
-    let spec_time = super::renewal::renewal_of(cert, leaf.not_before, leaf.not_after);
-    let renewal = super::ari::renew_at(cert, spec_time, suggestion);
+    let scheduled = super::renewal::scheduled(cert, leaf.not_before, leaf.not_after, suggestion);
+    // Policy Disabled: never renewed (an expired one is re-issued above).
+    let renewal = scheduled.at?;
     if now >= renewal {
         let message = match suggestion {
             Some(s) if renewal == s.renew_at => format!(

@@ -363,7 +363,38 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     // request to validate: a retried request may be the first to reach
     // the CA (the earlier ones failed on the way), and a restarted or
     // rescheduled solver may not be reachable yet.
-    match presenter.check(&ctx, &ch).await? {
+    // waitInsteadOfSelfCheck: a wait in place of the checks.
+    let wait = ch
+        .spec
+        .solver
+        .wait_instead_of_self_check
+        .as_deref()
+        .map(crate::certificates::renewal::parse_go_duration);
+    let verdict = match wait {
+        Some(Ok(seconds)) if seconds >= 0 => {
+            let wait = Duration::from_secs(seconds as u64);
+            if let Some(left) = ctx.still_to_wait(&uid, wait) {
+                let reason = format!(
+                    "Waiting {}s after presenting before asking the CA to validate (waitInsteadOfSelfCheck; no self-check)",
+                    wait.as_secs()
+                );
+                if status.reason.as_deref() != Some(reason.as_str()) {
+                    status.reason = Some(reason);
+                    write(&ctx, &ch, &status).await?;
+                }
+                return Ok(Action::requeue(left));
+            }
+            self_check::Verdict::Passed(ctx.solver.passes)
+        }
+        Some(_) => {
+            let why =
+                "the solver's waitInsteadOfSelfCheck is not a non-negative duration (e.g. 30s)"
+                    .to_string();
+            return present_error(&ctx, &ch, status, kind, why).await;
+        }
+        None => presenter.check(&ctx, &ch).await?,
+    };
+    match verdict {
         self_check::Verdict::Failed { reason, missing } => {
             ctx.reset_passes(&uid);
             let attempts = ctx.failed_again(&uid);

@@ -250,8 +250,46 @@ async fn reconcile(
                     authority_key_identifier: aki.to_string().into(),
                     serial: serial.to_string().into(),
                 });
+            // With the issuer's enableDurationFeature, the request's duration
+            // is asked for as notAfter, which instant-acme cannot send.
+            let not_after = match order
+                .spec
+                .duration
+                .as_deref()
+                .map(crate::certificates::renewal::parse_go_duration)
+            {
+                Some(Ok(seconds)) => Some(
+                    k8s_openapi::jiff::Timestamp::now()
+                        .saturating_add(k8s_openapi::jiff::SignedDuration::from_secs(seconds))
+                        .unwrap_or(k8s_openapi::jiff::Timestamp::MAX)
+                        .strftime("%Y-%m-%dT%H:%M:%SZ")
+                        .to_string(),
+                ),
+                Some(Err(why)) => {
+                    return fail(&ctx, &order, status, format!("spec.duration: {why}")).await;
+                }
+                None => None,
+            };
+            let place = |replaces: Option<instant_acme::CertificateIdentifier<'static>>| {
+                let new = new_order(replaces);
+                let session = &session;
+                let not_after = not_after.clone();
+                async move {
+                    let Some(not_after) = not_after else {
+                        return session.account.new_order(&new).await;
+                    };
+                    let mut payload = serde_json::to_value(&new)?;
+                    payload["notAfter"] = serde_json::Value::String(not_after);
+                    let (ca, key) = session
+                        .direct()
+                        .await
+                        .map_err(|e| instant_acme::Error::Other(e.into()))?;
+                    let url = ca.new_order(&key, session.account.id(), &payload).await?;
+                    session.account.order(url).await
+                }
+            };
             let first = match replaces {
-                Some(id) => match session.account.new_order(&new_order(Some(id))).await {
+                Some(id) => match place(Some(id)).await {
                     Err(e) if replaces_refused(&e) => {
                         tracing::info!(order = %order.name_any(), error = %e, "the CA refused the replaced certificate; ordering without it");
                         None
@@ -262,7 +300,7 @@ async fn reconcile(
             };
             let placed = match first {
                 Some(placed) => placed,
-                None => session.account.new_order(&new_order(None)).await,
+                None => place(None).await,
             };
             let mut placed = match placed {
                 Ok(o) => o,
@@ -422,7 +460,15 @@ async fn reconcile(
             let started = std::time::Instant::now();
             let mut delay = Duration::from_millis(50);
             loop {
-                match acme_order.certificate().await {
+                let fetched = match acme_order.certificate().await {
+                    Ok(Some(chain)) => {
+                        preferred_chain(&session, acme_order.state().certificate.as_deref(), chain)
+                            .await
+                            .map(Some)
+                    }
+                    other => other,
+                };
+                match fetched {
                     Ok(Some(chain)) => {
                         status.state = Some(AcmeState::Valid);
                         status.certificate = Some(ByteString(chain.into_bytes()));
@@ -506,6 +552,49 @@ pub async fn run(ctx: Arc<Context>) {
     )
     .for_each(|_| async {})
     .await;
+}
+
+/// The chain to keep: with the issuer's `preferredChain`, the first of
+/// the default and the alternate chains whose topmost certificate is
+/// issued by a CA of that common name (as cert-manager picks it); the
+/// default chain when none is.
+async fn preferred_chain(
+    session: &crate::acme::session::Session,
+    url: Option<&str>,
+    default: String,
+) -> Result<String, instant_acme::Error> {
+    let Some(wanted) = session
+        .issuer
+        .preferred_chain
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    else {
+        return Ok(default);
+    };
+    let Some(url) = url else {
+        return Ok(default);
+    };
+    if super::decide::top_issuer(&default).as_deref() == Some(wanted) {
+        return Ok(default);
+    }
+    let (ca, key) = session
+        .direct()
+        .await
+        .map_err(|e| instant_acme::Error::Other(e.into()))?;
+    let (_, alternates) = ca.chain(&key, session.account.id(), url).await?;
+    for alternate in &alternates {
+        let (chain, _) = ca.chain(&key, session.account.id(), alternate).await?;
+        if super::decide::top_issuer(&chain).as_deref() == Some(wanted) {
+            tracing::info!(chain = %alternate, preferred = wanted, "using the preferred chain");
+            return Ok(chain);
+        }
+    }
+    tracing::info!(
+        preferred = wanted,
+        alternates = alternates.len(),
+        "no chain matches the preferred chain; keeping the default"
+    );
+    Ok(default)
 }
 
 /// Whether a new order failed only for naming the certificate it replaces.

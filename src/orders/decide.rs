@@ -48,6 +48,21 @@ pub fn identifiers(spec: &OrderSpec) -> Vec<Identifier> {
         .collect()
 }
 
+/// The issuer common name of the last certificate of a PEM chain.
+pub fn top_issuer(chain: &str) -> Option<String> {
+    let blocks = pem::parse_many(chain).ok()?;
+    let last = blocks.iter().rev().find(|b| b.tag() == "CERTIFICATE")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(last.contents()).ok()?;
+    let cn = cert
+        .issuer()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    Some(cn)
+}
+
 pub fn order_state(s: instant_acme::OrderStatus) -> AcmeState {
     match s {
         instant_acme::OrderStatus::Pending => AcmeState::Pending,

@@ -48,6 +48,15 @@ pub fn cannot_prove(
                     crate::api::dns01::SUPPORTED_PROVIDERS
                 ));
             }
+            _ if solvers[i]
+                .http01
+                .as_ref()
+                .is_some_and(|h| h.ingress.is_none() && h.gateway_http_route.is_some()) =>
+            {
+                return Some(format!(
+                    "The solver chosen for {name} is an HTTP-01 Gateway API HTTPRoute solver, which certwright does not support yet; use an http01.ingress solver whose selector matches it"
+                ));
+            }
             _ => return None,
         },
     };
@@ -166,6 +175,7 @@ mod tests {
             selector,
             http01: Some(Http01Solver::default()),
             dns01: None,
+            wait_instead_of_self_check: None,
         }
     }
 
@@ -174,6 +184,7 @@ mod tests {
             selector,
             http01: None,
             dns01: Some(Dns01Solver::default()),
+            wait_instead_of_self_check: None,
         }
     }
 
@@ -215,6 +226,18 @@ mod tests {
         let why =
             cannot_prove(&[dns(None)], "www.example.com", &none).expect("DNS-01 is not solved yet");
         assert!(why.contains("DNS-01"), "{why}");
+        let gateway = AcmeChallengeSolver {
+            http01: Some(Http01Solver {
+                ingress: None,
+                gateway_http_route: Some(Default::default()),
+            }),
+            ..http(None)
+        };
+        let why = cannot_prove(&[gateway], "www.example.com", &none).expect("not supported yet");
+        assert!(
+            why.contains("Gateway API HTTPRoute") && why.contains("www.example.com"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -293,6 +316,7 @@ mod tests {
                 gateway_http_route: None,
             }),
             dns01: None,
+            wait_instead_of_self_check: None,
         };
         let ingress = |s: &AcmeChallengeSolver| s.http01.clone().unwrap().ingress.unwrap();
         let annotations = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {

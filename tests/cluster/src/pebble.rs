@@ -45,6 +45,8 @@ pub struct PebbleOptions {
     pub authz_reuse_percent: u8,
     /// Let pebble's validator sleep a random 0–15 s before validating.
     pub validation_delay: bool,
+    /// How many alternate roots (and so alternate chains) pebble offers.
+    pub alternate_roots: u8,
     /// External account binding keys (key ID → unpadded base64url HMAC
     /// key); when any are given, pebble requires EAB for new accounts.
     pub eab_keys: Vec<(String, String)>,
@@ -68,6 +70,7 @@ impl Default for PebbleOptions {
             nonce_reject_percent: 0,
             authz_reuse_percent: 0,
             validation_delay: false,
+            alternate_roots: 0,
             eab_keys: Vec::new(),
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             dns_server: None,
@@ -82,6 +85,7 @@ pub struct Pebble {
     dns: Process,
     dir: PathBuf,
     issuing_root: String,
+    alternate_roots: Vec<String>,
     /// In front of pebble: keeps it from deadlocking (see `acme_proxy::Phases`).
     _guard: crate::acme_proxy::AcmeProxy,
     /// The ACME directory (the guard's), e.g. `https://127.0.0.1:40123/dir`.
@@ -284,6 +288,10 @@ impl Pebble {
                 options.nonce_reject_percent.to_string(),
             ),
             ("PEBBLE_AUTHZREUSE", options.authz_reuse_percent.to_string()),
+            (
+                "PEBBLE_ALTERNATE_ROOTS",
+                options.alternate_roots.to_string(),
+            ),
         ];
         if !options.validation_delay {
             envs.push(("PEBBLE_VA_NOSLEEP", "1".into()));
@@ -316,6 +324,7 @@ impl Pebble {
             dns: dns_child,
             dir,
             issuing_root: String::new(),
+            alternate_roots: Vec::new(),
             directory_url: guard.directory_url.clone(),
             _guard: guard,
             management_url: format!("https://{ip}:{management}"),
@@ -338,6 +347,17 @@ impl Pebble {
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         };
+        for n in 1..=options.alternate_roots {
+            let root = self::management(
+                &started.management_url,
+                &started.tls_ca_pem,
+                "GET",
+                &format!("/roots/{n}"),
+                String::new(),
+            )
+            .await?;
+            started.alternate_roots.push(root);
+        }
         Ok(started)
     }
 
@@ -360,6 +380,12 @@ impl Pebble {
     /// PEM of the root that issued certificates chain to (it changes on every start).
     pub fn issuing_root_pem(&self) -> &str {
         &self.issuing_root
+    }
+
+    /// PEM of the alternate roots (`alternate_roots` of the options), in
+    /// pebble's order.
+    pub fn alternate_root_pems(&self) -> &[String] {
+        &self.alternate_roots
     }
 
     /// Sets what pebble's renewal information (ARI) answers for the
