@@ -557,6 +557,15 @@ async fn issuer_and_certificate_options_reach_the_ca_and_the_schedule() {
         )
         .await;
     }
+    // An IP identifier (RFC 8738): pebble fetches the token at the address
+    // (the ingress router's), through a solver Ingress rule without a host.
+    let ip = env.cluster.ingress_node_addr().ip().to_string();
+    env.certificate(
+        "chains",
+        "ip",
+        json!({"secretName": "ip-tls", "ipAddresses": [ip]}),
+    )
+    .await;
     let reason = common::dns::challenge_reason(&env, "chains", "waitInsteadOfSelfCheck").await;
     assert!(
         reason.starts_with("Waiting 3s after presenting"),
@@ -594,6 +603,18 @@ async fn issuer_and_certificate_options_reach_the_ca_and_the_schedule() {
         "without enableDurationFeature the CA's own lifetime stands"
     );
 
+    env.certificate_ready("chains", "ip", 1).await;
+    let chain = String::from_utf8(secret_data(
+        &secrets.get("ip-tls").await.expect("secret"),
+        "tls.crt",
+    ))
+    .expect("utf8");
+    let leaf = parse_chain(chain.as_bytes()).expect("leaf");
+    assert_eq!(
+        leaf.ip_addresses,
+        [ip.clone()],
+        "the address is the certificate's name"
+    );
     let certificates: Api<certwright::api::Certificate> =
         Api::namespaced(env.client.clone(), "chains");
     for name in ["disabled", "windowed", "bad-zone"] {

@@ -65,9 +65,28 @@ pub fn solver(ch: &Challenge) -> Result<&Http01IngressSolver, String> {
     Ok(solver)
 }
 
+/// The rule's host for `ch`: its name, or none for an IP identifier (an
+/// Ingress host cannot be an address; a rule without one matches every
+/// host, and the token path is unique).
+fn rule_host(ch: &Challenge) -> Value {
+    let name = ch.spec.dns_name.trim_end_matches('.');
+    match name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        Ok(_) => Value::Null,
+        Err(_) => json!(name),
+    }
+}
+
 /// The rule routing the token path for the host to `service:port`.
 fn rule(ch: &Challenge, service: &str, port: u16, path_type: PathType) -> Value {
-    json!({"host": ch.spec.dns_name.trim_end_matches('.'), "http": {"paths": [path(ch, service, port, path_type)]}})
+    let mut rule = json!({"http": {"paths": [path(ch, service, port, path_type)]}});
+    if let host @ Value::String(_) = rule_host(ch) {
+        rule["host"] = host;
+    }
+    rule
 }
 
 fn path(ch: &Challenge, service: &str, port: u16, path_type: PathType) -> Value {
@@ -115,7 +134,7 @@ pub fn with_rule(
 ) -> Option<Ingress> {
     let mut value = serde_json::to_value(ingress).ok()?;
     let wanted = path(ch, service, port, path_type);
-    let host = ch.spec.dns_name.trim_end_matches('.');
+    let host = rule_host(ch);
     let mut rules = value["spec"]["rules"]
         .as_array()
         .cloned()
@@ -139,7 +158,7 @@ pub fn with_rule(
 pub fn without_rule(ingress: &Ingress, ch: &Challenge) -> Option<Ingress> {
     let mut value = serde_json::to_value(ingress).ok()?;
     let token_path = super::check::token_path(&ch.spec.token);
-    let host = ch.spec.dns_name.trim_end_matches('.');
+    let host = rule_host(ch);
     let rules = value["spec"]["rules"]
         .as_array()
         .cloned()
@@ -247,6 +266,38 @@ pub async fn cleanup(client: &kube::Client, ch: &Challenge) -> Result<(), kube::
 mod tests {
     use super::*;
     use crate::solver::tests::challenge;
+
+    #[test]
+    fn an_ip_identifier_gets_a_rule_without_a_host() {
+        for ip in ["192.0.2.7", "2001:db8::1"] {
+            let mut ch = challenge(json!({"http01": {"ingress": {"name": "shared"}}}));
+            ch.spec.dns_name = ip.into();
+            let ing = created(
+                &ch,
+                solver(&ch).expect("solver"),
+                "svc",
+                8089,
+                PathType::Exact,
+            );
+            let rule = &ing["spec"]["rules"][0];
+            assert!(rule.get("host").is_none(), "{ip}: {rule}");
+            assert_eq!(
+                rule["http"]["paths"][0]["path"],
+                "/.well-known/acme-challenge/tok"
+            );
+            // Added to and removed from a named Ingress by its path alone.
+            let named: Ingress = serde_json::from_value(json!({"metadata": {"name": "shared"},
+                "spec": {"rules": [{"host": "app.example.com", "http": {"paths": []}}]}}))
+            .expect("ingress");
+            let added = with_rule(&named, &ch, "svc", 8089, PathType::Exact).expect("added");
+            assert!(
+                with_rule(&added, &ch, "svc", 8089, PathType::Exact).is_none(),
+                "once"
+            );
+            let removed = without_rule(&added, &ch).expect("removed");
+            assert_eq!(removed.spec, named.spec, "{ip}");
+        }
+    }
 
     #[test]
     fn created_ingress_routes_the_token_path_for_the_host_with_the_class() {

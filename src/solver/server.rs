@@ -78,7 +78,18 @@ fn host_name(host: &str) -> String {
             .unwrap_or(host)
             .to_string()
     };
-    name.trim_end_matches('.').to_ascii_lowercase()
+    canonical(&name)
+}
+
+/// A host as compared: an address in its canonical text (no brackets,
+/// IPv6 compressed and lower case), a name in lower case without the
+/// trailing dot.
+fn canonical(host: &str) -> String {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_canonical().to_string(),
+        Err(_) => host.trim_end_matches('.').to_ascii_lowercase(),
+    }
 }
 
 /// The key authorization to serve for `path` requested for `host`, if any.
@@ -95,7 +106,8 @@ pub fn answer<'a>(
         return None;
     }
     let presented = tokens.get(token)?;
-    (host_name(host) == presented.domain).then_some(presented.key_authorization.as_str())
+    (host_name(host) == canonical(&presented.domain))
+        .then_some(presented.key_authorization.as_str())
 }
 
 /// What to answer: status and body.
@@ -316,6 +328,31 @@ mod tests {
         );
         assert_eq!(answer(&t, "example.com", "/tok_EN-1"), None, "wrong prefix");
         assert_eq!(answer(&t, "[::1]:80", path), None, "IPv6 host");
+    }
+
+    #[test]
+    fn ip_identifiers_match_their_host_headers() {
+        let mut t = HashMap::new();
+        for (token, domain) in [("v6", "2001:DB8::1"), ("v4", "192.0.2.7")] {
+            t.insert(
+                token.to_string(),
+                Presented {
+                    domain: domain.into(),
+                    key_authorization: format!("{token}.thumb"),
+                },
+            );
+        }
+        let v6 = "/.well-known/acme-challenge/v6";
+        assert_eq!(answer(&t, "[2001:db8::1]", v6), Some("v6.thumb"));
+        assert_eq!(
+            answer(&t, "[2001:db8:0::1]:80", v6),
+            Some("v6.thumb"),
+            "any spelling"
+        );
+        assert_eq!(answer(&t, "[2001:db8::2]", v6), None);
+        let v4 = "/.well-known/acme-challenge/v4";
+        assert_eq!(answer(&t, "192.0.2.7:80", v4), Some("v4.thumb"));
+        assert_eq!(answer(&t, "192.0.2.8", v4), None);
     }
 
     #[test]

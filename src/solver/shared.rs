@@ -35,8 +35,13 @@ pub fn service(namespace: &str, settings: &SolverSettings) -> Value {
 /// The EndpointSlice of that Service: the ready solver endpoints of
 /// certwright's own Service.
 pub fn mirror_slice(namespace: &str, settings: &SolverSettings, addresses: &[String]) -> Value {
+    // One family per slice: IPv6 when the solver has only IPv6 endpoints
+    // (an IPv6-only cluster), else its IPv4 ones.
+    let is_v6 = |ip: &String| ip.parse::<std::net::Ipv6Addr>().is_ok();
+    let v6 = !addresses.is_empty() && addresses.iter().all(is_v6);
     let endpoints: Vec<Value> = addresses
         .iter()
+        .filter(|ip| is_v6(ip) == v6)
         .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
         .collect();
     json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -44,7 +49,7 @@ pub fn mirror_slice(namespace: &str, settings: &SolverSettings, addresses: &[Str
                      "labels": {"kubernetes.io/service-name": settings.service,
                                 "endpointslice.kubernetes.io/managed-by": SLICE_MANAGER,
                                 SOLVER_LABEL: "true"}},
-        "addressType": "IPv4",
+        "addressType": if v6 { "IPv6" } else { "IPv4" },
         "ports": [{"name": "http", "port": settings.port, "protocol": "TCP"}],
         "endpoints": endpoints})
 }
@@ -330,6 +335,17 @@ mod tests {
             slice["ports"][0]["name"],
             service("apps", &settings)["spec"]["ports"][0]["name"]
         );
+        assert_eq!(slice["addressType"], "IPv4");
+        let v6 = mirror_slice("apps", &settings, &["fd00::1".into(), "fd00::2".into()]);
+        assert_eq!(v6["addressType"], "IPv6", "an IPv6-only cluster");
+        assert_eq!(v6["endpoints"].as_array().map(Vec::len), Some(2));
+        let dual = mirror_slice("apps", &settings, &["fd00::1".into(), "10.0.0.1".into()]);
+        assert_eq!(dual["addressType"], "IPv4");
+        assert_eq!(
+            dual["endpoints"][0]["addresses"][0], "10.0.0.1",
+            "one family per slice"
+        );
+        assert_eq!(dual["endpoints"].as_array().map(Vec::len), Some(1));
     }
 
     #[test]

@@ -198,6 +198,14 @@ async fn addresses(
         };
     }
     let host = target.host.as_str();
+    // An IP identifier is fetched at that address, as the CA fetches it.
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(vec![SocketAddr::new(ip, target.port)]);
+    }
     if probe.nameservers.is_empty() {
         return match tokio::net::lookup_host((host, target.port)).await {
             Ok(found) => {
@@ -229,6 +237,11 @@ async fn addresses(
 /// exactly `key` as the CA will fetch it; otherwise what went wrong.
 pub async fn reachable(probe: &Probe, domain: &str, token: &str, key: &str) -> Result<(), String> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    // An IPv6 identifier is bracketed in the URL and the Host header.
+    let domain = match domain.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => format!("[{v6}]"),
+        Err(_) => domain,
+    };
     let first = Target {
         https: false,
         host: domain.clone(),
@@ -334,6 +347,50 @@ mod tests {
         assert!(v6.contains("bare IP"), "{v6}");
         let ftp = follow(&probe, &from, "ftp://a.example/x").expect_err("ftp");
         assert!(ftp.contains("only http and https"), "{ftp}");
+    }
+
+    /// A one-request HTTP server on `ip`; returns its port and the Host
+    /// header it was sent.
+    async fn answering(ip: &str, body: &'static str) -> (u16, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let served = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0; 4096];
+            let n = conn.read(&mut buf).await.expect("read");
+            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(reply.as_bytes()).await.expect("write");
+            request
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("Host: ")
+                        .or_else(|| l.strip_prefix("host: "))
+                })
+                .unwrap_or_default()
+                .to_string()
+        });
+        (port, served)
+    }
+
+    #[tokio::test]
+    async fn an_ip_identifier_is_fetched_at_its_address_with_its_host() {
+        for (ip, host) in [("127.0.0.1", "127.0.0.1"), ("::1", "[::1]")] {
+            let (port, served) = answering(ip, "t.thumb").await;
+            let probe = Probe {
+                // Never asked: an address is not looked up.
+                nameservers: vec!["127.0.0.1:9".parse().expect("addr")],
+                http_port: port,
+                ..Probe::default()
+            };
+            assert_eq!(reachable(&probe, ip, "t", "t.thumb").await, Ok(()), "{ip}");
+            let sent = served.await.expect("served");
+            assert!(sent.starts_with(host), "{ip}: Host {sent:?}");
+        }
     }
 
     #[test]
