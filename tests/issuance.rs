@@ -612,7 +612,7 @@ async fn issuer_and_certificate_options_reach_the_ca_and_the_schedule() {
     let leaf = parse_chain(chain.as_bytes()).expect("leaf");
     assert_eq!(
         leaf.ip_addresses,
-        [ip.clone()],
+        [ip],
         "the address is the certificate's name"
     );
     let certificates: Api<certwright::api::Certificate> =
