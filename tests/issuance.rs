@@ -359,6 +359,8 @@ async fn two_certificates_for_one_name_take_turns() {
     );
     let reasons = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = reasons.clone();
+    let other_account = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let other_seen = other_account.clone();
     let api: Api<Challenge> = Api::all(env.client.clone());
     let watch = tokio::spawn(async move {
         use futures_util::StreamExt;
@@ -366,9 +368,13 @@ async fn two_certificates_for_one_name_take_turns() {
             kube::runtime::watcher(api, kube::runtime::watcher::Config::default()).boxed();
         while let Some(Ok(event)) = events.next().await {
             if let kube::runtime::watcher::Event::Apply(ch) = event
-                && let Some(reason) = ch.status.and_then(|s| s.reason)
+                && let Some(reason) = ch.status.clone().and_then(|s| s.reason)
             {
-                seen.lock().expect("lock").push(reason);
+                if ch.metadata.namespace.as_deref() == Some("team-c") {
+                    other_seen.lock().expect("lock").push(reason);
+                } else {
+                    seen.lock().expect("lock").push(reason);
+                }
             }
         }
     });
@@ -381,7 +387,22 @@ async fn two_certificates_for_one_name_take_turns() {
         )
         .await;
     }
-    let waited = |r: &String| r.starts_with("Waiting: Challenge") && r.contains("same name");
+    // Another account (an Issuer of its own) for the same name does not wait.
+    env.namespace("team-c").await;
+    env.issuer_with("team-c", "own", json!({})).await;
+    env.certificate(
+        "team-c",
+        "shared-name",
+        json!({"secretName": "tls", "dnsNames": ["same.example.test"],
+               "issuerRef": {"name": "own", "kind": "Issuer"}}),
+    )
+    .await;
+    // The waiting one is told where the blocker is.
+    let waited = |r: &String| {
+        r.starts_with("Waiting: Challenge team-")
+            && r.contains("/shared-name-")
+            && r.contains("same name and ACME account")
+    };
     let check = reasons.clone();
     // Both at once: one Challenge retrying the CA's 503 while the other waits for it.
     env.wait(
@@ -398,7 +419,13 @@ async fn two_certificates_for_one_name_take_turns() {
     env.proxy.clear_faults();
     env.certificate_ready("team-a", "shared-name", 1).await;
     env.certificate_ready("team-b", "shared-name", 1).await;
+    env.certificate_ready("team-c", "shared-name", 1).await;
     watch.abort();
+    let other = other_account.lock().expect("lock").clone();
+    assert!(
+        !other.is_empty() && !other.iter().any(|r| r.starts_with("Waiting: Challenge")),
+        "another account's Challenge for the name went at once: {other:?}"
+    );
     let reasons = reasons.lock().expect("lock").clone();
     assert!(
         reasons.iter().any(|r| r.contains("ServerInternal")),

@@ -218,6 +218,28 @@ async fn finish(
     Ok(Action::await_change())
 }
 
+/// The ACME account `ch` acts through, as the CA tells accounts apart:
+/// the issuer's server and account key Secret (its issuer reference when
+/// the issuer is not known yet).
+async fn account_of(ctx: &Context, ch: &Challenge) -> String {
+    let ns = ch.namespace().unwrap_or_default();
+    let reference = &ch.spec.issuer_ref;
+    match session::find_issuer(ctx, &ns, reference).await {
+        Ok(Some((config, _, secret_ns))) if config.acme.is_some() => {
+            let acme = config.acme.unwrap_or_default();
+            format!(
+                "{}|{secret_ns}/{}",
+                acme.server, acme.private_key_secret_ref.name
+            )
+        }
+        _ => format!(
+            "{}|{ns}/{}",
+            reference.kind.as_deref().unwrap_or("Issuer"),
+            reference.name
+        ),
+    }
+}
+
 /// A Challenge that cannot be presented as configured: the reason and a
 /// Warning event once per distinct reason, then a slow retry (the fix may
 /// be in another object: the Issuer's annotation, a named Ingress).
@@ -306,8 +328,10 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     let uid = ch.uid().unwrap_or_default();
     let domain = ch.spec.dns_name.as_str();
 
-    // One Challenge per name at a time, and a cap overall.
+    // One Challenge per account and name at a time, and a cap overall.
+    let account = account_of(&ctx, &ch).await;
     let decision = ctx.in_flight().claim(
+        &account,
         domain,
         &uid,
         &format!("{}/{}", ch.namespace().unwrap_or_default(), ch.name_any()),
@@ -317,8 +341,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     let waiting = match decision {
         schedule::Decision::Go => None,
         schedule::Decision::NameBusy(other) => Some(format!(
-            "Waiting: Challenge {:?} for the same name is in progress",
-            other.split_once('/').map_or(other.as_str(), |(_, n)| n)
+            "Waiting: Challenge {other} for the same name and ACME account is in progress"
         )),
         schedule::Decision::Full(n) => Some(format!(
             "Waiting: {n} Challenges are in progress, the most allowed (--max-concurrent-challenges)"

@@ -1,6 +1,8 @@
-//! Which Challenges may be worked on now: one per DNS name at a time (two
-//! Challenges for one name would present two tokens and confuse the CA's
-//! view of the Ingress), and at most `max` at once across the controller.
+//! Which Challenges may be worked on now: one per ACME account and DNS name
+//! at a time (the CA holds one authorization per account and name, so two
+//! Challenges of one account for one name would answer each other's
+//! validation; other accounts, in other namespaces or issuers, go
+//! side by side), and at most `max` at once across the controller.
 //! Claims expire, so a Challenge removed without its finalizer cannot
 //! block its name for ever.
 
@@ -13,7 +15,7 @@ pub const CLAIM_TTL: Duration = Duration::from_secs(600);
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     Go,
-    /// Another Challenge (named) holds the DNS name.
+    /// Another Challenge (namespace/name) holds the account's DNS name.
     NameBusy(String),
     /// `max` Challenges are in flight already.
     Full(usize),
@@ -32,15 +34,16 @@ struct Claim {
 
 #[derive(Debug, Default)]
 pub struct InFlight {
-    /// DNS name (lower case) → the Challenge holding it.
+    /// Account and DNS name (lower case) → the Challenge holding them.
     by_name: HashMap<String, Claim>,
 }
 
 impl InFlight {
-    /// Claims `dns_name` for Challenge `uid` (`name`, as namespace/name,
-    /// for messages), or says why not.
+    /// Claims `dns_name` of `account` for Challenge `uid` (`name`, as
+    /// namespace/name, for messages), or says why not.
     pub fn claim(
         &mut self,
+        account: &str,
         dns_name: &str,
         uid: &str,
         name: &str,
@@ -49,7 +52,10 @@ impl InFlight {
     ) -> Decision {
         self.by_name
             .retain(|_, claim| now.duration_since(claim.at) < CLAIM_TTL);
-        let key = dns_name.trim_end_matches('.').to_ascii_lowercase();
+        let key = format!(
+            "{account}|{}",
+            dns_name.trim_end_matches('.').to_ascii_lowercase()
+        );
         match self.by_name.get_mut(&key) {
             Some(claim) if claim.uid == uid => {
                 claim.at = now;
@@ -107,27 +113,58 @@ mod tests {
     fn one_challenge_per_name_and_a_cap_overall() {
         let now = Instant::now();
         let mut f = InFlight::default();
-        assert_eq!(f.claim("a.example", "u1", "c1", 2, now), Decision::Go);
         assert_eq!(
-            f.claim("A.example.", "u1", "c1", 2, now),
+            f.claim("acct", "a.example", "u1", "c1", 2, now),
+            Decision::Go
+        );
+        assert_eq!(
+            f.claim("acct", "A.example.", "u1", "c1", 2, now),
             Decision::Go,
             "same holder again"
         );
         assert_eq!(
-            f.claim("a.example", "u2", "c2", 2, now),
+            f.claim("acct", "a.example", "u2", "c2", 2, now),
             Decision::NameBusy("c1".into())
         );
-        assert_eq!(f.claim("b.example", "u3", "c3", 2, now), Decision::Go);
-        assert_eq!(f.claim("c.example", "u4", "c4", 2, now), Decision::Full(2));
+        assert_eq!(
+            f.claim("acct", "b.example", "u3", "c3", 2, now),
+            Decision::Go
+        );
+        assert_eq!(
+            f.claim("acct", "c.example", "u4", "c4", 2, now),
+            Decision::Full(2)
+        );
         f.release("u1");
-        assert_eq!(f.claim("a.example", "u2", "c2", 2, now), Decision::Go);
+        assert_eq!(
+            f.claim("acct", "a.example", "u2", "c2", 2, now),
+            Decision::Go
+        );
+    }
+
+    #[test]
+    fn other_accounts_take_the_same_name_side_by_side() {
+        let now = Instant::now();
+        let mut f = InFlight::default();
+        assert_eq!(
+            f.claim("ca|apps/key", "a.example", "u1", "apps/c1", 10, now),
+            Decision::Go
+        );
+        assert_eq!(
+            f.claim("ca|web/key", "a.example", "u2", "web/c2", 10, now),
+            Decision::Go
+        );
+        assert_eq!(
+            f.claim("ca|apps/key", "a.example", "u3", "apps/c3", 10, now),
+            Decision::NameBusy("apps/c1".into()),
+            "the same account waits, told where the blocker is"
+        );
     }
 
     #[test]
     fn claims_are_seen_by_namespace() {
         let now = Instant::now();
         let mut f = InFlight::default();
-        f.claim("a.example", "u1", "apps/c1", 10, now);
+        f.claim("acct", "a.example", "u1", "apps/c1", 10, now);
         assert!(f.others_in("apps", "u2"));
         assert!(!f.others_in("apps", "u1"), "not itself");
         assert!(!f.others_in("web", "u2"));
@@ -137,14 +174,14 @@ mod tests {
     fn two_finishing_together_do_not_count_each_other() {
         let now = Instant::now();
         let mut f = InFlight::default();
-        f.claim("a.example", "u1", "apps/c1", 10, now);
-        f.claim("b.example", "u2", "apps/c2", 10, now);
+        f.claim("acct", "a.example", "u1", "apps/c1", 10, now);
+        f.claim("acct", "b.example", "u2", "apps/c2", 10, now);
         f.finishing("u1");
         f.finishing("u2");
         assert!(!f.others_in("apps", "u1"));
         assert!(!f.others_in("apps", "u2"));
         assert_eq!(
-            f.claim("a.example", "u3", "apps/c3", 10, now),
+            f.claim("acct", "a.example", "u3", "apps/c3", 10, now),
             Decision::NameBusy("apps/c1".into()),
             "a finishing Challenge still holds its name"
         );
@@ -154,8 +191,14 @@ mod tests {
     fn stale_claims_expire() {
         let then = Instant::now();
         let mut f = InFlight::default();
-        assert_eq!(f.claim("a.example", "u1", "c1", 1, then), Decision::Go);
+        assert_eq!(
+            f.claim("acct", "a.example", "u1", "c1", 1, then),
+            Decision::Go
+        );
         let later = then + CLAIM_TTL + Duration::from_secs(1);
-        assert_eq!(f.claim("a.example", "u2", "c2", 1, later), Decision::Go);
+        assert_eq!(
+            f.claim("acct", "a.example", "u2", "c2", 1, later),
+            Decision::Go
+        );
     }
 }
