@@ -44,7 +44,7 @@ pub struct Context {
     pub ingress_shim: crate::ingress_shim::annotations::Settings,
     /// ACME accounts, loaded once per issuer account.
     pub accounts: Accounts,
-    /// Issuers as last seen (filled by `acme::session::watch_issuers`).
+    /// Issuers as last seen (filled by `acme::session::watch_issuer_stores`).
     pub issuer_stores: IssuerStores,
     /// Consecutive transient failures per object (by uid).
     attempts: Mutex<HashMap<String, u32>>,
@@ -247,6 +247,16 @@ impl Context {
         let mut map = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(uid);
         map.remove(&format!("{uid}/lost"));
+    }
+
+    /// What the ACME side reads issuers and accounts with.
+    pub fn acme(&self) -> crate::acme::session::Sources<'_> {
+        crate::acme::session::Sources {
+            client: &self.client,
+            stores: &self.issuer_stores,
+            accounts: &self.accounts,
+            cluster_resource_namespace: &self.cluster_resource_namespace,
+        }
     }
 
     /// How much of `wait` is left since `uid` was first seen presented;

@@ -17,12 +17,14 @@ pub mod ingress_shim;
 pub mod issuers;
 pub mod leader;
 pub mod metrics;
+pub mod naming;
 pub mod ops;
 pub mod orders;
 pub mod pki;
 pub mod reconcile_error;
 pub mod solver;
 pub mod status;
+pub mod time;
 
 /// Runs every controller of `certwright controller` until one stops.
 pub async fn run_controllers(ctx: std::sync::Arc<context::Context>) {
@@ -41,7 +43,7 @@ pub async fn run_controllers(ctx: std::sync::Arc<context::Context>) {
             }
         },
         solver::shared::mirror(ctx.clone()),
-        acme::session::watch_issuers(ctx),
+        acme::session::watch_issuer_stores(ctx.client.clone(), &ctx.issuer_stores),
     );
 }
 

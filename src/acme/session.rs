@@ -18,7 +18,6 @@ use super::account;
 use super::http::{ResponseLog, Trust, recording_client};
 use crate::api::meta::{ConditionStatus, IssuerReference};
 use crate::api::{AcmeIssuer, ClusterIssuer, Issuer, IssuerConfig, IssuerStatus};
-use crate::context::Context;
 
 /// An account ready to act, with the responses it has seen.
 #[derive(Clone)]
@@ -105,12 +104,6 @@ impl IssuerStores {
     }
 }
 
-/// Fills the context's issuer stores until the watches end (runs once
-/// per context).
-pub async fn watch_issuers(ctx: std::sync::Arc<Context>) {
-    watch_issuer_stores(ctx.client.clone(), &ctx.issuer_stores).await;
-}
-
 /// Fills `stores` until the watches end (once: the writers are taken).
 pub async fn watch_issuer_stores(client: kube::Client, stores: &IssuerStores) {
     let Some((w1, w2)) = stores
@@ -156,6 +149,17 @@ fn count_listed<K, E>(
     }
 }
 
+/// What finding an issuer and its account needs from the controllers
+/// (the ACME side knows nothing else of them).
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub client: &'a kube::Client,
+    pub stores: &'a IssuerStores,
+    pub accounts: &'a Accounts,
+    /// Where ClusterIssuers keep their Secrets.
+    pub cluster_resource_namespace: &'a str,
+}
+
 /// Why no account could be had; the message is for a condition.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -175,19 +179,19 @@ pub enum SessionError {
 
 /// An issuer's configuration and status, whichever kind it is.
 pub async fn find_issuer(
-    ctx: &Context,
+    ctx: Sources<'_>,
     namespace: &str,
     reference: &IssuerReference,
 ) -> Result<Option<(IssuerConfig, Option<IssuerStatus>, String)>, SessionError> {
     let name = &reference.name;
-    let stores = &ctx.issuer_stores;
+    let stores = ctx.stores;
     if reference.kind.as_deref() == Some("ClusterIssuer") {
         if let Some(i) = stores.cluster_issuers.get(&ObjectRef::new(name)) {
             let i = (*i).clone();
             return Ok(Some((
                 i.spec.config,
                 i.status,
-                ctx.cluster_resource_namespace.clone(),
+                ctx.cluster_resource_namespace.to_string(),
             )));
         }
         let found = Api::<ClusterIssuer>::all(ctx.client.clone())
@@ -198,7 +202,7 @@ pub async fn find_issuer(
             (
                 i.spec.config,
                 i.status,
-                ctx.cluster_resource_namespace.clone(),
+                ctx.cluster_resource_namespace.to_string(),
             )
         }))
     } else {
@@ -225,7 +229,7 @@ pub fn trust(acme: &AcmeIssuer) -> Trust {
 /// The account of the issuer `reference` (seen from `namespace`), once the
 /// issuer controller has registered it.
 pub async fn session(
-    ctx: &Context,
+    ctx: Sources<'_>,
     namespace: &str,
     reference: &IssuerReference,
 ) -> Result<Session, SessionError> {
@@ -258,7 +262,7 @@ pub async fn session(
         )));
     };
     // A changed caBundle or skipTLSVerify needs a new client.
-    let trust_id = crate::orders::naming::fnv32a(format!("{:?}", trust(&acme)).as_bytes());
+    let trust_id = crate::naming::fnv32a(format!("{:?}", trust(&acme)).as_bytes());
     let cache_key = format!("{}|{uri}|{trust_id:08x}", acme.server);
     if let Some(found) = ctx
         .accounts

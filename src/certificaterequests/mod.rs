@@ -25,7 +25,7 @@ use crate::api::order::AcmeState;
 use crate::api::{AcmeIssuer, CertificateRequest, Order, OrderSpec};
 use crate::conditions;
 use crate::context::Context;
-use crate::orders::naming;
+use crate::naming;
 use crate::pki::csr;
 
 pub const CONTROLLER_NAME: &str = "certwright-certificaterequests-acme";
@@ -74,7 +74,7 @@ async fn acme_issuer(ctx: &Context, cr: &CertificateRequest) -> Result<Option<Ac
         return Ok(None);
     }
     let ns = cr.namespace().unwrap_or_default();
-    match crate::acme::session::find_issuer(ctx, &ns, reference).await {
+    match crate::acme::session::find_issuer(ctx.acme(), &ns, reference).await {
         Ok(Some((config, _, _))) => Ok(config.acme),
         Ok(None) => Err(format!(
             "Referenced {:?} not found: {}",

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::acme::session::Sources;
 use crate::api::Certificate;
-use crate::context::Context;
 
 /// Annotation on a CertificateRequest (copied to its Order) naming, by
 /// its RFC 9773 identifier, the certificate the new one replaces.
@@ -85,26 +85,28 @@ impl Cache {
 /// issuer is not an ACME issuer with ARI, or the CA answered with an
 /// error. Also says when to ask again.
 pub async fn suggestion(
-    ctx: &Context,
+    acme: Sources<'_>,
+    cache: &Cache,
+    poll_max: Duration,
     cert: &Certificate,
     id: &str,
 ) -> (Option<Suggestion>, Duration) {
     let now = Instant::now();
-    if let Some(entry) = ctx.renewal_info.get(id)
+    if let Some(entry) = cache.get(id)
         && entry.ask_again > now
     {
         return (entry.suggestion, entry.ask_again - now);
     }
     let ns = cert.metadata.namespace.clone().unwrap_or_default();
-    let (suggestion, wait) = match ask(ctx, &ns, cert, id).await {
-        Ok((s, retry_after)) => (Some(s), retry_after.min(ctx.ari_poll_max)),
+    let (suggestion, wait) = match ask(acme, &ns, cert, id).await {
+        Ok((s, retry_after)) => (Some(s), retry_after.min(poll_max)),
         Err(why) => {
             tracing::debug!(certificate = %format!("{ns}/{}", cert.metadata.name.clone().unwrap_or_default()), %why, "no renewal information");
-            (None, ctx.ari_poll_max)
+            (None, poll_max)
         }
     };
     let wait = wait.max(Duration::from_secs(1));
-    ctx.renewal_info.put(
+    cache.put(
         id,
         Entry {
             suggestion: suggestion.clone(),
@@ -115,7 +117,7 @@ pub async fn suggestion(
 }
 
 async fn ask(
-    ctx: &Context,
+    acme: Sources<'_>,
     ns: &str,
     cert: &Certificate,
     id: &str,
@@ -127,7 +129,7 @@ async fn ask(
         authority_key_identifier: aki.to_string().into(),
         serial: serial.to_string().into(),
     };
-    let session = crate::acme::session::session(ctx, ns, &cert.spec.issuer_ref)
+    let session = crate::acme::session::session(acme, ns, &cert.spec.issuer_ref)
         .await
         .map_err(|e| e.to_string())?;
     let (info, retry_after) = session

@@ -13,13 +13,14 @@ use kube::Resource;
 use serde_json::json;
 
 use super::controllers::{Error, apply_status};
-use super::renewal::{rfc3339, scheduled};
+use super::renewal::scheduled;
 use super::trigger::{SecretView, evaluate};
 use crate::api::Certificate;
 use crate::api::meta::ConditionStatus;
 use crate::conditions;
 use crate::context::Context;
 use crate::pki::cert::parse_chain;
+use crate::time::rfc3339;
 
 pub const READINESS: &str = "certwright-certificates-readiness";
 

@@ -17,7 +17,7 @@ use super::controllers::{Error, issuing, publish};
 use super::snapshot::Snapshot;
 use crate::api::{Certificate, CertificateRequest, CertificateRequestSpec};
 use crate::context::Context;
-use crate::orders::naming;
+use crate::naming;
 use crate::pki::csr;
 use crate::pki::keys::PrivateKey;
 

@@ -15,7 +15,7 @@ use super::controllers::{Error, issuing};
 use super::trigger::SecretView;
 use crate::api::{Certificate, CertificateRequest};
 use crate::context::Context;
-use crate::orders::naming;
+use crate::naming;
 use crate::pki::cert::parse_chain;
 
 pub struct Snapshot {
@@ -69,7 +69,14 @@ impl Snapshot {
             .and_then(|pem| parse_chain(&pem).ok()?.ari_id);
         let (suggestion, ask_ca_again) = match ari_id {
             Some(id) => {
-                let (suggestion, again) = super::ari::suggestion(ctx, cert, &id).await;
+                let (suggestion, again) = super::ari::suggestion(
+                    ctx.acme(),
+                    &ctx.renewal_info,
+                    ctx.ari_poll_max,
+                    cert,
+                    &id,
+                )
+                .await;
                 (suggestion, Some(again))
             }
             None => (None, None),

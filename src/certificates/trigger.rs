@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 
 use super::ari::Suggestion;
-use super::renewal::{rfc1123, rfc3339};
 use crate::api::{Certificate, CertificateRequest};
 use crate::pki::cert::parse_chain;
 use crate::pki::keys::{KeySpec, PrivateKey};
+use crate::time::{rfc1123, rfc3339};
 
 /// The parts of the target Secret the trigger looks at.
 #[derive(Clone, Debug, Default)]

@@ -11,8 +11,8 @@ use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::jiff::civil::DateTime;
 use k8s_openapi::jiff::tz::TimeZone;
 
-use super::renewal::parse_go_duration;
 use crate::api::certificate::CertificateRenewalWindow;
+use crate::time::parse_go_duration;
 
 /// A parsed schedule: which values of each field match.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,8 +214,8 @@ pub fn apply(
     next_open.ok_or_else(|| {
         format!(
             "no renewal window opens between {} and {}",
-            super::renewal::rfc3339(desired),
-            super::renewal::rfc3339(not_after)
+            crate::time::rfc3339(desired),
+            crate::time::rfc3339(not_after)
         )
     })
 }

@@ -224,7 +224,7 @@ async fn finish(
 async fn account_of(ctx: &Context, ch: &Challenge) -> String {
     let ns = ch.namespace().unwrap_or_default();
     let reference = &ch.spec.issuer_ref;
-    match session::find_issuer(ctx, &ns, reference).await {
+    match session::find_issuer(ctx.acme(), &ns, reference).await {
         Ok(Some((config, _, secret_ns))) if config.acme.is_some() => {
             let acme = config.acme.unwrap_or_default();
             format!(
@@ -392,7 +392,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         .solver
         .wait_instead_of_self_check
         .as_deref()
-        .map(crate::certificates::renewal::parse_go_duration);
+        .map(crate::time::parse_go_duration);
     let verdict = match wait {
         Some(Ok(seconds)) if seconds >= 0 => {
             let wait = Duration::from_secs(seconds as u64);
@@ -453,7 +453,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
 
     // Accept and poll.
     let ns = ch.namespace().unwrap_or_default();
-    let session = match session::session(&ctx, &ns, &ch.spec.issuer_ref).await {
+    let session = match session::session(ctx.acme(), &ns, &ch.spec.issuer_ref).await {
         Ok(s) => s,
         Err(SessionError::Api(what, e)) => return Err(Error::Api(what, e)),
         Err(e) => {

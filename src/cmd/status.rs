@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 use super::explain;
 use super::status_text::{ChallengeView, EventLine, IssuerView, SecretView, Tree};
 use crate::api::{Certificate, CertificateRequest, Challenge, ClusterIssuer, Issuer, Order};
-use crate::orders::naming;
+use crate::naming;
 
 pub async fn fetch(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<Tree> {
     let at = |kind: &str, n: &str| format!("{kind} {ns}/{n}");

@@ -309,8 +309,7 @@ fn invalid(key: &str, why: impl std::fmt::Display) -> String {
 /// A Go duration as the Certificate stores it (Go's `Duration.String()`,
 /// as cert-manager writes it: `2160h0m0s`), at least `min` seconds.
 fn go_duration(key: &str, value: &str, min: i64, what: &str) -> Result<String, String> {
-    let seconds =
-        crate::certificates::renewal::parse_go_duration(value).map_err(|e| invalid(key, e))?;
+    let seconds = crate::time::parse_go_duration(value).map_err(|e| invalid(key, e))?;
     if seconds < min {
         return Err(invalid(
             key,

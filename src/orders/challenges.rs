@@ -8,12 +8,13 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::controller::{Error, event};
-use super::{naming, select};
+use super::select;
 use crate::acme::session::Session;
 use crate::api::challenge::ChallengeType;
 use crate::api::order::{AcmeAuthorization, AcmeState};
 use crate::api::{Challenge, ChallengeSpec, Order};
 use crate::context::Context;
+use crate::naming;
 
 /// Label on the Challenges certwright creates: the uid of their Order, so
 /// an Order lists its own Challenges and not the namespace's.

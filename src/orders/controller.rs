@@ -93,7 +93,7 @@ async fn reconcile(
     }
     let ns = order.namespace().unwrap_or_default();
     let uid = order.uid().unwrap_or_default();
-    let session = match session::session(&ctx, &ns, &order.spec.issuer_ref).await {
+    let session = match session::session(ctx.acme(), &ns, &order.spec.issuer_ref).await {
         Ok(s) => s,
         Err(SessionError::Api(what, e)) => return Err(Error::Api(what, e)),
         Err(SessionError::Acme(e)) => {
@@ -256,7 +256,7 @@ async fn reconcile(
                 .spec
                 .duration
                 .as_deref()
-                .map(crate::certificates::renewal::parse_go_duration)
+                .map(crate::time::parse_go_duration)
             {
                 Some(Ok(seconds)) => Some(
                     k8s_openapi::jiff::Timestamp::now()

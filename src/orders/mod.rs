@@ -1,11 +1,11 @@
 //! Orders: the controller (`controller`), its Challenges (`challenges`),
 //! failure handling (`failures`), and the pure parts: ACME states and
-//! identifiers (`decide`), solver selection (`select`), deterministic
-//! names (`naming`).
+//! identifiers (`decide`) and solver selection (`select`). The
+//! deterministic names of requests, Orders and Challenges are in
+//! `crate::naming`, shared with the Certificate controllers.
 
 pub mod challenges;
 pub mod controller;
 pub mod decide;
 mod failures;
-pub mod naming;
 pub mod select;

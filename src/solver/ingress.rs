@@ -16,7 +16,7 @@ pub use super::settings::PathType;
 use super::{MANAGER, SOLVER_LABEL, apply_params, ignore_missing};
 use crate::api::Challenge;
 use crate::api::http01::Http01IngressSolver;
-use crate::orders::naming::fnv32a;
+use crate::naming::fnv32a;
 
 /// Name of the resources created for `challenge` (Ingress, and in pod
 /// mode the Pod and Service).

@@ -262,7 +262,7 @@ pub fn unix_now() -> i64 {
 
 /// An ARI answer suggesting renewal between `start` and `end` (Unix seconds).
 pub fn ari_window(start: i64, end: i64) -> String {
-    use certwright::certificates::renewal::rfc3339;
+    use certwright::time::rfc3339;
     serde_json::json!({"suggestedWindow": {"start": rfc3339(start), "end": rfc3339(end)}})
         .to_string()
 }
