@@ -16,9 +16,9 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::controllers::{Error, issuing, publish};
 use super::secret_writer::{self, Material, Written};
 use super::snapshot::Snapshot;
+use super::status::{Error, issuing, publish};
 use crate::api::certificate::PrivateKeyEncoding;
 use crate::api::meta::ConditionStatus;
 use crate::api::{Certificate, CertificateRequest};
@@ -27,7 +27,7 @@ use crate::context::Context;
 use crate::pki::cert::parse_chain;
 use crate::pki::keys::PrivateKey;
 
-pub const ISSUING: &str = "certwright-certificates-issuing";
+pub use super::status::ISSUING;
 
 /// When a Secret that could not be written yet (a keystore password
 /// Secret missing) is tried again: the password Secret is not watched.
@@ -120,7 +120,7 @@ async fn end_issuance(
         )
         .await
         .map_err(Error::WriteStatus)?;
-    super::controllers::note_written(ctx, &written);
+    super::status::note_written(ctx, &written);
     Ok(())
 }
 
@@ -155,7 +155,7 @@ pub(super) async fn record_failure(
     .filter(|c| c.type_ == "Issuing")
     .collect();
     let wait = ctx.backoff.after_failure(attempts as u32, None);
-    super::controllers::apply_status(
+    super::status::apply_status(
         ctx,
         cert,
         ISSUING,
@@ -259,7 +259,7 @@ pub(crate) async fn reconcile(
                 .await;
             }
             if let Some(secret) = &seen.secret
-                && let Some(message) = super::controllers::refused(ctx, cert, secret).await?
+                && let Some(message) = super::secret_guard::refused(ctx, cert, secret).await?
             {
                 return record_failure_now(ctx, cert, message).await;
             }

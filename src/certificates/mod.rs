@@ -1,19 +1,24 @@
-//! The Certificate controllers, split by role as cert-manager's: trigger
-//! (decides when to issue), key manager, request manager, issuing,
-//! post-issuance (keeps the Secret's outputs as the spec asks), readiness. Decisions are pure functions over plain data.
+//! The Certificate controllers, one file per role as cert-manager's:
+//! trigger (on the pure checks of `policies`), key manager, request
+//! manager, issuing, post-issuance (keeps the Secret's outputs as the spec
+//! asks), readiness; what they share is in `status`, `snapshot` and
+//! `secret_guard`. Decisions are pure functions over plain data.
 
 pub mod ari;
 pub mod backoff;
-pub mod controllers;
 pub mod issuing;
+pub mod key_manager;
 pub mod names;
+pub mod policies;
 pub mod post_issuance;
 pub mod readiness;
 pub mod renewal;
 pub mod request_manager;
 pub mod secret;
+pub mod secret_guard;
 pub mod secret_writer;
 pub mod snapshot;
+pub mod status;
 pub mod trigger;
 pub mod windows;
 
@@ -38,10 +43,7 @@ pub type Again = Option<Duration>;
 /// One pass over a Certificate: every role, on the same snapshot. Each
 /// writes at most its own step; the write brings the next pass. All roles
 /// run even if one fails, and the first error is reported.
-async fn reconcile(
-    cert: Arc<Certificate>,
-    ctx: Arc<Context>,
-) -> Result<Action, controllers::Error> {
+async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, status::Error> {
     crate::metrics::sync("certificates");
     // A Certificate cached from before our own last status write would
     // have the roles redo that step: read it fresh then.
@@ -49,9 +51,10 @@ async fn reconcile(
     let cert = if ctx.behind(&uid, cert.resource_version().as_deref()) {
         let ns = cert.namespace().unwrap_or_default();
         let api: Api<Certificate> = Api::namespaced(ctx.client.clone(), &ns);
-        let fresh = api.get_opt(&cert.name_any()).await.map_err(|e| {
-            controllers::Error::Get(format!("Certificate {ns}/{}", cert.name_any()), e)
-        })?;
+        let fresh = api
+            .get_opt(&cert.name_any())
+            .await
+            .map_err(|e| status::Error::Get(format!("Certificate {ns}/{}", cert.name_any()), e))?;
         ctx.wrote(&uid, None);
         match fresh {
             Some(fresh) => Arc::new(fresh),
@@ -67,8 +70,8 @@ async fn reconcile(
     // run side by side.
     let seen = snapshot::Snapshot::read(&cert, &ctx).await?;
     let (trigger, keys, request, issue, outputs, ready) = futures_util::join!(
-        controllers::trigger(&cert, &seen, &ctx),
-        controllers::key_manager(&cert, &seen, &ctx),
+        trigger::reconcile(&cert, &seen, &ctx),
+        key_manager::reconcile(&cert, &seen, &ctx),
         request_manager::reconcile(&cert, &seen, &ctx),
         issuing::reconcile(&cert, &seen, &ctx),
         post_issuance::reconcile(&cert, &seen, &ctx),
@@ -84,7 +87,7 @@ async fn reconcile(
     Ok(soonest.map_or_else(Action::await_change, Action::requeue))
 }
 
-fn error_policy(cert: Arc<Certificate>, error: &controllers::Error, ctx: Arc<Context>) -> Action {
+fn error_policy(cert: Arc<Certificate>, error: &status::Error, ctx: Arc<Context>) -> Action {
     crate::metrics::sync_error("certificates");
     let wait = ctx.reconcile_failed(&cert.uid().unwrap_or_default());
     tracing::warn!(error = %error, kind = error.kind(), retry_in = ?wait, "certificate reconcile failed");
@@ -115,11 +118,11 @@ pub async fn run(ctx: Arc<Context>) {
             )
             .default_backoff()
             .touched_objects(),
-            controllers::certificate_of,
+            secret_guard::certificate_of,
         )
         .owns(
             Api::<Secret>::all(ctx.client.clone()),
-            watcher::Config::default().labels(&format!("{}=true", controllers::NEXT_KEY_LABEL)),
+            watcher::Config::default().labels(&format!("{}=true", key_manager::NEXT_KEY_LABEL)),
         )
         .with_config(ctx.controller_config())
         .run(

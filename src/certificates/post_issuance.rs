@@ -11,11 +11,11 @@ use kube::ResourceExt;
 use kube::runtime::events::EventType;
 
 use super::Again;
-use super::controllers::{Error, issuing, publish};
 use super::issuing::{ISSUING, NOT_YET_AGAIN};
 use super::secret::{self, CERTIFICATE_NAME};
 use super::secret_writer::{self, Material, Written};
 use super::snapshot::Snapshot;
+use super::status::{Error, issuing, publish};
 use crate::api::Certificate;
 use crate::context::Context;
 use crate::pki::cert::parse_chain;

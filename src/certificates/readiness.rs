@@ -12,9 +12,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use serde_json::json;
 
-use super::controllers::{Error, apply_status};
+use super::policies::{SecretView, evaluate};
 use super::renewal::scheduled;
-use super::trigger::{SecretView, evaluate};
+use super::status::{Error, apply_status};
 use crate::api::Certificate;
 use crate::api::meta::ConditionStatus;
 use crate::conditions;

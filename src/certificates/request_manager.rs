@@ -13,8 +13,8 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::controllers::{Error, issuing, publish};
 use super::snapshot::Snapshot;
+use super::status::{Error, issuing, publish};
 use crate::api::{Certificate, CertificateRequest, CertificateRequestSpec};
 use crate::context::Context;
 use crate::naming;

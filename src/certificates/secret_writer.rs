@@ -13,9 +13,9 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use super::controllers::Error;
-use super::issuing::ISSUING;
 use super::secret::{self, Passwords};
+use super::status::Error;
+use super::status::ISSUING;
 use crate::api::Certificate;
 use crate::api::meta::SecretKeySelector;
 use crate::context::Context;

@@ -11,8 +11,8 @@ use kube::ResourceExt;
 use kube::api::Api;
 
 use super::ari::Suggestion;
-use super::controllers::{Error, issuing};
-use super::trigger::SecretView;
+use super::policies::SecretView;
+use super::status::{Error, issuing};
 use crate::api::{Certificate, CertificateRequest};
 use crate::context::Context;
 use crate::naming;

@@ -7,8 +7,8 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::controller::{Error, event};
 use super::select;
+use super::status::{Error, event};
 use crate::acme::session::Session;
 use crate::api::challenge::ChallengeType;
 use crate::api::order::{AcmeAuthorization, AcmeState};

@@ -25,45 +25,12 @@ use super::challenges::{delete_challenges, ensure_challenges, owned_by};
 use super::decide::{authorization_state, challenge_type, identifiers, is_final, order_state};
 use super::failures::{fail, on_acme_error, replace};
 use crate::acme::session::{self, SessionError};
-use crate::api::order::{AcmeAuthorization, AcmeChallenge, AcmeState, OrderStatus};
+use crate::api::order::{AcmeAuthorization, AcmeChallenge, AcmeState};
 use crate::api::{Challenge, Order};
 use crate::context::Context;
 
-pub const CONTROLLER_NAME: &str = "certwright-orders";
-
-pub use crate::reconcile_error::Error;
-
-pub(super) async fn write(ctx: &Context, order: &Order, status: &OrderStatus) -> Result<(), Error> {
-    let uid = order.uid().unwrap_or_default();
-    let api: Api<Order> =
-        Api::namespaced(ctx.client.clone(), &order.namespace().unwrap_or_default());
-    let written = crate::status::apply_returning(&api, &order.name_any(), CONTROLLER_NAME, status)
-        .await
-        .map_err(|e| Error::WriteStatus("Order", e))?;
-    ctx.wrote(&uid, written.resource_version());
-    Ok(())
-}
-
-pub(super) async fn event(
-    ctx: &Context,
-    order: &Order,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    if let Err(e) = crate::events::publish(
-        &ctx.client,
-        CONTROLLER_NAME,
-        &order.object_ref(&()),
-        type_,
-        reason,
-        note,
-    )
-    .await
-    {
-        tracing::warn!(error = %e, "publishing an Order event failed");
-    }
-}
+pub use super::status::{CONTROLLER_NAME, Error};
+use super::status::{event, write};
 
 async fn reconcile(
     order: Arc<Order>,

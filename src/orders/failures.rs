@@ -11,7 +11,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::challenges::delete_challenges;
-use super::controller::{Error, event, write};
+use super::status::{Error, event, write};
 use crate::acme::errors::{Verdict, classify};
 use crate::acme::session::Session;
 use crate::api::Order;

@@ -1,0 +1,97 @@
+//! What the Certificate controllers write and share: the error of a
+//! pass, the status apply under each role's field manager, the events
+//! users know from cert-manager, and whether an issuance is under way.
+
+use kube::api::Api;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+
+use crate::api::Certificate;
+use crate::api::meta::ConditionStatus;
+use crate::context::Context;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {0}: {1}")]
+    Get(String, #[source] kube::Error),
+    #[error("reading Secret {0}: {1}")]
+    GetSecret(String, #[source] kube::Error),
+    #[error("writing Secret {0}: {1}")]
+    WriteSecret(String, #[source] kube::Error),
+    #[error("writing the Certificate's status: {0}")]
+    WriteStatus(#[source] kube::Error),
+    #[error("publishing an event: {0}")]
+    Event(#[source] kube::Error),
+}
+
+impl Error {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Get(..) => "Get",
+            Self::GetSecret(..) => "GetSecret",
+            Self::WriteSecret(..) => "WriteSecret",
+            Self::WriteStatus(_) => "WriteStatus",
+            Self::Event(_) => "Event",
+        }
+    }
+}
+
+/// The field manager of the Secret (issuing and post-issuance write it
+/// under one name, as cert-manager's issuing controller does) and the
+/// source of their events.
+pub const ISSUING: &str = "certwright-certificates-issuing";
+
+/// Whether an issuance is under way (Issuing=True).
+pub(crate) fn issuing(cert: &Certificate) -> bool {
+    cert.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Issuing" && c.status == ConditionStatus::True)
+        })
+}
+
+pub(crate) async fn publish(
+    ctx: &Context,
+    controller: &str,
+    cert: &Certificate,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) -> Result<(), Error> {
+    crate::events::publish(
+        &ctx.client,
+        controller,
+        &cert.object_ref(&()),
+        type_,
+        reason,
+        note,
+    )
+    .await
+    .map_err(Error::Event)
+}
+
+pub(crate) async fn apply_status(
+    ctx: &Context,
+    cert: &Certificate,
+    manager: &str,
+    status: serde_json::Value,
+) -> Result<(), Error> {
+    let api: Api<Certificate> =
+        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    let written = crate::status::apply_returning(&api, &cert.name_any(), manager, &status)
+        .await
+        .map_err(Error::WriteStatus)?;
+    note_written(ctx, &written);
+    Ok(())
+}
+
+/// Remembers the resourceVersion a status write produced, so the next
+/// pass can tell whether its cached Certificate predates it.
+pub(crate) fn note_written(ctx: &Context, written: &Certificate) {
+    ctx.wrote(
+        &written.uid().unwrap_or_default(),
+        written.resource_version(),
+    );
+}

@@ -1,0 +1,41 @@
+//! What the Order controller writes: its status (server-side apply under
+//! its field manager) and its events. Shared by the controller, its
+//! Challenges and its failure handling.
+
+use kube::api::Api;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+
+use crate::api::Order;
+use crate::api::order::OrderStatus;
+use crate::context::Context;
+
+pub const CONTROLLER_NAME: &str = "certwright-orders";
+
+pub use crate::reconcile_error::Error;
+
+pub async fn write(ctx: &Context, order: &Order, status: &OrderStatus) -> Result<(), Error> {
+    let uid = order.uid().unwrap_or_default();
+    let api: Api<Order> =
+        Api::namespaced(ctx.client.clone(), &order.namespace().unwrap_or_default());
+    let written = crate::status::apply_returning(&api, &order.name_any(), CONTROLLER_NAME, status)
+        .await
+        .map_err(|e| Error::WriteStatus("Order", e))?;
+    ctx.wrote(&uid, written.resource_version());
+    Ok(())
+}
+
+pub async fn event(ctx: &Context, order: &Order, type_: EventType, reason: &str, note: String) {
+    if let Err(e) = crate::events::publish(
+        &ctx.client,
+        CONTROLLER_NAME,
+        &order.object_ref(&()),
+        type_,
+        reason,
+        note,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "publishing an Order event failed");
+    }
+}
