@@ -133,6 +133,13 @@ impl PrivateKey {
             .map_err(|e| KeyError::Malformed(e.to_string()))
     }
 
+    /// The key for signing with `alg` (a `spec.signatureAlgorithm`).
+    pub fn key_pair_with(&self, alg: &'static SignatureAlgorithm) -> Result<KeyPair, KeyError> {
+        let der = PrivatePkcs8KeyDer::from(self.pkcs8.clone());
+        KeyPair::from_pkcs8_der_and_sign_algo(&der, alg)
+            .map_err(|e| KeyError::Malformed(e.to_string()))
+    }
+
     /// The DER SubjectPublicKeyInfo, to match against a certificate.
     pub fn public_key_info(&self) -> Result<Vec<u8>, KeyError> {
         use rcgen::PublicKeyData;

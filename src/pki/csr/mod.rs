@@ -170,7 +170,16 @@ pub fn build(spec: &CertificateSpec, key: &PrivateKey) -> Result<Csr, CsrError> 
             }
         }
     }
-    let pair = key.key_pair().map_err(|e| CsrError::Sign(e.to_string()))?;
+    if spec.name_constraints.is_some() {
+        return Err(CsrError::Unsupported(
+            "spec.nameConstraints (only CA certificates carry them, and ACME CAs issue none)",
+        ));
+    }
+    let pair = match spec.signature_algorithm {
+        None => key.key_pair(),
+        Some(wanted) => key.key_pair_with(signing(wanted, key.kind)?),
+    }
+    .map_err(|e| CsrError::Sign(e.to_string()))?;
     let csr = params
         .serialize_request(&pair)
         .map_err(|e| CsrError::Sign(e.to_string()))?;
@@ -180,6 +189,39 @@ pub fn build(spec: &CertificateSpec, key: &PrivateKey) -> Result<Csr, CsrError> 
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
     );
     Ok(Csr { der, pem })
+}
+
+/// rcgen's algorithm for `spec.signatureAlgorithm` with a key of `kind`.
+fn signing(
+    wanted: crate::api::certificate::SignatureAlgorithm,
+    kind: super::keys::KeyKind,
+) -> Result<&'static rcgen::SignatureAlgorithm, CsrError> {
+    use super::keys::KeyKind::{Ecdsa, Ed25519, Rsa};
+    use crate::api::certificate::SignatureAlgorithm as S;
+    Ok(match (wanted, kind) {
+        (S::Sha256WithRsa, Rsa(_)) => &rcgen::PKCS_RSA_SHA256,
+        (S::Sha384WithRsa, Rsa(_)) => &rcgen::PKCS_RSA_SHA384,
+        (S::Sha512WithRsa, Rsa(_)) => &rcgen::PKCS_RSA_SHA512,
+        (S::EcdsaWithSha256, Ecdsa(256)) => &rcgen::PKCS_ECDSA_P256_SHA256,
+        (S::EcdsaWithSha384, Ecdsa(384)) => &rcgen::PKCS_ECDSA_P384_SHA384,
+        (S::EcdsaWithSha256, Ecdsa(521)) => &rcgen::PKCS_ECDSA_P521_SHA256,
+        (S::EcdsaWithSha384, Ecdsa(521)) => &rcgen::PKCS_ECDSA_P521_SHA384,
+        (S::EcdsaWithSha512, Ecdsa(521)) => &rcgen::PKCS_ECDSA_P521_SHA512,
+        (S::PureEd25519, Ed25519) => &rcgen::PKCS_ED25519,
+        (wanted, kind) => {
+            let name = serde_json::to_value(wanted)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            return Err(CsrError::Invalid {
+                field: "spec.signatureAlgorithm",
+                value: name,
+                why: format!(
+                    "cannot sign with a {kind:?} key (certwright signs RSA keys with SHA256/384/512WithRSA, P-256 with ECDSAWithSHA256, P-384 with ECDSAWithSHA384, P-521 with any ECDSAWithSHA, Ed25519 with PureEd25519)"
+                ),
+            });
+        }
+    })
 }
 
 /// The CSR `der` (with an empty subject) with `subject` put in, signed again.
@@ -348,6 +390,35 @@ mod tests {
         let parsed = parse(csr.pem.as_bytes()).expect("parse");
         assert_eq!(parsed.common_name.as_deref(), Some("lit.example.com"));
         assert_eq!(parsed.dns_names, ["lit.example.com"], "the CN is a SAN too");
+    }
+
+    #[test]
+    fn the_signature_algorithm_is_the_one_asked_for_or_refused() {
+        use crate::api::certificate::SignatureAlgorithm as S;
+        crate::install_crypto_provider();
+        let rsa = PrivateKey::generate(KeyKind::Rsa(2048)).expect("rsa");
+        let mut spec = CertificateSpec {
+            dns_names: Some(vec!["a.example.com".into()]),
+            signature_algorithm: Some(S::Sha384WithRsa),
+            ..Default::default()
+        };
+        let csr = build(&spec, &rsa).expect("csr");
+        let (_, parsed) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&csr.der)
+                .expect("parses");
+        assert_eq!(
+            parsed.signature_algorithm.algorithm.to_id_string(),
+            "1.2.840.113549.1.1.12",
+            "sha384WithRSAEncryption"
+        );
+        spec.signature_algorithm = Some(S::EcdsaWithSha256);
+        let err = build(&spec, &rsa).expect_err("an RSA key cannot sign ECDSA");
+        assert!(err.to_string().contains("spec.signatureAlgorithm"), "{err}");
+        spec.signature_algorithm = None;
+        spec.name_constraints = Some(Default::default());
+        assert!(
+            matches!(build(&spec, &rsa), Err(CsrError::Unsupported(m)) if m.contains("nameConstraints"))
+        );
     }
 
     #[test]
