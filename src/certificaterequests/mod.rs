@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -91,6 +91,16 @@ fn controlled_by(order: &Order, uid: Option<&str>) -> bool {
         .owner_references()
         .iter()
         .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid)
+}
+
+/// Whether an issuer controller already worked on the request (its Ready
+/// condition is written once its Order exists), so an Order may exist for
+/// it under a name other than ours. (Approval alone does not count.)
+fn worked_on(cr: &CertificateRequest) -> bool {
+    cr.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready"))
 }
 
 /// Whether `order` was left by an earlier request of the same name: it is
@@ -235,11 +245,26 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
         &serde_json::to_value(&spec).unwrap_or_default(),
     );
     let orders: Api<Order> = Api::namespaced(ctx.client.clone(), &ns);
-    let order = match orders
+    let mut found = orders
         .get_opt(&name)
         .await
-        .map_err(|e| Error::Get(format!("Order {ns}/{name}"), e))?
-    {
+        .map_err(|e| Error::Get(format!("Order {ns}/{name}"), e))?;
+    // A request someone already worked on whose Order is not under our name:
+    // cert-manager names Orders by a hash of its own encoding of the spec, so
+    // a request it left mid-issuance has its Order under another name. The
+    // Order this request controls is taken over, whatever its name.
+    if found.is_none() && worked_on(&cr) {
+        found = orders
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| Error::Get(format!("Orders in {ns}"), e))?
+            .items
+            .into_iter()
+            .find(|o| {
+                controlled_by(o, cr.meta().uid.as_deref()) && o.meta().deletion_timestamp.is_none()
+            });
+    }
+    let order = match found {
         Some(o) if controlled_by(&o, cr.meta().uid.as_deref()) => o,
         // An Order of the same name left by an earlier request of the same
         // name (a retry after a failure), not yet collected: never this
@@ -381,6 +406,28 @@ mod tests {
             "spec": {"issuerRef": {"name": "le"}, "request": ""}}),
         )
         .expect("order")
+    }
+
+    #[test]
+    fn an_order_under_another_name_is_looked_for_only_once_an_issuer_worked_on_the_request() {
+        let cr = |conditions: serde_json::Value| -> CertificateRequest {
+            serde_json::from_value(
+                json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                "metadata": {"name": "web-1"}, "spec": {"issuerRef": {"name": "le"}, "request": ""},
+                "status": {"conditions": conditions}}),
+            )
+            .expect("request")
+        };
+        assert!(!worked_on(&cr(json!([]))), "new");
+        assert!(
+            !worked_on(&cr(json!([{"type": "Approved", "status": "True"}]))),
+            "approved only"
+        );
+        assert!(
+            worked_on(&cr(json!([{"type": "Approved", "status": "True"},
+                {"type": "Ready", "status": "False", "reason": "Pending"}]))),
+            "cert-manager's pending request"
+        );
     }
 
     #[test]
