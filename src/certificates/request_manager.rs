@@ -47,8 +47,11 @@ fn replaced(cert: &Certificate, seen: &Snapshot) -> Option<String> {
     let issuer = &cert.spec.issuer_ref;
     let same = annotation("cert-manager.io/certificate-name") == cert.metadata.name.as_deref()
         && annotation("cert-manager.io/issuer-name") == Some(issuer.name.as_str())
-        && annotation("cert-manager.io/issuer-kind")
-            == Some(issuer.kind.as_deref().unwrap_or("Issuer"));
+        && super::secret::same_value(
+            "cert-manager.io/issuer-kind",
+            annotation("cert-manager.io/issuer-kind"),
+            Some(issuer.kind.as_deref().unwrap_or("")),
+        );
     if !same {
         return None;
     }

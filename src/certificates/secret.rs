@@ -258,7 +258,7 @@ pub fn metadata_drift(
             .cloned()
             .unwrap_or_default();
         for (k, v) in &want {
-            if have.get(k).map(String::as_str) != v.as_str() {
+            if !same_value(k, have.get(k).map(String::as_str), v.as_str()) {
                 return Some(format!(
                     "the {} {k} is missing or changed",
                     &field[..field.len() - 1]
@@ -288,6 +288,20 @@ pub fn metadata_drift(
         }
         _ => None,
     }
+}
+
+/// Whether an annotation or label `key` holds what is wanted. The issuer's
+/// kind and group count as the same whether spelled out or left empty (an
+/// empty kind is an Issuer, an empty group cert-manager.io), so a Secret
+/// written either way is not written again for it.
+pub(crate) fn same_value(key: &str, have: Option<&str>, want: Option<&str>) -> bool {
+    let default = match key {
+        "cert-manager.io/issuer-kind" => "Issuer",
+        "cert-manager.io/issuer-group" => "cert-manager.io",
+        _ => return have == want,
+    };
+    let normal = |v: Option<&str>| v.map(|v| if v.is_empty() { default } else { v }.to_string());
+    normal(have) == normal(want)
 }
 
 /// The keys under `metadata.<field>` that `manager` last applied.
@@ -363,19 +377,14 @@ pub fn build(
     let ours = [
         (CERTIFICATE_NAME, name.clone()),
         ("cert-manager.io/issuer-name", spec.issuer_ref.name.clone()),
+        // As given (empty when unset), as cert-manager writes them.
         (
             "cert-manager.io/issuer-kind",
-            spec.issuer_ref
-                .kind
-                .clone()
-                .unwrap_or_else(|| "Issuer".into()),
+            spec.issuer_ref.kind.clone().unwrap_or_default(),
         ),
         (
             "cert-manager.io/issuer-group",
-            spec.issuer_ref
-                .group
-                .clone()
-                .unwrap_or_else(|| "cert-manager.io".into()),
+            spec.issuer_ref.group.clone().unwrap_or_default(),
         ),
         (
             "cert-manager.io/common-name",
@@ -441,6 +450,21 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_issuers_kind_and_group_match_spelled_out_or_empty() {
+        let (kind, group) = (
+            "cert-manager.io/issuer-kind",
+            "cert-manager.io/issuer-group",
+        );
+        assert!(same_value(kind, Some(""), Some("Issuer")));
+        assert!(same_value(kind, Some("Issuer"), Some("")));
+        assert!(!same_value(kind, Some("ClusterIssuer"), Some("")));
+        assert!(!same_value(kind, None, Some("")), "missing is drift");
+        assert!(same_value(group, Some("cert-manager.io"), Some("")));
+        assert!(!same_value(group, Some("example.io"), Some("")));
+        assert!(!same_value("team", Some(""), Some("a")));
+    }
     use crate::api::CertificateSpec;
     use crate::api::certificate::SecretTemplate;
     use crate::api::meta::IssuerReference;
@@ -503,6 +527,10 @@ mod tests {
             "a.example.com,b.example.com"
         );
         assert_eq!(a["team"], "a");
+        assert_eq!(
+            a["cert-manager.io/issuer-group"], "",
+            "as given: empty when unset, as cert-manager writes it"
+        );
         assert_eq!(s["metadata"]["labels"]["app"], "web");
         assert_eq!(s["data"]["tls.crt"], "Q0hBSU4=");
         assert_eq!(s["data"]["ca.crt"], "Q0E=");
