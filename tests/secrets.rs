@@ -13,7 +13,7 @@ use serde_json::json;
 mod common;
 
 use common::env::Env;
-use common::secret_data;
+use common::{read_keystore, secret_data};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_secret_is_reissued_and_labels_added_by_others_survive() {
@@ -343,40 +343,6 @@ async fn secrets_holding_something_else_are_refused_before_ordering_and_kept() {
     env.certificate_ready(ns, "c-opaque", 1).await;
     let account = env.issuing_failure(ns, "c-account").await;
     assert!(account.contains("account key"), "still refused: {account}");
-}
-
-/// What `keystore-read` (cert-manager's keystore libraries) finds in a
-/// keystore: the key's PKCS#8 and the chain, base64.
-fn read_keystore(kind: &str, bytes: &[u8], password: &str) -> (Vec<u8>, Vec<Vec<u8>>) {
-    use base64::Engine;
-    let file =
-        std::env::temp_dir().join(format!("certwright-secret-{kind}-{}", std::process::id()));
-    std::fs::write(&file, bytes).expect("write keystore");
-    let tool =
-        certwright_testcluster::tools::cert_manager_tool("keystore-read").expect("keystore-read");
-    let out = std::process::Command::new(tool)
-        .arg(kind)
-        .arg(&file)
-        .arg(password)
-        .output()
-        .expect("keystore-read runs");
-    let _ = std::fs::remove_file(&file);
-    assert!(
-        out.status.success(),
-        "{kind}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let read: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let b64 = |v: &serde_json::Value| {
-        base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().unwrap_or_default())
-            .expect("base64")
-    };
-    let chain = read["chain"]
-        .as_array()
-        .map(|a| a.iter().map(b64).collect())
-        .unwrap_or_default();
-    (b64(&read["key"]), chain)
 }
 
 /// The public key of a PEM or PKCS#8 DER key.

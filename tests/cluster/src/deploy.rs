@@ -32,16 +32,28 @@ pub fn chart_dir() -> std::path::PathBuf {
 /// The chart rendered by `helm template` as release `certwright` in
 /// [`NAMESPACE`], with `args` (`--set` and the like): one value per object.
 pub fn render_chart(args: &[String]) -> Result<Vec<Value>, String> {
+    helm_template("certwright", &chart_dir(), NAMESPACE, args)
+}
+
+/// `chart` rendered by `helm template` as `release` in `namespace`, with
+/// `args`: one value per object.
+pub fn helm_template(
+    release: &str,
+    chart: &std::path::Path,
+    namespace: &str,
+    args: &[String],
+) -> Result<Vec<Value>, String> {
     let out = std::process::Command::new(crate::tools::on_path("helm")?)
-        .args(["template", "certwright"])
-        .arg(chart_dir())
-        .args(["--namespace", NAMESPACE])
+        .args(["template", release])
+        .arg(chart)
+        .args(["--namespace", namespace])
         .args(args)
         .output()
         .map_err(|e| format!("running helm: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "helm template failed: {}",
+            "helm template {} failed: {}",
+            chart.display(),
             String::from_utf8_lossy(&out.stderr)
         ));
     }
@@ -120,28 +132,34 @@ pub async fn apply_crds(client: &kube::Client, binary: &std::path::Path) -> Resu
         )
         .await
         .map_err(|e| format!("applying CRD {name}: {e}"))?;
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let established = api
-                .get(&name)
-                .await
-                .ok()
-                .and_then(|c| c.status)
-                .and_then(|s| s.conditions)
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                });
-            if established {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!("CRD {name} was not established within 30 s"));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        established(client, &name).await?;
     }
     Ok(())
+}
+
+/// Waits (up to 30 s) until the API server serves the CRD `name`.
+pub async fn established(client: &kube::Client, name: &str) -> Result<(), String> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let established = api
+            .get(name)
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .and_then(|s| s.conditions)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+        if established {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("CRD {name} was not established within 30 s"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until the API server's admission can map certwright's kinds as

@@ -8,12 +8,14 @@
 //! - [`pebble`], [`acme_proxy`], [`connect_proxy`]: the ACME side.
 //! - [`bind`]: BIND 9, the authoritative DNS server of the DNS-01 tests.
 //! - [`deploy`]: certwright installed as the chart installs it.
+//! - [`cert_manager`]: cert-manager itself, from its chart and module.
 //! - [`process`], [`netns`]: children that die with the run, namespaces
 //!   held by a process.
 //! - [`tools`]: the pinned, cached Go-built binaries.
 
 pub mod acme_proxy;
 pub mod bind;
+pub mod cert_manager;
 pub mod cluster;
 pub mod connect_proxy;
 pub mod control_plane;

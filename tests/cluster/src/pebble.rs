@@ -94,6 +94,11 @@ pub struct Pebble {
     pub management_url: String,
     /// PEM of the CA that signed pebble's own TLS certificate.
     pub tls_ca_pem: String,
+    /// pebble-challtestsrv's DNS server (host:port), which pebble resolves
+    /// names with; give it to other validators' self-checks.
+    pub dns_address: String,
+    /// challtestsrv's management API (plain HTTP).
+    dns_management_url: String,
 }
 
 /// A loopback port that was free a moment ago. Pebble logs its configured
@@ -329,6 +334,8 @@ impl Pebble {
             _guard: guard,
             management_url: format!("https://{ip}:{management}"),
             tls_ca_pem,
+            dns_address: format!("{ip}:{dns}"),
+            dns_management_url: format!("http://{ip}:{dns_management}"),
         };
         // The management listener may come up a moment after the ACME one.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -403,6 +410,43 @@ impl Pebble {
             management(&url, &ca, "POST", "/set-renewal-info/", body)
                 .await
                 .map(|_| ())
+        }
+    }
+}
+
+impl Pebble {
+    /// Answers A queries for `host` with `address` instead of the default
+    /// (the ingress), for pebble and every self-check that asks this DNS;
+    /// `None` goes back to the default. Run it in the node's namespace.
+    pub fn set_address(
+        &self,
+        host: &str,
+        address: Option<IpAddr>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+        let fqdn = format!("{}.", host.trim_end_matches('.'));
+        let (path, body) = match address {
+            Some(a) => (
+                "/add-a",
+                json!({"host": fqdn, "addresses": [a.to_string()]}),
+            ),
+            None => ("/clear-a", json!({"host": fqdn})),
+        };
+        let url = format!("{}{path}", self.dns_management_url);
+        async move {
+            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+                .build(hyper_util::client::legacy::connect::HttpConnector::new());
+            let request = hyper::Request::post(&url)
+                .body(Full::new(Bytes::from(body.to_string())))
+                .map_err(|e| format!("{url}: {e}"))?;
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| format!("POST {url}: {e}"))?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("POST {url}: {}", response.status()))
+            }
         }
     }
 }

@@ -60,6 +60,9 @@ pub struct ClusterOptions {
     pub images: Vec<(String, PathBuf)>,
     /// The IngressClass Traefik serves.
     pub ingress_class: String,
+    /// Whether the cluster starts with certwright's CRDs (`certwright
+    /// crds`); without them, a test installs cert-manager's.
+    pub certwright_crds: bool,
 }
 
 impl ClusterOptions {
@@ -73,9 +76,16 @@ impl ClusterOptions {
         if let Ok(webhook) = crate::tools::cert_manager_tool("dns-webhook") {
             images.push((DNS_WEBHOOK_IMAGE.to_string(), webhook));
         }
+        // cert-manager's own images (its chart's and its solver Pods').
+        for (image, tool) in crate::cert_manager::IMAGES {
+            if let Ok(binary) = crate::tools::cert_manager_tool(tool) {
+                images.push((image.to_string(), binary));
+            }
+        }
         Self {
             images,
             ingress_class: "certwright-test".into(),
+            certwright_crds: true,
         }
     }
 
@@ -302,7 +312,9 @@ impl LocalCluster {
             // Now, not when a test asks: admission maps new kinds only at
             // its next 30 s reset (see deploy::owners_mapped), and the rest
             // of the start overlaps that wait.
-            if let Some(binary) = options.binary_for("certwright") {
+            if let Some(binary) = options.binary_for("certwright")
+                && options.certwright_crds
+            {
                 crate::deploy::apply_crds(&plane.client(), binary).await?;
             }
             let api_proxy = api_proxy::Faults::default();
@@ -357,14 +369,16 @@ impl LocalCluster {
     /// processes die with the test process; what it leaves on disk and in
     /// the routing table is removed at exit, or by the next start.
     pub fn shared(binary: &Path) -> &'static LocalCluster {
+        Self::shared_with(ClusterOptions::new(binary))
+    }
+
+    /// [`Self::shared`] started with `options` (the first call's count).
+    pub fn shared_with(options: ClusterOptions) -> &'static LocalCluster {
         static SHARED: OnceLock<Result<LocalCluster, String>> = OnceLock::new();
         let started = SHARED.get_or_init(|| {
-            let cluster = std::thread::spawn({
-                let binary = binary.to_path_buf();
-                move || LocalCluster::start(ClusterOptions::new(binary))
-            })
-            .join()
-            .unwrap_or_else(|_| Err("starting the local cluster panicked".into()))?;
+            let cluster = std::thread::spawn(move || LocalCluster::start(options))
+                .join()
+                .unwrap_or_else(|_| Err("starting the local cluster panicked".into()))?;
             at_exit(cluster.shared.dir.clone(), cluster.routes.0.clone());
             control_plane::remove_at_exit(cluster.shared.plane.dir());
             Ok(cluster)

@@ -86,7 +86,18 @@ fn command(
     ip: &str,
     home: &Path,
 ) -> std::process::Command {
-    // The image's entrypoint is the binary itself: drop command[0], keep the rest.
+    // The container's environment, each value expanded against the ones
+    // before it, as the kubelet does.
+    let mut env: Vec<(String, String)> = Vec::new();
+    for var in c.env.clone().unwrap_or_default() {
+        let value = match var.value_from.and_then(|v| v.field_ref) {
+            Some(f) => field_ref(pod, ip, &f.field_path),
+            None => expand(&var.value.unwrap_or_default(), &env),
+        };
+        env.push((var.name, value));
+    }
+    // The image's entrypoint is the binary itself: drop command[0], keep the
+    // rest; `$(VAR)` in command and args is the container's variable.
     let mut args: Vec<String> = c
         .command
         .clone()
@@ -97,21 +108,49 @@ fn command(
     args.extend(c.args.clone().unwrap_or_default());
     let mut command = std::process::Command::new(binary);
     command
-        .args(&args)
+        .args(args.iter().map(|a| expand(a, &env)))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("KUBERNETES_SERVICE_HOST", KUBERNETES_SERVICE_IP.to_string())
         .env("KUBERNETES_SERVICE_PORT", "443")
-        .env("HOSTNAME", pod.metadata.name.clone().unwrap_or_default());
-    for env in c.env.clone().unwrap_or_default() {
-        let value = match env.value_from.and_then(|v| v.field_ref) {
-            Some(f) => field_ref(pod, ip, &f.field_path),
-            None => env.value.unwrap_or_default(),
-        };
-        command.env(env.name, value);
-    }
+        .env("HOSTNAME", pod.metadata.name.clone().unwrap_or_default())
+        .envs(env);
     command
+}
+
+/// Kubernetes' variable expansion in a container's command, args and env
+/// values: `$(NAME)` becomes the variable's value when `env` defines it and
+/// stays as written otherwise; `$$` is a literal `$`.
+fn expand(text: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some((name, tail)) = after
+            .strip_prefix('(')
+            .and_then(|inner| inner.split_once(')'))
+        {
+            match env.iter().rev().find(|(n, _)| n == name) {
+                Some((_, value)) => out.push_str(value),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = tail;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Whether `c`'s readiness probe passes (no probe: ready once started).
@@ -344,5 +383,25 @@ pub async fn supervise(shared: Arc<Shared>, client: kube::Client, pod: Pod, slot
         }
         let all_ready = states.iter().all(|s| s.ready);
         tokio::time::sleep(Duration::from_millis(if all_ready { 200 } else { 50 })).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+
+    #[test]
+    fn variables_expand_as_the_kubelet_expands_them() {
+        let env = vec![
+            ("POD_NAMESPACE".to_string(), "cert-manager".to_string()),
+            ("A".to_string(), "1".to_string()),
+        ];
+        assert_eq!(
+            expand("--cluster-resource-namespace=$(POD_NAMESPACE)", &env),
+            "--cluster-resource-namespace=cert-manager"
+        );
+        assert_eq!(expand("$(A)$(A)-$(MISSING)", &env), "11-$(MISSING)");
+        assert_eq!(expand("$$(A) costs $5 $", &env), "$(A) costs $5 $");
+        assert_eq!(expand("$(unclosed", &env), "$(unclosed");
     }
 }
