@@ -341,9 +341,10 @@ async fn a_spec_no_csr_can_carry_fails_with_a_condition_not_only_an_event() {
     let certs: Api<Certificate> = Api::namespaced(client.clone(), ns);
     let specs = [
         (
-            "literal",
-            json!({"literalSubject": "CN=a.example.test,O=Example"}),
-            "spec.literalSubject is not supported by certwright",
+            "constrained",
+            json!({"dnsNames": ["a.example.test"], "isCA": true,
+                   "nameConstraints": {"critical": true, "permitted": {"dnsDomains": ["example.test"]}}}),
+            "spec.nameConstraints (only CA certificates carry them, and ACME CAs issue none) is not supported by certwright",
         ),
         (
             "other-name",
