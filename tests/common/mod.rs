@@ -58,12 +58,21 @@ pub fn verify_chain(
 }
 
 /// Polls `check` every 50 ms until it yields a value; fails after 30 s.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    eventually_within(what, 30, check).await
+}
+
+/// [`eventually`] with a deadline of `secs`.
+pub async fn eventually_within<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
         if let Some(v) = check().await {
             return v;
