@@ -15,6 +15,10 @@ use crate::certificates::backoff::Backoff;
 use crate::challenges::schedule::InFlight;
 pub use crate::solver::settings::SolverSettings;
 
+/// Certificate reconciles at once when `--concurrent-reconciles` sets no
+/// limit (see [`Context::certificate_controller_config`]).
+pub const CERTIFICATE_RECONCILES: u16 = 16;
+
 /// Shared by every reconcile.
 pub struct Context {
     pub client: kube::Client,
@@ -177,6 +181,20 @@ impl Context {
     /// How every controller runs (its concurrency).
     pub fn controller_config(&self) -> kube::runtime::controller::Config {
         kube::runtime::controller::Config::default().concurrency(self.concurrency)
+    }
+
+    /// How the Certificate controller runs: as [`Self::controller_config`],
+    /// but with no limit set it takes [`CERTIFICATE_RECONCILES`] at once.
+    /// At start every Certificate is reconciled, each reading its Secret and
+    /// asking the CA for renewal information; all at once, a thousand Ready
+    /// Certificates held 190 MiB that the process kept after the burst
+    /// (`cargo bench --bench memory`), against 38 MiB with 16 at a time.
+    pub fn certificate_controller_config(&self) -> kube::runtime::controller::Config {
+        let limit = match self.concurrency {
+            0 => CERTIFICATE_RECONCILES,
+            n => n,
+        };
+        kube::runtime::controller::Config::default().concurrency(limit)
     }
 
     /// The Challenges in flight.

@@ -301,6 +301,21 @@ pub fn client(trust: &Trust) -> Result<Box<dyn HttpClient>, ClientError> {
     client_via(trust, proxy.clone())
 }
 
+/// Idle connections kept per CA host, and for how long. A burst (every
+/// Ready Certificate's renewal information asked at start, hundreds of
+/// orders at once) opens as many connections as it needs; afterwards only
+/// these few stay open, so the burst's TLS buffers are given back.
+const IDLE_PER_HOST: usize = 8;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn pooled() -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_max_idle_per_host(IDLE_PER_HOST)
+        .pool_idle_timeout(IDLE_TIMEOUT);
+    builder
+}
+
 /// Like [`client`], with the proxy rules given instead of read from the
 /// environment (`None`: connect directly).
 pub fn client_via(
@@ -318,11 +333,11 @@ pub fn client_via(
     let inner: Box<dyn HttpClient> = match proxy {
         Some(proxy) => {
             let https = builder.wrap_connector(ProxyConnector { http, proxy });
-            Box::new(Client::builder(TokioExecutor::new()).build::<_, BodyWrapper<Bytes>>(https))
+            Box::new(pooled().build::<_, BodyWrapper<Bytes>>(https))
         }
         None => {
             let https = builder.wrap_connector(http);
-            Box::new(Client::builder(TokioExecutor::new()).build::<_, BodyWrapper<Bytes>>(https))
+            Box::new(pooled().build::<_, BodyWrapper<Bytes>>(https))
         }
     };
     Ok(Box::new(Deadline {

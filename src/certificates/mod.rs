@@ -124,7 +124,7 @@ pub async fn run(ctx: Arc<Context>) {
             Api::<Secret>::all(ctx.client.clone()),
             watcher::Config::default().labels(&format!("{}=true", key_manager::NEXT_KEY_LABEL)),
         )
-        .with_config(ctx.controller_config())
+        .with_config(ctx.certificate_controller_config())
         .run(
             |cert, ctx| {
                 let uid = cert.uid().unwrap_or_default();
