@@ -265,11 +265,7 @@ async fn run(cluster: &'static LocalCluster, cert_sizes: Vec<usize>, secrets: us
             started.elapsed().as_secs_f64()
         );
         let (a, b) = both(&client, &settings, n).await;
-        stage(
-            format!("{secrets} Secrets, {n} Certificates"),
-            a,
-            b,
-        );
+        stage(format!("{secrets} Secrets, {n} Certificates"), a, b);
     }
     let mut table = String::from(
         "| cluster holds (Secrets: unrelated; Certificates: Ready) | certwright RSS MiB | cert-manager RSS MiB | cert-manager / certwright |\n| --- | ---: | ---: | ---: |\n",
