@@ -148,38 +148,30 @@ async fn leftovers(client: &kube::Client) -> Vec<String> {
             )
         })
         .collect();
-    let lp = ListParams::default().labels(cert_manager::SOLVER_LABEL);
-    let named = |kind: &str, names: Vec<Option<String>>| {
-        names
-            .into_iter()
-            .map(|n| format!("{kind} {}", n.unwrap_or_default()))
-            .collect::<Vec<_>>()
-    };
-    if let Ok(l) = Api::<Pod>::namespaced(client.clone(), NS).list(&lp).await {
-        out.extend(named(
-            "Pod",
-            l.items.into_iter().map(|o| o.metadata.name).collect(),
-        ));
-    }
-    if let Ok(l) = Api::<Service>::namespaced(client.clone(), NS)
-        .list(&lp)
-        .await
-    {
-        out.extend(named(
-            "Service",
-            l.items.into_iter().map(|o| o.metadata.name).collect(),
-        ));
-    }
-    if let Ok(l) = Api::<Ingress>::namespaced(client.clone(), NS)
-        .list(&lp)
-        .await
-    {
-        out.extend(named(
-            "Ingress",
-            l.items.into_iter().map(|o| o.metadata.name).collect(),
-        ));
-    }
+    out.extend(solver_names::<Pod>(client, "Pod").await);
+    out.extend(solver_names::<Service>(client, "Service").await);
+    out.extend(solver_names::<Ingress>(client, "Ingress").await);
     out
+}
+
+/// "`kind` name" for each of cert-manager's solver resources of `K` in NS
+/// (a failed list is an entry too, so it never reads as none left).
+async fn solver_names<K>(client: &kube::Client, kind: &str) -> Vec<String>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let lp = ListParams::default().labels(cert_manager::SOLVER_LABEL);
+    match Api::<K>::namespaced(client.clone(), NS).list(&lp).await {
+        Ok(l) => l
+            .items
+            .iter()
+            .map(|o| format!("{kind} {}", o.meta().name.clone().unwrap_or_default()))
+            .collect(),
+        Err(e) => vec![format!("{kind} list failed: {e}")],
+    }
 }
 
 /// The last 60 lines of `log`.
@@ -190,17 +182,11 @@ fn tail(log: &str) -> String {
 
 /// How many cert-manager solver resources (Pods, Services, Ingresses) are in NS.
 async fn solver_resources(client: &kube::Client) -> usize {
-    let lp = ListParams::default().labels(cert_manager::SOLVER_LABEL);
-    let pods = Api::<Pod>::namespaced(client.clone(), NS).list(&lp).await;
-    let services = Api::<Service>::namespaced(client.clone(), NS)
-        .list(&lp)
-        .await;
-    let ingresses = Api::<Ingress>::namespaced(client.clone(), NS)
-        .list(&lp)
-        .await;
-    pods.map(|l| l.items.len()).unwrap_or(99)
-        + services.map(|l| l.items.len()).unwrap_or(99)
-        + ingresses.map(|l| l.items.len()).unwrap_or(99)
+    leftovers(client)
+        .await
+        .iter()
+        .filter(|l| !l.starts_with("Challenge "))
+        .count()
 }
 
 /// The logs of every Pod the kubelet ran in `namespace`.

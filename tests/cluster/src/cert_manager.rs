@@ -12,10 +12,8 @@
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 
 use crate::deploy::{apply, established, helm_template};
@@ -183,38 +181,13 @@ async fn wait_for_leader(client: &kube::Client, since: u64) -> Result<(), String
 
 /// cert-manager's controller Pods, by name.
 pub async fn pods(client: &kube::Client) -> Vec<String> {
-    Api::<Pod>::namespaced(client.clone(), NAMESPACE)
-        .list(&ListParams::default().labels(CONTROLLER_LABEL))
-        .await
-        .map(|l| {
-            l.items
-                .into_iter()
-                .filter_map(|p| p.metadata.name)
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::deploy::pod_names(client, NAMESPACE, CONTROLLER_LABEL).await
 }
 
 /// Stops cert-manager's controller (deletes its Deployment and waits until
 /// its Pods are gone), leaving its CRDs, RBAC and everything it made.
 pub async fn stop(client: &kube::Client) -> Result<(), String> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
-    match deployments
-        .delete(DEPLOYMENT, &DeleteParams::foreground())
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(e) => return Err(format!("deleting cert-manager's Deployment: {e}")),
-    }
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !pods(client).await.is_empty() {
-        if tokio::time::Instant::now() > deadline {
-            return Err("cert-manager's Pods were still there after 60 s".into());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    Ok(())
+    crate::deploy::delete_deployment(client, NAMESPACE, DEPLOYMENT, CONTROLLER_LABEL).await
 }
 
 #[cfg(test)]

@@ -321,26 +321,31 @@ pub async fn controller(client: &kube::Client, extra_args: &[String]) -> Result<
 
 /// Deletes the controller's Deployment and waits until its Pods are gone.
 pub async fn remove_controller(client: &kube::Client) -> Result<(), String> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
-    match deployments
-        .delete("certwright", &DeleteParams::foreground())
-        .await
-    {
+    delete_deployment(client, NAMESPACE, "certwright", APP_LABEL).await
+}
+
+/// Deletes Deployment `namespace/name` (gone already is fine) and waits up
+/// to 60 s until it and its Pods (those `selector` selects) are gone.
+pub async fn delete_deployment(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    selector: &str,
+) -> Result<(), String> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    match deployments.delete(name, &DeleteParams::foreground()).await {
         Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(format!("deleting the controller Deployment: {e}")),
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(format!("deleting Deployment {namespace}/{name}: {e}")),
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !controller_pods(client).await.is_empty()
-        || deployments
-            .get_opt("certwright")
-            .await
-            .ok()
-            .flatten()
-            .is_some()
+    while !pod_names(client, namespace, selector).await.is_empty()
+        || deployments.get_opt(name).await.ok().flatten().is_some()
     {
         if tokio::time::Instant::now() > deadline {
-            return Err("the old controller's Pods were still there after 60 s".into());
+            return Err(format!(
+                "Deployment {namespace}/{name} or its Pods were still there after 60 s"
+            ));
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
@@ -349,8 +354,13 @@ pub async fn remove_controller(client: &kube::Client) -> Result<(), String> {
 
 /// The controller Pods' names.
 pub async fn controller_pods(client: &kube::Client) -> Vec<String> {
-    Api::<Pod>::namespaced(client.clone(), NAMESPACE)
-        .list(&ListParams::default().labels(APP_LABEL))
+    pod_names(client, NAMESPACE, APP_LABEL).await
+}
+
+/// The names of the Pods in `namespace` that `selector` selects.
+pub async fn pod_names(client: &kube::Client, namespace: &str, selector: &str) -> Vec<String> {
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(selector))
         .await
         .map(|l| {
             l.items
