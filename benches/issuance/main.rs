@@ -36,7 +36,6 @@ use certwright_testcluster::cluster::{ClusterOptions, LocalCluster, NODE_IP};
 use certwright_testcluster::deploy;
 use certwright_testcluster::pebble::Pebble;
 use controllers::Subject;
-use instant_acme::{Account, NewAccount};
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
@@ -225,20 +224,7 @@ async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>) {
     deploy::owners_mapped(&client).await.expect("owners mapped");
 
     // The floor: the same client and a token server reached the same way.
-    let trust = certwright::acme::http::Trust::Bundle(pebble.tls_ca_pem.clone().into_bytes());
-    let (account, _) =
-        Account::builder_with_http(certwright::acme::http::client(&trust).expect("client"))
-            .create(
-                &NewAccount {
-                    contact: &[],
-                    terms_of_service_agreed: true,
-                    only_return_existing: false,
-                },
-                pebble.directory_url.clone(),
-                None,
-            )
-            .await
-            .expect("account");
+    let account = common::pebble_account(&pebble).await;
     let tokens: Tokens = Arc::new(RwLock::new(HashMap::new()));
     let listener = std::net::TcpListener::bind((NODE_IP, 0)).expect("bind");
     let port = listener.local_addr().expect("addr").port();
