@@ -40,6 +40,13 @@ pub struct Context {
     pub concurrency: u16,
     /// Challenges being worked on, by DNS name.
     in_flight: Mutex<InFlight>,
+    /// Challenges to reconcile now: they waited for a place or a name
+    /// that has been released.
+    wake: tokio::sync::mpsc::UnboundedSender<ObjectRef<Challenge>>,
+    woken: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ObjectRef<Challenge>>>>,
+    /// Held while the shared solver's Service and slice are applied in a
+    /// namespace, so a batch of Challenges there applies them once.
+    pub solver_applying: tokio::sync::Mutex<()>,
     /// Whether the final Secret is owned by its Certificate.
     pub certificate_owner_ref: bool,
     /// DNS-01's nameservers for lookups and checks.
@@ -149,6 +156,7 @@ impl Context {
     /// A context with default settings.
     pub fn new(client: kube::Client, cluster_resource_namespace: impl Into<String>) -> Self {
         let (solver_pods, writer) = kube::runtime::reflector::store();
+        let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
         Self {
             client,
             cluster_resource_namespace: cluster_resource_namespace.into(),
@@ -163,6 +171,9 @@ impl Context {
             max_challenges: 60,
             concurrency: 0,
             in_flight: Mutex::default(),
+            wake,
+            woken: Mutex::new(Some(woken)),
+            solver_applying: tokio::sync::Mutex::new(()),
             accounts: Accounts::default(),
             issuer_stores: IssuerStores::default(),
             attempts: Mutex::default(),
@@ -200,6 +211,29 @@ impl Context {
     /// The Challenges in flight.
     pub fn in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Releases what Challenge `uid` holds and wakes those waiting for it.
+    pub fn release_challenge(&self, uid: &str) {
+        for name in self.in_flight().release(uid) {
+            if let Some((ns, name)) = name.split_once('/') {
+                let _ = self.wake.send(ObjectRef::new(name).within(ns));
+            }
+        }
+    }
+
+    /// The Challenges to wake, as a stream (once: the receiver is taken).
+    pub fn take_woken(
+        &self,
+    ) -> Option<impl futures_util::Stream<Item = ObjectRef<Challenge>> + Send + 'static> {
+        let rx = self
+            .woken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        Some(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|r| (r, rx))
+        }))
     }
 
     /// Counts one more transient failure of `uid`; returns the count.

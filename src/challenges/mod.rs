@@ -37,8 +37,13 @@ pub const CONTROLLER_NAME: &str = "certwright-challenges";
 /// Every reason written once the CA has been asked starts so.
 const ASKING: &str = "Asking the CA to validate";
 const WAITING_FOR_CA: &str = "Accepted the challenge; waiting for the CA to validate it";
-/// Self-check failures in a row before a changed reason is also an event.
-const WARN_AFTER: u32 = 6;
+/// Self-check failures in a row before a changed reason is also an event:
+/// about half a minute of them (an ingress controller under load takes
+/// seconds to route a new Ingress; that is not worth a warning).
+const WARN_AFTER: u32 = 18;
+/// Self-check failures retried within 2 s, about a minute of them; then
+/// within 10 s.
+const FAST_CHECKS: u32 = 36;
 /// cert-manager's finalizer, so Challenges it left are finished by us too.
 pub const FINALIZER: &str = "acme.cert-manager.io/finalizer";
 
@@ -52,12 +57,15 @@ fn is_final(state: Option<AcmeState>) -> bool {
 }
 
 /// Delay before the next self-check after `attempts` failures: from
-/// 100 ms doubling to 10 s, never a fixed long sleep.
+/// 100 ms doubling to 2 s for about a minute (a route goes live when the
+/// ingress controller gets to it, seconds later under load, and a long
+/// sleep would overshoot it), then to 10 s; never a fixed long sleep.
 pub fn self_check_delay(attempts: u32) -> Duration {
     let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(10));
+    let ceiling = if attempts <= FAST_CHECKS { 2 } else { 10 };
     Duration::from_millis(100)
         .saturating_mul(factor)
-        .min(Duration::from_secs(10))
+        .min(Duration::from_secs(ceiling))
 }
 
 async fn write(ctx: &Context, ch: &Challenge, status: &ChallengeStatus) -> Result<(), Error> {
@@ -212,7 +220,7 @@ async fn finish(
     }
     status.presented = Some(false);
     write(ctx, ch, &status).await?;
-    ctx.in_flight().release(&ch.uid().unwrap_or_default());
+    ctx.release_challenge(&ch.uid().unwrap_or_default());
     ctx.succeeded(&ch.uid().unwrap_or_default());
     ctx.reset_passes(&ch.uid().unwrap_or_default());
     Ok(Action::await_change())
@@ -301,7 +309,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             set_finalizers(&ctx, &ch, rest).await?;
         }
         ctx.succeeded(&ch.uid().unwrap_or_default());
-        ctx.in_flight().release(&ch.uid().unwrap_or_default());
+        ctx.release_challenge(&ch.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
     let mut status = ch.status.clone().unwrap_or_default();
@@ -363,7 +371,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     };
     let kind = presenter.kind();
     if status.presented != Some(true) {
-        if let Err(why) = presenter.present(&ctx, &ch).await? {
+        if let Err(why) = presenter.present(&ctx, &ch, false).await? {
             return present_error(&ctx, &ch, status, kind, why).await;
         }
         status.presented = Some(true);
@@ -421,10 +429,11 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         self_check::Verdict::Failed { reason, missing } => {
             ctx.reset_passes(&uid);
             let attempts = ctx.failed_again(&uid);
-            // (A solver just created may not be in the watch cache yet.)
-            if (missing && attempts >= 3) || attempts.is_multiple_of(8) {
+            // (A solver just created may not be in the watch cache yet;
+            // an ingress controller under load takes seconds to route.)
+            if (missing && attempts >= 3) || attempts.is_multiple_of(16) {
                 // Someone may have removed the resources: present again.
-                presenter.present(&ctx, &ch).await?.ok();
+                presenter.present(&ctx, &ch, true).await?.ok();
             }
             let reason = format!("Waiting for {kind} challenge propagation: {reason}");
             let changed = status.reason.as_deref() != Some(reason.as_str());
@@ -592,6 +601,9 @@ pub async fn run(ctx: Arc<Context>) {
         .touched_objects();
         controller = controller.owns_stream(pods);
     }
+    if let Some(woken) = ctx.take_woken() {
+        controller = controller.reconcile_on(woken);
+    }
     controller
         .run(
             |ch, ctx| {
@@ -614,10 +626,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn self_checks_back_off_from_a_tenth_of_a_second_to_ten_seconds() {
+    fn self_checks_back_off_from_a_tenth_of_a_second_to_two_then_ten() {
         assert_eq!(self_check_delay(1), Duration::from_millis(100));
         assert_eq!(self_check_delay(2), Duration::from_millis(200));
-        assert_eq!(self_check_delay(8), Duration::from_secs(10));
+        assert_eq!(self_check_delay(5), Duration::from_millis(1600));
+        assert_eq!(self_check_delay(6), Duration::from_secs(2));
+        assert_eq!(self_check_delay(FAST_CHECKS), Duration::from_secs(2));
+        assert_eq!(self_check_delay(FAST_CHECKS + 1), Duration::from_secs(10));
         assert_eq!(self_check_delay(1000), Duration::from_secs(10));
+        let until_warned: Duration = (1..WARN_AFTER).map(self_check_delay).sum();
+        assert!(until_warned > Duration::from_secs(25), "{until_warned:?}");
     }
 }

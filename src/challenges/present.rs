@@ -39,15 +39,17 @@ impl Presenter {
         }
     }
 
-    /// Presents the token; Ok(Err) says why it cannot be.
+    /// Presents the token (`again`: once more, as it does not answer);
+    /// Ok(Err) says why it cannot be.
     pub(super) async fn present(
         self,
         ctx: &Context,
         ch: &Challenge,
+        again: bool,
     ) -> Result<Result<(), String>, Error> {
         match self {
             Self::Http01(mode) => mode
-                .present(ctx, ch)
+                .present(ctx, ch, again)
                 .await
                 .map_err(|e| Error::Api("solver resources".into(), e)),
             Self::Dns01 => dns01::present(ctx, ch)

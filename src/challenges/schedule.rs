@@ -4,7 +4,8 @@
 //! validation; other accounts, in other namespaces or issuers, go
 //! side by side), and at most `max` at once across the controller.
 //! Claims expire, so a Challenge removed without its finalizer cannot
-//! block its name for ever.
+//! block its name for ever. A Challenge told to wait is noted, and woken
+//! when what it waits for is released (a polled retry stays the fallback).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -32,10 +33,24 @@ struct Claim {
     finishing: bool,
 }
 
+/// A Challenge told to wait.
+#[derive(Debug)]
+struct Waiter {
+    uid: String,
+    /// namespace/name, to wake it by.
+    name: String,
+    /// The account and DNS name it waits for; None when it waits for any
+    /// free place.
+    key: Option<String>,
+    at: Instant,
+}
+
 #[derive(Debug, Default)]
 pub struct InFlight {
     /// Account and DNS name (lower case) → the Challenge holding them.
     by_name: HashMap<String, Claim>,
+    /// Challenges waiting, oldest first.
+    waiting: Vec<Waiter>,
 }
 
 impl InFlight {
@@ -52,29 +67,48 @@ impl InFlight {
     ) -> Decision {
         self.by_name
             .retain(|_, claim| now.duration_since(claim.at) < CLAIM_TTL);
+        self.waiting
+            .retain(|w| now.duration_since(w.at) < CLAIM_TTL);
         let key = format!(
             "{account}|{}",
             dns_name.trim_end_matches('.').to_ascii_lowercase()
         );
-        match self.by_name.get_mut(&key) {
+        let held = self.by_name.len();
+        let decision = match self.by_name.get_mut(&key) {
             Some(claim) if claim.uid == uid => {
                 claim.at = now;
+                self.waiting.retain(|w| w.uid != uid);
                 return Decision::Go;
             }
-            Some(claim) => return Decision::NameBusy(claim.name.clone()),
-            None => {}
-        }
-        if self.by_name.len() >= max.max(1) {
-            return Decision::Full(self.by_name.len());
-        }
-        let claim = Claim {
-            uid: uid.to_string(),
-            name: name.to_string(),
-            at: now,
-            finishing: false,
+            Some(claim) => Decision::NameBusy(claim.name.clone()),
+            None if held >= max.max(1) => Decision::Full(held),
+            None => {
+                let claim = Claim {
+                    uid: uid.to_string(),
+                    name: name.to_string(),
+                    at: now,
+                    finishing: false,
+                };
+                self.by_name.insert(key, claim);
+                self.waiting.retain(|w| w.uid != uid);
+                return Decision::Go;
+            }
         };
-        self.by_name.insert(key, claim);
-        Decision::Go
+        let key = matches!(decision, Decision::NameBusy(_)).then_some(key);
+        // A Challenge told to wait again keeps its place in the line.
+        match self.waiting.iter_mut().find(|w| w.uid == uid) {
+            Some(w) => {
+                w.key = key;
+                w.at = now;
+            }
+            None => self.waiting.push(Waiter {
+                uid: uid.to_string(),
+                name: name.to_string(),
+                key,
+                at: now,
+            }),
+        }
+        decision
     }
 
     /// Whether a Challenge other than `uid` in `namespace` holds a claim
@@ -99,9 +133,36 @@ impl InFlight {
         }
     }
 
-    /// Releases whatever `uid` holds.
-    pub fn release(&mut self, uid: &str) {
-        self.by_name.retain(|_, claim| claim.uid != uid);
+    /// Releases whatever `uid` holds (and its place among the waiting);
+    /// returns the waiting Challenges (namespace/name) to wake: those
+    /// waiting for a name it held, and the oldest waiting for a place.
+    pub fn release(&mut self, uid: &str) -> Vec<String> {
+        let mut freed = Vec::new();
+        self.by_name.retain(|key, claim| {
+            let keep = claim.uid != uid;
+            if !keep {
+                freed.push(key.clone());
+            }
+            keep
+        });
+        self.waiting.retain(|w| w.uid != uid);
+        let mut places = freed.len();
+        let mut wake = Vec::new();
+        self.waiting.retain(|w| {
+            let woken = match &w.key {
+                Some(key) => freed.contains(key),
+                None if places > 0 => {
+                    places -= 1;
+                    true
+                }
+                None => false,
+            };
+            if woken {
+                wake.push(w.name.clone());
+            }
+            !woken
+        });
+        wake
     }
 }
 
@@ -134,10 +195,45 @@ mod tests {
             f.claim("acct", "c.example", "u4", "c4", 2, now),
             Decision::Full(2)
         );
-        f.release("u1");
+        assert_eq!(
+            f.release("u1"),
+            vec!["c2".to_string(), "c4".to_string()],
+            "the one waiting for its name, and the oldest waiting for a place"
+        );
         assert_eq!(
             f.claim("acct", "a.example", "u2", "c2", 2, now),
             Decision::Go
+        );
+        assert!(f.release("u3").is_empty(), "nobody waits any more");
+    }
+
+    #[test]
+    fn a_freed_place_wakes_one_waiter_at_a_time_oldest_first() {
+        let now = Instant::now();
+        let mut f = InFlight::default();
+        f.claim("acct", "a.example", "u1", "c1", 1, now);
+        assert_eq!(
+            f.claim("acct", "b.example", "u2", "c2", 1, now),
+            Decision::Full(1)
+        );
+        assert_eq!(
+            f.claim("acct", "c.example", "u3", "c3", 1, now),
+            Decision::Full(1)
+        );
+        // Told to wait again: the same place in the line, not a second one.
+        assert_eq!(
+            f.claim("acct", "b.example", "u2", "c2", 1, now),
+            Decision::Full(1)
+        );
+        assert_eq!(f.release("u1"), vec!["c2".to_string()]);
+        assert_eq!(
+            f.claim("acct", "b.example", "u2", "c2", 1, now),
+            Decision::Go
+        );
+        assert_eq!(f.release("u2"), vec!["c3".to_string()]);
+        assert!(
+            f.release("u3").is_empty(),
+            "c3 was woken, and is no longer waiting"
         );
     }
 

@@ -54,15 +54,18 @@ impl Mode {
         Mode::from_annotations(&annotations, ctx.solver.default_mode)
     }
 
-    /// Makes the token reachable. `Ok(Err(why))` is a configuration
-    /// problem for the Challenge's reason; `Err` an API failure to retry.
+    /// Makes the token reachable; `again` when it was presented before but
+    /// does not answer (then nothing remembered is trusted). `Ok(Err(why))`
+    /// is a configuration problem for the Challenge's reason; `Err` an API
+    /// failure to retry.
     pub async fn present(
         self,
         ctx: &Context,
         challenge: &Challenge,
+        again: bool,
     ) -> Result<Result<(), String>, kube::Error> {
         match self {
-            Mode::Shared => shared::present(ctx, challenge).await,
+            Mode::Shared => shared::present(ctx, challenge, again).await,
             Mode::Pod => pod::present(ctx, challenge).await,
             Mode::Sidecar => Ok(Ok(())),
         }

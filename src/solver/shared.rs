@@ -76,16 +76,25 @@ pub async fn source_addresses(ctx: &Context) -> Result<Vec<String>, kube::Error>
     Ok(out)
 }
 
-/// Creates (or refreshes) the namespace's Service and mirror slice and
-/// routes the token to it. Err(message) is a configuration problem for the
-/// Challenge's reason; API errors are returned as such.
-pub async fn present(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>, kube::Error> {
+/// Creates (or refreshes) the namespace's Service and mirror slice, and
+/// routes the token to it. The Service and slice are applied once per
+/// namespace while this process knows them there (the mirror task keeps
+/// slices up to date), and `again` when a presented token does not answer.
+/// Err(message) is a configuration problem for the Challenge's reason;
+/// API errors are returned as such.
+pub async fn present(
+    ctx: &Context,
+    ch: &Challenge,
+    again: bool,
+) -> Result<Result<(), String>, kube::Error> {
     let settings = &ctx.solver;
     let ns = ch.namespace().unwrap_or_default();
     if let Err(why) = ingress::solver(ch) {
         return Ok(Err(why));
     }
-    if ns != settings.namespace {
+    // One at a time, so a batch of Challenges applies them once.
+    let applying = ctx.solver_applying.lock().await;
+    if ns != settings.namespace && (again || ctx.solver_service_ip(&ns).is_none()) {
         let addresses = source_addresses(ctx).await?;
         let applied = Api::<Service>::namespaced(ctx.client.clone(), &ns)
             .patch(
@@ -104,6 +113,7 @@ pub async fn present(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>
             )
             .await?;
     }
+    drop(applying);
     ingress::present(
         &ctx.client,
         ch,
