@@ -35,6 +35,9 @@ pub struct Subject {
     pub says_when_asked: bool,
 }
 
+/// kube-apiserver's process, by its command line.
+pub const API_SERVER: &str = "kube-apiserver --etcd-servers";
+
 /// By Challenge name: when it was first seen and when the CA was asked
 /// (milliseconds since the batch started).
 type ChallengeTimes = Arc<RwLock<HashMap<String, (f64, Option<f64>)>>>;
@@ -94,8 +97,15 @@ pub async fn batch(cluster: &LocalCluster, n: usize, batch: &str, subject: Subje
             break;
         }
     }
+    let breakdown = std::env::var("BENCH_BREAKDOWN").is_ok();
+    let stages_before = if breakdown && subject.says_when_asked {
+        Some(super::stages::scrape(&client).await)
+    } else {
+        None
+    };
     let mark = audit.mark();
     let cpu_before = cpu_seconds(subject.process);
+    let api_cpu_before = cpu_seconds(API_SERVER);
     let start = Instant::now();
     let (challenge_watch, challenges) = watch_challenges(client.clone(), &ns, start);
     for i in 0..n {
@@ -107,7 +117,8 @@ pub async fn batch(cluster: &LocalCluster, n: usize, batch: &str, subject: Subje
         .await;
     }
     let mut ready: HashMap<String, f64> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(600);
+    // Ten minutes, or two seconds a certificate for large batches.
+    let deadline = Instant::now() + Duration::from_secs(600.max(2 * n as u64));
     while ready.len() < n && Instant::now() < deadline {
         let Ok(Some(Ok(event))) = tokio::time::timeout(Duration::from_secs(5), events.next()).await
         else {
@@ -131,19 +142,22 @@ pub async fn batch(cluster: &LocalCluster, n: usize, batch: &str, subject: Subje
         }
     }
     let total = start.elapsed().as_secs_f64() * 1000.0;
-    assert_eq!(
-        ready.len(),
-        n,
-        "{}: every Certificate went Ready",
-        subject.who
-    );
+    if ready.len() < n {
+        println!(
+            "{}: only {} of {n} Certificates went Ready within {:.0} s",
+            subject.who,
+            ready.len(),
+            total / 1000.0
+        );
+    }
     // Let cleanup (temporary Secrets, Challenges, solver resources) finish
     // so its requests and CPU count too.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu = cpu_seconds(subject.process) - cpu_before;
+    let api_cpu = cpu_seconds(API_SERVER) - api_cpu_before;
     let log = audit.by_user(mark, subject.user);
     let writes = log.iter().filter(|r| r.is_write()).count();
-    if std::env::var("BENCH_BREAKDOWN").is_ok() {
+    if breakdown {
         let mut by: BTreeMap<String, usize> = BTreeMap::new();
         for r in &log {
             let sub = if r.subresource.is_empty() {
@@ -156,9 +170,15 @@ pub async fn batch(cluster: &LocalCluster, n: usize, batch: &str, subject: Subje
         }
         let mut sorted: Vec<_> = by.into_iter().collect();
         sorted.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-        println!("{} n={n}:", subject.who);
+        println!(
+            "{} n={n}: kube-apiserver {api_cpu:.1} CPU s over the batch; requests:",
+            subject.who
+        );
         for (what, count) in sorted {
             println!("  {:>7.2}/cert  {what}", count as f64 / n as f64);
+        }
+        if let Some(before) = &stages_before {
+            super::stages::report(before, &super::stages::scrape(&client).await, n);
         }
     }
     challenge_watch.abort();
@@ -169,7 +189,9 @@ pub async fn batch(cluster: &LocalCluster, n: usize, batch: &str, subject: Subje
         .filter_map(|(seen, asked)| asked.map(|a| a - seen))
         .collect();
     to_ca.sort_by(f64::total_cmp);
+    // A certificate never Ready counts as infinitely late.
     let mut times: Vec<f64> = ready.into_values().collect();
+    times.resize(n, f64::INFINITY);
     times.sort_by(f64::total_cmp);
     Row {
         to_ca: subject.says_when_asked.then(|| percentile(&to_ca, 50.0)),
