@@ -25,6 +25,7 @@ pub mod reconcile_error;
 pub mod solver;
 pub mod status;
 pub mod time;
+pub mod watch;
 
 /// Runs every controller of `certwright controller` until one stops.
 pub async fn run_controllers(ctx: std::sync::Arc<context::Context>) {

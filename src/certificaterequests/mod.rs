@@ -373,26 +373,27 @@ fn error_policy(cr: Arc<CertificateRequest>, error: &Error, ctx: Arc<Context>) -
 
 /// Runs the controller until the stream ends.
 pub async fn run(ctx: Arc<Context>) {
-    Controller::new(
+    let (store, requests) = crate::watch::trimmed(
         Api::<CertificateRequest>::all(ctx.client.clone()),
         watcher::Config::default(),
-    )
-    .owns(
-        Api::<Order>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(ctx.controller_config())
-    .run(
-        |cr, ctx| {
-            let uid = cr.uid().unwrap_or_default();
-            let tracker = ctx.clone();
-            async move { tracker.tracked(uid, reconcile(cr, ctx)).await }
-        },
-        error_policy,
-        ctx.clone(),
-    )
-    .for_each(|_| async {})
-    .await;
+    );
+    Controller::for_stream(requests, store)
+        .owns(
+            Api::<Order>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        )
+        .with_config(ctx.controller_config())
+        .run(
+            |cr, ctx| {
+                let uid = cr.uid().unwrap_or_default();
+                let tracker = ctx.clone();
+                async move { tracker.tracked(uid, reconcile(cr, ctx)).await }
+            },
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
 #[cfg(test)]

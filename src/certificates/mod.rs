@@ -98,10 +98,11 @@ fn error_policy(cert: Arc<Certificate>, error: &status::Error, ctx: Arc<Context>
 /// requests, their temporary key Secrets and the Secrets they write)
 /// until the streams end.
 pub async fn run(ctx: Arc<Context>) {
-    let controller = Controller::new(
+    let (store, certificates) = crate::watch::trimmed(
         Api::<Certificate>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
+    let controller = Controller::for_stream(certificates, store);
     let _ = ctx.certificates.set(controller.store());
     controller
         .owns(

@@ -585,12 +585,13 @@ fn error_policy(ch: Arc<Challenge>, error: &Error, ctx: Arc<Context>) -> Action 
 /// self-check at once rather than at the next backoff.
 pub async fn run(ctx: Arc<Context>) {
     let solver_only = watcher::Config::default().labels(&format!("{SOLVER_LABEL}=true"));
-    let mut controller = Controller::new(
+    let (store, challenges) = crate::watch::trimmed(
         Api::<Challenge>::all(ctx.client.clone()),
         watcher::Config::default(),
-    )
-    .with_config(ctx.controller_config())
-    .owns(Api::<Ingress>::all(ctx.client.clone()), solver_only.clone());
+    );
+    let mut controller = Controller::for_stream(challenges, store)
+        .with_config(ctx.controller_config())
+        .owns(Api::<Ingress>::all(ctx.client.clone()), solver_only.clone());
     let _ = ctx.challenges.set(controller.store());
     if let Some(writer) = ctx.take_solver_pods_writer() {
         let pods = reflector::reflector(

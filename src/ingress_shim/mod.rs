@@ -305,15 +305,16 @@ pub async fn run(ctx: Arc<Context>) {
         };
         std::future::ready(out)
     });
-    Controller::new(
+    let (store, ingresses) = crate::watch::trimmed(
         Api::<Ingress>::all(ctx.client.clone()),
         watcher::Config::default(),
-    )
-    .owns_stream(triggers)
-    .with_config(ctx.controller_config())
-    .run(reconcile, error_policy, shim)
-    .for_each(|_| async {})
-    .await;
+    );
+    Controller::for_stream(ingresses, store)
+        .owns_stream(triggers)
+        .with_config(ctx.controller_config())
+        .run(reconcile, error_policy, shim)
+        .for_each(|_| async {})
+        .await;
 }
 
 #[cfg(test)]

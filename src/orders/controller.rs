@@ -499,26 +499,27 @@ pub async fn run(ctx: Arc<Context>) {
     )
     .default_backoff()
     .touched_objects();
-    Controller::new(
+    let (store, orders) = crate::watch::trimmed(
         Api::<Order>::all(ctx.client.clone()),
         watcher::Config::default(),
-    )
-    .owns_stream(challenges)
-    .with_config(ctx.controller_config())
-    .run(
-        move |order, ctx| {
-            // The Order's requests are its own for Retry-After.
-            let uid = order.uid().unwrap_or_default();
-            let tracker = ctx.clone();
-            let run = reconcile(order, ctx, cached.clone());
-            crate::acme::http::REQUESTER
-                .scope(uid.clone(), async move { tracker.tracked(uid, run).await })
-        },
-        error_policy,
-        ctx.clone(),
-    )
-    .for_each(|_| async {})
-    .await;
+    );
+    Controller::for_stream(orders, store)
+        .owns_stream(challenges)
+        .with_config(ctx.controller_config())
+        .run(
+            move |order, ctx| {
+                // The Order's requests are its own for Retry-After.
+                let uid = order.uid().unwrap_or_default();
+                let tracker = ctx.clone();
+                let run = reconcile(order, ctx, cached.clone());
+                crate::acme::http::REQUESTER
+                    .scope(uid.clone(), async move { tracker.tracked(uid, run).await })
+            },
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
 /// The chain to keep: with the issuer's `preferredChain`, the first of
