@@ -124,7 +124,8 @@ pub async fn batch(cluster: &LocalCluster, n: usize, batch: &str, subject: Subje
         else {
             continue;
         };
-        if let watcher::Event::Apply(cert) = event {
+        // A watch restarted under load lists again (InitApply): count those.
+        if let watcher::Event::Apply(cert) | watcher::Event::InitApply(cert) = event {
             let is_ready = cert
                 .status
                 .as_ref()
