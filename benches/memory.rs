@@ -14,6 +14,8 @@
 //! `BENCH_OUT=docs/bench` writes the table and a plot there;
 //! `BENCH_SKIP=cert-manager` or `certwright` measures one of them only).
 
+#[path = "support/cluster.rs"]
+mod cluster;
 #[path = "support/proc.rs"]
 mod proc;
 #[path = "support/svg.rs"]
@@ -22,7 +24,7 @@ mod svg;
 use std::time::{Duration, Instant};
 
 use certwright_testcluster::cert_manager;
-use certwright_testcluster::cluster::{ClusterOptions, LocalCluster};
+use certwright_testcluster::cluster::LocalCluster;
 use certwright_testcluster::deploy;
 use certwright_testcluster::pebble::Pebble;
 use futures_util::StreamExt;
@@ -321,13 +323,5 @@ fn main() {
         .first()
         .copied()
         .unwrap_or(30_000);
-    let binary = env!("CARGO_BIN_EXE_certwright");
-    let mut options = ClusterOptions::new(binary);
-    options.certwright_crds = false;
-    let cluster = LocalCluster::shared_with(options);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(cluster.in_node(run(cluster, cert_sizes, secrets)));
+    cluster::run_in_node(|cluster| run(cluster, cert_sizes, secrets));
 }

@@ -22,6 +22,8 @@
 //! `BENCH_CONTROLLER_ARGS="--concurrent-reconciles=64"` adds flags to
 //! certwright's controller).
 
+#[path = "../support/cluster.rs"]
+mod cluster;
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod controllers;
@@ -37,7 +39,7 @@ use std::sync::{Arc, RwLock};
 
 use certwright::solver::server::{self, Tokens};
 use certwright_testcluster::cert_manager;
-use certwright_testcluster::cluster::{ClusterOptions, LocalCluster, NODE_IP};
+use certwright_testcluster::cluster::{LocalCluster, NODE_IP};
 use certwright_testcluster::deploy;
 use certwright_testcluster::pebble::Pebble;
 use controllers::Subject;
@@ -125,17 +127,7 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let binary = env!("CARGO_BIN_EXE_certwright");
-    // cert-manager's CRDs, not certwright's: both controllers run on them.
-    let mut options = ClusterOptions::new(binary);
-    options.certwright_crds = false;
-    let cluster = LocalCluster::shared_with(options);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    // The clients, pebble and the floor's token server all live in the node.
-    runtime.block_on(cluster.in_node(run(cluster, sizes)));
+    cluster::run_in_node(|cluster| run(cluster, sizes));
 }
 
 /// The sidecar mode's parts: the chart's sidecar RBAC for Traefik's
