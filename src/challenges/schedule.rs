@@ -77,8 +77,7 @@ impl InFlight {
         let decision = match self.by_name.get_mut(&key) {
             Some(claim) if claim.uid == uid => {
                 claim.at = now;
-                self.waiting.retain(|w| w.uid != uid);
-                return Decision::Go;
+                Decision::Go
             }
             Some(claim) => Decision::NameBusy(claim.name.clone()),
             None if held >= max.max(1) => Decision::Full(held),
@@ -89,11 +88,14 @@ impl InFlight {
                     at: now,
                     finishing: false,
                 };
-                self.by_name.insert(key, claim);
-                self.waiting.retain(|w| w.uid != uid);
-                return Decision::Go;
+                self.by_name.insert(key.clone(), claim);
+                Decision::Go
             }
         };
+        if decision == Decision::Go {
+            self.waiting.retain(|w| w.uid != uid);
+            return decision;
+        }
         let key = matches!(decision, Decision::NameBusy(_)).then_some(key);
         // A Challenge told to wait again keeps its place in the line.
         match self.waiting.iter_mut().find(|w| w.uid == uid) {
