@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 
 use crate::acme::session::{Accounts, IssuerStores};
@@ -77,6 +77,9 @@ pub struct Context {
     /// readiness), set when they start.
     pub certificates: OnceLock<Store<Certificate>>,
     pub challenges: OnceLock<Store<Challenge>>,
+    /// The temporary key Secrets as last seen, filled by the Certificate
+    /// controller's watch on them (replaced when it starts again).
+    next_keys: Mutex<Option<Store<Secret>>>,
     /// Which of the optional controllers run (`--controllers`).
     pub controllers: Controllers,
 }
@@ -185,8 +188,25 @@ impl Context {
             solver_pods_writer: Mutex::new(Some(writer)),
             certificates: OnceLock::new(),
             challenges: OnceLock::new(),
+            next_keys: Mutex::default(),
             controllers: Controllers::default(),
         }
+    }
+
+    /// Keeps `store` as the cache of temporary key Secrets.
+    pub fn set_next_keys(&self, store: Store<Secret>) {
+        *self.next_keys.lock().unwrap_or_else(|e| e.into_inner()) = Some(store);
+    }
+
+    /// The cache of temporary key Secrets, once it has listed them all.
+    pub fn next_keys(&self) -> Option<Store<Secret>> {
+        use futures_util::FutureExt;
+        let store = self
+            .next_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))).then_some(store)
     }
 
     /// How every controller runs (its concurrency).

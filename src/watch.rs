@@ -1,12 +1,17 @@
-//! The watches behind the controllers' caches, trimmed: an object's
-//! managedFields (who wrote which field, often larger than its spec) is
-//! dropped before it is cached, as no controller reads it there. With
-//! 10,000 Certificates this is most of what the cache holds.
+//! The watches behind the controllers, made lighter:
+//! - [`trimmed`]: an object's managedFields (who wrote which field, often
+//!   larger than its spec) is dropped before it is cached, as no
+//!   controller reads it there. With 10,000 Certificates this is most of
+//!   what the cache holds.
+//! - [`changes`]: a watch of objects written often (a request's status is
+//!   patched five times in an issuance) wakes the controller only when
+//!   what it reads of them changed.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt, future};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -33,4 +38,148 @@ where
         .reflect(writer)
         .applied_objects();
     (reader, stream)
+}
+
+/// The objects of `events` whose `fingerprint` (what the controller reads
+/// of them) differs from the last one seen, and every deleted object: the
+/// trigger stream for `Controller::owns_stream`. A relist passes on only
+/// the objects that changed while the watch was down.
+pub fn changes<K, S>(
+    events: S,
+    fingerprint: fn(&K) -> serde_json::Value,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource + Send + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    let mut seen = Seen::default();
+    events.filter_map(move |event| future::ready(seen.pass(event, fingerprint)))
+}
+
+/// The fingerprints last seen, by uid; a relist builds a fresh table, so
+/// objects deleted while the watch was down are forgotten.
+#[derive(Default)]
+struct Seen {
+    prints: HashMap<String, u64>,
+    relisted: Option<HashMap<String, u64>>,
+}
+
+impl Seen {
+    fn pass<K: Resource>(
+        &mut self,
+        event: Result<watcher::Event<K>, watcher::Error>,
+        fingerprint: fn(&K) -> serde_json::Value,
+    ) -> Option<Result<K, watcher::Error>> {
+        let print = |o: &K| {
+            let mut hasher = std::hash::DefaultHasher::new();
+            fingerprint(o).to_string().hash(&mut hasher);
+            hasher.finish()
+        };
+        let key = |o: &K| o.uid().unwrap_or_else(|| o.name_any());
+        match event {
+            Err(e) => Some(Err(e)),
+            Ok(watcher::Event::Init) => {
+                self.relisted = Some(HashMap::new());
+                None
+            }
+            Ok(watcher::Event::InitApply(o)) => {
+                let (key, print) = (key(&o), print(&o));
+                let changed = self.prints.get(&key) != Some(&print);
+                self.relisted
+                    .get_or_insert_with(HashMap::new)
+                    .insert(key, print);
+                changed.then_some(Ok(o))
+            }
+            Ok(watcher::Event::InitDone) => {
+                if let Some(relisted) = self.relisted.take() {
+                    self.prints = relisted;
+                }
+                None
+            }
+            Ok(watcher::Event::Apply(o)) => {
+                let print = print(&o);
+                let before = self.prints.insert(key(&o), print);
+                (before != Some(print)).then_some(Ok(o))
+            }
+            Ok(watcher::Event::Delete(o)) => {
+                self.prints.remove(&key(&o));
+                Some(Ok(o))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use serde_json::json;
+
+    fn map(uid: &str, value: &str, noise: &str) -> ConfigMap {
+        serde_json::from_value(
+            json!({"metadata": {"name": uid, "uid": uid, "resourceVersion": noise},
+            "data": {"read": value, "unread": noise}}),
+        )
+        .expect("config map")
+    }
+
+    fn read(m: &ConfigMap) -> serde_json::Value {
+        json!(m.data.as_ref().and_then(|d| d.get("read")))
+    }
+
+    fn passed(seen: &mut Seen, event: watcher::Event<ConfigMap>) -> Option<String> {
+        seen.pass(Ok(event), read)
+            .map(|o| o.expect("object").name_any())
+    }
+
+    #[test]
+    fn only_changes_in_what_is_read_and_deletions_pass() {
+        use watcher::Event::*;
+        let mut seen = Seen::default();
+        assert_eq!(
+            passed(&mut seen, Apply(map("a", "1", "x"))).as_deref(),
+            Some("a"),
+            "new"
+        );
+        assert_eq!(
+            passed(&mut seen, Apply(map("a", "1", "y"))),
+            None,
+            "only unread fields changed"
+        );
+        assert_eq!(
+            passed(&mut seen, Apply(map("a", "2", "y"))).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            passed(&mut seen, Delete(map("a", "2", "y"))).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            passed(&mut seen, Apply(map("a", "2", "z"))).as_deref(),
+            Some("a"),
+            "made again"
+        );
+    }
+
+    #[test]
+    fn a_relist_passes_what_changed_meanwhile_and_forgets_what_went() {
+        use watcher::Event::*;
+        let mut seen = Seen::default();
+        passed(&mut seen, Apply(map("a", "1", "x")));
+        passed(&mut seen, Apply(map("b", "1", "x")));
+        passed(&mut seen, Init);
+        assert_eq!(passed(&mut seen, InitApply(map("a", "1", "y"))), None);
+        passed(&mut seen, InitDone);
+        assert!(
+            !seen.prints.contains_key("b"),
+            "b was deleted while the watch was down"
+        );
+        passed(&mut seen, Init);
+        assert_eq!(
+            passed(&mut seen, InitApply(map("a", "3", "y"))).as_deref(),
+            Some("a")
+        );
+        passed(&mut seen, InitDone);
+        assert!(seen.relisted.is_none());
+    }
 }

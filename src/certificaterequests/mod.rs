@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -371,6 +371,25 @@ fn error_policy(cr: Arc<CertificateRequest>, error: &Error, ctx: Arc<Context>) -
     Action::requeue(wait)
 }
 
+/// What a pass reads of an Order: who controls it, whether it is going,
+/// its state, its certificate, and why it failed (a pending Order's
+/// reason is not shown). Its other writes wake no request.
+fn order_fingerprint(order: &Order) -> serde_json::Value {
+    let status = order.status.as_ref();
+    let state = status.and_then(|s| s.state);
+    let failed = matches!(
+        state,
+        Some(AcmeState::Invalid | AcmeState::Errored | AcmeState::Expired)
+    );
+    json!([
+        order.metadata.owner_references,
+        order.metadata.deletion_timestamp,
+        state,
+        status.map(|s| s.certificate.is_some()),
+        status.and_then(|s| s.reason.as_ref()).filter(|_| failed),
+    ])
+}
+
 /// Runs the controller until the stream ends.
 pub async fn run(ctx: Arc<Context>) {
     let (store, requests) = crate::watch::trimmed(
@@ -378,10 +397,15 @@ pub async fn run(ctx: Arc<Context>) {
         watcher::Config::default(),
     );
     Controller::for_stream(requests, store)
-        .owns(
-            Api::<Order>::all(ctx.client.clone()),
-            watcher::Config::default(),
-        )
+        // Only what a pass reads of an Order wakes its request.
+        .owns_stream(crate::watch::changes(
+            watcher::watcher(
+                Api::<Order>::all(ctx.client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff(),
+            order_fingerprint,
+        ))
         .with_config(ctx.controller_config())
         .run(
             |cr, ctx| {
@@ -428,6 +452,32 @@ mod tests {
             worked_on(&cr(json!([{"type": "Approved", "status": "True"},
                 {"type": "Ready", "status": "False", "reason": "Pending"}]))),
             "cert-manager's pending request"
+        );
+    }
+
+    #[test]
+    fn an_order_wakes_its_request_when_its_state_or_outcome_changes() {
+        let order = |status: serde_json::Value| -> Order {
+            let mut o = order_owned_by(json!([]));
+            o.status = serde_json::from_value(status).expect("status");
+            o
+        };
+        let print = |status| order_fingerprint(&order(status));
+        let pending = print(json!({"state": "pending", "url": "https://ca/order/1"}));
+        assert_eq!(
+            pending,
+            print(json!({"state": "pending", "url": "https://ca/order/1", "reason": "retrying"})),
+            "a pending Order's reason is not shown"
+        );
+        assert_ne!(pending, print(json!({"state": "ready"})));
+        assert_ne!(
+            print(json!({"state": "valid"})),
+            print(json!({"state": "valid", "certificate": "Y2VydA=="}))
+        );
+        assert_ne!(
+            print(json!({"state": "invalid", "reason": "a"})),
+            print(json!({"state": "invalid", "reason": "b"})),
+            "why it failed is shown"
         );
     }
 

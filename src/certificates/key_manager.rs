@@ -41,6 +41,34 @@ fn usable_key(cert: &Certificate, pem: &[u8]) -> bool {
         .is_some_and(|k| wanted.is_some_and(|w| w.kind == k.kind))
 }
 
+/// The Certificate's temporary key Secrets from the cache, when it can
+/// be trusted: it has listed them all, and holds the one the status
+/// records. (Listing the namespace instead costs the API server every
+/// temporary key there: a thousand Certificates issuing at once in one
+/// namespace made that a million Secrets sent.) A Secret created a moment
+/// ago and missing from it yet is found at the next issuance's end.
+fn cached_keys(ctx: &Context, cert: &Certificate, recorded: Option<&str>) -> Option<Vec<Secret>> {
+    let ns = cert.namespace();
+    let mine: Vec<Secret> = ctx
+        .next_keys()?
+        .state()
+        .into_iter()
+        .filter(|s| s.namespace() == ns && owned_by(s, cert))
+        .map(|s| Secret::clone(&s))
+        .collect();
+    recorded
+        .is_none_or(|name| mine.iter().any(|s| s.name_any() == name))
+        .then_some(mine)
+}
+
+/// A temporary key Secret from the cache (its key never changes once
+/// written), or None when the cache is not ready or lacks it.
+pub(crate) fn cached_key(ctx: &Context, namespace: &str, name: &str) -> Option<Secret> {
+    let store = ctx.next_keys()?;
+    let found = store.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))?;
+    Some(Secret::clone(&found))
+}
+
 pub(crate) async fn reconcile(
     cert: &Certificate,
     seen: &Snapshot,
@@ -63,15 +91,17 @@ pub(crate) async fn reconcile(
         (Some(_), true) if in_place => return Ok(None),
         _ => {}
     }
-    let listed = secrets
-        .list(&ListParams::default().labels(&format!("{NEXT_KEY_LABEL}=true")))
-        .await
-        .map_err(|e| Error::GetSecret(format!("{ns}/*"), e))?;
-    let mine: Vec<Secret> = listed
-        .items
-        .into_iter()
-        .filter(|s| owned_by(s, cert))
-        .collect();
+    let mine = match cached_keys(ctx, cert, recorded.as_deref()) {
+        Some(mine) => mine,
+        None => secrets
+            .list(&ListParams::default().labels(&format!("{NEXT_KEY_LABEL}=true")))
+            .await
+            .map_err(|e| Error::GetSecret(format!("{ns}/*"), e))?
+            .items
+            .into_iter()
+            .filter(|s| owned_by(s, cert))
+            .collect(),
+    };
     let named = cert
         .status
         .as_ref()

@@ -94,6 +94,27 @@ fn error_policy(cert: Arc<Certificate>, error: &status::Error, ctx: Arc<Context>
     Action::requeue(wait)
 }
 
+/// What the roles read of a CertificateRequest: its identity and spec,
+/// whether it is going, its Ready condition's state and reason, and what
+/// it issued. Its other status writes (approval, a pending request's
+/// messages) wake no Certificate.
+fn request_fingerprint(cr: &CertificateRequest) -> serde_json::Value {
+    let meta = &cr.metadata;
+    let status = cr.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| (&c.status, &c.reason));
+    serde_json::json!([
+        meta.annotations,
+        meta.owner_references,
+        meta.deletion_timestamp,
+        cr.spec,
+        ready,
+        status.map(|s| (&s.certificate, &s.ca, &s.failure_time)),
+    ])
+}
+
 /// Runs the Certificate controllers (one watch of Certificates, their
 /// requests, their temporary key Secrets and the Secrets they write)
 /// until the streams end.
@@ -103,12 +124,19 @@ pub async fn run(ctx: Arc<Context>) {
         watcher::Config::default(),
     );
     let controller = Controller::for_stream(certificates, store);
+    let (next_keys, next_keys_writer) = kube::runtime::reflector::store();
+    ctx.set_next_keys(next_keys);
     let _ = ctx.certificates.set(controller.store());
     controller
-        .owns(
-            Api::<CertificateRequest>::all(ctx.client.clone()),
-            watcher::Config::default(),
-        )
+        // Only what the roles read of a request wakes its Certificate.
+        .owns_stream(crate::watch::changes(
+            watcher(
+                Api::<CertificateRequest>::all(ctx.client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff(),
+            request_fingerprint,
+        ))
         // Every Secret, metadata only (the mapping needs an annotation; the
         // Secrets a pass writes are read fresh): no Secret's data is sent
         // to the controller or kept by it.
@@ -121,9 +149,17 @@ pub async fn run(ctx: Arc<Context>) {
             .touched_objects(),
             secret_guard::certificate_of,
         )
-        .owns(
-            Api::<Secret>::all(ctx.client.clone()),
-            watcher::Config::default().labels(&format!("{}=true", key_manager::NEXT_KEY_LABEL)),
+        // The temporary key Secrets, cached for the key manager (they live
+        // only while an issuance is under way).
+        .owns_stream(
+            watcher(
+                Api::<Secret>::all(ctx.client.clone()),
+                watcher::Config::default().labels(&format!("{}=true", key_manager::NEXT_KEY_LABEL)),
+            )
+            .default_backoff()
+            .modify(|s| s.managed_fields_mut().clear())
+            .reflect(next_keys_writer)
+            .touched_objects(),
         )
         .with_config(ctx.certificate_controller_config())
         .run(
@@ -137,4 +173,33 @@ pub async fn run(ctx: Arc<Context>) {
         )
         .for_each(|_| async {})
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_request_wakes_its_certificate_when_its_outcome_changes_not_its_progress() {
+        let print = |conditions: serde_json::Value, certificate: Option<&str>| {
+            let cr: CertificateRequest = serde_json::from_value(json!({
+                "apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                "metadata": {"name": "web-1"}, "spec": {"issuerRef": {"name": "le"}, "request": ""},
+                "status": {"conditions": conditions, "certificate": certificate}}))
+            .expect("request");
+            request_fingerprint(&cr)
+        };
+        let pending = |message: &str| json!([{"type": "Ready", "status": "False", "reason": "Pending", "message": message}]);
+        let first = print(pending("Waiting on order: pending"), None);
+        assert_eq!(first, print(pending("Waiting on order: ready"), None));
+        let approved = json!([{"type": "Approved", "status": "True", "reason": "cert-manager.io"},
+            {"type": "Ready", "status": "False", "reason": "Pending", "message": "m"}]);
+        assert_eq!(first, print(approved, None), "approval");
+        let issued = json!([{"type": "Ready", "status": "True", "reason": "Issued"}]);
+        assert_ne!(first, print(issued.clone(), None));
+        assert_ne!(print(issued.clone(), None), print(issued, Some("Y2VydA==")));
+        let failed = json!([{"type": "Ready", "status": "False", "reason": "Failed"}]);
+        assert_ne!(first, print(failed, None));
+    }
 }

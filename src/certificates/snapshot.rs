@@ -2,7 +2,8 @@
 //! role: the Secret it writes, the temporary key Secret of the issuance
 //! under way, the CertificateRequests of the current and next revisions,
 //! and the CA's renewal suggestion. API reads are fresh (not from a
-//! cache), so a role never acts on a state older than its own last write.
+//! cache), so a role never acts on a state older than its own last write;
+//! only the temporary key, written once, comes from the cache when there.
 
 use std::time::Duration;
 
@@ -56,6 +57,11 @@ impl Snapshot {
             .and_then(|s| s.revision)
             .filter(|_| !under_way)
             .map(|r| naming::certificate_request(&cert.name_any(), r));
+        // The temporary key is read from the cache when it is there.
+        let cached_key = next_key_name
+            .as_deref()
+            .and_then(|name| super::key_manager::cached_key(ctx, &ns, name));
+        let next_key_name = next_key_name.filter(|_| cached_key.is_none());
         let (secret, next_key, request, current_request) = tokio::try_join!(
             get_opt(&secrets, Some(&cert.spec.secret_name), &ns),
             get_opt(&secrets, next_key_name.as_deref(), &ns),
@@ -83,7 +89,7 @@ impl Snapshot {
         };
         Ok(Self {
             secret,
-            next_key,
+            next_key: cached_key.or(next_key),
             request,
             current_request,
             suggestion,

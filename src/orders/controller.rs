@@ -487,18 +487,36 @@ fn error_policy(order: Arc<Order>, error: &Error, ctx: Arc<Context>) -> Action {
     Action::requeue(wait)
 }
 
+/// What a pass reads of a Challenge: whose it is, whether it is going,
+/// its state, and why it failed. A Challenge's progress messages (the
+/// self-check's, the wait for the CA) wake no Order.
+fn challenge_fingerprint(ch: &Challenge) -> serde_json::Value {
+    let status = ch.status.as_ref();
+    let state = status.and_then(|s| s.state);
+    let failed = matches!(state, Some(AcmeState::Invalid | AcmeState::Errored));
+    serde_json::json!([
+        ch.metadata.owner_references,
+        ch.metadata.deletion_timestamp,
+        state,
+        status.and_then(|s| s.reason.as_ref()).filter(|_| failed),
+    ])
+}
+
 /// Runs the controller until the stream ends.
 pub async fn run(ctx: Arc<Context>) {
+    // Every Challenge is cached (a pass reads its Order's from here), but
+    // only what a pass reads of one wakes its Order.
     let (cached, writer) = reflector::store::<Challenge>();
-    let challenges = reflector::reflector(
-        writer,
+    let challenges = crate::watch::changes(
         watcher(
             Api::<Challenge>::all(ctx.client.clone()),
             watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
+        )
+        .default_backoff()
+        .modify(|c| c.managed_fields_mut().clear())
+        .reflect(writer),
+        challenge_fingerprint,
+    );
     let (store, orders) = crate::watch::trimmed(
         Api::<Order>::all(ctx.client.clone()),
         watcher::Config::default(),
