@@ -335,8 +335,10 @@ async fn prune_requests(ctx: &Context, cert: &Certificate) -> Result<(), Error> 
     let ns = cert.namespace().unwrap_or_default();
     let requests: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = cert.meta().uid.clone();
+    // Their metadata only: a namespace's requests carry certificates, and
+    // with a thousand renewing there a full list each would send them all.
     let listed = requests
-        .list(&ListParams::default())
+        .list_metadata(&ListParams::default())
         .await
         .map_err(|e| Error::GetSecret(format!("{ns}/CertificateRequests"), e))?;
     let owned: Vec<(String, i64)> = listed
