@@ -31,19 +31,35 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(writer)
-        .applied_objects();
-    (reader, stream)
+    let (reader, events) = cached(api, config);
+    (reader, events.applied_objects())
 }
 
-/// The objects of `events` whose `fingerprint` (what the controller reads
-/// of them) differs from the last one seen, and every deleted object: the
-/// trigger stream for `Controller::owns_stream`. A relist passes on only
-/// the objects that changed while the watch was down.
+/// A cache of the objects `api` lists, without managedFields, and the
+/// watch events behind it (each applied to the cache before it is passed on).
+pub fn cached<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store();
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer);
+    (reader, events)
+}
+
+/// The objects of `events` whose owners, deletion or `fingerprint` (what
+/// else the controller reads of them) differ from the last seen, and every
+/// deleted object: the trigger stream for `Controller::owns_stream`. A
+/// relist passes on only the objects that changed while the watch was down.
 pub fn changes<K, S>(
     events: S,
     fingerprint: fn(&K) -> serde_json::Value,
@@ -72,7 +88,9 @@ impl Seen {
     ) -> Option<Result<K, watcher::Error>> {
         let print = |o: &K| {
             let mut hasher = std::hash::DefaultHasher::new();
-            fingerprint(o).to_string().hash(&mut hasher);
+            let meta = o.meta();
+            let identity = serde_json::json!([meta.owner_references, meta.deletion_timestamp]);
+            (identity.to_string(), fingerprint(o).to_string()).hash(&mut hasher);
             hasher.finish()
         };
         let key = |o: &K| o.uid().unwrap_or_else(|| o.name_any());

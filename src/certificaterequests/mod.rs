@@ -371,9 +371,9 @@ fn error_policy(cr: Arc<CertificateRequest>, error: &Error, ctx: Arc<Context>) -
     Action::requeue(wait)
 }
 
-/// What a pass reads of an Order: who controls it, whether it is going,
-/// its state, its certificate, and why it failed (a pending Order's
-/// reason is not shown). Its other writes wake no request.
+/// What a pass reads of an Order besides its owners and deletion: its
+/// state, whether it has its certificate, and why it failed (a pending
+/// Order's reason is not shown). Its other writes wake no request.
 fn order_fingerprint(order: &Order) -> serde_json::Value {
     let status = order.status.as_ref();
     let state = status.and_then(|s| s.state);
@@ -382,8 +382,6 @@ fn order_fingerprint(order: &Order) -> serde_json::Value {
         Some(AcmeState::Invalid | AcmeState::Errored | AcmeState::Expired)
     );
     json!([
-        order.metadata.owner_references,
-        order.metadata.deletion_timestamp,
         state,
         status.map(|s| s.certificate.is_some()),
         status.and_then(|s| s.reason.as_ref()).filter(|_| failed),

@@ -94,21 +94,18 @@ fn error_policy(cert: Arc<Certificate>, error: &status::Error, ctx: Arc<Context>
     Action::requeue(wait)
 }
 
-/// What the roles read of a CertificateRequest: its identity and spec,
-/// whether it is going, its Ready condition's state and reason, and what
-/// it issued. Its other status writes (approval, a pending request's
+/// What the roles read of a CertificateRequest besides its owners and
+/// deletion: its annotations and spec, its Ready condition's state and
+/// reason, and what it issued. Its other status writes (approval, a pending request's
 /// messages) wake no Certificate.
 fn request_fingerprint(cr: &CertificateRequest) -> serde_json::Value {
-    let meta = &cr.metadata;
     let status = cr.status.as_ref();
     let ready = status
         .and_then(|s| s.conditions.as_ref())
         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
         .map(|c| (&c.status, &c.reason));
     serde_json::json!([
-        meta.annotations,
-        meta.owner_references,
-        meta.deletion_timestamp,
+        cr.metadata.annotations,
         cr.spec,
         ready,
         status.map(|s| (&s.certificate, &s.ca, &s.failure_time)),
@@ -124,7 +121,10 @@ pub async fn run(ctx: Arc<Context>) {
         watcher::Config::default(),
     );
     let controller = Controller::for_stream(certificates, store);
-    let (next_keys, next_keys_writer) = kube::runtime::reflector::store();
+    let (next_keys, next_key_events) = crate::watch::cached(
+        Api::<Secret>::all(ctx.client.clone()),
+        watcher::Config::default().labels(&format!("{}=true", key_manager::NEXT_KEY_LABEL)),
+    );
     ctx.set_next_keys(next_keys);
     let _ = ctx.certificates.set(controller.store());
     controller
@@ -151,16 +151,7 @@ pub async fn run(ctx: Arc<Context>) {
         )
         // The temporary key Secrets, cached for the key manager (they live
         // only while an issuance is under way).
-        .owns_stream(
-            watcher(
-                Api::<Secret>::all(ctx.client.clone()),
-                watcher::Config::default().labels(&format!("{}=true", key_manager::NEXT_KEY_LABEL)),
-            )
-            .default_backoff()
-            .modify(|s| s.managed_fields_mut().clear())
-            .reflect(next_keys_writer)
-            .touched_objects(),
-        )
+        .owns_stream(next_key_events.touched_objects())
         .with_config(ctx.certificate_controller_config())
         .run(
             |cert, ctx| {

@@ -17,8 +17,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use super::challenges::{delete_challenges, ensure_challenges, owned_by};
@@ -487,16 +487,14 @@ fn error_policy(order: Arc<Order>, error: &Error, ctx: Arc<Context>) -> Action {
     Action::requeue(wait)
 }
 
-/// What a pass reads of a Challenge: whose it is, whether it is going,
-/// its state, and why it failed. A Challenge's progress messages (the
+/// What a pass reads of a Challenge besides its owners and deletion: its
+/// state, and why it failed. A Challenge's progress messages (the
 /// self-check's, the wait for the CA) wake no Order.
 fn challenge_fingerprint(ch: &Challenge) -> serde_json::Value {
     let status = ch.status.as_ref();
     let state = status.and_then(|s| s.state);
     let failed = matches!(state, Some(AcmeState::Invalid | AcmeState::Errored));
     serde_json::json!([
-        ch.metadata.owner_references,
-        ch.metadata.deletion_timestamp,
         state,
         status.and_then(|s| s.reason.as_ref()).filter(|_| failed),
     ])
@@ -506,17 +504,11 @@ fn challenge_fingerprint(ch: &Challenge) -> serde_json::Value {
 pub async fn run(ctx: Arc<Context>) {
     // Every Challenge is cached (a pass reads its Order's from here), but
     // only what a pass reads of one wakes its Order.
-    let (cached, writer) = reflector::store::<Challenge>();
-    let challenges = crate::watch::changes(
-        watcher(
-            Api::<Challenge>::all(ctx.client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .modify(|c| c.managed_fields_mut().clear())
-        .reflect(writer),
-        challenge_fingerprint,
+    let (cached, events) = crate::watch::cached(
+        Api::<Challenge>::all(ctx.client.clone()),
+        watcher::Config::default(),
     );
+    let challenges = crate::watch::changes(events, challenge_fingerprint);
     let (store, orders) = crate::watch::trimmed(
         Api::<Order>::all(ctx.client.clone()),
         watcher::Config::default(),
