@@ -109,12 +109,21 @@ pub struct ControllerArgs {
     /// Shortest wait after a failed issuance (seconds).
     #[arg(long, default_value_t = 10)]
     pub backoff_min_seconds: u64,
-    /// Longest wait after repeated failed issuances (seconds).
-    #[arg(long, default_value_t = 1800)]
+    /// Longest wait after repeated failed issuances (seconds; cert-manager's 32 h).
+    #[arg(long, default_value_t = 115_200)]
     pub backoff_max_seconds: u64,
-    /// Longest wait after transient ACME errors: network, 5xx, lost orders (seconds).
-    #[arg(long, default_value_t = 10)]
+    /// Longest wait after transient ACME errors (network, 5xx, badNonce),
+    /// which start at 1 s and double (seconds).
+    #[arg(long, default_value_t = 300)]
     pub transient_backoff_max_seconds: u64,
+    /// Transient ACME errors of one step in a row after which the Order
+    /// fails (and the Certificate's failure backoff takes over).
+    #[arg(long, default_value_t = 8)]
+    pub acme_max_transient_failures: u32,
+    /// Time since the first of a run of transient ACME errors after which
+    /// the next failure fails the Order (seconds).
+    #[arg(long, default_value_t = 900)]
+    pub acme_transient_window_seconds: u64,
     /// Longest interval between polls of an order or authorization the CA
     /// is still working on, when it sends no Retry-After (milliseconds).
     #[arg(long, default_value_t = 1000)]

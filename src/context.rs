@@ -24,8 +24,12 @@ pub struct Context {
     pub client: kube::Client,
     /// Where ClusterIssuers' Secrets (account keys) live.
     pub cluster_resource_namespace: String,
-    /// Retry bounds for failed issuances and transient ACME errors.
+    /// Retry bounds for failed issuances.
     pub backoff: Backoff,
+    /// The CA retry policy (every ACME call), and the runs of failures
+    /// of the Orders and Challenges it governs.
+    pub retry: crate::acme::retry::Policy,
+    pub retries: crate::acme::retry::Retries,
     /// How often an order or authorization still in progress is polled
     /// when the CA gives no Retry-After.
     pub poll_interval: Duration,
@@ -164,6 +168,8 @@ impl Context {
             client,
             cluster_resource_namespace: cluster_resource_namespace.into(),
             backoff: Backoff::default(),
+            retry: Default::default(),
+            retries: Default::default(),
             poll_interval: Duration::from_secs(1),
             solver: SolverSettings::default(),
             certificate_owner_ref: false,
@@ -272,14 +278,16 @@ impl Context {
         Duration::from_secs((1u64 << n.min(9)).min(300))
     }
 
-    /// Runs one reconcile of the object `uid`; a success forgets its
-    /// failed reconciles.
-    pub async fn tracked<E>(
+    /// Runs one reconcile of `controller` on the object `uid` (named
+    /// `object` in logs); a success forgets its failed reconciles, and a
+    /// panic is its error (see [`crate::reconcile_error::guard`]).
+    pub async fn tracked<E: From<crate::reconcile_error::Panicked>>(
         &self,
-        uid: String,
+        controller: &'static str,
+        (uid, object): (String, String),
         reconcile: impl std::future::Future<Output = Result<kube::runtime::controller::Action, E>>,
     ) -> Result<kube::runtime::controller::Action, E> {
-        let result = reconcile.await;
+        let result = crate::reconcile_error::guard(controller, object, reconcile).await;
         if result.is_ok() {
             self.attempts
                 .lock()
@@ -507,8 +515,8 @@ mod tests {
             .map(|_| ctx.reconcile_failed("c").as_secs())
             .collect();
         assert_eq!(waits, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
-        let ok: Result<kube::runtime::controller::Action, ()> = ctx
-            .tracked("c".into(), async {
+        let ok: Result<kube::runtime::controller::Action, crate::reconcile_error::Error> = ctx
+            .tracked("certificates", ("c".into(), "ns/c".into()), async {
                 Ok(kube::runtime::controller::Action::await_change())
             })
             .await;

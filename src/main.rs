@@ -79,7 +79,12 @@ fn context(
                 .max(args.backoff_min_seconds)
                 .max(1),
         ),
+    };
+    ctx.retry = certwright::acme::retry::Policy {
         transient_max: Duration::from_secs(args.transient_backoff_max_seconds.max(1)),
+        limit: args.acme_max_transient_failures.max(1),
+        window: Duration::from_secs(args.acme_transient_window_seconds.max(1)),
+        ..Default::default()
     };
     ctx.poll_interval = Duration::from_millis(args.acme_poll_interval_ms.max(10));
     ctx.ari_poll_max = Duration::from_secs(args.ari_poll_max_seconds.max(1));

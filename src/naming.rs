@@ -35,6 +35,16 @@ pub fn challenge(order: &str, authorization_url: &str, token: &str) -> String {
     )
 }
 
+/// `namespace/name` of an object (just `name` for a cluster-scoped one),
+/// for logs.
+pub fn object_name<K: kube::Resource>(object: &K) -> String {
+    let meta = object.meta();
+    match &meta.namespace {
+        Some(ns) => format!("{ns}/{}", meta.name.as_deref().unwrap_or_default()),
+        None => meta.name.clone().unwrap_or_default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 
+#[path = "ca/faults.rs"]
+mod ca_faults;
 mod common;
 
 use common::env::Env;

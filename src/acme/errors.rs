@@ -16,6 +16,13 @@ pub enum Verdict {
     },
     /// The CA no longer has the order or an authorization: start a new Order.
     ReplaceOrder { detail: String },
+    /// The issuer's configuration is wrong (not an ACME directory, a TLS
+    /// certificate not trusted, an account key that cannot sign): retried
+    /// on the long configuration backoff, or at once when it changes.
+    Config {
+        reason: &'static str,
+        detail: String,
+    },
     /// Fail the request; further attempts back off.
     Permanent {
         reason: &'static str,
@@ -139,25 +146,13 @@ pub fn plain(e: &Error) -> String {
 
 /// What went wrong on the way to the server, from the error's sources.
 fn transport(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(tls) = tls_in(e) {
+        return Some(tls_words(tls));
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     let mut texts = Vec::new();
     while let Some(err) = source {
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return Some(tls_words(tls));
-        }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            // io::Errors wrap one another (hyper-rustls: Other around
-            // InvalidData around the rustls error); their source() skips
-            // a level, so unwrap them by hand.
-            let mut inner = io.get_ref();
-            while let Some(i) = inner {
-                if let Some(tls) = i.downcast_ref::<rustls::Error>() {
-                    return Some(tls_words(tls));
-                }
-                inner = i
-                    .downcast_ref::<std::io::Error>()
-                    .and_then(|io| io.get_ref());
-            }
             let said = match (io.kind(), io.raw_os_error()) {
                 (std::io::ErrorKind::ConnectionRefused, _) => Some(
                     "the connection was refused: nothing listens at the server's address and port",
@@ -216,10 +211,42 @@ fn tls_words(e: &rustls::Error) -> String {
     format!("the server's TLS certificate is not trusted: {why}")
 }
 
+/// The TLS error somewhere in the error's sources, if a handshake failed.
+fn tls_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            // io::Errors wrap one another (hyper-rustls: Other around
+            // InvalidData around the rustls error); their source() skips
+            // a level, so unwrap them by hand.
+            let mut inner = io.get_ref();
+            while let Some(i) = inner {
+                if let Some(tls) = i.downcast_ref::<rustls::Error>() {
+                    return Some(tls);
+                }
+                inner = i
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref());
+            }
+        }
+        source = err.source();
+    }
+    None
+}
+
 /// Classifies any error of instant-acme.
 pub fn classify(e: &Error) -> Verdict {
     match e {
         Error::Api(p) => classify_problem(p),
+        Error::Hyper(_) | Error::Http(_) | Error::Other(_) if tls_in(e).is_some() => {
+            Verdict::Config {
+                reason: "TLS",
+                detail: plain(e),
+            }
+        }
         Error::Hyper(_) | Error::Http(_) | Error::Other(_) => Verdict::Transient {
             reason: "Network",
             detail: plain(e),
@@ -227,6 +254,14 @@ pub fn classify(e: &Error) -> Verdict {
         Error::Timeout(_) => Verdict::Transient {
             reason: "Timeout",
             detail: e.to_string(),
+        },
+        Error::Json(_) => Verdict::Config {
+            reason: "NotACME",
+            detail: plain(e),
+        },
+        Error::Crypto | Error::KeyRejected => Verdict::Config {
+            reason: "AccountKey",
+            detail: format!("the ACME account key cannot sign: {e}"),
         },
         other => Verdict::Permanent {
             reason: "ACMEClientError",

@@ -26,6 +26,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
+use super::retry::MAX_WAIT;
+
 /// Which certificates the ACME server's TLS certificate must chain to.
 #[derive(Clone, Debug)]
 pub enum Trust {
@@ -141,18 +143,29 @@ impl ResponseLog {
     }
 }
 
-/// `Retry-After` as delay-seconds or an HTTP date, relative to `now` (Unix seconds).
+/// `Retry-After` as delay-seconds or an HTTP date, relative to `now` (Unix
+/// seconds), clamped to [`MAX_WAIT`]: a past date is now, a huge or far
+/// date a day; anything else (negative, garbage) is no Retry-After.
 pub fn parse_retry_after(value: &str, now: i64) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is still "very long".
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_WAIT));
     }
     let when = k8s_openapi::jiff::fmt::rfc2822::parse(value)
         .ok()?
         .timestamp()
         .as_second();
-    Some(Duration::from_secs(u64::try_from(when - now).unwrap_or(0)))
+    let secs = u64::try_from(when.saturating_sub(now)).unwrap_or(0);
+    Some(Duration::from_secs(secs).min(MAX_WAIT))
 }
+
+/// The most of a response body read from a CA: ACME answers are JSON
+/// documents and certificate chains of a few KiB; a larger body is an
+/// error, not memory spent (cert-manager stops at 16 MiB; a chain of even
+/// a dozen certificates is under 100 KiB).
+pub const MAX_BODY: usize = 1024 * 1024;
 
 struct Recording {
     inner: Box<dyn HttpClient>,
@@ -188,6 +201,19 @@ impl HttpClient for Recording {
                 .get(hyper::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, now));
+            // instant-acme reads the header too (and adds it to the clock
+            // unchecked): it sees only the clamped delay, or none.
+            match retry_after {
+                Some(wait) => {
+                    response.parts.headers.insert(
+                        hyper::header::RETRY_AFTER,
+                        hyper::header::HeaderValue::from(wait.as_secs()),
+                    );
+                }
+                None => {
+                    response.parts.headers.remove(hyper::header::RETRY_AFTER);
+                }
+            }
             log.record(
                 uri.to_string(),
                 ResponseInfo {
@@ -207,10 +233,8 @@ impl HttpClient for Recording {
                 .into_bytes()
                 .await
                 .map_err(instant_acme::Error::Other)?;
-            if let Some(kind) = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["type"].as_str().map(str::to_string))
-            {
+            let (kind, body) = problem_document(status, &body);
+            if let Some(kind) = kind {
                 crate::metrics::acme_problem(&kind);
             }
             Ok(BytesResponse {
@@ -218,6 +242,45 @@ impl HttpClient for Recording {
                 body: Box::new(body),
             })
         })
+    }
+}
+
+/// An error answer as a problem document that says its HTTP status, so
+/// it is classified by what the server said: a document without `status`
+/// gets the response's; a body that is no JSON object (a proxy's HTML
+/// 502, a truncated answer) becomes a document with its first words as
+/// the detail. Returns the problem type, if any, and the body to pass on.
+fn problem_document(status: u16, body: &Bytes) -> (Option<String>, Bytes) {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut doc)) => {
+            let kind = doc.get("type").and_then(|t| t.as_str()).map(str::to_string);
+            if doc.get("status").and_then(|s| s.as_u64()).is_none() {
+                doc.insert("status".into(), status.into());
+                let body = serde_json::to_vec(&doc)
+                    .map(Bytes::from)
+                    .unwrap_or_default();
+                return (kind, body);
+            }
+            (kind, body.clone())
+        }
+        _ => {
+            let text = String::from_utf8_lossy(body);
+            let words: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut detail: String = words.chars().take(200).collect();
+            if detail.is_empty() {
+                detail = "an empty answer".into();
+            }
+            let hint = if status < 500 {
+                " (is the issuer's server the CA's ACME directory URL?)"
+            } else {
+                ""
+            };
+            let doc = serde_json::json!({
+                "status": status,
+                "detail": format!("the server answered HTTP {status} with no ACME problem document{hint}: {detail}"),
+            });
+            (None, Bytes::from(doc.to_string()))
+        }
     }
 }
 
@@ -251,7 +314,51 @@ struct TimedOut {
     after: Duration,
 }
 
-/// Reads the whole response (headers and body) before `timeout` passes.
+#[derive(Debug, thiserror::Error)]
+#[error("the ACME server's answer to {what} is larger than {} KiB", MAX_BODY / 1024)]
+struct TooLarge {
+    what: String,
+}
+
+/// hyper's client, reading each whole body (at most [`MAX_BODY`]).
+struct Capped<C>(Client<C, BodyWrapper<Bytes>>);
+
+impl<C> HttpClient for Capped<C>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    fn request(
+        &self,
+        req: hyper::Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        use http_body_util::BodyExt;
+        let what = format!("{} {}", req.method(), req.uri());
+        let response = self.0.request(req);
+        Box::pin(async move {
+            let response = response
+                .await
+                .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+            let (parts, body) = response.into_parts();
+            let body = http_body_util::Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        instant_acme::Error::Other(Box::new(TooLarge { what }))
+                    } else {
+                        instant_acme::Error::Other(e)
+                    }
+                })?
+                .to_bytes();
+            Ok(BytesResponse {
+                parts,
+                body: Box::new(body),
+            })
+        })
+    }
+}
+
+/// Has the whole response (headers and body) before `timeout` passes.
 struct Deadline {
     inner: Box<dyn HttpClient>,
     timeout: Duration,
@@ -266,19 +373,7 @@ impl HttpClient for Deadline {
         let timeout = self.timeout;
         let response = self.inner.request(req);
         Box::pin(async move {
-            let whole = async move {
-                let mut response = response.await?;
-                let body = response
-                    .body
-                    .into_bytes()
-                    .await
-                    .map_err(instant_acme::Error::Other)?;
-                Ok(BytesResponse {
-                    parts: response.parts,
-                    body: Box::new(body),
-                })
-            };
-            match tokio::time::timeout(timeout, whole).await {
+            match tokio::time::timeout(timeout, response).await {
                 Ok(result) => result,
                 Err(_) => Err(instant_acme::Error::Other(Box::new(TimedOut {
                     what,
@@ -333,11 +428,11 @@ pub fn client_via(
     let inner: Box<dyn HttpClient> = match proxy {
         Some(proxy) => {
             let https = builder.wrap_connector(ProxyConnector { http, proxy });
-            Box::new(pooled().build::<_, BodyWrapper<Bytes>>(https))
+            Box::new(Capped(pooled().build::<_, BodyWrapper<Bytes>>(https)))
         }
         None => {
             let https = builder.wrap_connector(http);
-            Box::new(pooled().build::<_, BodyWrapper<Bytes>>(https))
+            Box::new(Capped(pooled().build::<_, BodyWrapper<Bytes>>(https)))
         }
     };
     Ok(Box::new(Deadline {

@@ -4,6 +4,9 @@
 pub mod account;
 pub mod direct;
 pub mod errors;
+#[cfg(test)]
+mod hostile;
 pub mod http;
+pub mod retry;
 pub mod rollover;
 pub mod session;

@@ -38,6 +38,8 @@ pub enum Error {
     CreateOrder(String, #[source] kube::Error),
     #[error("writing the CertificateRequest's status: {0}")]
     WriteStatus(#[source] kube::Error),
+    #[error(transparent)]
+    Panicked(#[from] crate::reconcile_error::Panicked),
 }
 
 impl Error {
@@ -46,6 +48,7 @@ impl Error {
             Self::Get(..) => "Get",
             Self::CreateOrder(..) => "CreateOrder",
             Self::WriteStatus(_) => "WriteStatus",
+            Self::Panicked(_) => "Panicked",
         }
     }
 }
@@ -407,9 +410,16 @@ pub async fn run(ctx: Arc<Context>) {
         .with_config(ctx.controller_config())
         .run(
             |cr, ctx| {
-                let uid = cr.uid().unwrap_or_default();
+                let who = (
+                    cr.uid().unwrap_or_default(),
+                    crate::naming::object_name(&*cr),
+                );
                 let tracker = ctx.clone();
-                async move { tracker.tracked(uid, reconcile(cr, ctx)).await }
+                async move {
+                    tracker
+                        .tracked("certificaterequests", who, reconcile(cr, ctx))
+                        .await
+                }
             },
             error_policy,
             ctx.clone(),

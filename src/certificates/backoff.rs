@@ -1,7 +1,6 @@
-//! When to try again after a failed issuance: capped exponential backoff
-//! in seconds (not cert-manager's 1 h doubling to 32 h), the CA's
-//! Retry-After always winning, and transient failures retried faster than
-//! permanent ones.
+//! When to try again after a failed issuance: 10 s doubling to a cap of
+//! 32 h, cert-manager's (its own start is 1 h). A failed issuance is one the
+//! CA refused, or one whose transient failures ran out (`acme::retry`).
 
 use std::time::Duration;
 
@@ -12,16 +11,13 @@ pub struct Backoff {
     pub min: Duration,
     /// Longest delay after repeated permanent failures.
     pub max: Duration,
-    /// Longest delay for transient failures (network, 5xx, lost orders).
-    pub transient_max: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
         Self {
             min: Duration::from_secs(10),
-            max: Duration::from_secs(30 * 60),
-            transient_max: Duration::from_secs(10),
+            max: Duration::from_secs(32 * 3600),
         }
     }
 }
@@ -35,13 +31,6 @@ impl Backoff {
     /// Delay before the next attempt after `attempts` consecutive permanent failures (≥ 1).
     pub fn after_failure(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
         retry_after.unwrap_or_else(|| Self::exponential(self.min, attempts, self.max))
-    }
-
-    /// Delay before retrying a step that failed transiently `attempts` times in a row (≥ 1).
-    pub fn after_transient(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
-        retry_after.unwrap_or_else(|| {
-            Self::exponential(Duration::from_millis(250), attempts, self.transient_max)
-        })
     }
 }
 
@@ -69,18 +58,11 @@ mod tests {
         assert_eq!(secs(b.after_failure(1, None)), 10.0);
         assert_eq!(secs(b.after_failure(2, None)), 20.0);
         assert_eq!(secs(b.after_failure(8, None)), 1280.0);
-        assert_eq!(secs(b.after_failure(50, None)), 1800.0, "capped at max");
-        assert_eq!(secs(b.after_transient(1, None)), 0.25);
-        assert_eq!(secs(b.after_transient(4, None)), 2.0);
+        assert_eq!(secs(b.after_failure(15, None)), 115_200.0, "32 h");
         assert_eq!(
-            secs(b.after_transient(30, None)),
-            10.0,
-            "transient retries stay within seconds"
-        );
-        assert_eq!(
-            b.after_transient(1, Some(Duration::from_secs(60))),
-            Duration::from_secs(60),
-            "Retry-After wins"
+            secs(b.after_failure(u32::MAX, None)),
+            115_200.0,
+            "capped at max"
         );
         assert_eq!(
             b.after_failure(9, Some(Duration::from_secs(3))),

@@ -155,9 +155,16 @@ pub async fn run(ctx: Arc<Context>) {
         .with_config(ctx.certificate_controller_config())
         .run(
             |cert, ctx| {
-                let uid = cert.uid().unwrap_or_default();
+                let who = (
+                    cert.uid().unwrap_or_default(),
+                    crate::naming::object_name(&*cert),
+                );
                 let tracker = ctx.clone();
-                async move { tracker.tracked(uid, reconcile(cert, ctx)).await }
+                async move {
+                    tracker
+                        .tracked("certificates", who, reconcile(cert, ctx))
+                        .await
+                }
             },
             error_policy,
             ctx.clone(),

@@ -22,6 +22,8 @@ pub enum Error {
     WriteStatus(#[source] kube::Error),
     #[error("publishing an event: {0}")]
     Event(#[source] kube::Error),
+    #[error(transparent)]
+    Panicked(#[from] crate::reconcile_error::Panicked),
 }
 
 impl Error {
@@ -32,6 +34,7 @@ impl Error {
             Self::WriteSecret(..) => "WriteSecret",
             Self::WriteStatus(_) => "WriteStatus",
             Self::Event(_) => "Event",
+            Self::Panicked(_) => "Panicked",
         }
     }
 }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use instant_acme::{AuthorizationStatus, ChallengeStatus as AcmeChallengeStatus, ChallengeType};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::acme::errors::{Verdict, classify};
-use crate::acme::session::{self, Session, SessionError};
+use crate::acme::session::{self, SessionError};
 use crate::api::challenge::ChallengeStatus;
 use crate::api::order::AcmeState;
 use crate::api::{Challenge, Order};
@@ -30,8 +30,10 @@ mod dns01;
 mod present;
 pub mod schedule;
 mod self_check;
+mod validate;
 
 use present::Presenter;
+use validate::{Outcome, VALIDATE, accept_and_poll, retry_later};
 
 pub const CONTROLLER_NAME: &str = "certwright-challenges";
 /// Every reason written once the CA has been asked starts so.
@@ -110,97 +112,6 @@ async fn set_finalizers(
     Ok(())
 }
 
-/// Where the CA stands on the challenge after accepting it.
-enum Outcome {
-    Valid,
-    Invalid(String),
-    Pending,
-}
-
-/// Accepts the challenge (unless the CA already has it) and polls its
-/// authorization for up to ten seconds.
-async fn accept_and_poll(
-    ctx: &Context,
-    session: &Session,
-    order_url: &str,
-    ch: &Challenge,
-    kind: ChallengeType,
-) -> Result<Outcome, instant_acme::Error> {
-    let mut order = session.account.order(order_url.to_string()).await?;
-    let target = ch.spec.authorization_url.as_str();
-    let mut found = false;
-    {
-        let mut stream = order.authorizations();
-        while let Some(next) = stream.next().await {
-            let mut authz = next?;
-            if authz.url() != target {
-                continue;
-            }
-            found = true;
-            if authz.status != AuthorizationStatus::Pending {
-                break;
-            }
-            let pending = authz
-                .challenges
-                .iter()
-                .any(|c| c.r#type == kind && c.status == AcmeChallengeStatus::Pending);
-            if pending && let Some(mut challenge) = authz.challenge(kind.clone()) {
-                challenge.set_ready().await?;
-            }
-            break;
-        }
-    }
-    if !found {
-        return Err(instant_acme::Error::Api(instant_acme::Problem {
-            r#type: Some("urn:ietf:params:acme:error:malformed".into()),
-            detail: Some(format!(
-                "No such authorization: {target} is not part of the order"
-            )),
-            status: Some(404),
-            subproblems: Vec::new(),
-        }));
-    }
-    let started = std::time::Instant::now();
-    let mut delay = Duration::from_millis(50);
-    loop {
-        let mut stream = order.authorizations();
-        while let Some(next) = stream.next().await {
-            let mut authz = next?;
-            if authz.url() != target {
-                continue;
-            }
-            let state = authz.refresh().await?;
-            match state.status {
-                AuthorizationStatus::Valid => return Ok(Outcome::Valid),
-                AuthorizationStatus::Pending => {}
-                _ => {
-                    let detail = state
-                        .challenges
-                        .iter()
-                        .find(|c| c.r#type == kind)
-                        .and_then(|c| c.error.as_ref())
-                        .map(|p| {
-                            let kind = p.r#type.clone().unwrap_or_default();
-                            format!("{kind}: {}", p.detail.clone().unwrap_or_default())
-                        })
-                        .unwrap_or_else(|| format!("the authorization is {:?}", state.status));
-                    return Ok(Outcome::Invalid(detail));
-                }
-            }
-            break;
-        }
-        let wait = session
-            .log
-            .latest_retry_after(&ch.uid().unwrap_or_default())
-            .unwrap_or(delay);
-        if started.elapsed() + wait > Duration::from_secs(10) {
-            return Ok(Outcome::Pending);
-        }
-        tokio::time::sleep(wait).await;
-        delay = (delay * 2).min(ctx.poll_interval);
-    }
-}
-
 async fn finish(
     ctx: &Context,
     ch: &Challenge,
@@ -220,9 +131,9 @@ async fn finish(
     }
     status.presented = Some(false);
     write(ctx, ch, &status).await?;
-    ctx.release_challenge(&ch.uid().unwrap_or_default());
-    ctx.succeeded(&ch.uid().unwrap_or_default());
-    ctx.reset_passes(&ch.uid().unwrap_or_default());
+    let uid = ch.uid().unwrap_or_default();
+    ctx.release_challenge(&uid);
+    forget(ctx, &uid);
     Ok(Action::await_change())
 }
 
@@ -308,7 +219,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
                 .collect();
             set_finalizers(&ctx, &ch, rest).await?;
         }
-        ctx.succeeded(&ch.uid().unwrap_or_default());
+        forget(ctx.as_ref(), &ch.uid().unwrap_or_default());
         ctx.release_challenge(&ch.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
@@ -335,6 +246,15 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     }
     let uid = ch.uid().unwrap_or_default();
     let domain = ch.spec.dns_name.as_str();
+
+    // A run of failed requests to the CA waits for its next try, whatever
+    // woke the Challenge (its own status write among others).
+    if let Some(left) = ctx
+        .retries
+        .wait_left(&uid, status.reason.as_deref(), Timestamp::now())
+    {
+        return Ok(Action::requeue(left));
+    }
 
     // One Challenge per account and name at a time, and a cap overall.
     let account = account_of(&ctx, &ch).await;
@@ -428,7 +348,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     match verdict {
         self_check::Verdict::Failed { reason, missing } => {
             ctx.reset_passes(&uid);
-            let attempts = ctx.failed_again(&uid);
+            let attempts = ctx.failed_again(&self_checks(&uid));
             // (A solver just created may not be in the watch cache yet;
             // an ingress controller under load takes seconds to route.)
             if (missing && attempts >= 3) || attempts.is_multiple_of(16) {
@@ -456,7 +376,8 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             if status.reason.as_deref() != Some(WAITING_FOR_CA) {
                 crate::metrics::stage_since("self_check_passed", ch.meta());
             }
-            ctx.succeeded(&uid)
+            // Self-checks start over; the CA's run of failures does not.
+            ctx.succeeded(&self_checks(&uid))
         }
     }
 
@@ -466,14 +387,11 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         Ok(s) => s,
         Err(SessionError::Api(what, e)) => return Err(Error::Api(what, e)),
         Err(e) => {
-            let reason = e.to_string();
-            if status.reason.as_deref() != Some(reason.as_str()) {
-                status.reason = Some(reason);
-                write(&ctx, &ch, &status).await?;
-            }
-            return Ok(Action::requeue(Duration::from_secs(5)));
+            // Usually the issuer is registering its account right now.
+            return retry_later(&ctx, &ch, status, "issuer", e.to_string(), None).await;
         }
     };
+    ctx.retries.succeeded(&uid, "issuer");
     let owner = ch
         .owner_references()
         .iter()
@@ -500,7 +418,13 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         status.reason = Some("The Challenge's Order, or its ACME order URL, is gone".into());
         return finish(&ctx, &ch, status).await;
     };
-    if status.reason.as_deref() != Some(WAITING_FOR_CA) {
+    // The first request to validate says so; a retry keeps the reason
+    // that names the run (one write per attempt, not two).
+    let retrying = ctx
+        .retries
+        .run(&uid, status.reason.as_deref())
+        .is_some_and(|r| r.failures > 0);
+    if status.reason.as_deref() != Some(WAITING_FOR_CA) && !retrying {
         status.reason = Some(WAITING_FOR_CA.into());
         status.processing = Some(true);
         write(&ctx, &ch, &status).await?;
@@ -529,17 +453,19 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             event(&ctx, &ch, EventType::Warning, "Failed", reason).await;
             finish(&ctx, &ch, status).await
         }
-        Ok(Outcome::Pending) => Ok(Action::requeue(ctx.poll_interval)),
+        Ok(Outcome::Pending(wait)) => {
+            ctx.retries.succeeded(&uid, VALIDATE);
+            let wait = wait.max(ctx.poll_interval);
+            let next = crate::acme::retry::after(Timestamp::now(), wait);
+            ctx.retries.defer(&uid, "poll", next);
+            tracing::info!(challenge = %ch.name_any(), wait_ms = wait.as_millis() as u64, "the CA is still validating; asking again later");
+            Ok(Action::requeue(wait))
+        }
         Err(e) => match classify(&e) {
-            Verdict::Transient { reason, detail } => {
-                let attempts = ctx.failed_again(&uid);
-                let wait = ctx
-                    .backoff
-                    .after_transient(attempts, session.log.latest_retry_after(&uid));
-                tracing::info!(challenge = %ch.name_any(), attempt = attempts, wait_ms = wait.as_millis() as u64, %detail, "transient ACME error");
-                status.reason = Some(format!("{ASKING}; {reason}: {detail}; retrying"));
-                write(&ctx, &ch, &status).await?;
-                Ok(Action::requeue(wait))
+            Verdict::Transient { reason, detail } | Verdict::Config { reason, detail } => {
+                let what = format!("{ASKING}; {reason}: {detail}");
+                let retry_after = session.log.latest_retry_after(&uid);
+                retry_later(&ctx, &ch, status, VALIDATE, what, retry_after).await
             }
             Verdict::ReplaceOrder { detail } => {
                 // The Order controller places a fresh order on seeing this.
@@ -570,6 +496,18 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             }
         },
     }
+}
+
+/// The key of a Challenge's self-check failures in a row.
+fn self_checks(uid: &str) -> String {
+    format!("{uid}/self-check")
+}
+
+/// Forgets what `uid` kept in memory (it finished, or is gone).
+fn forget(ctx: &Context, uid: &str) {
+    ctx.retries.forget(uid);
+    ctx.succeeded(&self_checks(uid));
+    ctx.reset_passes(uid);
 }
 
 fn error_policy(ch: Arc<Challenge>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -610,10 +548,12 @@ pub async fn run(ctx: Arc<Context>) {
             |ch, ctx| {
                 // The Challenge's requests are its own for Retry-After.
                 let uid = ch.uid().unwrap_or_default();
+                let who = (uid.clone(), crate::naming::object_name(&*ch));
                 let tracker = ctx.clone();
                 let run = reconcile(ch, ctx);
-                crate::acme::http::REQUESTER
-                    .scope(uid.clone(), async move { tracker.tracked(uid, run).await })
+                crate::acme::http::REQUESTER.scope(uid.clone(), async move {
+                    tracker.tracked("challenges", who, run).await
+                })
             },
             error_policy,
             ctx.clone(),

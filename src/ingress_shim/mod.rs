@@ -37,6 +37,8 @@ pub const CONTROLLER: &str = "certwright-ingress-shim";
 pub enum Error {
     #[error("writing Certificate {0}: {1}")]
     Write(String, #[source] kube::Error),
+    #[error(transparent)]
+    Panicked(#[from] crate::reconcile_error::Panicked),
 }
 
 /// The shim's state beside the shared context.
@@ -312,7 +314,14 @@ pub async fn run(ctx: Arc<Context>) {
     Controller::for_stream(ingresses, store)
         .owns_stream(triggers)
         .with_config(ctx.controller_config())
-        .run(reconcile, error_policy, shim)
+        .run(
+            |ingress, shim| {
+                let who = crate::naming::object_name(&*ingress);
+                crate::reconcile_error::guard("ingress-shim", who, reconcile(ingress, shim))
+            },
+            error_policy,
+            shim,
+        )
         .for_each(|_| async {})
         .await;
 }

@@ -23,6 +23,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::acme::account::{self, AccountError};
+use crate::acme::retry::{Kind, Next, Policy, Run, until};
 use crate::api::acme::AcmeIssuerStatus;
 use crate::api::meta::ConditionStatus;
 use crate::api::{ClusterIssuer, Issuer, IssuerConfig, IssuerStatus};
@@ -40,6 +41,8 @@ pub enum Error {
     WriteSecret(String, #[source] kube::Error),
     #[error("writing the issuer's status: {0}")]
     WriteStatus(#[source] kube::Error),
+    #[error(transparent)]
+    Panicked(#[from] crate::reconcile_error::Panicked),
 }
 
 impl Error {
@@ -49,6 +52,7 @@ impl Error {
             Self::GetSecret(..) => "GetSecret",
             Self::WriteSecret(..) => "WriteSecret",
             Self::WriteStatus(_) => "WriteStatus",
+            Self::Panicked(_) => "Panicked",
         }
     }
 }
@@ -62,6 +66,7 @@ struct Target<'a> {
     secret_namespace: String,
     /// The issuer, for events.
     object: k8s_openapi::api::core::v1::ObjectReference,
+    uid: String,
 }
 
 fn key_hash(pem: &[u8]) -> String {
@@ -110,14 +115,82 @@ async fn apply_secret_data(
 
 /// Works out the status an issuer should have, creating its account key
 /// and registering its account on the way.
-async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action), Error> {
+async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(Option<IssuerStatus>, Action), Error> {
+    let (status, action) = assess_issuer(ctx, &t).await?;
+    // Ready, or another reason than a failed registration: a run is over.
+    if let Some(written) = &status
+        && ready_message(written).is_none_or(|m| Run::parse(&m).is_none())
+    {
+        ctx.retries.forget(&t.uid);
+    }
+    Ok((status, action))
+}
+
+/// The Ready condition's message.
+fn ready_message(status: &IssuerStatus) -> Option<String> {
+    status
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status != ConditionStatus::True)?
+        .message
+        .clone()
+}
+
+/// A registration the CA refused or could not be asked for: retried on
+/// the CA retry policy, transient failures from 1 s and configuration
+/// errors from a minute, never given up (an Issuer has nothing to fail);
+/// the run is in the Ready condition's message, so a restarted controller
+/// keeps its count and next try. A change of the spec or of the Secret
+/// retries at once (see [`crate::acme::retry::Retries::same_inputs`]).
+fn registration_failed(ctx: &Context, t: &Target<'_>, e: &AccountError) -> (String, Action) {
+    use crate::acme::errors::{Verdict, classify};
+    let kind = match e {
+        AccountError::Acme(e) => match classify(e) {
+            Verdict::Transient { .. } => Kind::Transient,
+            _ => Kind::Config,
+        },
+        _ => Kind::Config,
+    };
+    let policy = Policy {
+        limit: 0,
+        ..ctx.retry
+    };
+    let now = Timestamp::now();
+    let previous = t.status.and_then(ready_message);
+    let run = match ctx.retries.failed(
+        &policy,
+        &t.uid,
+        previous.as_deref(),
+        "register",
+        kind,
+        None,
+        now,
+    ) {
+        Next::Retry(run) | Next::GiveUp(run) => run,
+    };
+    let wait = until(run.next, now);
+    let label = if kind == Kind::Transient {
+        "transient"
+    } else {
+        "config"
+    };
+    crate::metrics::acme_retry_delay("account", label, wait);
+    tracing::warn!(error = %e, attempt = run.failures, wait_s = wait.as_secs(), "ACME account registration failed");
+    (format!("{e}; {}", run.describe()), Action::requeue(wait))
+}
+
+async fn assess_issuer(
+    ctx: &Context,
+    t: &Target<'_>,
+) -> Result<(Option<IssuerStatus>, Action), Error> {
     let now = Timestamp::now();
     let existing = t
         .status
         .and_then(|s| s.conditions.clone())
         .unwrap_or_default();
-    let verdict =
-        |status, reason: &str, message: &str, acme: Option<AcmeIssuerStatus>| IssuerStatus {
+    let verdict = |status, reason: &str, message: &str, acme: Option<AcmeIssuerStatus>| {
+        Some(IssuerStatus {
             conditions: Some(conditions::set(
                 &existing,
                 "Ready",
@@ -128,7 +201,8 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
                 now,
             )),
             acme,
-        };
+        })
+    };
     let acme = match (assess(t.config), t.config.acme.as_ref()) {
         (Verdict::Acme, Some(acme)) => acme,
         (Verdict::Unsupported { reason, message }, _) => {
@@ -163,6 +237,22 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
         .get_opt(secret_name)
         .await
         .map_err(|e| Error::GetSecret(secret_id.clone(), e))?;
+    // A run of failed registrations waits for its next try, unless what
+    // it was tried from changed (the spec, the account key Secret).
+    let inputs = format!(
+        "{:?}/{:?}",
+        t.generation,
+        stored.as_ref().and_then(|s| s.resource_version())
+    );
+    if ctx.retries.same_inputs(&t.uid, &inputs)
+        && let Some(left) = ctx.retries.wait_left(
+            &t.uid,
+            t.status.and_then(ready_message).as_deref(),
+            Timestamp::now(),
+        )
+    {
+        return Ok((None, Action::requeue(left)));
+    }
     let data = stored.and_then(|s| s.data).unwrap_or_default();
     let pem = match data
         .get(&data_key)
@@ -220,10 +310,10 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
             let (uri, pem) = match registered {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(error = %e, "ACME account registration with EAB failed");
+                    let (message, action) = registration_failed(ctx, t, &e);
                     return Ok((
-                        verdict(ConditionStatus::False, e.reason(), &e.to_string(), None),
-                        Action::requeue(Duration::from_secs(30)),
+                        verdict(ConditionStatus::False, e.reason(), &message, None),
+                        action,
                     ));
                 }
             };
@@ -272,10 +362,10 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
                     (pem, pkcs8)
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "keeping the account of an RSA key failed");
+                    let (message, action) = registration_failed(ctx, t, &e);
                     return Ok((
-                        verdict(ConditionStatus::False, e.reason(), &e.to_string(), None),
-                        Action::requeue(Duration::from_secs(30)),
+                        verdict(ConditionStatus::False, e.reason(), &message, None),
+                        action,
                     ));
                 }
             }
@@ -348,15 +438,10 @@ async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(IssuerStatus, Action)
             Ok((status, Action::requeue(Duration::from_secs(3600))))
         }
         Err(e) => {
-            tracing::warn!(error = %e, "ACME account registration failed");
-            let retry = if matches!(e, AccountError::Acme(_)) {
-                Duration::from_secs(15)
-            } else {
-                Duration::from_secs(300)
-            };
+            let (message, action) = registration_failed(ctx, t, &e);
             Ok((
-                verdict(ConditionStatus::False, e.reason(), &e.to_string(), None),
-                Action::requeue(retry),
+                verdict(ConditionStatus::False, e.reason(), &message, None),
+                action,
             ))
         }
     }
@@ -381,12 +466,15 @@ async fn reconcile_issuer(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Acti
         generation: issuer.meta().generation,
         secret_namespace: namespace.clone(),
         object: issuer.object_ref(&()),
+        uid: issuer.uid().unwrap_or_default(),
     };
     let (status, action) = evaluate(&ctx, target).await?;
-    let api: Api<Issuer> = Api::namespaced(ctx.client.clone(), &namespace);
-    crate::status::apply(&api, &issuer.name_any(), CONTROLLER_NAME, &status)
-        .await
-        .map_err(Error::WriteStatus)?;
+    if let Some(status) = status {
+        let api: Api<Issuer> = Api::namespaced(ctx.client.clone(), &namespace);
+        crate::status::apply(&api, &issuer.name_any(), CONTROLLER_NAME, &status)
+            .await
+            .map_err(Error::WriteStatus)?;
+    }
     Ok(action)
 }
 
@@ -401,12 +489,15 @@ async fn reconcile_cluster_issuer(
         generation: issuer.meta().generation,
         secret_namespace: ctx.cluster_resource_namespace.clone(),
         object: issuer.object_ref(&()),
+        uid: issuer.uid().unwrap_or_default(),
     };
     let (status, action) = evaluate(&ctx, target).await?;
-    let api: Api<ClusterIssuer> = Api::all(ctx.client.clone());
-    crate::status::apply(&api, &issuer.name_any(), CONTROLLER_NAME, &status)
-        .await
-        .map_err(Error::WriteStatus)?;
+    if let Some(status) = status {
+        let api: Api<ClusterIssuer> = Api::all(ctx.client.clone());
+        crate::status::apply(&api, &issuer.name_any(), CONTROLLER_NAME, &status)
+            .await
+            .map_err(Error::WriteStatus)?;
+    }
     Ok(action)
 }
 
@@ -467,7 +558,14 @@ pub async fn run(ctx: Arc<Context>) {
                 .collect::<Vec<_>>()
         })
         .with_config(ctx.controller_config())
-        .run(reconcile_issuer, error_policy, ctx.clone())
+        .run(
+            |issuer, ctx| {
+                let who = crate::naming::object_name(&*issuer);
+                crate::reconcile_error::guard("issuers", who, reconcile_issuer(issuer, ctx))
+            },
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     let controller = Controller::new(
         Api::<ClusterIssuer>::all(ctx.client.clone()),
@@ -487,7 +585,18 @@ pub async fn run(ctx: Arc<Context>) {
                 .collect::<Vec<_>>()
         })
         .with_config(ctx.controller_config())
-        .run(reconcile_cluster_issuer, error_policy, ctx.clone())
+        .run(
+            |issuer, ctx| {
+                let who = crate::naming::object_name(&*issuer);
+                crate::reconcile_error::guard(
+                    "clusterissuers",
+                    who,
+                    reconcile_cluster_issuer(issuer, ctx),
+                )
+            },
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     futures_util::future::join(issuers, cluster).await;
 }

@@ -44,6 +44,8 @@ struct Metrics {
     api_requests: IntCounterVec,
     leader: IntGauge,
     resident: IntGauge,
+    retry_delays: HistogramVec,
+    panics: IntCounterVec,
     caches: RwLock<Option<Caches>>,
 }
 
@@ -165,6 +167,19 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
         ),
+        retry_delays: histogram(
+            &r,
+            "certwright_acme_retry_delay_seconds",
+            "Delays the CA retry policy scheduled after a failed ACME call, by step and kind (transient, lost, config).",
+            &["step", "kind"],
+            slow_buckets(),
+        ),
+        panics: counter(
+            &r,
+            "certwright_reconcile_panics_total",
+            "Reconciles that panicked (each became that object's error; the process kept running), by controller.",
+            &["controller"],
+        ),
         registry: r,
         caches: RwLock::new(None),
     }
@@ -262,6 +277,37 @@ pub fn acme_problem(problem_type: &str) {
         .copied()
         .unwrap_or("other");
     METRICS.acme_problems.with_label_values(&[label]).inc();
+}
+
+/// The ACME steps the retry policy names, as bounded labels.
+pub const RETRY_STEPS: [&str; 9] = [
+    "issuer",
+    "account",
+    "newOrder",
+    "order",
+    "authorizations",
+    "finalize",
+    "certificate",
+    "validate",
+    "replace",
+];
+
+/// The retry policy scheduled the next try of `step` in `wait`.
+pub fn acme_retry_delay(step: &str, kind: &'static str, wait: Duration) {
+    let step = RETRY_STEPS
+        .iter()
+        .find(|s| **s == step)
+        .copied()
+        .unwrap_or("other");
+    METRICS
+        .retry_delays
+        .with_label_values(&[step, kind])
+        .observe(wait.as_secs_f64());
+}
+
+/// A reconcile of `controller` panicked.
+pub fn reconcile_panicked(controller: &'static str) {
+    METRICS.panics.with_label_values(&[controller]).inc();
 }
 
 /// One reconcile of `controller` begins.

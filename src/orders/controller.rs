@@ -23,7 +23,7 @@ use kube::{Resource, ResourceExt};
 
 use super::challenges::{delete_challenges, ensure_challenges, owned_by};
 use super::decide::{authorization_state, challenge_type, identifiers, is_final, order_state};
-use super::failures::{fail, on_acme_error, replace};
+use super::failures::{fail, on_acme_error, replace, retry_later};
 use crate::acme::session::{self, SessionError};
 use crate::api::order::{AcmeAuthorization, AcmeChallenge, AcmeState};
 use crate::api::{Challenge, Order};
@@ -60,23 +60,28 @@ async fn reconcile(
     }
     let ns = order.namespace().unwrap_or_default();
     let uid = order.uid().unwrap_or_default();
+    // A run of failures waits for its next try, whatever woke the Order
+    // (its own status write, a Challenge): no request, no write before.
+    if let Some(left) = ctx
+        .retries
+        .wait_left(&uid, status.reason.as_deref(), Timestamp::now())
+    {
+        return Ok(Action::requeue(left));
+    }
     let session = match session::session(ctx.acme(), &ns, &order.spec.issuer_ref).await {
         Ok(s) => s,
         Err(SessionError::Api(what, e)) => return Err(Error::Api(what, e)),
         Err(SessionError::Acme(e)) => {
-            return on_acme_error(&ctx, &order, status, None, "loading the ACME account", e).await;
+            let step = ("account", "loading the ACME account");
+            return on_acme_error(&ctx, &order, status, None, step, e).await;
         }
         Err(e) => {
-            let text = e.to_string();
-            if status.reason.as_deref() != Some(text.as_str()) {
-                status.reason = Some(text);
-                write(&ctx, &order, &status).await?;
-            }
             // Usually the issuer is registering its account right now.
-            let attempts = ctx.failed_again(&uid);
-            return Ok(Action::requeue(ctx.backoff.after_transient(attempts, None)));
+            return retry_later(&ctx, &order, status, "issuer", e.to_string(), None).await;
         }
     };
+    ctx.retries.succeeded(&uid, "issuer");
+    ctx.retries.succeeded(&uid, "account");
 
     // While Challenges are at work, they say everything worth knowing;
     // the CA is asked again only when one of them has finished. They are
@@ -104,6 +109,12 @@ async fn reconcile(
             .as_ref()
             .and_then(|s| s.reason.clone())
             .unwrap_or_default();
+        if why.starts_with(crate::acme::retry::GAVE_UP) {
+            // The CA kept failing the Challenge's requests: the order is
+            // not lost, the CA is unwell; the Certificate's backoff waits.
+            let why = format!("Challenge {}: {why}", lost.name_any());
+            return fail(&ctx, &order, status, why).await;
+        }
         return replace(
             &ctx,
             &order,
@@ -272,17 +283,11 @@ async fn reconcile(
             let mut placed = match placed {
                 Ok(o) => o,
                 Err(e) => {
-                    return on_acme_error(
-                        &ctx,
-                        &order,
-                        status,
-                        Some(&session),
-                        "creating the ACME order",
-                        e,
-                    )
-                    .await;
+                    let step = ("newOrder", "creating the ACME order");
+                    return on_acme_error(&ctx, &order, status, Some(&session), step, e).await;
                 }
             };
+            ctx.retries.succeeded(&uid, "newOrder");
             // Store the URL before anything else can fail: a restart resumes it.
             status.url = Some(placed.url().to_string());
             status.finalize_url = Some(placed.state().finalize.clone());
@@ -294,17 +299,13 @@ async fn reconcile(
             placed
         }
         Some(url) => match session.account.order(url).await {
-            Ok(o) => o,
+            Ok(o) => {
+                ctx.retries.succeeded(&uid, "order");
+                o
+            }
             Err(e) => {
-                return on_acme_error(
-                    &ctx,
-                    &order,
-                    status,
-                    Some(&session),
-                    "fetching the ACME order",
-                    e,
-                )
-                .await;
+                let step = ("order", "fetching the ACME order");
+                return on_acme_error(&ctx, &order, status, Some(&session), step, e).await;
             }
         },
     };
@@ -316,15 +317,8 @@ async fn reconcile(
             let authz = match next {
                 Ok(a) => a,
                 Err(e) => {
-                    return on_acme_error(
-                        &ctx,
-                        &order,
-                        status,
-                        Some(&session),
-                        "fetching the authorizations",
-                        e,
-                    )
-                    .await;
+                    let step = ("authorizations", "fetching the authorizations");
+                    return on_acme_error(&ctx, &order, status, Some(&session), step, e).await;
                 }
             };
             let id = authz.identifier();
@@ -352,6 +346,7 @@ async fn reconcile(
             });
         }
         status.authorizations = Some(recorded);
+        ctx.retries.succeeded(&uid, "authorizations");
     }
     status.state = Some(order_state(acme_status));
     status.reason = None;
@@ -400,7 +395,7 @@ async fn reconcile(
             .await;
             write(&ctx, &order, &status).await?;
             delete_challenges(&ctx, &order).await?;
-            ctx.succeeded(&uid);
+            ctx.retries.forget(&uid);
             Ok(Action::await_change())
         }
         instant_acme::OrderStatus::Ready
@@ -412,16 +407,10 @@ async fn reconcile(
                     Err(_) => order.spec.request.0.clone(),
                 };
                 if let Err(e) = acme_order.finalize_csr(&der).await {
-                    return on_acme_error(
-                        &ctx,
-                        &order,
-                        status,
-                        Some(&session),
-                        "finalizing the order",
-                        e,
-                    )
-                    .await;
+                    let step = ("finalize", "finalizing the order");
+                    return on_acme_error(&ctx, &order, status, Some(&session), step, e).await;
                 }
+                ctx.retries.succeeded(&uid, "finalize");
                 status.state = Some(order_state(acme_order.state().status));
             }
             let started = std::time::Instant::now();
@@ -442,7 +431,7 @@ async fn reconcile(
                         write(&ctx, &order, &status).await?;
                         crate::metrics::stage_since("issued", order.meta());
                         delete_challenges(&ctx, &order).await?;
-                        ctx.succeeded(&uid);
+                        ctx.retries.forget(&uid);
                         event(
                             &ctx,
                             &order,
@@ -454,8 +443,12 @@ async fn reconcile(
                         return Ok(Action::await_change());
                     }
                     Ok(None) => {
+                        // (Retry-After is clamped to a day where it is read.)
                         let wait = session.log.latest_retry_after(&uid).unwrap_or(delay);
-                        if started.elapsed() + wait > Duration::from_secs(10) {
+                        if started.elapsed().saturating_add(wait) > Duration::from_secs(10) {
+                            // The write wakes the Order: it waits all the same.
+                            let next = crate::acme::retry::after(Timestamp::now(), wait);
+                            ctx.retries.defer(&uid, "poll", next);
                             status.state = Some(AcmeState::Processing);
                             write(&ctx, &order, &status).await?;
                             return Ok(Action::requeue(wait));
@@ -464,15 +457,8 @@ async fn reconcile(
                         delay = (delay * 2).min(ctx.poll_interval);
                     }
                     Err(e) => {
-                        return on_acme_error(
-                            &ctx,
-                            &order,
-                            status,
-                            Some(&session),
-                            "fetching the certificate",
-                            e,
-                        )
-                        .await;
+                        let step = ("certificate", "fetching the certificate");
+                        return on_acme_error(&ctx, &order, status, Some(&session), step, e).await;
                     }
                 }
             }
@@ -520,10 +506,12 @@ pub async fn run(ctx: Arc<Context>) {
             move |order, ctx| {
                 // The Order's requests are its own for Retry-After.
                 let uid = order.uid().unwrap_or_default();
+                let who = (uid.clone(), crate::naming::object_name(&*order));
                 let tracker = ctx.clone();
                 let run = reconcile(order, ctx, cached.clone());
-                crate::acme::http::REQUESTER
-                    .scope(uid.clone(), async move { tracker.tracked(uid, run).await })
+                crate::acme::http::REQUESTER.scope(uid.clone(), async move {
+                    tracker.tracked("orders", who, run).await
+                })
             },
             error_policy,
             ctx.clone(),

@@ -2,8 +2,6 @@
 //! (transient), place a fresh ACME order (the CA lost this one), or mark
 //! the Order errored with the CA's detail.
 
-use std::time::Duration;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -13,13 +11,11 @@ use kube::runtime::events::EventType;
 use super::challenges::delete_challenges;
 use super::status::{Error, event, write};
 use crate::acme::errors::{Verdict, classify};
+use crate::acme::retry::{Kind, Next, REPLACE, until};
 use crate::acme::session::Session;
 use crate::api::Order;
 use crate::api::order::{AcmeState, OrderStatus};
 use crate::context::Context;
-
-/// Fresh orders placed in a row for one Order before it is failed.
-const MAX_REPLACEMENTS: u32 = 5;
 
 /// Marks the Order errored for good, with `reason` for the user.
 pub(super) async fn fail(
@@ -35,14 +31,14 @@ pub(super) async fn fail(
     status.failure_time = Some(Time(Timestamp::now()));
     write(ctx, order, &status).await?;
     delete_challenges(ctx, order).await?;
-    ctx.succeeded(&order.uid().unwrap_or_default());
+    ctx.retries.forget(&order.uid().unwrap_or_default());
     Ok(Action::await_change())
 }
 
 /// Drops the ACME order the CA lost and starts a fresh one: the Challenges
 /// of the old one are deleted (their finalizers clean up), the status is
-/// cleared but for the reason, and the next attempt comes within the
-/// transient backoff.
+/// cleared but for the reason, and the fresh order is placed at once the
+/// first time, then on the lost-order backoff (`acme::retry`).
 pub(super) async fn replace(
     ctx: &Context,
     order: &Order,
@@ -50,25 +46,36 @@ pub(super) async fn replace(
     detail: String,
 ) -> Result<Action, Error> {
     let uid = order.uid().unwrap_or_default();
-    // Transient failures before or between do not count towards the cap.
-    let attempts = ctx.lost_again(&uid);
-    if attempts > MAX_REPLACEMENTS {
-        let status = order.status.clone().unwrap_or_default();
-        return fail(
-            ctx,
-            order,
-            status,
-            format!("The CA lost the order {MAX_REPLACEMENTS} times in a row; giving up: {detail}"),
-        )
-        .await;
-    }
+    let now = Timestamp::now();
+    let reason = order.status.as_ref().and_then(|s| s.reason.as_deref());
+    let retry_after = session.and_then(|s| s.log.latest_retry_after(&uid));
+    let run = match ctx.retries.failed(
+        &ctx.retry,
+        &uid,
+        reason,
+        REPLACE,
+        Kind::Lost,
+        retry_after,
+        now,
+    ) {
+        Next::Retry(run) => run,
+        Next::GiveUp(run) => {
+            let status = order.status.clone().unwrap_or_default();
+            let why = format!(
+                "The CA lost the order {} times in a row; giving up: {detail}",
+                run.failures
+            );
+            return fail(ctx, order, status, why).await;
+        }
+    };
     delete_challenges(ctx, order).await?;
-    let wait = ctx.backoff.after_transient(
-        attempts,
-        session.and_then(|s| s.log.latest_retry_after(&uid)),
+    let wait = until(run.next, now);
+    crate::metrics::acme_retry_delay(REPLACE, "lost", wait);
+    let reason = format!(
+        "The ACME order was lost at the CA ({detail}); placing a fresh order; {}",
+        run.describe()
     );
-    let reason = format!("The ACME order was lost at the CA ({detail}); placing a fresh order");
-    tracing::info!(order = %order.name_any(), attempt = attempts, wait_ms = wait.as_millis() as u64, %detail, "replacing a lost ACME order");
+    tracing::info!(order = %order.name_any(), attempt = run.failures, wait_ms = wait.as_millis() as u64, %detail, "replacing a lost ACME order");
     event(
         ctx,
         order,
@@ -85,42 +92,68 @@ pub(super) async fn replace(
     Ok(Action::requeue(wait))
 }
 
-/// What an ACME failure means: retry soon, replace the order, or fail.
-pub(super) async fn on_acme_error(
+/// One more transient failure of `step`: the reason (with the run, so a
+/// restarted controller reads it back) is written once, and the next try
+/// waits on the CA retry policy; a run that is over fails the Order.
+pub(super) async fn retry_later(
     ctx: &Context,
     order: &Order,
     mut status: OrderStatus,
+    step: &str,
+    what: String,
+    retry_after: Option<std::time::Duration>,
+) -> Result<Action, Error> {
+    let uid = order.uid().unwrap_or_default();
+    let now = Timestamp::now();
+    let previous = status.reason.clone();
+    match ctx.retries.failed(
+        &ctx.retry,
+        &uid,
+        previous.as_deref(),
+        step,
+        Kind::Transient,
+        retry_after,
+        now,
+    ) {
+        Next::Retry(run) => {
+            let wait = until(run.next, now);
+            crate::metrics::acme_retry_delay(step, "transient", wait);
+            tracing::info!(order = %order.name_any(), step, attempt = run.failures, wait_ms = wait.as_millis() as u64, %what, "transient failure; retrying");
+            status.reason = Some(format!("{what}; {}", run.describe()));
+            write(ctx, order, &status).await?;
+            Ok(Action::requeue(wait))
+        }
+        Next::GiveUp(run) => {
+            let why = format!("{}: {what}", run.gave_up(now));
+            fail(ctx, order, status, why).await
+        }
+    }
+}
+
+/// What an ACME failure of `step` means: retry on the policy, replace the
+/// order, or fail.
+pub(super) async fn on_acme_error(
+    ctx: &Context,
+    order: &Order,
+    status: OrderStatus,
     session: Option<&Session>,
-    during: &str,
+    (step, during): (&str, &str),
     error: instant_acme::Error,
 ) -> Result<Action, Error> {
+    let uid = order.uid().unwrap_or_default();
+    let retry_after = session.and_then(|s| s.log.latest_retry_after(&uid));
     match classify(&error) {
-        Verdict::Transient { reason, detail } => {
-            let uid = order.uid().unwrap_or_default();
-            let attempts = ctx.failed_again(&uid);
-            let wait = ctx.backoff.after_transient(
-                attempts,
-                session.and_then(|s| s.log.latest_retry_after(&uid)),
-            );
-            tracing::info!(order = %order.name_any(), attempt = attempts, wait_ms = wait.as_millis() as u64, %detail, "transient ACME error while {during}");
-            let text = format!("{during}: {reason}: {detail}; retrying in {}", human(wait));
-            if status.reason.as_deref() != Some(text.as_str()) {
-                status.reason = Some(text);
-                write(ctx, order, &status).await?;
-            }
-            Ok(Action::requeue(wait))
+        // Within an order, a configuration error (an answer that is not
+        // ACME, a TLS certificate not trusted) is retried as a transient
+        // one: the Issuer's controller reports it, and a bounded run ends
+        // in the Certificate's backoff.
+        Verdict::Transient { reason, detail } | Verdict::Config { reason, detail } => {
+            let what = format!("{during}: {reason}: {detail}");
+            retry_later(ctx, order, status, step, what, retry_after).await
         }
         Verdict::ReplaceOrder { detail } => replace(ctx, order, session, detail).await,
         Verdict::Permanent { detail, .. } => {
             fail(ctx, order, status, format!("Failed {during}: {detail}")).await
         }
-    }
-}
-
-fn human(d: Duration) -> String {
-    if d.as_secs() >= 1 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }

@@ -38,6 +38,10 @@ pub fn controller_args(cluster: &LocalCluster) -> Vec<String> {
         "2".into(),
         "--transient-backoff-max-seconds".into(),
         "2".into(),
+        // Tests that hold the CA down for a while do not want the Order
+        // to give up meanwhile (tests/ca/faults.rs sets its own limit).
+        "--acme-max-transient-failures".into(),
+        "1000".into(),
     ]
 }
 

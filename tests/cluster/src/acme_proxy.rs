@@ -33,7 +33,10 @@ pub struct Fault {
     pub status: u16,
     pub problem_type: String,
     pub detail: String,
-    pub retry_after: Option<u32>,
+    /// A Retry-After header, exactly as sent (a hostile CA sends anything).
+    pub retry_after: Option<String>,
+    /// Forward the request and only add the Retry-After header to pebble's answer.
+    pub forward: bool,
 }
 
 /// One request that reached the proxy.
@@ -189,8 +192,8 @@ fn problem(fault: &Fault) -> Response<Full<Bytes>> {
     let mut response = Response::builder()
         .status(fault.status)
         .header("content-type", "application/problem+json");
-    if let Some(secs) = fault.retry_after {
-        response = response.header("retry-after", secs.to_string());
+    if let Some(value) = &fault.retry_after {
+        response = response.header("retry-after", value.as_str());
     }
     response
         .body(Full::new(Bytes::from(body.to_string())))
@@ -232,6 +235,10 @@ async fn handle(
                 status,
                 injected,
             });
+    };
+    let (injected, add_retry_after) = match injected {
+        Some(f) if f.forward => (None, f.retry_after),
+        other => (other, None),
     };
     if let Some(fault) = injected {
         record(fault.status, true);
@@ -280,8 +287,12 @@ async fn handle(
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            record(parts.status.as_u16(), false);
-            Ok(Response::from_parts(parts, Full::new(bytes)))
+            record(parts.status.as_u16(), add_retry_after.is_some());
+            let mut response = Response::from_parts(parts, Full::new(bytes));
+            if let Some(value) = add_retry_after.and_then(|v| v.parse().ok()) {
+                response.headers_mut().insert("retry-after", value);
+            }
+            Ok(response)
         }
         Err(e) => {
             record(502, false);
@@ -404,19 +415,41 @@ impl AcmeProxy {
         problem_type: &str,
         detail: &str,
     ) {
+        self.add(Fault {
+            method: method.into(),
+            path_prefix: path_prefix.into(),
+            remaining: count,
+            status,
+            problem_type: problem_type.into(),
+            detail: detail.into(),
+            retry_after: None,
+            forward: false,
+        });
+    }
+
+    /// Adds `fault` after those already set (the first one matching a
+    /// request, with uses left, answers it).
+    pub fn add(&self, fault: Fault) {
         self.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .faults
-            .push(Fault {
-                method: method.into(),
-                path_prefix: path_prefix.into(),
-                remaining: count,
-                status,
-                problem_type: problem_type.into(),
-                detail: detail.into(),
-                retry_after: None,
-            });
+            .push(fault);
+    }
+
+    /// Forwards the next `count` `method` requests under `path_prefix`
+    /// and adds `Retry-After: retry_after` to pebble's answers.
+    pub fn retry_after_next(&self, method: &str, path_prefix: &str, count: u32, retry_after: &str) {
+        self.add(Fault {
+            method: method.into(),
+            path_prefix: path_prefix.into(),
+            remaining: count,
+            status: 0,
+            problem_type: String::new(),
+            detail: String::new(),
+            retry_after: Some(retry_after.into()),
+            forward: true,
+        });
     }
 
     /// Drops every fault not yet used.
