@@ -6,7 +6,7 @@
 //! the `kubernetes` Service, as Pods see it) only delays issuance.
 
 use certwright::api::meta::ConditionStatus;
-use certwright::api::{Certificate, Order};
+use certwright::api::{Certificate, Challenge, Order};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
@@ -193,12 +193,34 @@ async fn a_controller_killed_mid_order_resumes_the_same_order() {
             .then_some(())
     })
     .await;
+    // The run of refused acceptances, as the stopped controller left it.
+    let run = || async {
+        let listed = Api::<Challenge>::namespaced(env.client.clone(), "apps")
+            .list(&ListParams::default())
+            .await
+            .ok()?;
+        let reason = listed.items.first()?.status.as_ref()?.reason.clone()?;
+        certwright::acme::retry::Run::parse(&reason)
+    };
+    let stopped_at = run().await.expect("the Challenge's reason names its run");
     scale(1).await;
     env.wait("a new controller Pod", 60, || async {
         let now = certwright_testcluster::deploy::controller_pods(&env.client).await;
         (now.len() == 1 && now[0] != before[0]).then_some(())
     })
     .await;
+    // The new controller carries the count on (read back from the reason),
+    // rather than starting the run over.
+    let resumed = env
+        .wait("the next refused acceptance", 60, || async {
+            run().await.filter(|r| r.failures != stopped_at.failures)
+        })
+        .await;
+    assert_eq!(
+        (resumed.failures, resumed.since),
+        (stopped_at.failures + 1, stopped_at.since),
+        "{stopped_at:?} then {resumed:?}"
+    );
     env.proxy.clear_faults();
     env.certificate_ready("apps", "resume", 1).await;
     let listed = orders(&env, "apps").await;

@@ -123,6 +123,73 @@ async fn issuers_register_accounts_or_say_why_not() {
             "{name}: {got}"
         );
     }
+
+    // A server that is no ACME directory (a web page, counted): tried once,
+    // then on the configuration backoff (a minute); a spec change at once.
+    let pages = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let web = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let pages = pages.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = listener.accept().await {
+                pages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let body = "<html><body>Welcome</body></html>";
+                let _ = s
+                    .write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                    .await;
+            }
+        });
+        addr
+    };
+    let spec = |path: &str| {
+        json!({"acme": {"server": format!("http://{web}/{path}"), "privateKeySecretRef": {"name": "web-key"},
+            "solvers": [{"http01": {"ingress": {}}}]}})
+    };
+    let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "web"}, "spec": spec("a")});
+    issuers
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(issuer).expect("issuer"),
+        )
+        .await
+        .expect("create");
+    let got =
+        ready(async || serde_json::to_value(issuers.get("web").await.ok()?.status?).ok()).await;
+    let message = got["message"].as_str().unwrap_or_default().to_string();
+    let first = certwright::acme::retry::Run::parse(&message).expect("the message names its run");
+    assert_eq!(first.failures, 1, "{message}");
+    assert!(message.contains("not ACME JSON"), "{message}");
+    let wait = first.next.as_second() - first.since.as_second();
+    assert!(
+        (47..=73).contains(&wait),
+        "a minute, ±20 %: {wait} s: {message}"
+    );
+    // Its own status write woke it: it asked nothing more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let asked = pages.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        asked, 1,
+        "the page was asked {asked} times within the backoff"
+    );
+    let patched = json!({"spec": spec("b")});
+    issuers
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(patched),
+        )
+        .await
+        .expect("patch");
+    common::eventually_within("the changed spec tried at once", 20, || async {
+        (pages.load(std::sync::atomic::Ordering::SeqCst) > asked).then_some(())
+    })
+    .await;
     controller.abort();
 }
 

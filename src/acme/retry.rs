@@ -274,6 +274,15 @@ impl Run {
     }
 }
 
+/// What to do after one more transient failure (see [`Retries::transient`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// Write `reason` (it holds the run) once, and try again in `wait`.
+    Retry { reason: String, wait: Duration },
+    /// The run is over: fail with `reason` (it starts with [`GAVE_UP`]).
+    GiveUp { reason: String },
+}
+
 /// The runs of the objects a controller retries, by uid: one for the
 /// step that failed last, one for lost orders. Memory first; a run not
 /// in memory (after a restart) is read from the object's status reason.
@@ -364,6 +373,37 @@ impl Retries {
             map.remove(uid);
         }
         next
+    }
+
+    /// One more transient failure of `step` of the object `uid` (named
+    /// `object` in the log; `previous` is its status reason), where `what`
+    /// says what failed: the next try, logged and counted, or the end.
+    #[allow(clippy::too_many_arguments)]
+    pub fn transient(
+        &self,
+        policy: &Policy,
+        (uid, object): (&str, &str),
+        previous: Option<&str>,
+        step: &str,
+        what: &str,
+        retry_after: Option<Duration>,
+    ) -> Attempt {
+        let now = Timestamp::now();
+        let kind = Kind::Transient;
+        match self.failed(policy, uid, previous, step, kind, retry_after, now) {
+            Next::Retry(run) => {
+                let wait = until(run.next, now);
+                crate::metrics::acme_retry_delay(step, "transient", wait);
+                tracing::info!(%object, step, attempt = run.failures, wait_ms = wait.as_millis() as u64, %what, "transient failure; retrying");
+                Attempt::Retry {
+                    reason: format!("{what}; {}", run.describe()),
+                    wait,
+                }
+            }
+            Next::GiveUp(run) => Attempt::GiveUp {
+                reason: format!("{}: {what}", run.gave_up(now)),
+            },
+        }
     }
 
     /// Holds `uid` until `next` without a failure (the CA asked to wait, or

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use instant_acme::{AuthorizationStatus, ChallengeStatus as AcmeChallengeStatus, ChallengeType};
-use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -125,29 +124,25 @@ pub(super) async fn retry_later(
     what: String,
     retry_after: Option<Duration>,
 ) -> Result<Action, Error> {
-    use crate::acme::retry::{Kind, Next, until};
+    use crate::acme::retry::Attempt;
     let uid = ch.uid().unwrap_or_default();
-    let now = Timestamp::now();
-    let reason = status.reason.clone();
-    match ctx.retries.failed(
+    let name = ch.name_any();
+    let previous = status.reason.clone();
+    let attempt = ctx.retries.transient(
         &ctx.retry,
-        &uid,
-        reason.as_deref(),
+        (&uid, &name),
+        previous.as_deref(),
         step,
-        Kind::Transient,
+        &what,
         retry_after,
-        now,
-    ) {
-        Next::Retry(run) => {
-            let wait = until(run.next, now);
-            crate::metrics::acme_retry_delay(step, "transient", wait);
-            tracing::info!(challenge = %ch.name_any(), step, attempt = run.failures, wait_ms = wait.as_millis() as u64, %what, "transient failure; retrying");
-            status.reason = Some(format!("{what}; {}", run.describe()));
+    );
+    match attempt {
+        Attempt::Retry { reason, wait } => {
+            status.reason = Some(reason);
             write(ctx, ch, &status).await?;
             Ok(Action::requeue(wait))
         }
-        Next::GiveUp(run) => {
-            let reason = format!("{}: {what}", run.gave_up(now));
+        Attempt::GiveUp { reason } => {
             status.state = Some(AcmeState::Errored);
             status.reason = Some(reason.clone());
             event(ctx, ch, EventType::Warning, "Failed", reason).await;

@@ -238,13 +238,22 @@ async fn assess_issuer(
         .await
         .map_err(|e| Error::GetSecret(secret_id.clone(), e))?;
     // A run of failed registrations waits for its next try, unless what
-    // it was tried from changed (the spec, the account key Secret).
-    let inputs = format!(
-        "{:?}/{:?}",
-        t.generation,
-        stored.as_ref().and_then(|s| s.resource_version())
-    );
-    if ctx.retries.same_inputs(&t.uid, &inputs)
+    // it was tried from changed (the spec, the account key).
+    let inputs = |pem: Option<&[u8]>| {
+        format!(
+            "{:?}/{}",
+            t.generation,
+            pem.map(key_hash).unwrap_or_default()
+        )
+    };
+    let stored_key = stored
+        .as_ref()
+        .and_then(|s| s.data.as_ref())
+        .and_then(|d| d.get(&data_key))
+        .map(|b| b.0.clone());
+    if ctx
+        .retries
+        .same_inputs(&t.uid, &inputs(stored_key.as_deref()))
         && let Some(left) = ctx.retries.wait_left(
             &t.uid,
             t.status.and_then(ready_message).as_deref(),
@@ -318,6 +327,8 @@ async fn assess_issuer(
                 }
             };
             store_key(&secrets, secret_name, &data_key, &pem).await?;
+            ctx.retries
+                .same_inputs(&t.uid, &inputs(Some(pem.as_bytes())));
             let status = verdict(
                 ConditionStatus::True,
                 "ACMEAccountRegistered",
@@ -341,6 +352,10 @@ async fn assess_issuer(
                 }
             };
             store_key(&secrets, secret_name, &data_key, &pem).await?;
+            // The Secret's change that follows is this key: no reason to
+            // try again before the backoff says.
+            ctx.retries
+                .same_inputs(&t.uid, &inputs(Some(pem.as_bytes())));
             pem.into_bytes()
         }
     };

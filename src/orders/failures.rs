@@ -11,7 +11,7 @@ use kube::runtime::events::EventType;
 use super::challenges::delete_challenges;
 use super::status::{Error, event, write};
 use crate::acme::errors::{Verdict, classify};
-use crate::acme::retry::{Kind, Next, REPLACE, until};
+use crate::acme::retry::{Attempt, Kind, Next, REPLACE, until};
 use crate::acme::session::Session;
 use crate::api::Order;
 use crate::api::order::{AcmeState, OrderStatus};
@@ -104,29 +104,23 @@ pub(super) async fn retry_later(
     retry_after: Option<std::time::Duration>,
 ) -> Result<Action, Error> {
     let uid = order.uid().unwrap_or_default();
-    let now = Timestamp::now();
+    let who = (uid.as_str(), order.name_any());
     let previous = status.reason.clone();
-    match ctx.retries.failed(
+    let attempt = ctx.retries.transient(
         &ctx.retry,
-        &uid,
+        (who.0, &who.1),
         previous.as_deref(),
         step,
-        Kind::Transient,
+        &what,
         retry_after,
-        now,
-    ) {
-        Next::Retry(run) => {
-            let wait = until(run.next, now);
-            crate::metrics::acme_retry_delay(step, "transient", wait);
-            tracing::info!(order = %order.name_any(), step, attempt = run.failures, wait_ms = wait.as_millis() as u64, %what, "transient failure; retrying");
-            status.reason = Some(format!("{what}; {}", run.describe()));
+    );
+    match attempt {
+        Attempt::Retry { reason, wait } => {
+            status.reason = Some(reason);
             write(ctx, order, &status).await?;
             Ok(Action::requeue(wait))
         }
-        Next::GiveUp(run) => {
-            let why = format!("{}: {what}", run.gave_up(now));
-            fail(ctx, order, status, why).await
-        }
+        Attempt::GiveUp { reason } => fail(ctx, order, status, reason).await,
     }
 }
 

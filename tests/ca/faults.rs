@@ -250,9 +250,17 @@ async fn a_failing_or_hostile_ca_is_retried_on_the_policy_and_never_crashes_the_
     let refused = lost_404.iter().filter(|s| s.injected).count();
     assert_eq!(refused, 3, "two 503s, then the 404: {lost_404:#?}");
 
+    // From the first newOrder to the certificate's download, where it recovers.
+    let recovered = |proxy: &AcmeProxy| {
+        let first = requests(proxy, "POST", "/order-plz").first()?.at;
+        let done = requests(proxy, "POST", "/certZ/").last()?.at;
+        Some(done - first)
+    };
     eprintln!(
-        "window {window:?}: acceptances {}, newOrders {}, Challenge writes {challenge_writes}, Order writes {order_writes}",
+        "window {window:?}: acceptances {}, newOrders {}, Challenge writes {challenge_writes}, Order writes {order_writes}; to the certificate: rate-limited {:?}, lost-404 {:?}",
         accepted.len(),
-        requests(&new_order, "POST", "/order-plz").len()
+        requests(&new_order, "POST", "/order-plz").len(),
+        recovered(&limited),
+        recovered(&lost),
     );
 }
