@@ -103,16 +103,7 @@ async fn issuers_register_accounts_or_say_why_not() {
         ),
     ];
     for (name, spec, reason) in cases {
-        let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": name}, "spec": spec});
-        issuers
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(issuer).expect("issuer"),
-            )
-            .await
-            .expect("create");
-        let got =
-            ready(async || serde_json::to_value(issuers.get(name).await.ok()?.status?).ok()).await;
+        let got = created_ready(&issuers, name, spec).await;
         assert_eq!(
             (got["status"].as_str(), got["reason"].as_str()),
             (Some("False"), Some(reason)),
@@ -151,16 +142,7 @@ async fn issuers_register_accounts_or_say_why_not() {
         json!({"acme": {"server": format!("http://{web}/{path}"), "privateKeySecretRef": {"name": "web-key"},
             "solvers": [{"http01": {"ingress": {}}}]}})
     };
-    let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "web"}, "spec": spec("a")});
-    issuers
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(issuer).expect("issuer"),
-        )
-        .await
-        .expect("create");
-    let got =
-        ready(async || serde_json::to_value(issuers.get("web").await.ok()?.status?).ok()).await;
+    let got = created_ready(&issuers, "web", spec("a")).await;
     let message = got["message"].as_str().unwrap_or_default().to_string();
     let first = certwright::acme::retry::Run::parse(&message).expect("the message names its run");
     assert_eq!(first.failures, 1, "{message}");
@@ -191,6 +173,19 @@ async fn issuers_register_accounts_or_say_why_not() {
     })
     .await;
     controller.abort();
+}
+
+/// Creates the Issuer `name` with `spec`; its Ready condition once it has one.
+async fn created_ready(issuers: &Api<Issuer>, name: &str, spec: Value) -> Value {
+    let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": name}, "spec": spec});
+    issuers
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(issuer).expect("issuer"),
+        )
+        .await
+        .expect("create");
+    ready(async || serde_json::to_value(issuers.get(name).await.ok()?.status?).ok()).await
 }
 
 /// Base64 as the API carries bytes (k8s-openapi's ByteString does the encoding).
