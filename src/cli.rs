@@ -120,6 +120,11 @@ pub struct ControllerArgs {
     /// fails (and the Certificate's failure backoff takes over).
     #[arg(long, default_value_t = 8)]
     pub acme_max_transient_failures: u32,
+    /// Most requests a second to each ACME server (a token bucket with a
+    /// burst of twice as many); an Issuer's annotation
+    /// `certwright.io/acme-requests-per-second` sets its server's.
+    #[arg(long, default_value_t = 50.0)]
+    pub acme_requests_per_second: f64,
     /// Time since the first of a run of transient ACME errors after which
     /// the next failure fails the Order (seconds).
     #[arg(long, default_value_t = 900)]

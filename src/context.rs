@@ -30,6 +30,8 @@ pub struct Context {
     /// of the Orders and Challenges it governs.
     pub retry: crate::acme::retry::Policy,
     pub retries: crate::acme::retry::Retries,
+    /// New orders the CAs' refusals hold back (rate limits, pauses).
+    pub holds: crate::acme::limits::Holds,
     /// How often an order or authorization still in progress is polled
     /// when the CA gives no Retry-After.
     pub poll_interval: Duration,
@@ -170,6 +172,7 @@ impl Context {
             backoff: Backoff::default(),
             retry: Default::default(),
             retries: Default::default(),
+            holds: Default::default(),
             poll_interval: Duration::from_secs(1),
             solver: SolverSettings::default(),
             certificate_owner_ref: false,

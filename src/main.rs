@@ -80,6 +80,7 @@ fn context(
                 .max(1),
         ),
     };
+    certwright::acme::ceiling::set_default(args.acme_requests_per_second);
     ctx.retry = certwright::acme::retry::Policy {
         transient_max: Duration::from_secs(args.transient_backoff_max_seconds.max(1)),
         limit: args.acme_max_transient_failures.max(1),

@@ -13,6 +13,8 @@ use serde_json::json;
 
 #[path = "ca/faults.rs"]
 mod ca_faults;
+#[path = "ca/limits.rs"]
+mod ca_limits;
 mod common;
 
 use common::env::Env;

@@ -180,11 +180,12 @@ impl HttpClient for Recording {
         let uri = req.uri().clone();
         let method = req.method().to_string();
         let log = self.log.clone();
-        let started = Instant::now();
         let response = self.inner.request(req);
         Box::pin(async move {
             // Read when polled: the caller's scope is in force then.
             let requester = REQUESTER.try_with(String::clone).ok();
+            super::ceiling::turn(&uri.to_string()).await;
+            let started = Instant::now();
             let mut response = match response.await {
                 Ok(r) => r,
                 Err(e) => {

@@ -2,11 +2,13 @@
 //! what its errors mean for an Order.
 
 pub mod account;
+pub mod ceiling;
 pub mod direct;
 pub mod errors;
 #[cfg(test)]
 mod hostile;
 pub mod http;
+pub mod limits;
 pub mod retry;
 pub mod rollover;
 pub mod session;

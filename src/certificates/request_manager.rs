@@ -92,6 +92,30 @@ fn failed_before_this_issuance(existing: &CertificateRequest, cert: &Certificate
     matches!((failed_at, issuing_since), (Some(f), Some(i)) if f.0 < i.0)
 }
 
+/// The reason of the Certificate's Issuing condition.
+fn issuing_reason(cert: &Certificate) -> Option<&str> {
+    cert.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Issuing")?
+        .reason
+        .as_deref()
+}
+
+/// The names a CA may hold back for the Certificate.
+pub(crate) fn held_names(cert: &Certificate) -> Vec<String> {
+    let spec = &cert.spec;
+    spec.dns_names
+        .iter()
+        .flatten()
+        .chain(spec.ip_addresses.iter().flatten())
+        .chain(spec.common_name.iter())
+        .cloned()
+        .collect()
+}
+
 pub(crate) async fn reconcile(
     cert: &Certificate,
     seen: &Snapshot,
@@ -139,6 +163,10 @@ pub(crate) async fn reconcile(
             return super::issuing::record_failure_now(ctx, cert, message).await;
         }
     };
+    if issuing_reason(cert) == Some(crate::cmd::renew::REASON) {
+        // `certwright renew` after a pause: the user may have unpaused.
+        ctx.holds.release(&held_names(cert));
+    }
     let owner = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true});
     let mut annotations = copied_annotations(cert.annotations());
     annotations.extend([

@@ -67,6 +67,8 @@ pub(crate) async fn reconcile(
             .find(|c| c.type_ == "Issuing" && c.reason.as_deref() == Some("Failed"))
             .and_then(|c| c.observed_generation);
         if backoff::spec_changed_since(failed_generation, cert.meta().generation) {
+            // A changed spec starts afresh, a CA's pause of its names too.
+            ctx.holds.release(&super::request_manager::held_names(cert));
             reset_failures(ctx, cert).await?;
         } else {
             let wait = ctx.backoff.after_failure(attempts.max(1) as u32, None);

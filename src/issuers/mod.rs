@@ -472,8 +472,20 @@ fn same_host(account: &str, server: &str) -> bool {
     authority(account).is_some() && authority(account) == authority(server)
 }
 
+/// The issuer's request ceiling for its server, from its annotation.
+fn set_ceiling(config: &IssuerConfig, annotations: &BTreeMap<String, String>) {
+    use crate::acme::ceiling;
+    if let Some(acme) = &config.acme {
+        let value = annotations.get(ceiling::ANNOTATION).map(String::as_str);
+        if let Err(why) = ceiling::from_annotation(&acme.server, value) {
+            tracing::warn!(server = %acme.server, %why, "ignoring the request ceiling annotation");
+        }
+    }
+}
+
 async fn reconcile_issuer(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action, Error> {
     crate::metrics::sync("issuers");
+    set_ceiling(&issuer.spec.config, issuer.annotations());
     let namespace = issuer.namespace().unwrap_or_default();
     let target = Target {
         config: &issuer.spec.config,
@@ -498,6 +510,7 @@ async fn reconcile_cluster_issuer(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     crate::metrics::sync("clusterissuers");
+    set_ceiling(&issuer.spec.config, issuer.annotations());
     let target = Target {
         config: &issuer.spec.config,
         status: issuer.status.as_ref(),

@@ -46,6 +46,8 @@ struct Metrics {
     resident: IntGauge,
     retry_delays: HistogramVec,
     panics: IntCounterVec,
+    ceiling_waits: Histogram,
+    paused: IntGauge,
     caches: RwLock<Option<Caches>>,
 }
 
@@ -180,6 +182,23 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Reconciles that panicked (each became that object's error; the process kept running), by controller.",
             &["controller"],
         ),
+        ceiling_waits: {
+            let h = Histogram::with_opts(
+                HistogramOpts::new(
+                    "certwright_acme_ceiling_wait_seconds",
+                    "How long requests to a CA waited for the per-CA request ceiling (only those that waited).",
+                )
+                .buckets(slow_buckets()),
+            )
+            .expect("valid histogram");
+            r.register(Box::new(h.clone())).expect("unique name");
+            h
+        },
+        paused: gauge(
+            &r,
+            "certwright_acme_paused_identifiers",
+            "Identifiers a CA has paused for an ACME account (only its portal lifts a pause; the Order's reason has the link).",
+        ),
         registry: r,
         caches: RwLock::new(None),
     }
@@ -303,6 +322,16 @@ pub fn acme_retry_delay(step: &str, kind: &'static str, wait: Duration) {
         .retry_delays
         .with_label_values(&[step, kind])
         .observe(wait.as_secs_f64());
+}
+
+/// How many identifiers are paused now.
+pub fn set_paused_identifiers(n: usize) {
+    METRICS.paused.set(i64::try_from(n).unwrap_or(i64::MAX));
+}
+
+/// A request to a CA waited `wait` for the per-CA ceiling.
+pub fn acme_ceiling_wait(wait: Duration) {
+    METRICS.ceiling_waits.observe(wait.as_secs_f64());
 }
 
 /// A reconcile of `controller` panicked.

@@ -23,7 +23,7 @@ use kube::{Resource, ResourceExt};
 
 use super::challenges::{delete_challenges, ensure_challenges, owned_by};
 use super::decide::{authorization_state, challenge_type, identifiers, is_final, order_state};
-use super::failures::{fail, on_acme_error, replace, retry_later};
+use super::failures::{fail, held, on_acme_error, replace, retry_later};
 use crate::acme::session::{self, SessionError};
 use crate::api::order::{AcmeAuthorization, AcmeChallenge, AcmeState};
 use crate::api::{Challenge, Order};
@@ -266,6 +266,12 @@ async fn reconcile(
                     session.account.order(url).await
                 }
             };
+            // A CA's refusal may hold this account's new orders back.
+            let names: Vec<String> = ids.iter().map(identifier_name).collect();
+            let account = session.account.id().to_string();
+            if let Some(hold) = ctx.holds.check(&account, &names, Timestamp::now()) {
+                return held(&ctx, &order, status, hold).await;
+            }
             let first = match replaces {
                 Some(id) => match place(Some(id)).await {
                     Err(e) if replaces_refused(&e) => {
@@ -283,6 +289,20 @@ async fn reconcile(
             let mut placed = match placed {
                 Ok(o) => o,
                 Err(e) => {
+                    if let instant_acme::Error::Api(p) = &e
+                        && let Some((held_names, hold)) = crate::acme::limits::hold_for(
+                            p.r#type.as_deref().unwrap_or_default(),
+                            p.detail.as_deref().unwrap_or_default(),
+                            &names,
+                            session.log.latest_retry_after(&uid),
+                            Timestamp::now(),
+                        )
+                    {
+                        ctx.holds.hold(&account, &held_names, hold.clone());
+                        if hold.paused {
+                            return held(&ctx, &order, status, hold).await;
+                        }
+                    }
                     let step = ("newOrder", "creating the ACME order");
                     return on_acme_error(&ctx, &order, status, Some(&session), step, e).await;
                 }
@@ -561,6 +581,15 @@ async fn preferred_chain(
         "no chain matches the preferred chain; keeping the default"
     );
     Ok(default)
+}
+
+/// An identifier as the CA's words name it.
+fn identifier_name(id: &Identifier) -> String {
+    match id {
+        Identifier::Dns(name) => name.clone(),
+        Identifier::Ip(ip) => ip.to_string(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// Whether a new order failed only for naming the certificate it replaces.

@@ -24,7 +24,9 @@ pub(super) async fn fail(
     mut status: OrderStatus,
     reason: String,
 ) -> Result<Action, Error> {
-    tracing::warn!(order = %order.name_any(), %reason, "order failed");
+    // The CA's words may hold an unpause link: its token stays out of logs.
+    let said = crate::acme::limits::redact(&reason);
+    tracing::warn!(order = %order.name_any(), reason = %said, "order failed");
     event(ctx, order, EventType::Warning, "Failed", reason.clone()).await;
     status.state = Some(AcmeState::Errored);
     status.reason = Some(reason);
@@ -33,6 +35,32 @@ pub(super) async fn fail(
     delete_challenges(ctx, order).await?;
     ctx.retries.forget(&order.uid().unwrap_or_default());
     Ok(Action::await_change())
+}
+
+/// A new order the CA's earlier refusal holds back: a pause fails the
+/// Order at once, with the unpause link (no request: waiting does not
+/// lift a pause); a rate limit waits, its reason written once, until the
+/// time the CA named.
+pub(super) async fn held(
+    ctx: &Context,
+    order: &Order,
+    mut status: OrderStatus,
+    hold: crate::acme::limits::Hold,
+) -> Result<Action, Error> {
+    if hold.paused {
+        return fail(ctx, order, status, hold.reason).await;
+    }
+    let uid = order.uid().unwrap_or_default();
+    let now = Timestamp::now();
+    ctx.retries.defer(&uid, "held", hold.until);
+    let reason = format!("Waiting: {}", hold.reason);
+    if status.reason.as_deref() != Some(reason.as_str()) {
+        status.reason = Some(reason);
+        write(ctx, order, &status).await?;
+    }
+    let wait = until(hold.until, now);
+    crate::metrics::acme_retry_delay("newOrder", "held", wait);
+    Ok(Action::requeue(wait))
 }
 
 /// Drops the ACME order the CA lost and starts a fresh one: the Challenges

@@ -1,0 +1,209 @@
+//! What a CA's limits hold back (issue 38), side by side as in
+//! `faults.rs`: a rate limit with an hour's Retry-After holds the account's
+//! new orders, Let's Encrypt's "paused" refusal stops ordering for its
+//! names until `certwright renew`, and an Issuer's request ceiling bounds
+//! the requests a second to its CA.
+
+use std::process::Command;
+use std::time::Duration;
+
+use certwright::api::{Issuer, Order};
+use certwright_testcluster::acme_proxy::{AcmeProxy, Fault};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+use crate::common::env::Env;
+
+const RATE_LIMITED: &str = "urn:ietf:params:acme:error:rateLimited";
+const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwYXVzZWQifQ.c2lnbmF0dXJl";
+
+async fn issuer(env: &Env, ns: &str, annotations: serde_json::Value) -> AcmeProxy {
+    let proxy = env
+        .cluster
+        .in_node(AcmeProxy::start(&env.pebble))
+        .await
+        .expect("proxy");
+    env.namespace(ns).await;
+    env.issuer_with(ns, "ca", json!({"server": proxy.directory_url}))
+        .await;
+    if annotations.as_object().is_some_and(|a| !a.is_empty()) {
+        Api::<Issuer>::namespaced(env.client.clone(), ns)
+            .patch(
+                "ca",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
+            )
+            .await
+            .expect("annotate");
+    }
+    proxy
+}
+
+async fn certificate(env: &Env, ns: &str, name: &str, dns: &str) {
+    env.certificate(
+        ns,
+        name,
+        json!({"secretName": format!("{name}-tls"), "dnsNames": [dns],
+            "issuerRef": {"name": "ca", "kind": "Issuer"}}),
+    )
+    .await;
+}
+
+fn new_orders(proxy: &AcmeProxy) -> usize {
+    proxy.count("POST", "/order-plz")
+}
+
+/// The reasons of the Orders in `ns`.
+async fn order_reasons(env: &Env, ns: &str) -> Vec<String> {
+    Api::<Order>::namespaced(env.client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|o| o.status?.reason)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_pauses_hold_new_orders_and_a_ceiling_bounds_the_requests() {
+    let env = Env::start(|_| {}, &["--backoff-min-seconds", "600"]).await;
+
+    // 1. A rate limit with an hour's Retry-After: one request, then a hold.
+    let hour = issuer(&env, "rate-hour", json!({})).await;
+    hour.add(Fault {
+        method: "POST".into(),
+        path_prefix: "/order-plz".into(),
+        remaining: 1,
+        status: 429,
+        problem_type: RATE_LIMITED.into(),
+        detail: "too many new orders (300) from this account in the last 3h0m0s".into(),
+        retry_after: Some("3600".into()),
+        forward: false,
+    });
+    certificate(&env, "rate-hour", "first", "first.rate-hour.test").await;
+
+    // 2. Let's Encrypt's pause, for one name.
+    let paused = issuer(&env, "paused", json!({})).await;
+    let portal = format!("https://portal.letsencrypt.org/sfe/v1/unpause?jwt={JWT}");
+    paused.fail_next(
+        "POST",
+        "/order-plz",
+        1,
+        429,
+        RATE_LIMITED,
+        &format!("Your account is temporarily prevented from requesting certificates for web.paused.test, and possibly others. Please visit: {portal}"),
+    );
+    certificate(&env, "paused", "web", "web.paused.test").await;
+
+    // 3. A ceiling of 2 requests a second on the CA of this Issuer.
+    let slow = issuer(
+        &env,
+        "ceiling",
+        json!({(certwright::acme::ceiling::ANNOTATION): "2"}),
+    )
+    .await;
+    // Measured from when the Issuer has surely seen its annotation.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mark = std::time::Instant::now();
+    certificate(&env, "ceiling", "web", "web.ceiling.test").await;
+
+    // 1: the refused order waits the hour; another of the account waits too.
+    env.wait("the rate-limited Order to wait", 30, || async {
+        order_reasons(&env, "rate-hour")
+            .await
+            .into_iter()
+            .find(|r| r.contains("next try at"))
+    })
+    .await;
+    certificate(&env, "rate-hour", "second", "second.rate-hour.test").await;
+    let waiting = env
+        .wait("the second Order held", 30, || async {
+            order_reasons(&env, "rate-hour")
+                .await
+                .into_iter()
+                .find(|r| r.starts_with("Waiting: The CA's rate limit holds every new order"))
+        })
+        .await;
+    assert_eq!(
+        new_orders(&hour),
+        1,
+        "one request, then the hold: {waiting}"
+    );
+    let until = waiting
+        .split(" until ")
+        .nth(1)
+        .and_then(|t| {
+            t.split(':')
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(":")
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .ok()
+        })
+        .expect("the time is shown");
+    let ahead = until.as_second() - k8s_openapi::jiff::Timestamp::now().as_second();
+    assert!((3500..=3600).contains(&ahead), "{waiting}");
+
+    // 2: the pause fails the issuance with the link; no further order for
+    // the name is sent; renew asks again.
+    let message = env.issuing_failure("paused", "web").await;
+    assert!(message.contains(&portal), "the full link: {message}");
+    let events = env.events("paused", "involvedObject.kind=Order").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "Failed" && m.contains(&portal)),
+        "{events:?}"
+    );
+    certificate(&env, "paused", "again", "web.paused.test").await;
+    let again = env.issuing_failure("paused", "again").await;
+    assert!(again.contains("has paused this ACME account"), "{again}");
+    assert_eq!(new_orders(&paused), 1, "no order for a paused name");
+    let logs = env.logs().await;
+    assert!(!logs.contains(JWT), "the token stays out of the logs");
+    assert!(logs.contains("/sfe/v1/unpause?jwt=…"), "{logs}");
+    let kubeconfig = env.cluster.kubeconfig().to_path_buf();
+    let status = Command::new(env!("CARGO_BIN_EXE_certwright"))
+        .args(["status", "certificate", "web", "-n", "paused"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("status");
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        shown.contains(&portal),
+        "certwright status shows the link:\n{shown}"
+    );
+    let renew = Command::new(env!("CARGO_BIN_EXE_certwright"))
+        .args(["renew", "web", "-n", "paused"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("renew");
+    assert!(
+        renew.status.success(),
+        "{}",
+        String::from_utf8_lossy(&renew.stderr)
+    );
+    env.certificate_ready("paused", "web", 1).await;
+    assert_eq!(new_orders(&paused), 2, "renew asked the CA again");
+
+    // 3: never more than the burst (4) and the rate (2) within a second.
+    env.certificate_ready("ceiling", "web", 1).await;
+    let seen: Vec<_> = slow.seen().into_iter().filter(|s| s.at >= mark).collect();
+    assert!(seen.len() >= 8, "{seen:#?}");
+    let most = seen
+        .iter()
+        .map(|s| {
+            seen.iter()
+                .filter(|o| o.at >= s.at && o.at < s.at + Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(most <= 6, "{most} requests within a second: {seen:#?}");
+    eprintln!(
+        "rate limit: 1 newOrder, held until {until}; paused: {} newOrders; ceiling: {} requests, at most {most} in a second",
+        new_orders(&paused),
+        seen.len()
+    );
+}
