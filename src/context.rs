@@ -32,6 +32,8 @@ pub struct Context {
     pub retries: crate::acme::retry::Retries,
     /// New orders the CAs' refusals hold back (rate limits, pauses).
     pub holds: crate::acme::limits::Holds,
+    /// What was spent of the CAs' published limits.
+    pub ledger: crate::acme::budgets::Ledger,
     /// How often an order or authorization still in progress is polled
     /// when the CA gives no Retry-After.
     pub poll_interval: Duration,
@@ -173,6 +175,7 @@ impl Context {
             retry: Default::default(),
             retries: Default::default(),
             holds: Default::default(),
+            ledger: Default::default(),
             poll_interval: Duration::from_secs(1),
             solver: SolverSettings::default(),
             certificate_owner_ref: false,

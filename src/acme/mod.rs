@@ -2,6 +2,7 @@
 //! what its errors mean for an Order.
 
 pub mod account;
+pub mod budgets;
 pub mod ceiling;
 pub mod direct;
 pub mod errors;

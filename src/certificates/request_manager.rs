@@ -196,6 +196,18 @@ pub(crate) async fn reconcile(
             .annotations
             .get_or_insert_with(Default::default)
             .insert(super::ari::REPLACES.to_string(), id);
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        if seen
+            .suggestion
+            .as_ref()
+            .is_some_and(|s| s.start <= now && now <= s.end)
+        {
+            request
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(super::ari::IN_WINDOW.to_string(), "true".into());
+        }
     }
     request.spec = request_spec(cert, &csr.pem);
     requests

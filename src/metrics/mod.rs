@@ -48,6 +48,9 @@ struct Metrics {
     panics: IntCounterVec,
     ceiling_waits: Histogram,
     paused: IntGauge,
+    budget_remaining: prometheus::IntGaugeVec,
+    budget_limit: prometheus::IntGaugeVec,
+    limit_holds: prometheus::GaugeVec,
     caches: RwLock<Option<Caches>>,
 }
 
@@ -68,6 +71,17 @@ fn histogram(
         .expect("valid histogram");
     registry.register(Box::new(h.clone())).expect("unique name");
     h
+}
+
+fn int_gauges(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::IntGaugeVec {
+    let g = prometheus::IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+    registry.register(Box::new(g.clone())).expect("unique name");
+    g
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -199,6 +213,30 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "certwright_acme_paused_identifiers",
             "Identifiers a CA has paused for an ACME account (only its portal lifts a pause; the Order's reason has the link).",
         ),
+        budget_remaining: int_gauges(
+            &r,
+            "certwright_acme_budget_remaining",
+            "What is left of a CA's published limit, as certwright counts its own requests (the tightest of its keys last checked).",
+            &["issuer_kind", "issuer", "limit"],
+        ),
+        budget_limit: int_gauges(
+            &r,
+            "certwright_acme_budget_limit",
+            "The size of a CA's published limit that certwright keeps as a budget.",
+            &["issuer_kind", "issuer", "limit"],
+        ),
+        limit_holds: {
+            let g = prometheus::GaugeVec::new(
+                Opts::new(
+                    "certwright_acme_rate_limit_hold_seconds",
+                    "How long the last new order held back by a CA's limit waits for its slot.",
+                ),
+                &["issuer_kind", "issuer", "limit"],
+            )
+            .expect("valid gauge");
+            r.register(Box::new(g.clone())).expect("unique name");
+            g
+        },
         registry: r,
         caches: RwLock::new(None),
     }
@@ -322,6 +360,27 @@ pub fn acme_retry_delay(step: &str, kind: &'static str, wait: Duration) {
         .retry_delays
         .with_label_values(&[step, kind])
         .observe(wait.as_secs_f64());
+}
+
+/// What is left of a budget of an issuer, and its size.
+pub fn set_budget(kind: &str, issuer: &str, limit: &str, left: u32, size: u32) {
+    let labels = [kind, issuer, limit];
+    METRICS
+        .budget_remaining
+        .with_label_values(&labels)
+        .set(i64::from(left));
+    METRICS
+        .budget_limit
+        .with_label_values(&labels)
+        .set(i64::from(size));
+}
+
+/// A new order of an issuer waits `wait` for a slot of `limit`.
+pub fn set_limit_hold(kind: &str, issuer: &str, limit: &str, wait: Duration) {
+    METRICS
+        .limit_holds
+        .with_label_values(&[kind, issuer, limit])
+        .set(wait.as_secs_f64());
 }
 
 /// How many identifiers are paused now.

@@ -272,6 +272,11 @@ async fn reconcile(
             if let Some(hold) = ctx.holds.check(&account, &names, Timestamp::now()) {
                 return held(&ctx, &order, status, hold).await;
             }
+            // And one the CA would refuse is not sent: its budgets.
+            let (spends, over) = super::budget::check(&ctx, &order, &session, &names);
+            if let Some(hold) = over {
+                return held(&ctx, &order, status, hold).await;
+            }
             let first = match replaces {
                 Some(id) => match place(Some(id)).await {
                     Err(e) if replaces_refused(&e) => {
@@ -308,6 +313,7 @@ async fn reconcile(
                 }
             };
             ctx.retries.succeeded(&uid, "newOrder");
+            super::budget::placed(&ctx, &spends);
             // Store the URL before anything else can fail: a restart resumes it.
             status.url = Some(placed.url().to_string());
             status.finalize_url = Some(placed.state().finalize.clone());
@@ -405,6 +411,12 @@ async fn reconcile(
                 .unwrap_or_else(|| "the CA marked the order invalid".into());
             status.reason = Some(reason.clone());
             status.failure_time = Some(Time(Timestamp::now()));
+            let refused: Vec<String> = challenges
+                .iter()
+                .filter(|c| challenge_state(c) == Some(AcmeState::Invalid))
+                .map(|c| c.spec.dns_name.clone())
+                .collect();
+            super::budget::failed(&ctx, &order, &session, &refused);
             event(
                 &ctx,
                 &order,
@@ -450,6 +462,11 @@ async fn reconcile(
                         status.certificate = Some(ByteString(chain.into_bytes()));
                         write(&ctx, &order, &status).await?;
                         crate::metrics::stage_since("issued", order.meta());
+                        let names: Vec<String> = identifiers(&order.spec)
+                            .iter()
+                            .map(identifier_name)
+                            .collect();
+                        super::budget::issued(&ctx, &order, &session, &names);
                         delete_challenges(&ctx, &order).await?;
                         ctx.retries.forget(&uid);
                         event(

@@ -4,6 +4,7 @@
 //! deterministic names of requests, Orders and Challenges are in
 //! `crate::naming`, shared with the Certificate controllers.
 
+mod budget;
 pub mod challenges;
 pub mod controller;
 pub mod decide;

@@ -174,9 +174,12 @@ async fn a_failing_or_hostile_ca_is_retried_on_the_policy_and_never_crashes_the_
             && failed_accept.contains("500"),
         "{failed_accept}"
     );
+    // One write per attempt: presented, a self-check reason or two while
+    // the route goes live, asking the CA, one per retry, the final state
+    // and its cleanup (the hot loop wrote hundreds a minute).
     let challenge_writes = status_writes(&audit, mark, "accept-500", "challenges");
     assert!(
-        challenge_writes <= 2 + LIMIT + 2,
+        challenge_writes <= LIMIT + 6,
         "Challenge status writes: {challenge_writes}"
     );
 
@@ -189,9 +192,10 @@ async fn a_failing_or_hostile_ca_is_retried_on_the_policy_and_never_crashes_the_
             && failed_order.contains("database unavailable"),
         "{failed_order}"
     );
+    // One per failure (and one or two while its Issuer registers).
     let order_writes = status_writes(&audit, mark, "order-500", "orders");
     assert!(
-        order_writes <= LIMIT + 1,
+        order_writes <= LIMIT + 3,
         "Order status writes: {order_writes}"
     );
 

@@ -49,6 +49,15 @@ async fn certificate(env: &Env, ns: &str, name: &str, dns: &str) {
     .await;
 }
 
+/// Runs the certwright command line against the local cluster.
+fn certwright(kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_certwright"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .expect("certwright runs")
+}
+
 fn new_orders(proxy: &AcmeProxy) -> usize {
     proxy.count("POST", "/order-plz")
 }
@@ -108,6 +117,18 @@ async fn rate_limits_and_pauses_hold_new_orders_and_a_ceiling_bounds_the_request
     let mark = std::time::Instant::now();
     certificate(&env, "ceiling", "web", "web.ceiling.test").await;
 
+    // 4. Budgets kept before asking: two new orders an hour, one
+    // certificate per exact set of names a week.
+    let budget = issuer(
+        &env,
+        "budgets",
+        json!({(certwright::acme::budgets::ANNOTATION): "newOrders=2/1h,exactSet=1/168h"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    certificate(&env, "budgets", "a", "a.budgets.test").await;
+    certificate(&env, "budgets", "b", "b.budgets.test").await;
+
     // 1: the refused order waits the hour; another of the account waits too.
     env.wait("the rate-limited Order to wait", 30, || async {
         order_reasons(&env, "rate-hour")
@@ -164,21 +185,16 @@ async fn rate_limits_and_pauses_hold_new_orders_and_a_ceiling_bounds_the_request
     assert!(!logs.contains(JWT), "the token stays out of the logs");
     assert!(logs.contains("/sfe/v1/unpause?jwt=…"), "{logs}");
     let kubeconfig = env.cluster.kubeconfig().to_path_buf();
-    let status = Command::new(env!("CARGO_BIN_EXE_certwright"))
-        .args(["status", "certificate", "web", "-n", "paused"])
-        .env("KUBECONFIG", &kubeconfig)
-        .output()
-        .expect("status");
+    let status = certwright(
+        &kubeconfig,
+        &["status", "certificate", "web", "-n", "paused"],
+    );
     let shown = String::from_utf8_lossy(&status.stdout);
     assert!(
         shown.contains(&portal),
         "certwright status shows the link:\n{shown}"
     );
-    let renew = Command::new(env!("CARGO_BIN_EXE_certwright"))
-        .args(["renew", "web", "-n", "paused"])
-        .env("KUBECONFIG", &kubeconfig)
-        .output()
-        .expect("renew");
+    let renew = certwright(&kubeconfig, &["renew", "web", "-n", "paused"]);
     assert!(
         renew.status.success(),
         "{}",
@@ -186,6 +202,43 @@ async fn rate_limits_and_pauses_hold_new_orders_and_a_ceiling_bounds_the_request
     );
     env.certificate_ready("paused", "web", 1).await;
     assert_eq!(new_orders(&paused), 2, "renew asked the CA again");
+
+    // 4: a third new order would spend a budget that is gone: it waits for
+    // the slot, unsent; renewing a certificate (exempt from the new-order
+    // budget, as it names the one it replaces) meets the exact-set budget.
+    env.certificate_ready("budgets", "a", 1).await;
+    env.certificate_ready("budgets", "b", 1).await;
+    certificate(&env, "budgets", "c", "c.budgets.test").await;
+    let over = env
+        .wait("the third Order held by the budget", 30, || async {
+            order_reasons(&env, "budgets").await.into_iter().find(|r| {
+                r.contains("limit of 2 new orders of this ACME account per 1h would be exceeded")
+            })
+        })
+        .await;
+    assert!(
+        over.starts_with("Waiting: ") && over.contains("the next slot is at"),
+        "{over}"
+    );
+    let renew = certwright(&kubeconfig, &["renew", "a", "-n", "budgets"]);
+    assert!(
+        renew.status.success(),
+        "{}",
+        String::from_utf8_lossy(&renew.stderr)
+    );
+    let same_set = env
+        .wait("the renewal held by the exact-set budget", 30, || async {
+            order_reasons(&env, "budgets")
+                .await
+                .into_iter()
+                .find(|r| r.contains("1 certificates for exactly a.budgets.test per 168h"))
+        })
+        .await;
+    assert_eq!(
+        new_orders(&budget),
+        2,
+        "nothing sent over budget: {same_set}"
+    );
 
     // 3: never more than the burst (4) and the rate (2) within a second.
     env.certificate_ready("ceiling", "web", 1).await;
