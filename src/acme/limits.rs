@@ -100,6 +100,8 @@ pub struct Hold {
     pub reason: String,
     /// A pause (only its portal lifts it), not a rate limit.
     pub paused: bool,
+    /// The issuer (kind, name) whose order was refused, for metrics.
+    pub issuer: (String, String),
 }
 
 /// The holds of every account, by account and identifier (`*`: every new
@@ -111,9 +113,17 @@ pub struct Holds {
 
 const ALL: &str = "*";
 
-/// `certwright_acme_paused_identifiers`, kept with the holds.
+/// `certwright_acme_paused_identifiers`, by issuer, kept with the holds.
 fn gauge(map: &HashMap<(String, String), Hold>) {
-    crate::metrics::set_paused_identifiers(map.values().filter(|h| h.paused).count());
+    let mut by_issuer: HashMap<&(String, String), usize> = HashMap::new();
+    for h in map.values().filter(|h| h.paused) {
+        *by_issuer.entry(&h.issuer).or_default() += 1;
+    }
+    crate::metrics::set_paused_identifiers(
+        by_issuer
+            .into_iter()
+            .map(|((kind, name), n)| (kind.as_str(), name.as_str(), n)),
+    );
 }
 
 impl Holds {
@@ -195,6 +205,7 @@ pub fn hold_for(
                 until,
                 reason,
                 paused: true,
+                issuer: Default::default(),
             },
         ));
     }
@@ -228,6 +239,7 @@ pub fn hold_for(
             until,
             reason,
             paused: false,
+            issuer: Default::default(),
         },
     ))
 }

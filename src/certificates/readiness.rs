@@ -35,6 +35,22 @@ pub struct Readiness {
     pub times: Option<(i64, i64, Option<i64>)>,
 }
 
+/// A CA's pause of the names (the last issuance's failure) is said on
+/// Ready too, link and all: only a visit to that link lifts it.
+fn with_pause(cert: &Certificate, message: String) -> String {
+    let failed = cert
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Issuing"))
+        .filter(|c| c.reason.as_deref() == Some("Failed"))
+        .and_then(|c| c.message.as_deref());
+    match failed {
+        Some(m) if crate::acme::limits::paused(m).is_some() => format!("{message}; {m}"),
+        _ => message,
+    }
+}
+
 /// Readiness of `cert` given its Secret and the CA's renewal suggestion at `now`.
 pub fn assess(
     cert: &Certificate,
@@ -55,7 +71,7 @@ pub fn assess(
         Some(t) if t.reason != "Renewing" => Readiness {
             ready: false,
             reason: t.reason.to_string(),
-            message: t.message,
+            message: with_pause(cert, t.message),
             times,
         },
         _ => Readiness {

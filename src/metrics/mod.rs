@@ -47,7 +47,7 @@ struct Metrics {
     retry_delays: HistogramVec,
     panics: IntCounterVec,
     ceiling_waits: Histogram,
-    paused: IntGauge,
+    paused: prometheus::IntGaugeVec,
     budget_remaining: prometheus::IntGaugeVec,
     budget_limit: prometheus::IntGaugeVec,
     limit_holds: prometheus::GaugeVec,
@@ -208,10 +208,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             r.register(Box::new(h.clone())).expect("unique name");
             h
         },
-        paused: gauge(
+        paused: int_gauges(
             &r,
             "certwright_acme_paused_identifiers",
-            "Identifiers a CA has paused for an ACME account (only its portal lifts a pause; the Order's reason has the link).",
+            "Identifiers a CA has paused for the ACME account of an issuer (only its portal lifts a pause; the Order's reason has the link).",
+            &["issuer_kind", "issuer"],
         ),
         budget_remaining: int_gauges(
             &r,
@@ -383,9 +384,15 @@ pub fn set_limit_hold(kind: &str, issuer: &str, limit: &str, wait: Duration) {
         .set(wait.as_secs_f64());
 }
 
-/// How many identifiers are paused now.
-pub fn set_paused_identifiers(n: usize) {
-    METRICS.paused.set(i64::try_from(n).unwrap_or(i64::MAX));
+/// How many identifiers are paused now, by issuer (kind, name, count).
+pub fn set_paused_identifiers<'a>(by_issuer: impl Iterator<Item = (&'a str, &'a str, usize)>) {
+    METRICS.paused.reset();
+    for (kind, name, n) in by_issuer {
+        METRICS
+            .paused
+            .with_label_values(&[kind, name])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
 }
 
 /// A request to a CA waited `wait` for the per-CA ceiling.

@@ -38,7 +38,7 @@ fn renewal(order: &Order) -> Renewal {
 }
 
 /// The Order's issuer, for metric labels.
-fn labels(order: &Order) -> (String, String) {
+pub(super) fn labels(order: &Order) -> (String, String) {
     let r = &order.spec.issuer_ref;
     (
         r.kind.clone().unwrap_or_else(|| "Issuer".into()),
@@ -77,6 +77,7 @@ pub(super) fn check(
             until: full.next,
             reason: full.describe(),
             paused: false,
+            issuer: (kind.clone(), issuer.clone()),
         }
     });
     (spends, hold)

@@ -303,6 +303,10 @@ async fn reconcile(
                             Timestamp::now(),
                         )
                     {
+                        let hold = crate::acme::limits::Hold {
+                            issuer: super::budget::labels(&order),
+                            ..hold
+                        };
                         ctx.holds.hold(&account, &held_names, hold.clone());
                         if hold.paused {
                             return held(&ctx, &order, status, hold).await;

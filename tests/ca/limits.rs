@@ -170,6 +170,22 @@ async fn rate_limits_and_pauses_hold_new_orders_and_a_ceiling_bounds_the_request
     // the name is sent; renew asks again.
     let message = env.issuing_failure("paused", "web").await;
     assert!(message.contains(&portal), "the full link: {message}");
+    let ready = env
+        .wait("the link on Ready too", 30, || async {
+            let cert =
+                Api::<certwright::api::Certificate>::namespaced(env.client.clone(), "paused")
+                    .get("web")
+                    .await
+                    .ok()?;
+            cert.status?
+                .conditions?
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?
+                .message
+                .filter(|m| m.contains(&portal))
+        })
+        .await;
+    assert!(ready.contains("has paused this ACME account"), "{ready}");
     let events = env.events("paused", "involvedObject.kind=Order").await;
     assert!(
         events
