@@ -19,8 +19,9 @@ const SERVER_INTERNAL: &str = "urn:ietf:params:acme:error:serverInternal";
 /// Transient failures in a row before giving up, for this controller.
 const LIMIT: usize = 5;
 
-/// A namespace with an Issuer behind a proxy of its own, and a Certificate.
-async fn scenario(env: &Env, ns: &str, arm: impl FnOnce(&AcmeProxy)) -> AcmeProxy {
+/// A namespace `ns` with an Issuer `ca` whose CA is pebble behind a
+/// fault proxy of its own (so requests are counted per namespace).
+pub async fn own_ca(env: &Env, ns: &str) -> AcmeProxy {
     let proxy = env
         .cluster
         .in_node(AcmeProxy::start(&env.pebble))
@@ -29,6 +30,12 @@ async fn scenario(env: &Env, ns: &str, arm: impl FnOnce(&AcmeProxy)) -> AcmeProx
     env.namespace(ns).await;
     env.issuer_with(ns, "ca", json!({"server": proxy.directory_url}))
         .await;
+    proxy
+}
+
+/// A namespace with an Issuer behind a proxy of its own, and a Certificate.
+async fn scenario(env: &Env, ns: &str, arm: impl FnOnce(&AcmeProxy)) -> AcmeProxy {
+    let proxy = own_ca(env, ns).await;
     arm(&proxy);
     env.certificate(
         ns,

@@ -12,20 +12,15 @@ use certwright_testcluster::acme_proxy::{AcmeProxy, Fault};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
+use crate::ca_faults::own_ca;
 use crate::common::env::Env;
 
 const RATE_LIMITED: &str = "urn:ietf:params:acme:error:rateLimited";
 const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwYXVzZWQifQ.c2lnbmF0dXJl";
 
+/// [`own_ca`], with `annotations` on the Issuer.
 async fn issuer(env: &Env, ns: &str, annotations: serde_json::Value) -> AcmeProxy {
-    let proxy = env
-        .cluster
-        .in_node(AcmeProxy::start(&env.pebble))
-        .await
-        .expect("proxy");
-    env.namespace(ns).await;
-    env.issuer_with(ns, "ca", json!({"server": proxy.directory_url}))
-        .await;
+    let proxy = own_ca(env, ns).await;
     if annotations.as_object().is_some_and(|a| !a.is_empty()) {
         Api::<Issuer>::namespaced(env.client.clone(), ns)
             .patch(
