@@ -303,13 +303,6 @@ impl Context {
         result
     }
 
-    /// Counts one more order of `uid` lost at the CA (a 404 for the order
-    /// or an authorization); apart from transient failures, so the cap on
-    /// replacements counts only lost orders. Returns the count.
-    pub fn lost_again(&self, uid: &str) -> u32 {
-        self.failed_again(&format!("{uid}/lost"))
-    }
-
     /// Notes the resourceVersion our last write of `uid` produced.
     pub fn wrote(&self, uid: &str, resource_version: Option<String>) {
         let mut map = self.written.lock().unwrap_or_else(|e| e.into_inner());
@@ -327,12 +320,12 @@ impl Context {
             .is_some_and(|rv| Some(rv.as_str()) != resource_version)
     }
 
-    /// Forgets the failures (transient and lost orders) of `uid` after a
-    /// success.
+    /// Forgets the failures counted under `uid` after a success.
     pub fn succeeded(&self, uid: &str) {
-        let mut map = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(uid);
-        map.remove(&format!("{uid}/lost"));
+        self.attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
     }
 
     /// What the ACME side reads issuers and accounts with.
@@ -495,23 +488,6 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn lost_orders_are_counted_apart_from_transient_failures() {
-        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
-        let ctx = Context::new(kube::Client::try_from(config).expect("client"), "ns");
-        for _ in 0..5 {
-            ctx.failed_again("o");
-        }
-        assert_eq!(
-            ctx.lost_again("o"),
-            1,
-            "five transient errors are not five lost orders"
-        );
-        assert_eq!(ctx.failed_again("o"), 6);
-        ctx.succeeded("o");
-        assert_eq!((ctx.failed_again("o"), ctx.lost_again("o")), (1, 1));
-    }
 
     #[tokio::test]
     async fn failed_reconciles_back_off_until_one_succeeds() {

@@ -175,11 +175,12 @@ impl Holds {
     }
 }
 
-/// The hold a refusal of a new order for `identifiers` asks for, at `now`
-/// (`retry_after` is the CA's header): a pause, or a rate limit (on the
-/// identifiers the refusal names, or the whole account); None for other
-/// refusals.
+/// The hold a refusal of a new order of `issuer` (kind, name) for
+/// `identifiers` asks for, at `now` (`retry_after` is the CA's header): a
+/// pause, or a rate limit (on the identifiers the refusal names, or the
+/// whole account); None for other refusals.
 pub fn hold_for(
+    issuer: (String, String),
     problem_type: &str,
     detail: &str,
     identifiers: &[String],
@@ -205,7 +206,7 @@ pub fn hold_for(
                 until,
                 reason,
                 paused: true,
-                issuer: Default::default(),
+                issuer,
             },
         ));
     }
@@ -239,7 +240,7 @@ pub fn hold_for(
             until,
             reason,
             paused: false,
-            issuer: Default::default(),
+            issuer,
         },
     ))
 }
@@ -249,6 +250,10 @@ mod tests {
     use super::*;
 
     const LE_PAUSED: &str = "Your account is temporarily prevented from requesting certificates for www.example.org, example.org and example.net, and possibly others. Please visit: https://portal.letsencrypt.org/sfe/v1/unpause?jwt=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl";
+
+    fn le() -> (String, String) {
+        ("ClusterIssuer".into(), "le".into())
+    }
 
     fn now() -> Timestamp {
         "2026-12-06T20:00:00Z".parse().expect("time")
@@ -292,6 +297,7 @@ mod tests {
     fn a_pause_holds_its_identifiers_for_a_day_whatever_the_type() {
         let ids = vec!["example.org".to_string()];
         let (held, hold) = hold_for(
+            le(),
             "urn:ietf:params:acme:error:unauthorized",
             LE_PAUSED,
             &ids,
@@ -324,6 +330,7 @@ mod tests {
         let ids = vec!["a.test".to_string(), "b.test".to_string()];
         let rl = "urn:ietf:params:acme:error:rateLimited";
         let (held, hold) = hold_for(
+            le(),
             rl,
             "too many new orders recently",
             &ids,
@@ -348,11 +355,12 @@ mod tests {
         );
         let detail =
             "too many certificates already issued for b.test, retry after 2026-12-06 22:00:00 UTC";
-        let (held, hold) = hold_for(rl, detail, &ids, None, now()).expect("held");
+        let (held, hold) = hold_for(le(), rl, detail, &ids, None, now()).expect("held");
         assert_eq!(held, ["b.test"]);
         assert_eq!(hold.until, "2026-12-06T22:00:00Z".parse().expect("time"));
         assert_eq!(
             hold_for(
+                le(),
                 "urn:ietf:params:acme:error:malformed",
                 "x",
                 &ids,

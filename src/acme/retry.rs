@@ -375,19 +375,20 @@ impl Retries {
         next
     }
 
-    /// One more transient failure of `step` of the object `uid` (named
-    /// `object` in the log; `previous` is its status reason), where `what`
-    /// says what failed: the next try, logged and counted, or the end.
-    #[allow(clippy::too_many_arguments)]
-    pub fn transient(
+    /// One more transient failure of `step` of `object` (`previous` is its
+    /// status reason), where `what` says what failed: the next try, logged
+    /// and counted, or the end.
+    pub fn transient<K: kube::Resource>(
         &self,
         policy: &Policy,
-        (uid, object): (&str, &str),
+        object: &K,
         previous: Option<&str>,
         step: &str,
         what: &str,
         retry_after: Option<Duration>,
     ) -> Attempt {
+        let uid = object.meta().uid.as_deref().unwrap_or_default();
+        let object = crate::naming::object_name(object);
         let now = Timestamp::now();
         let kind = Kind::Transient;
         match self.failed(policy, uid, previous, step, kind, retry_after, now) {

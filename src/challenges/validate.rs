@@ -125,18 +125,11 @@ pub(super) async fn retry_later(
     retry_after: Option<Duration>,
 ) -> Result<Action, Error> {
     use crate::acme::retry::Attempt;
-    let uid = ch.uid().unwrap_or_default();
-    let name = ch.name_any();
-    let previous = status.reason.clone();
-    let attempt = ctx.retries.transient(
-        &ctx.retry,
-        (&uid, &name),
-        previous.as_deref(),
-        step,
-        &what,
-        retry_after,
-    );
-    match attempt {
+    let previous = status.reason.as_deref();
+    match ctx
+        .retries
+        .transient(&ctx.retry, ch, previous, step, &what, retry_after)
+    {
         Attempt::Retry { reason, wait } => {
             status.reason = Some(reason);
             write(ctx, ch, &status).await?;

@@ -73,6 +73,14 @@ fn histogram(
     h
 }
 
+/// A histogram without labels, on [`slow_buckets`].
+fn single_histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(slow_buckets()))
+        .expect("valid histogram");
+    registry.register(Box::new(h.clone())).expect("unique name");
+    h
+}
+
 fn int_gauges(
     registry: &Registry,
     name: &str,
@@ -137,18 +145,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &["stage"],
             slow_buckets(),
         ),
-        time_to_ready: {
-            let h = Histogram::with_opts(
-                HistogramOpts::new(
-                    "certwright_certificate_time_to_ready_seconds",
-                    "Time from a Certificate starting to issue to its Secret being written.",
-                )
-                .buckets(slow_buckets()),
-            )
-            .expect("valid histogram");
-            r.register(Box::new(h.clone())).expect("unique name");
-            h
-        },
+        time_to_ready: single_histogram(
+            &r,
+            "certwright_certificate_time_to_ready_seconds",
+            "Time from a Certificate starting to issue to its Secret being written.",
+        ),
         self_checks: counter(
             &r,
             "certwright_self_check_total",
@@ -196,18 +197,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Reconciles that panicked (each became that object's error; the process kept running), by controller.",
             &["controller"],
         ),
-        ceiling_waits: {
-            let h = Histogram::with_opts(
-                HistogramOpts::new(
-                    "certwright_acme_ceiling_wait_seconds",
-                    "How long requests to a CA waited for the per-CA request ceiling (only those that waited).",
-                )
-                .buckets(slow_buckets()),
-            )
-            .expect("valid histogram");
-            r.register(Box::new(h.clone())).expect("unique name");
-            h
-        },
+        ceiling_waits: single_histogram(
+            &r,
+            "certwright_acme_ceiling_wait_seconds",
+            "How long requests to a CA waited for the per-CA request ceiling (only those that waited).",
+        ),
         paused: int_gauges(
             &r,
             "certwright_acme_paused_identifiers",

@@ -296,6 +296,7 @@ async fn reconcile(
                 Err(e) => {
                     if let instant_acme::Error::Api(p) = &e
                         && let Some((held_names, hold)) = crate::acme::limits::hold_for(
+                            super::budget::labels(&order),
                             p.r#type.as_deref().unwrap_or_default(),
                             p.detail.as_deref().unwrap_or_default(),
                             &names,
@@ -303,10 +304,6 @@ async fn reconcile(
                             Timestamp::now(),
                         )
                     {
-                        let hold = crate::acme::limits::Hold {
-                            issuer: super::budget::labels(&order),
-                            ..hold
-                        };
                         ctx.holds.hold(&account, &held_names, hold.clone());
                         if hold.paused {
                             return held(&ctx, &order, status, hold).await;

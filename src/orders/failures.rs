@@ -131,18 +131,11 @@ pub(super) async fn retry_later(
     what: String,
     retry_after: Option<std::time::Duration>,
 ) -> Result<Action, Error> {
-    let uid = order.uid().unwrap_or_default();
-    let who = (uid.as_str(), order.name_any());
-    let previous = status.reason.clone();
-    let attempt = ctx.retries.transient(
-        &ctx.retry,
-        (who.0, &who.1),
-        previous.as_deref(),
-        step,
-        &what,
-        retry_after,
-    );
-    match attempt {
+    let previous = status.reason.as_deref();
+    match ctx
+        .retries
+        .transient(&ctx.retry, order, previous, step, &what, retry_after)
+    {
         Attempt::Retry { reason, wait } => {
             status.reason = Some(reason);
             write(ctx, order, &status).await?;
