@@ -29,8 +29,11 @@ pub mod watch;
 
 /// Runs every controller of `certwright controller` until one stops.
 pub async fn run_controllers(ctx: std::sync::Arc<context::Context>) {
+    // What the CAs' limits hold back, as the last term left it.
+    let kept = acme::kept::first_read(&ctx).await;
     let shim = ctx.clone();
     tokio::join!(
+        acme::kept::keep(&ctx, kept),
         issuers::run(ctx.clone()),
         certificates::run(ctx.clone()),
         certificaterequests::run(ctx.clone()),

@@ -134,6 +134,17 @@ async fn every_controller_path_runs_under_the_charts_rbac_and_uses_every_grant()
     env.namespace(ns).await;
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), ns);
 
+    // Budgets kept for the CA, so what was spent is kept in the API.
+    Api::<certwright::api::ClusterIssuer>::all(env.client.clone())
+        .patch(
+            "pebble",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations":
+                {(certwright::acme::budgets::ANNOTATION): "newOrders=1000/1h"}}})),
+        )
+        .await
+        .expect("budgets on");
+
     // Issue (shared mode: an Ingress and the selector-less solver Service).
     env.certificate(
         ns,
@@ -348,7 +359,11 @@ async fn every_controller_path_runs_under_the_charts_rbac_and_uses_every_grant()
         .collect();
     let granted = grants(
         &["--set", "crds.enabled=false"],
-        &["certwright-controller", "certwright-leader-election"],
+        &[
+            "certwright-controller",
+            "certwright-leader-election",
+            "certwright-acme-limits",
+        ],
     );
     // Requests without a resource (discovery, /version) are every user's.
     let not_granted: Vec<&Rule> = used

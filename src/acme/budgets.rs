@@ -6,13 +6,15 @@
 //! (`newOrders=300/3h,failedAuthorizations=5/1h,exactSet=5/168h,registeredDomain=50/168h`,
 //! any of them; `off` for none).
 //!
-//! Each budget counts what this controller spent, in memory: the
+//! Each budget counts what this controller spent, in memory and in the
+//! API (`acme::kept`, so a restart or a new leader counts on): the
 //! per-domain limit is shared with every other client of the domain, so a
 //! client sees only its own share.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -194,12 +196,14 @@ pub fn failed_validation(b: &Budgets, account: &str, name: &str) -> Option<Spend
         .map(|limit| failed_spend(limit, account, name))
 }
 
-/// What an issued certificate for `names` spends.
-pub fn issue_spends(b: &Budgets, _account: &str, names: &[String], renewal: Renewal) -> Vec<Spend> {
+/// What an issued certificate for `names` spends (counted per CA: the
+/// account's server).
+pub fn issue_spends(b: &Budgets, account: &str, names: &[String], renewal: Renewal) -> Vec<Spend> {
     let mut out = Vec::new();
     if renewal == Renewal::InWindow {
         return out;
     }
+    let ca = super::ceiling::server_of(account);
     if let Some(limit) = b.exact_set {
         let mut set: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
         set.sort();
@@ -208,7 +212,7 @@ pub fn issue_spends(b: &Budgets, _account: &str, names: &[String], renewal: Rene
             limit,
             name: "exactSet",
             what: format!("certificates for exactly {}", set.join(", ")),
-            key: format!("exactSet|{}", set.join(",")),
+            key: format!("exactSet|{ca}|{}", set.join(",")),
         });
     }
     if let Some(limit) = b.registered_domain.filter(|_| renewal == Renewal::No) {
@@ -220,17 +224,37 @@ pub fn issue_spends(b: &Budgets, _account: &str, names: &[String], renewal: Rene
                 limit,
                 name: "registeredDomain",
                 what: format!("certificates for the registered domain {d}"),
-                key: format!("registeredDomain|{d}"),
+                key: format!("registeredDomain|{ca}|{d}"),
             });
         }
     }
     out
 }
 
-/// What was spent, by key: the times, oldest first.
+/// What was spent of one budget: its limit, and the times, oldest first.
+#[derive(Default)]
+struct Spent {
+    limit: Option<Limit>,
+    times: VecDeque<Timestamp>,
+}
+
+/// What was spent, by key.
 #[derive(Default)]
 pub struct Ledger {
-    spent: Mutex<HashMap<String, VecDeque<Timestamp>>>,
+    spent: Mutex<HashMap<String, Spent>>,
+    /// Bumped by every spend, for `acme::kept` to save.
+    changes: AtomicU64,
+}
+
+/// One budget's spends as `acme::kept` stores them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeptSpends {
+    pub key: String,
+    pub count: u32,
+    pub window_seconds: u64,
+    /// Unix seconds, oldest first.
+    pub times: Vec<i64>,
 }
 
 /// A budget spent out: which, and when its next slot comes.
@@ -270,14 +294,14 @@ fn since(now: Timestamp, window: Duration) -> Timestamp {
 }
 
 impl Ledger {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Timestamp>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Spent>> {
         self.spent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// What is left of `spend`'s budget at `now`.
     pub fn remaining(&self, spend: &Spend, now: Timestamp) -> u32 {
         let mut map = self.map();
-        let Some(times) = map.get_mut(&spend.key) else {
+        let Some(Spent { times, .. }) = map.get_mut(&spend.key) else {
             return spend.limit.count;
         };
         let from = since(now, spend.limit.window);
@@ -294,7 +318,7 @@ impl Ledger {
                 return None;
             }
             let map = self.map();
-            let oldest = map.get(&s.key).and_then(|t| t.front().copied())?;
+            let oldest = map.get(&s.key).and_then(|t| t.times.front().copied())?;
             let w = SignedDuration::try_from(s.limit.window).unwrap_or(SignedDuration::MAX);
             Some(Exhausted {
                 spend: s.clone(),
@@ -309,10 +333,72 @@ impl Ledger {
         if map.len() > 100_000 {
             map.clear();
         }
-        let times = map.entry(spend.key.clone()).or_default();
-        times.push_back(now);
-        while times.len() > spend.limit.count as usize + 1 {
-            times.pop_front();
+        let spent = map.entry(spend.key.clone()).or_default();
+        spent.limit = Some(spend.limit);
+        spent.times.push_back(now);
+        while spent.times.len() > spend.limit.count as usize + 1 {
+            spent.times.pop_front();
+        }
+        self.changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many spends were made so far.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    /// What was spent within each budget's window at `now`, to be kept:
+    /// at most `most` budgets, the fullest first.
+    pub fn export(&self, now: Timestamp, most: usize) -> Vec<KeptSpends> {
+        let map = self.map();
+        let mut out: Vec<(u32, KeptSpends)> = map
+            .iter()
+            .filter_map(|(key, spent)| {
+                let limit = spent.limit?;
+                let from = since(now, limit.window);
+                let times: Vec<i64> = spent
+                    .times
+                    .iter()
+                    .filter(|t| **t > from)
+                    .map(|t| t.as_second())
+                    .collect();
+                let left = limit.count.saturating_sub(times.len() as u32);
+                (!times.is_empty()).then(|| {
+                    let kept = KeptSpends {
+                        key: key.clone(),
+                        count: limit.count,
+                        window_seconds: limit.window.as_secs(),
+                        times,
+                    };
+                    (left, kept)
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (a.0, &a.1.key).cmp(&(b.0, &b.1.key)));
+        out.truncate(most);
+        out.into_iter().map(|(_, k)| k).collect()
+    }
+
+    /// Takes kept spends back, merged with what is spent here already.
+    pub fn import(&self, kept: Vec<KeptSpends>) {
+        let mut map = self.map();
+        for k in kept {
+            let limit = Limit {
+                count: k.count,
+                window: Duration::from_secs(k.window_seconds),
+            };
+            let spent = map.entry(k.key).or_default();
+            spent.limit.get_or_insert(limit);
+            let mut times: Vec<Timestamp> = spent.times.drain(..).collect();
+            times.extend(
+                k.times
+                    .iter()
+                    .filter_map(|s| Timestamp::from_second(*s).ok()),
+            );
+            times.sort();
+            times.dedup();
+            let keep = limit.count as usize + 1;
+            spent.times = times.into_iter().rev().take(keep).rev().collect();
         }
     }
 }

@@ -5,11 +5,12 @@
 //! the unpause link, which waiting does not replace: certwright asks again
 //! once a day, or at once after `certwright renew` or a change of the spec.
 //!
-//! The hold is kept in memory; the Order it stopped says why in its
-//! reason, so a restarted controller asks the CA once more and is told again.
+//! The holds live in memory and in the API (`acme::kept`), so a restarted
+//! controller, or a new leader, keeps them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -109,6 +110,24 @@ pub struct Hold {
 #[derive(Default)]
 pub struct Holds {
     map: Mutex<HashMap<(String, String), Hold>>,
+    /// Bumped by every change, for `acme::kept` to save.
+    changes: AtomicU64,
+}
+
+/// One hold as `acme::kept` stores it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeptHold {
+    pub account: String,
+    /// An identifier, or `*` for every new order of the account.
+    pub identifier: String,
+    /// Unix seconds.
+    pub until: i64,
+    pub reason: String,
+    #[serde(default)]
+    pub paused: bool,
+    pub issuer_kind: String,
+    pub issuer: String,
 }
 
 const ALL: &str = "*";
@@ -146,6 +165,50 @@ impl Holds {
             map.insert((account.to_string(), key), hold.clone());
         }
         gauge(&map);
+        self.changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many changes were made so far.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    /// The holds still in force at `now`, to be kept.
+    pub fn export(&self, now: Timestamp) -> Vec<KeptHold> {
+        let mut out: Vec<KeptHold> = self
+            .map()
+            .iter()
+            .filter(|(_, h)| h.until > now)
+            .map(|((account, identifier), h)| KeptHold {
+                account: account.clone(),
+                identifier: identifier.clone(),
+                until: h.until.as_second(),
+                reason: h.reason.clone(),
+                paused: h.paused,
+                issuer_kind: h.issuer.0.clone(),
+                issuer: h.issuer.1.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.account, &a.identifier).cmp(&(&b.account, &b.identifier)));
+        out
+    }
+
+    /// Takes kept holds back (one already held here stays as it is).
+    pub fn import(&self, kept: Vec<KeptHold>) {
+        let mut map = self.map();
+        for k in kept {
+            let Ok(until) = Timestamp::from_second(k.until) else {
+                continue;
+            };
+            map.entry((k.account, k.identifier.to_ascii_lowercase()))
+                .or_insert(Hold {
+                    until,
+                    reason: k.reason,
+                    paused: k.paused,
+                    issuer: (k.issuer_kind, k.issuer),
+                });
+        }
+        gauge(&map);
     }
 
     /// The hold that keeps a new order of `account` for `identifiers`
@@ -165,8 +228,12 @@ impl Holds {
     pub fn release(&self, identifiers: &[String]) {
         let names: Vec<String> = identifiers.iter().map(|i| i.to_ascii_lowercase()).collect();
         let mut map = self.map();
+        let before = map.len();
         map.retain(|(_, key), h| !(h.paused && names.contains(key)));
         gauge(&map);
+        if map.len() != before {
+            self.changes.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// How many identifiers are paused now, in all.

@@ -9,6 +9,7 @@ pub mod errors;
 #[cfg(test)]
 mod hostile;
 pub mod http;
+pub mod kept;
 pub mod limits;
 pub mod retry;
 pub mod rollover;

@@ -16,8 +16,8 @@ use crate::api::Certificate;
 /// Annotation on a CertificateRequest (copied to its Order) naming, by
 /// its RFC 9773 identifier, the certificate the new one replaces.
 pub const REPLACES: &str = "acme.certwright.io/replaces";
-/// On a renewal's request and Order: it is asked inside the CA's
-/// suggested window (Let's Encrypt exempts such renewals from its limits).
+/// On a renewal's request and Order: it is asked once the CA's suggested
+/// window has begun (Let's Encrypt exempts such renewals from its limits).
 pub const IN_WINDOW: &str = "acme.certwright.io/renewal-in-window";
 
 /// What the CA suggests for one certificate.

@@ -196,12 +196,10 @@ pub(crate) async fn reconcile(
             .annotations
             .get_or_insert_with(Default::default)
             .insert(super::ari::REPLACES.to_string(), id);
+        // Once the CA's window has begun (Let's Encrypt's exemption asks
+        // no more: past its end the renewal is only more due).
         let now = k8s_openapi::jiff::Timestamp::now().as_second();
-        if seen
-            .suggestion
-            .as_ref()
-            .is_some_and(|s| s.start <= now && now <= s.end)
-        {
+        if seen.suggestion.as_ref().is_some_and(|s| s.start <= now) {
             request
                 .metadata
                 .annotations

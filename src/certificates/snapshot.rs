@@ -33,8 +33,9 @@ pub struct Snapshot {
     /// may rewrite what the leaf says).
     pub current_request: Option<CertificateRequest>,
     /// The CA's renewal suggestion for the certificate in the Secret, when
-    /// its issuer offers renewal information (asked only when no issuance
-    /// is under way, and no more often than the CA says).
+    /// its issuer offers renewal information (asked when no issuance is
+    /// under way or its request is yet to be made, and no more often than
+    /// the CA says).
     pub suggestion: Option<Suggestion>,
     /// When that suggestion is due to be asked again.
     pub ask_ca_again: Option<Duration>,
@@ -68,9 +69,11 @@ impl Snapshot {
             get_opt(&requests, request_name.as_deref(), &ns),
             get_opt(&requests, current_name.as_deref(), &ns),
         )?;
+        // Asked when no issuance is under way (is it time to renew?), and
+        // as one's request is made (is it made inside the CA's window?).
         let ari_id = secret
             .as_ref()
-            .filter(|_| !under_way)
+            .filter(|_| !under_way || request.is_none())
             .and_then(|s| s.data.as_ref()?.get("tls.crt").map(|c| c.0.clone()))
             .and_then(|pem| parse_chain(&pem).ok()?.ari_id);
         let (suggestion, ask_ca_again) = match ari_id {

@@ -13,7 +13,10 @@ use crate::context::Context;
 
 /// The budgets of the Order's issuer: its annotation's, or its CA's
 /// published ones (a wrong annotation is logged, and the CA's apply).
-fn of(ctx: &Context, order: &Order, session: &Session) -> Budgets {
+/// Read once the issuers are cached: a controller just started must not
+/// take a budgeted issuer for an unbudgeted one.
+async fn of(ctx: &Context, order: &Order, session: &Session) -> Budgets {
+    ctx.issuer_stores.ready().await;
     let ns = order.namespace().unwrap_or_default();
     let annotations = ctx.issuer_stores.annotations(&ns, &order.spec.issuer_ref);
     let value = annotations.get(budgets::ANNOTATION).map(String::as_str);
@@ -52,14 +55,14 @@ fn account(session: &Session) -> String {
 
 /// What placing the Order's new order would spend; a hold until the next
 /// slot when a budget has nothing left.
-pub(super) fn check(
+pub(super) async fn check(
     ctx: &Context,
     order: &Order,
     session: &Session,
     names: &[String],
 ) -> (Vec<Spend>, Option<Hold>) {
     let spends = budgets::order_spends(
-        &of(ctx, order, session),
+        &of(ctx, order, session).await,
         &account(session),
         names,
         renewal(order),
@@ -92,17 +95,17 @@ pub(super) fn placed(ctx: &Context, spends: &[Spend]) {
 }
 
 /// The certificate was issued: it spends its exact set and its domains.
-pub(super) fn issued(ctx: &Context, order: &Order, session: &Session, names: &[String]) {
+pub(super) async fn issued(ctx: &Context, order: &Order, session: &Session, names: &[String]) {
     let now = Timestamp::now();
-    let b = of(ctx, order, session);
+    let b = of(ctx, order, session).await;
     for s in budgets::issue_spends(&b, &account(session), names, renewal(order)) {
         ctx.ledger.spend(&s, now);
     }
 }
 
 /// The CA validated `names` and said no: each spends its failed-validation budget.
-pub(super) fn failed(ctx: &Context, order: &Order, session: &Session, names: &[String]) {
-    let b = of(ctx, order, session);
+pub(super) async fn failed(ctx: &Context, order: &Order, session: &Session, names: &[String]) {
+    let b = of(ctx, order, session).await;
     let now = Timestamp::now();
     for n in names {
         if let Some(s) = budgets::failed_validation(&b, &account(session), n) {

@@ -273,7 +273,7 @@ async fn reconcile(
                 return held(&ctx, &order, status, hold).await;
             }
             // And one the CA would refuse is not sent: its budgets.
-            let (spends, over) = super::budget::check(&ctx, &order, &session, &names);
+            let (spends, over) = super::budget::check(&ctx, &order, &session, &names).await;
             if let Some(hold) = over {
                 return held(&ctx, &order, status, hold).await;
             }
@@ -417,7 +417,7 @@ async fn reconcile(
                 .filter(|c| challenge_state(c) == Some(AcmeState::Invalid))
                 .map(|c| c.spec.dns_name.clone())
                 .collect();
-            super::budget::failed(&ctx, &order, &session, &refused);
+            super::budget::failed(&ctx, &order, &session, &refused).await;
             event(
                 &ctx,
                 &order,
@@ -467,7 +467,7 @@ async fn reconcile(
                             .iter()
                             .map(identifier_name)
                             .collect();
-                        super::budget::issued(&ctx, &order, &session, &names);
+                        super::budget::issued(&ctx, &order, &session, &names).await;
                         delete_challenges(&ctx, &order).await?;
                         ctx.retries.forget(&uid);
                         event(

@@ -1,14 +1,18 @@
 //! What a CA's limits hold back (issue 38), side by side as in
 //! `faults.rs`: a rate limit with an hour's Retry-After holds the account's
 //! new orders, Let's Encrypt's "paused" refusal stops ordering for its
-//! names until `certwright renew`, and an Issuer's request ceiling bounds
-//! the requests a second to its CA.
+//! names until `certwright renew`, an Issuer's request ceiling bounds
+//! the requests a second to its CA, budgets are kept before asking (a
+//! renewal in the CA's window exempt), and what was held and spent is kept
+//! across a restart of the controller.
 
 use std::process::Command;
 use std::time::Duration;
 
 use certwright::api::{Issuer, Order};
 use certwright_testcluster::acme_proxy::{AcmeProxy, Fault};
+use certwright_testcluster::deploy;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
@@ -69,9 +73,41 @@ async fn order_reasons(env: &Env, ns: &str) -> Vec<String> {
         .collect()
 }
 
+/// Stops the controller, then starts a new one (one replica at a time).
+async fn restart(env: &Env) {
+    let before = deploy::controller_pods(&env.client).await;
+    deploy::scale(&env.client, 0).await.expect("scale to 0");
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), deploy::NAMESPACE);
+    for pod in &before {
+        pods.delete(pod, &Default::default()).await.ok();
+    }
+    env.wait("the controller gone", 60, || async {
+        deploy::controller_pods(&env.client)
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    deploy::scale(&env.client, 1).await.expect("scale to 1");
+    env.wait("a new controller Pod", 60, || async {
+        let now = deploy::ready_controller_pods(&env.client).await;
+        (now.len() == 1 && !before.contains(&now[0])).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_and_pauses_hold_new_orders_and_a_ceiling_bounds_the_requests() {
-    let env = Env::start(|_| {}, &["--backoff-min-seconds", "600"]).await;
+    let env = Env::start(
+        |_| {},
+        &[
+            "--backoff-min-seconds",
+            "600",
+            "--ari-poll-max-seconds",
+            "1",
+        ],
+    )
+    .await;
 
     // 1. A rate limit with an hour's Retry-After: one request, then a hold.
     let hour = issuer(&env, "rate-hour", json!({})).await;
@@ -250,6 +286,20 @@ async fn rate_limits_and_pauses_hold_new_orders_and_a_ceiling_bounds_the_request
         2,
         "nothing sent over budget: {same_set}"
     );
+    // A renewal inside the CA's suggested window (ARI) is exempt from
+    // every budget, the exact set's included.
+    let secrets = Api::<Secret>::namespaced(env.client.clone(), "budgets");
+    let leaf = crate::common::leaf_pem(&secrets.get("b-tls").await.expect("b's Secret"));
+    let now = crate::common::unix_now();
+    env.cluster
+        .in_node(
+            env.pebble
+                .set_renewal_info(&leaf, &crate::common::ari_window(now - 7200, now - 3600)),
+        )
+        .await
+        .expect("move b's window into the past");
+    env.certificate_ready("budgets", "b", 2).await;
+    assert_eq!(new_orders(&budget), 3, "the renewal in its window was sent");
 
     // 3: never more than the burst (4) and the rate (2) within a second.
     env.certificate_ready("ceiling", "web", 1).await;
@@ -265,8 +315,70 @@ async fn rate_limits_and_pauses_hold_new_orders_and_a_ceiling_bounds_the_request
         .max()
         .unwrap_or(0);
     assert!(most <= 6, "{most} requests within a second: {seen:#?}");
+    // 5. A restarted controller keeps what was held and spent: it reads
+    // them back from the API before it places any order.
+    let kept = env
+        .wait("the holds and spends kept in the API", 30, || async {
+            let cm = Api::<ConfigMap>::namespaced(env.client.clone(), deploy::NAMESPACE)
+                .get(certwright::acme::kept::CONFIG_MAP)
+                .await
+                .ok()?;
+            let text = cm.data?.remove(certwright::acme::kept::KEY)?;
+            (text.contains("The CA's rate limit holds") && text.contains("newOrders|"))
+                .then_some(text)
+        })
+        .await;
+    restart(&env).await;
+    certificate(&env, "rate-hour", "third", "third.rate-hour.test").await;
+    certificate(&env, "budgets", "d", "d.budgets.test").await;
+    for (ns, name, held) in [
+        (
+            "rate-hour",
+            "third",
+            "The CA's rate limit holds every new order",
+        ),
+        (
+            "budgets",
+            "d",
+            "limit of 2 new orders of this ACME account per 1h",
+        ),
+    ] {
+        env.wait("a new Order held after the restart", 60, || async {
+            Api::<Order>::namespaced(env.client.clone(), ns)
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|o| {
+                    o.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with(name))
+                })
+                .filter_map(|o| o.status?.reason)
+                .find(|r| r.contains(held))
+        })
+        .await;
+    }
+    assert_eq!(new_orders(&hour), 1, "the hold outlived the restart");
+    let orders: Vec<_> = Api::<Order>::namespaced(env.client.clone(), "budgets")
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| (o.metadata.name, o.status.and_then(|s| s.reason)))
+        .collect();
+    assert_eq!(
+        new_orders(&budget),
+        3,
+        "so did the spent budget: {orders:#?}\nkept: {kept}"
+    );
+
     eprintln!(
-        "rate limit: 1 newOrder, held until {until}; paused: {} newOrders; ceiling: {} requests, at most {most} in a second",
+        "kept: {} bytes; rate limit: 1 newOrder, held until {until}; paused: {} newOrders; ceiling: {} requests, at most {most} in a second",
+        kept.len(),
         new_orders(&paused),
         seen.len()
     );
