@@ -76,6 +76,12 @@ pub struct ControllerArgs {
     /// flag of the same name).
     #[arg(long, value_delimiter = ',')]
     pub acme_http01_solver_nameservers: Vec<std::net::SocketAddr>,
+    /// The cluster's Service ranges (CIDR, comma separated), which the
+    /// HTTP-01 self-check never fetches after a redirect, like loopback,
+    /// link-local and private addresses (unless the first request went
+    /// there).
+    #[arg(long, value_delimiter = ',')]
+    pub service_cluster_ip_range: Vec<crate::solver::check::internal::Cidr>,
     /// The port the self-check fetches `http://` URLs on (80, as the CA;
     /// for tests).
     #[arg(long, default_value_t = 80)]
@@ -195,6 +201,11 @@ pub struct ControllerArgs {
     /// Where the probes `/livez` and `/readyz` are served.
     #[arg(long, default_value = "0.0.0.0:9403")]
     pub health_listen_address: std::net::SocketAddr,
+    /// On shutdown, keep serving the tokens the CA was asked to validate
+    /// until their Challenges finish, for this many seconds at most (keep
+    /// it under the Pod's terminationGracePeriodSeconds; 0: not at all).
+    #[arg(long, default_value_t = 20)]
+    pub shutdown_drain_seconds: u64,
     /// Elect a leader among the replicas on a Lease: only the leader
     /// reconciles; every replica serves tokens, metrics and probes.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]

@@ -55,6 +55,9 @@ pub struct Context {
     /// Held while the shared solver's Service and slice are applied in a
     /// namespace, so a batch of Challenges there applies them once.
     pub solver_applying: tokio::sync::Mutex<()>,
+    /// Set when the controller stops: no reconcile starts after it, and
+    /// those under way finish (a new order placed is written down).
+    stop: tokio::sync::watch::Sender<bool>,
     /// Whether the final Secret is owned by its Certificate.
     pub certificate_owner_ref: bool,
     /// DNS-01's nameservers for lookups and checks.
@@ -164,6 +167,21 @@ impl Controllers {
 }
 
 impl Context {
+    /// Stops the controllers gracefully: no new reconcile starts; those
+    /// under way finish.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Completes once [`Context::stop`] was called (for
+    /// `Controller::graceful_shutdown_on`).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.subscribe();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    }
+
     /// A context with default settings.
     pub fn new(client: kube::Client, cluster_resource_namespace: impl Into<String>) -> Self {
         let (solver_pods, writer) = kube::runtime::reflector::store();
@@ -189,6 +207,7 @@ impl Context {
             wake,
             woken: Mutex::new(Some(woken)),
             solver_applying: tokio::sync::Mutex::new(()),
+            stop: tokio::sync::watch::Sender::new(false),
             accounts: Accounts::default(),
             issuer_stores: IssuerStores::default(),
             attempts: Mutex::default(),

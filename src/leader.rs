@@ -3,8 +3,12 @@
 //! holder is presumed gone once its record has not changed for the lease
 //! duration as measured by *our* monotonic clock (never by comparing
 //! clocks across machines), the leader renews every retry period and
-//! steps down when it could not renew within the renew deadline, and a
-//! clean shutdown releases the Lease so a successor need not wait.
+//! steps down when it could not renew within the renew deadline (each try
+//! is cut off by what is left of that deadline, so a renewal hung on a
+//! half-open connection cannot keep a stale leader acting), and a clean
+//! shutdown releases the Lease so a successor need not wait. Another
+//! holder's term is the one its record states (`leaseDurationSeconds`,
+//! clamped: it is outside input).
 //!
 //! The decisions are pure ([`decide`]); [`Elector`] does the I/O.
 
@@ -29,6 +33,36 @@ pub struct Settings {
     pub renew_deadline: Duration,
     /// How often to try to acquire or renew.
     pub retry_period: Duration,
+}
+
+/// The shortest and longest term a Lease record may state.
+pub const MIN_LEASE: Duration = Duration::from_secs(5);
+pub const MAX_LEASE: Duration = Duration::from_secs(3600);
+
+/// The term a holder's record states (`leaseDurationSeconds`), within
+/// [`MIN_LEASE`]..=[`MAX_LEASE`]; `ours` when it states none.
+pub fn stated_term(seconds: Option<i32>, ours: Duration) -> Duration {
+    match seconds {
+        Some(s) if s > 0 => Duration::from_secs(s as u64).clamp(MIN_LEASE, MAX_LEASE),
+        _ => ours,
+    }
+}
+
+/// How long the next try on the Lease may take: while leading, what is
+/// left of the renew deadline since the last renewal (None: it has passed,
+/// step down); otherwise a whole renew deadline.
+pub fn try_budget(
+    leading: bool,
+    since_renewed: Option<Duration>,
+    renew_deadline: Duration,
+) -> Option<Duration> {
+    match (leading, since_renewed) {
+        (true, Some(since)) => renew_deadline
+            .checked_sub(since)
+            .filter(|left| !left.is_zero()),
+        (true, None) => None,
+        (false, _) => Some(renew_deadline),
+    }
 }
 
 /// What we last saw of the Lease, and when (our clock).
@@ -89,6 +123,8 @@ enum Attempt {
     Other,
     /// Someone wrote it between our read and our write: read again.
     Conflict,
+    /// The API did not answer in time.
+    TimedOut,
 }
 
 /// Runs the election and tells who leads.
@@ -188,7 +224,7 @@ impl Elector {
             renew_time.as_deref(),
             seen.as_ref(),
             now,
-            s.lease_duration,
+            stated_term(spec.lease_duration_seconds, s.lease_duration),
         );
         let changed = seen
             .as_ref()
@@ -234,7 +270,17 @@ impl Elector {
         let mut last_renewed: Option<Instant> = None;
         loop {
             let leading = self.is_leading();
-            let attempt = self.try_hold(&mut seen).await;
+            let budget = try_budget(
+                leading,
+                last_renewed.map(|t: Instant| t.elapsed()),
+                s.renew_deadline,
+            );
+            let attempt = match budget {
+                Some(budget) => tokio::time::timeout(budget, self.try_hold(&mut seen))
+                    .await
+                    .unwrap_or(Ok(Attempt::TimedOut)),
+                None => Ok(Attempt::TimedOut),
+            };
             match attempt {
                 Ok(Attempt::Held) => {
                     last_renewed = Some(Instant::now());
@@ -249,9 +295,15 @@ impl Elector {
                     self.set_leading(false);
                 }
                 Ok(Attempt::Other) => {}
-                Ok(Attempt::Conflict) | Err(_) => {
-                    if let Err(e) = &attempt {
-                        tracing::warn!(lease = %s.name, error = %e, "reading or writing the leader lease failed");
+                Ok(Attempt::Conflict | Attempt::TimedOut) | Err(_) => {
+                    match &attempt {
+                        Err(e) => {
+                            tracing::warn!(lease = %s.name, error = %e, "reading or writing the leader lease failed")
+                        }
+                        Ok(Attempt::TimedOut) => {
+                            tracing::warn!(lease = %s.name, "the API did not answer the leader lease in time")
+                        }
+                        _ => {}
                     }
                     let expired = last_renewed.is_none_or(|t| t.elapsed() >= s.renew_deadline);
                     if leading && expired {
@@ -312,6 +364,28 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), lost(&mut rx))
             .await
             .expect("losing the Lease is seen");
+    }
+
+    #[test]
+    fn a_records_term_is_trusted_within_bounds() {
+        let ours = Duration::from_secs(60);
+        assert_eq!(stated_term(Some(15), ours), Duration::from_secs(15));
+        assert_eq!(stated_term(None, ours), ours);
+        assert_eq!(stated_term(Some(0), ours), ours);
+        assert_eq!(stated_term(Some(-3), ours), ours);
+        assert_eq!(stated_term(Some(1), ours), MIN_LEASE);
+        assert_eq!(stated_term(Some(i32::MAX), ours), MAX_LEASE);
+    }
+
+    #[test]
+    fn a_leaders_try_gets_only_what_is_left_of_its_renew_deadline() {
+        let deadline = Duration::from_secs(40);
+        let s = Duration::from_secs;
+        assert_eq!(try_budget(true, Some(s(10)), deadline), Some(s(30)));
+        assert_eq!(try_budget(true, Some(s(40)), deadline), None, "step down");
+        assert_eq!(try_budget(true, Some(s(400)), deadline), None);
+        assert_eq!(try_budget(true, None, deadline), None);
+        assert_eq!(try_budget(false, None, deadline), Some(deadline));
     }
 
     #[test]

@@ -27,28 +27,39 @@ pub mod status;
 pub mod time;
 pub mod watch;
 
-/// Runs every controller of `certwright controller` until one stops.
+/// Runs every controller of `certwright controller` until they stop: one
+/// failing, or all of them after [`context::Context::stop`] (then each
+/// finishes the reconciles under way first).
 pub async fn run_controllers(ctx: std::sync::Arc<context::Context>) {
     // What the CAs' limits hold back, as the last term left it.
     let kept = acme::kept::first_read(&ctx).await;
     let shim = ctx.clone();
-    tokio::join!(
-        acme::kept::keep(&ctx, kept),
-        issuers::run(ctx.clone()),
-        certificates::run(ctx.clone()),
-        certificaterequests::run(ctx.clone()),
-        orders::controller::run(ctx.clone()),
-        challenges::run(ctx.clone()),
-        async move {
-            if shim.controllers.ingress_shim {
-                ingress_shim::run(shim).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        },
-        solver::shared::mirror(ctx.clone()),
-        acme::session::watch_issuer_stores(ctx.client.clone(), &ctx.issuer_stores),
-    );
+    let controllers = async {
+        tokio::join!(
+            issuers::run(ctx.clone()),
+            certificates::run(ctx.clone()),
+            certificaterequests::run(ctx.clone()),
+            orders::controller::run(ctx.clone()),
+            challenges::run(ctx.clone()),
+            async move {
+                if shim.controllers.ingress_shim {
+                    ingress_shim::run(shim).await;
+                }
+            },
+        )
+    };
+    // These run while the controllers do.
+    let background = async {
+        tokio::join!(
+            acme::kept::keep(&ctx, kept),
+            solver::shared::mirror(ctx.clone()),
+            acme::session::watch_issuer_stores(ctx.client.clone(), &ctx.issuer_stores),
+        )
+    };
+    tokio::select! {
+        _ = controllers => {}
+        _ = background => {}
+    }
 }
 
 /// Installs aws-lc-rs as the process-wide rustls crypto provider, the one

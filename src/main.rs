@@ -104,6 +104,7 @@ fn context(
         path_type: args.http01_ingress_path_type,
         probe: certwright::solver::check::Probe {
             nameservers: args.acme_http01_solver_nameservers.clone(),
+            services: args.service_cluster_ip_range.clone(),
             http_port: args.http01_self_check_port,
             via: args.http01_self_check_address.clone(),
             ..Default::default()
@@ -127,6 +128,57 @@ fn context(
     ctx.max_challenges = args.max_concurrent_challenges.max(1);
     ctx.concurrency = args.concurrent_reconciles;
     ctx
+}
+
+/// How long a shutdown waits for the reconciles under way.
+const GRACEFUL_STOP: Duration = Duration::from_secs(10);
+
+/// Keeps serving tokens the CA was asked to validate, `until` at most
+/// (counted from the shutdown signal): with one replica, one restarted just after it asked the CA would
+/// otherwise leave nobody to answer the CA, and the order would fail.
+/// Another replica (or this one's successor) finishes those Challenges;
+/// their tokens leave the table then.
+async fn drain(
+    serving: &mut std::pin::Pin<&mut impl std::future::Future<Output = std::io::Result<()>>>,
+    tokens: &certwright::solver::server::Tokens,
+    until: tokio::time::Instant,
+) {
+    let pending = || {
+        tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|p| p.accepted)
+            .count()
+    };
+    let now = tokio::time::Instant::now();
+    if now >= until || pending() == 0 {
+        return;
+    }
+    tracing::info!(
+        tokens = pending(),
+        most_seconds = (until - now).as_secs(),
+        "serving the tokens the CA was asked to validate until their Challenges finish"
+    );
+    let drained = async {
+        while pending() > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        _ = serving => {}
+        () = drained => {}
+    }
+    tracing::info!(left = pending(), "stopped serving tokens");
+}
+
+/// `certwright/<version>`, with the replica's name (its Pod) when known.
+fn user_agent(identity: Option<&str>) -> String {
+    let version = concat!("certwright/", env!("CARGO_PKG_VERSION"));
+    match identity.map(str::trim).filter(|i| !i.is_empty()) {
+        Some(id) => format!("{version} ({id})"),
+        None => version.to_string(),
+    }
 }
 
 /// The Lease settings from the flags, or why they are unusable.
@@ -166,16 +218,19 @@ fn lease_settings(args: &ControllerArgs) -> anyhow::Result<certwright::leader::S
 
 /// Reconciles during every term as leader: a fresh context each term, so
 /// nothing cached while another replica led is trusted; losing the Lease
-/// drops every reconcile at once.
+/// drops every reconcile at once. On `stopping` (a shutdown) no reconcile
+/// starts any more and those under way finish, so an ACME order placed is
+/// written down rather than placed again by the next leader.
 async fn reconcile_while_leading(
     client: kube::Client,
     args: &ControllerArgs,
     controllers: certwright::context::Controllers,
     mut leading: tokio::sync::watch::Receiver<bool>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
     health: Arc<ops::Health>,
 ) {
     loop {
-        if leading.wait_for(|l| *l).await.is_err() {
+        if leading.wait_for(|l| *l).await.is_err() || *stopping.borrow() {
             return;
         }
         tracing::info!("leading: reconciling");
@@ -186,14 +241,25 @@ async fn reconcile_while_leading(
             health.caches_synced.store(true, Ordering::Relaxed);
             std::future::pending::<()>().await;
         };
+        let running = certwright::run_controllers(ctx.clone());
+        tokio::pin!(running);
         tokio::select! {
-            () = certwright::run_controllers(ctx.clone()) => {
+            () = &mut running => {
                 tracing::error!("the controllers stopped");
                 return;
             }
             () = caches => {}
             () = certwright::leader::lost(&mut leading) => {
                 tracing::warn!("not leading any more: stopped reconciling");
+            }
+            _ = stopping.wait_for(|s| *s) => {
+                tracing::info!("stopping: no new reconciles; finishing those under way");
+                ctx.stop();
+                tokio::select! {
+                    () = &mut running => {}
+                    () = certwright::leader::lost(&mut leading) => {}
+                }
+                return;
             }
         }
         certwright::metrics::set_caches(None);
@@ -213,12 +279,17 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         let mut config = kube::Config::infer()
             .await
             .context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
+        // The replica in the User-Agent: replicas share a ServiceAccount,
+        // and the API server's audit log tells them apart by it.
+        let agent = user_agent(args.leader_election_identity.as_deref());
         config.headers.push((
             hyper::header::USER_AGENT,
-            hyper::header::HeaderValue::from_static(concat!(
-                "certwright/",
-                env!("CARGO_PKG_VERSION")
-            )),
+            hyper::header::HeaderValue::from_str(&agent).unwrap_or_else(|_| {
+                hyper::header::HeaderValue::from_static(concat!(
+                    "certwright/",
+                    env!("CARGO_PKG_VERSION")
+                ))
+            }),
         ));
         let client = kube::client::ClientBuilder::try_from(config)
             .context("building the Kubernetes API client")?
@@ -255,10 +326,29 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         };
         tracing::info!(namespace = %args.namespace, solver = %solver_addr,
             leader_election = args.leader_elect, "certwright controller starting");
+        let tokens: certwright::solver::server::Tokens = Default::default();
+        let serving = certwright::solver::shared::serve(
+            client.clone(),
+            solver_addr,
+            &health.tokens_synced,
+            tokens.clone(),
+        );
+        tokio::pin!(serving);
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let reconciling = reconcile_while_leading(
+            client.clone(),
+            &args,
+            controllers,
+            leading,
+            stopping,
+            health.clone(),
+        );
+        tokio::pin!(reconciling, campaign);
+        let mut stopping = false;
         let result = tokio::select! {
-            () = reconcile_while_leading(client.clone(), &args, controllers, leading, health.clone()) => Ok(()),
-            () = campaign => Ok(()),
-            served = certwright::solver::shared::serve(client, solver_addr, &health.tokens_synced) => {
+            () = &mut reconciling => Ok(()),
+            () = &mut campaign => Ok(()),
+            served = &mut serving => {
                 served.with_context(|| format!("serving HTTP-01 tokens on {solver_addr}"))
             }
             served = ops::serve(args.metrics_listen_address, args.health_listen_address, health.clone()) => {
@@ -267,11 +357,31 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
                     args.metrics_listen_address, args.health_listen_address
                 ))
             }
-            () = shutdown_signal() => Ok(()),
+            () = shutdown_signal() => {
+                stopping = true;
+                Ok(())
+            }
         };
+        let stopped_at = tokio::time::Instant::now();
+        if stopping {
+            // The reconciles under way finish, for a while at most (still
+            // leading meanwhile); then they are dropped.
+            stop.send_replace(true);
+            tokio::select! {
+                () = &mut reconciling => {}
+                () = &mut campaign => {}
+                () = tokio::time::sleep(GRACEFUL_STOP) => {
+                    tracing::warn!(after = ?GRACEFUL_STOP, "reconciles still under way at shutdown: dropped");
+                }
+            }
+        }
         // Reconciling has stopped (its future is dropped): hand over.
         if let Some(e) = &elector {
             e.release().await;
+        }
+        if stopping {
+            let until = stopped_at + Duration::from_secs(args.shutdown_drain_seconds);
+            drain(&mut serving, &tokens, until).await;
         }
         result
     })
@@ -314,6 +424,7 @@ fn run_solver(args: SolverArgs) -> anyhow::Result<()> {
     let presented = Presented {
         domain: domain.trim_end_matches('.').to_ascii_lowercase(),
         key_authorization: key,
+        accepted: false,
     };
     let tokens: Tokens = std::sync::Arc::new(std::sync::RwLock::new([(token, presented)].into()));
     runtime.block_on(async {

@@ -118,6 +118,29 @@ fn golden(name: &str, got: &str) {
 }
 
 #[test]
+fn a_ready_certificate_whose_renewal_keeps_failing_is_not_ok() {
+    let mut tree = tree("ready.yaml");
+    let status = tree.certificate.status.get_or_insert_with(Default::default);
+    let at: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+    status.last_failure_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
+    status.failed_issuance_attempts = Some(3);
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    conditions.retain(|c| c.type_ != "Issuing");
+    conditions.push(
+        serde_json::from_value(serde_json::json!({"type": "Issuing", "status": "False",
+            "reason": "Failed", "message": "The certificate request has failed to complete and will be retried: the CA refused the order"}))
+        .expect("condition"),
+    );
+    let shown = status_text::render(&tree, now());
+    assert!(
+        shown.contains("Renewal failing: the certificate is Ready, valid until 2027-03-03 13:00:57 UTC (in 89d), but its last issuance failed at 2026-12-01 10:00:00 UTC")
+            && shown.contains("the CA refused the order")
+            && !shown.contains("OK:"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn status_and_inspect_match_their_golden_files() {
     certwright::install_crypto_provider();
     let ready = status_text::render(&tree("ready.yaml"), now());

@@ -387,6 +387,7 @@ async fn api_server_errors_and_cut_watches_only_delay_issuance() {
         faults.add(ApiFault {
             method: Some(method.into()),
             path_contains: path.into(),
+            user_agent_contains: None,
             remaining: 3,
             status,
             retry_after,

@@ -3,7 +3,9 @@
 //! expired, the certificate is issued from the one Order already at the
 //! CA, and the token stays reachable through the ingress all along (every
 //! replica serves it), but for a request the killed replica was serving at
-//! that instant.
+//! that instant. A leader whose Lease renewals hang stops writing before
+//! its successor starts (the audit log, by User-Agent, shows it), and a
+//! single replica restarted while the CA validates loses no order.
 
 mod common;
 
@@ -167,17 +169,21 @@ async fn a_leader_killed_mid_issuance_is_replaced_and_the_certificate_issued_onc
     );
 }
 
+/// Scales the controller to two replicas; the one leading.
+async fn two_replicas(env: &Env) -> String {
+    deploy::scale(&env.client, 2).await.expect("scale");
+    env.wait("two ready replicas, one of them leading", 90, || async {
+        let ready = deploy::ready_controller_pods(&env.client).await;
+        let (holder, _) = common::lease_holder(&env.client).await?;
+        (ready.len() == 2 && ready.contains(&holder)).then_some(holder)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_leader_hands_the_lease_over_at_once() {
     let env = Env::start(|_| {}, &[]).await;
-    deploy::scale(&env.client, 2).await.expect("scale");
-    let leader = env
-        .wait("two ready replicas, one of them leading", 90, || async {
-            let ready = deploy::ready_controller_pods(&env.client).await;
-            let (holder, _) = common::lease_holder(&env.client).await?;
-            (ready.len() == 2 && ready.contains(&holder)).then_some(holder)
-        })
-        .await;
+    let leader = two_replicas(&env).await;
     // A graceful delete: SIGTERM, and the leader releases its Lease.
     let stopped = Instant::now();
     Api::<Pod>::namespaced(env.client.clone(), deploy::NAMESPACE)
@@ -196,4 +202,178 @@ async fn a_stopped_leader_hands_the_lease_over_at_once() {
     );
     let log = env.cluster.pod_log(deploy::NAMESPACE, &leader);
     assert!(log.contains("released the leader lease"), "{log}");
+}
+
+/// The leader's Lease renewals are dropped (never answered, as on a
+/// half-open connection) while its other requests go through: it must stop
+/// acting at its renew deadline, before another replica can take the Lease,
+/// so the API server sees its last write before the successor's first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_renewals_hang_stops_writing_before_the_next_one_starts() {
+    use certwright_testcluster::cluster::api_proxy::{ApiFault, DROP};
+    use certwright_testcluster::cluster::audit::AuditLog;
+    let env = Env::start(|_| {}, &[]).await;
+    let leader = two_replicas(&env).await;
+    env.namespace("fence").await;
+    let audit = AuditLog::new(&env.cluster.control_plane().audit_log());
+    let mark = audit.mark();
+
+    // Work for whoever leads, all along: a Certificate every 300 ms.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let maker = {
+        let client = env.client.clone();
+        tokio::spawn(async move {
+            let mut made = 0;
+            while !*stopped.borrow() {
+                let cert: certwright::api::Certificate = serde_json::from_value(json!({
+                    "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                    "metadata": {"name": format!("c{made}"), "namespace": "fence"},
+                    "spec": {"secretName": format!("c{made}-tls"),
+                        "dnsNames": [format!("c{made}.fence.test")],
+                        "issuerRef": {"name": "pebble", "kind": "ClusterIssuer"}}}))
+                .expect("certificate");
+                Api::<certwright::api::Certificate>::namespaced(client.clone(), "fence")
+                    .create(&Default::default(), &cert)
+                    .await
+                    .expect("create");
+                made += 1;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            made
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.cluster.api_faults().add(ApiFault {
+        method: None,
+        path_contains: "/leases/".into(),
+        user_agent_contains: Some(format!("({leader})")),
+        remaining: usize::MAX,
+        status: DROP,
+        retry_after: None,
+    });
+    let successor = env
+        .wait("the other replica to take the Lease", 60, || async {
+            let (holder, _) = common::lease_holder(&env.client).await?;
+            (holder != leader).then_some(holder)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let _ = stop.send(true);
+    let made = maker.await.expect("maker");
+    for i in 0..made {
+        env.certificate_ready("fence", &format!("c{i}"), 1).await;
+    }
+
+    let writes = |pod: &str| -> Vec<_> {
+        let agent = format!("({pod})");
+        audit
+            .by_user(mark, deploy::CONTROLLER_USER)
+            .into_iter()
+            .filter(|r| r.is_write() && r.user_agent.contains(&agent))
+            .collect()
+    };
+    let (old, new) = (writes(&leader), writes(&successor));
+    let last_old = old.iter().map(|r| r.completed.clone()).max();
+    let first_new = new.iter().map(|r| r.received.clone()).min();
+    let (Some(last_old), Some(first_new)) = (last_old, first_new) else {
+        panic!(
+            "both replicas wrote: {} and {} writes",
+            old.len(),
+            new.len()
+        );
+    };
+    assert!(
+        last_old < first_new,
+        "the old leader wrote until {last_old}, after its successor started at {first_new}"
+    );
+    let log = env.cluster.pod_log(deploy::NAMESPACE, &leader);
+    assert!(log.contains("stopped reconciling"), "{log}");
+    eprintln!(
+        "{made} certificates; the old leader's last write at {last_old}, the new one's first at {first_new}"
+    );
+}
+
+/// One replica, restarted (a rollout's graceful stop) while the CA is
+/// validating: the stopping replica keeps serving the tokens it asked the
+/// CA to validate until its successor finishes their Challenges, so every
+/// Certificate is issued from its first order, and no Challenge is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_replica_restarted_mid_validation_loses_no_order() {
+    // The CA validates 0–15 s after it is asked, as a busy CA may.
+    let env = Env::start(|p| p.validation_delay = true, &[]).await;
+    env.namespace("restart").await;
+    const N: usize = 10;
+    for i in 0..N {
+        env.certificate(
+            "restart",
+            &format!("c{i}"),
+            json!({"secretName": format!("c{i}-tls"), "dnsNames": [format!("c{i}.restart.test")]}),
+        )
+        .await;
+    }
+    env.wait("the CA asked to validate", 60, || async {
+        (env.proxy.count("POST", "/chalZ/") > 0).then_some(())
+    })
+    .await;
+    let before = deploy::controller_pods(&env.client).await;
+    assert_eq!(before.len(), 1);
+    // A graceful stop: SIGTERM; the ReplicaSet starts the successor.
+    Api::<Pod>::namespaced(env.client.clone(), deploy::NAMESPACE)
+        .delete(&before[0], &DeleteParams::default())
+        .await
+        .expect("stop the controller");
+    for i in 0..N {
+        env.certificate_ready("restart", &format!("c{i}"), 1).await;
+    }
+    let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), "restart");
+    env.wait("no Challenge left", 60, || async {
+        challenges
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let (orders, finalized) = (
+        env.proxy.count("POST", "/order-plz"),
+        env.proxy.count("POST", "/finalize-order/"),
+    );
+    let log = env.cluster.pod_log(deploy::NAMESPACE, &before[0]);
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("tokens") || l.contains("placed ACME order") || l.contains("WARN"))
+        .collect();
+    let listed: Vec<_> = Api::<certwright::api::Order>::namespaced(env.client.clone(), "restart")
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| (o.metadata.name, o.status.and_then(|s| s.reason)))
+        .collect();
+    let failed: Vec<String> = listed
+        .iter()
+        .filter(|(_, r)| r.is_some())
+        .filter_map(|(n, _)| Some(format!("{}.", n.as_deref()?.split('-').next()?)))
+        .collect();
+    let now = env.logs().await;
+    let about: Vec<&str> = log
+        .lines()
+        .chain(now.lines())
+        .filter(|l| {
+            failed
+                .iter()
+                .any(|f| l.contains(f.as_str()) || l.contains(&f.replace('.', "-")))
+        })
+        .collect();
+    assert_eq!(
+        (orders, finalized),
+        (N, N),
+        "one order per Certificate, each finalized once: {listed:#?}\nthe stopped replica said:\n{}\nabout the failed ones:\n{}",
+        said.join("\n"),
+        about.join("\n")
+    );
+    eprintln!("the stopped replica said:\n{}", said.join("\n"));
 }

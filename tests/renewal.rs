@@ -9,6 +9,7 @@
 use certwright::api::Certificate;
 use certwright::pki::cert::parse_chain;
 use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 
@@ -26,16 +27,7 @@ fn key_of(secret: &Secret) -> Vec<u8> {
 }
 
 async fn renewed_with_reason(env: &Env, name: &str, reason_start: &str) -> bool {
-    let events = Api::<Event>::namespaced(env.client.clone(), "apps")
-        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
-        .await
-        .expect("events");
-    events.items.iter().any(|e| {
-        e.reason.as_deref() == Some("Issuing")
-            && e.message
-                .as_deref()
-                .is_some_and(|m| m.starts_with(reason_start))
-    })
+    renewed_with_reason_in(env, "apps", name, reason_start).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,4 +181,117 @@ async fn a_window_moved_into_the_past_renews_at_once_and_garbage_leaves_two_thir
         }
     })
     .await;
+}
+
+/// A renewal names in `replaces` only a certificate its own ACME account
+/// ordered: after the issuerRef moved to an issuer with another account
+/// (the Secret keeps naming the old issuer until the new one's certificate
+/// is written), and after an issuer's account key was lost (a new account),
+/// every renewal is placed at once, none refused by the CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_after_the_account_changed_never_name_another_accounts_certificate() {
+    use certwright::certificates::ari::ACCOUNT;
+    let env = Env::start(|_| {}, &[]).await;
+    env.namespace("moves").await;
+    env.cluster_issuer("other").await;
+    env.certificate(
+        "moves",
+        "web",
+        json!({"secretName": "web-tls", "dnsNames": ["web.moves.test"]}),
+    )
+    .await;
+    env.certificate_ready("moves", "web", 1).await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "moves");
+    let annotation = |s: &Secret, k: &str| s.annotations().get(k).cloned().unwrap_or_default();
+    let first = secrets.get("web-tls").await.expect("secret");
+    let issuers = Api::<certwright::api::ClusterIssuer>::all(env.client.clone());
+    let account_of = |name: &'static str| {
+        let issuers = issuers.clone();
+        async move {
+            issuers
+                .get(name)
+                .await
+                .ok()?
+                .status?
+                .acme?
+                .uri
+                .filter(|u| !u.is_empty())
+        }
+    };
+    assert_eq!(
+        Some(annotation(&first, ACCOUNT)),
+        account_of("pebble").await,
+        "the account that ordered it is on the Secret"
+    );
+
+    // 1. Another issuer, another account.
+    let certs: Api<Certificate> = Api::namespaced(env.client.clone(), "moves");
+    certs
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"spec": {"issuerRef": {"name": "other", "kind": "ClusterIssuer"}}}),
+            ),
+        )
+        .await
+        .expect("move the issuerRef");
+    env.certificate_ready("moves", "web", 2).await;
+    let moved = secrets.get("web-tls").await.expect("secret");
+    assert_eq!(annotation(&moved, "cert-manager.io/issuer-name"), "other");
+    assert_eq!(Some(annotation(&moved, ACCOUNT)), account_of("other").await);
+    assert!(
+        renewed_with_reason_in(
+            &env,
+            "moves",
+            "web",
+            "Issuing certificate as Secret was previously issued by"
+        )
+        .await,
+        "issued because the issuer changed"
+    );
+
+    // 2. The other issuer's account key lost: it registers a new account.
+    let old_account = account_of("other").await.expect("an account");
+    Api::<Secret>::namespaced(env.client.clone(), "certwright")
+        .delete("other-account", &Default::default())
+        .await
+        .expect("lose the account key");
+    env.wait("a new account for the issuer", 60, || async {
+        account_of("other").await.filter(|a| *a != old_account)
+    })
+    .await;
+    let renew = std::process::Command::new(env!("CARGO_BIN_EXE_certwright"))
+        .args(["renew", "web", "-n", "moves"])
+        .env("KUBECONFIG", env.cluster.kubeconfig())
+        .output()
+        .expect("certwright renew");
+    assert!(
+        renew.status.success(),
+        "{}",
+        String::from_utf8_lossy(&renew.stderr)
+    );
+    env.certificate_ready("moves", "web", 3).await;
+
+    let refused: Vec<_> = env
+        .proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST" && s.path.starts_with("/order-plz") && s.status >= 400)
+        .map(|s| (s.path, s.status))
+        .collect();
+    assert!(refused.is_empty(), "orders the CA refused: {refused:?}");
+}
+
+async fn renewed_with_reason_in(env: &Env, ns: &str, name: &str, reason_start: &str) -> bool {
+    let events = Api::<Event>::namespaced(env.client.clone(), ns)
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .expect("events");
+    events.items.iter().any(|e| {
+        e.reason.as_deref() == Some("Issuing")
+            && e.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with(reason_start))
+    })
 }

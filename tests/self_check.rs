@@ -2,6 +2,9 @@
 //! the test's own (A records for some names, NXDOMAIN for the rest) and an
 //! HTTP server that answers by Host as a misconfigured site would. Each
 //! failure must come back as the sentence a user reads on the Challenge.
+//! And in a network namespace of the test's own, with public and private
+//! addresses: a redirect into the cluster's networks is refused unless the
+//! first request went there, and nothing is sent to the refused address.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -17,9 +20,14 @@ const KEY: &str = "tok_EN-1.thumbprint";
 /// Answers A queries for `names` with 127.0.0.1, NXDOMAIN for any other
 /// name, and no records for AAAA.
 async fn dns_server(names: &'static [&'static str]) -> SocketAddr {
-    let socket = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("bind dns");
+    let records = names.iter().map(|n| (*n, Ipv4Addr::LOCALHOST)).collect();
+    dns_answering((Ipv4Addr::LOCALHOST, 0).into(), records).await
+}
+
+/// Answers A queries on `bind` from `records`, NXDOMAIN for any other
+/// name, and no records for AAAA.
+async fn dns_answering(bind: SocketAddr, records: Vec<(&'static str, Ipv4Addr)>) -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind(bind).await.expect("bind dns");
     let addr = socket.local_addr().expect("addr");
     tokio::spawn(async move {
         let mut buf = [0u8; 512];
@@ -39,19 +47,33 @@ async fn dns_server(names: &'static [&'static str]) -> SocketAddr {
             let qtype = u16::from_be_bytes([query[at + 1], query[at + 2]]);
             let question_end = at + 5;
             let name = labels.join(".");
-            let known = names.contains(&name.as_str());
+            let found = records.iter().find(|(n, _)| *n == name).map(|(_, ip)| *ip);
+            let known = found.is_some();
             let mut answer = query[..question_end].to_vec();
             answer[2] = 0x81;
             answer[3] = if known { 0x80 } else { 0x83 };
             answer[6..12].copy_from_slice(&[0, 0, 0, 0, 0, 0]);
-            if known && qtype == 1 {
+            if let (Some(ip), 1) = (found, qtype) {
                 answer[7] = 1;
-                answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
+                answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                answer.extend_from_slice(&ip.octets());
             }
             let _ = socket.send_to(&answer, peer).await;
         }
     });
     addr
+}
+
+/// The Host header's name, without its port.
+fn host_of(headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// A web server answering by Host: the right key, a wrong body, 404, a
@@ -63,14 +85,7 @@ async fn web_server() -> (u16, u16) {
         .expect("bind web");
     let port = listener.local_addr().expect("addr").port();
     let handler = move |headers: HeaderMap, uri: Uri| async move {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_string();
+        let host = host_of(&headers);
         let path = uri.path().to_string();
         let redirect = |to: String| -> Response {
             (StatusCode::FOUND, [(header::LOCATION, to)]).into_response()
@@ -158,7 +173,7 @@ async fn every_failure_reads_as_its_cause() {
         "wrong.test",
         (
             probe.clone(),
-            "the body \"<html>welcome to nginx</html>\" is not the key authorization",
+            "the body \"<html>welcome to nginx</\"… is not the key authorization",
         ),
     );
     cases.insert("port.test", (probe.clone(), "redirect to \"http://ok.test:8080/.well-known/acme-challenge/tok_EN-1\" refused: validators follow redirects only to ports"));
@@ -209,4 +224,128 @@ async fn every_failure_reads_as_its_cause() {
         ..probe.clone()
     };
     assert_eq!(check("ok.test", via).await, Ok(()));
+}
+
+/// In a network namespace of our own: a public first hop (198.51.100.10)
+/// whose redirect leads to a private address or to the metadata address
+/// is refused, with no request sent there; a private first hop still
+/// follows a redirect to another private address, not to link-local.
+#[test]
+fn a_redirect_into_the_clusters_networks_is_refused() {
+    use certwright_testcluster::netns::Netns;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = std::env::temp_dir().join(format!("certwright-self-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("log dir");
+    let ns = Netns::new("self-check", &dir).expect("a network namespace (needs root)");
+    for addr in [
+        "198.51.100.10/32",
+        "10.0.0.7/32",
+        "10.0.0.8/32",
+        "169.254.169.254/32",
+    ] {
+        ns.ip(&["addr", "add", addr, "dev", "lo"]).expect("address");
+    }
+    let inside = Arc::new(AtomicUsize::new(0));
+    let counted = inside.clone();
+    let results = std::thread::spawn(move || {
+        ns.join_current_thread().expect("join the namespace");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            certwright::install_crypto_provider();
+            let public = Ipv4Addr::new(198, 51, 100, 10);
+            let dns = dns_answering(
+                (public, 53).into(),
+                vec![
+                    ("public.test", public),
+                    ("meta.test", public),
+                    ("private-first.test", Ipv4Addr::new(10, 0, 0, 8)),
+                    ("private-meta.test", Ipv4Addr::new(10, 0, 0, 8)),
+                    ("inside.test", Ipv4Addr::new(10, 0, 0, 7)),
+                    ("metadata.test", Ipv4Addr::new(169, 254, 169, 254)),
+                ],
+            )
+            .await;
+            // One server on every address, answering by Host: the first
+            // hops redirect, the targets answer the key (so only a refusal
+            // can stop the check) and count what reached them.
+            let handler = move |headers: HeaderMap, uri: Uri| {
+                let counted = counted.clone();
+                async move {
+                    let host = host_of(&headers);
+                    let to = |name: &str| -> Response {
+                        (
+                            StatusCode::FOUND,
+                            [(header::LOCATION, format!("http://{name}{}", uri.path()))],
+                        )
+                            .into_response()
+                    };
+                    match host.as_str() {
+                        "public.test" | "private-first.test" => to("inside.test"),
+                        "meta.test" | "private-meta.test" => to("metadata.test"),
+                        _ => {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            (StatusCode::OK, KEY).into_response()
+                        }
+                    }
+                }
+            };
+            let listener = tokio::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 80))
+                .await
+                .expect("bind web");
+            tokio::spawn(async move {
+                axum::serve(listener, axum::Router::new().fallback(handler)).await
+            });
+            let probe = Probe {
+                nameservers: vec![dns],
+                timeout: Duration::from_secs(2),
+                ..Probe::default()
+            };
+            let mut out = Vec::new();
+            for name in [
+                "public.test",
+                "meta.test",
+                "private-first.test",
+                "private-meta.test",
+            ] {
+                out.push((name, reachable(&probe, name, TOKEN, KEY).await));
+            }
+            out
+        })
+    })
+    .join()
+    .expect("the check ran");
+    let got = |name: &str| {
+        results
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| r.clone())
+            .expect(name)
+    };
+    let refused = got("public.test").expect_err("refused");
+    assert!(
+        refused.contains("redirect to http://inside.test:80/.well-known/acme-challenge/tok_EN-1 refused: it resolves to 10.0.0.7, a private address"),
+        "{refused}"
+    );
+    for name in ["meta.test", "private-meta.test"] {
+        let why = got(name).expect_err(name);
+        assert!(
+            why.contains("169.254.169.254, a link-local address"),
+            "{name}: {why}"
+        );
+    }
+    assert_eq!(
+        got("private-first.test"),
+        Ok(()),
+        "a private first hop follows private redirects"
+    );
+    assert_eq!(
+        inside.load(Ordering::SeqCst),
+        1,
+        "only the allowed redirect reached a target"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

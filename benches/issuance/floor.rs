@@ -67,6 +67,7 @@ pub async fn floor_routed(cluster: &LocalCluster, tokens: &Tokens, host: &str) {
         Presented {
             domain: host.into(),
             key_authorization: key.into(),
+            accepted: false,
         },
     );
     let probe = certwright::solver::check::Probe {
@@ -135,6 +136,7 @@ async fn floor_order(account: &Account, tokens: &Tokens, host: &str) -> Result<(
             Presented {
                 domain: host.clone(),
                 key_authorization: challenge.key_authorization().as_str().to_string(),
+                accepted: true,
             },
         );
         step("challenge ready", &host, challenge.set_ready())

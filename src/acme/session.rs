@@ -83,6 +83,22 @@ impl IssuerStores {
         let _ = listed.wait_for(|n| *n >= 2).await;
     }
 
+    /// The ACME account URI of the issuer `reference` (seen from
+    /// `namespace`) as last seen in its status.
+    pub fn account(&self, namespace: &str, reference: &IssuerReference) -> Option<String> {
+        let name = &reference.name;
+        let status = if reference.kind.as_deref() == Some("ClusterIssuer") {
+            self.cluster_issuers
+                .get(&ObjectRef::new(name))
+                .and_then(|i| i.status.clone())
+        } else {
+            self.issuers
+                .get(&ObjectRef::new(name).within(namespace))
+                .and_then(|i| i.status.clone())
+        };
+        status?.acme?.uri.filter(|u| !u.is_empty())
+    }
+
     /// The annotations of the issuer `reference` (seen from `namespace`)
     /// as last seen; empty when it is not known (yet).
     pub fn annotations(

@@ -408,6 +408,7 @@ pub async fn run(ctx: Arc<Context>) {
             order_fingerprint,
         ))
         .with_config(ctx.controller_config())
+        .graceful_shutdown_on(ctx.stopped())
         .run(
             |cr, ctx| {
                 let who = (

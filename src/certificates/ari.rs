@@ -19,6 +19,9 @@ pub const REPLACES: &str = "acme.certwright.io/replaces";
 /// On a renewal's request and Order: it is asked once the CA's suggested
 /// window has begun (Let's Encrypt exempts such renewals from its limits).
 pub const IN_WINDOW: &str = "acme.certwright.io/renewal-in-window";
+/// On the Secret: the ACME account that ordered the certificate it holds
+/// (only that account may name it in `replaces`).
+pub const ACCOUNT: &str = "acme.certwright.io/account";
 
 /// What the CA suggests for one certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -281,11 +281,16 @@ pub(crate) async fn reconcile(
                 .and_then(|s| s.ca.clone())
                 .map(|b| String::from_utf8_lossy(&b.0).into_owned());
             let chain_text = String::from_utf8_lossy(&chain).into_owned();
+            // The account that ordered it: the issuer's now.
+            let account = ctx
+                .issuer_stores
+                .account(&cert.namespace().unwrap_or_default(), &cert.spec.issuer_ref);
             let material = Material {
                 chain_pem: &chain_text,
                 key_pem: &key_pem,
                 ca_pem: ca.as_deref(),
                 leaf: &leaf,
+                account: account.as_deref(),
             };
             match secret_writer::write(ctx, cert, seen.secret.as_ref(), material).await? {
                 Written::Done => {}

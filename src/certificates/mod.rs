@@ -153,6 +153,7 @@ pub async fn run(ctx: Arc<Context>) {
         // only while an issuance is under way).
         .owns_stream(next_key_events.touched_objects())
         .with_config(ctx.certificate_controller_config())
+        .graceful_shutdown_on(ctx.stopped())
         .run(
             |cert, ctx| {
                 let who = (

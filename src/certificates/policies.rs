@@ -43,6 +43,28 @@ fn issuer_string(name: &str, kind: &str, group: &str) -> String {
     format!("{kind}.{group}/{name}")
 }
 
+/// The issuer a Secret's annotations name, when they name one other than
+/// `cert`'s issuerRef (the certificate held came from that one).
+pub fn other_issuer(cert: &Certificate, annotations: &BTreeMap<String, String>) -> Option<String> {
+    let annotation = |k: &str| annotations.get(k).map(String::as_str);
+    let (name, kind, group) = (
+        annotation("cert-manager.io/issuer-name"),
+        annotation("cert-manager.io/issuer-kind"),
+        annotation("cert-manager.io/issuer-group"),
+    );
+    if name.is_none() && kind.is_none() && group.is_none() {
+        return None;
+    }
+    let have = issuer_string(name.unwrap_or(""), kind.unwrap_or(""), group.unwrap_or(""));
+    let r = &cert.spec.issuer_ref;
+    let want = issuer_string(
+        &r.name,
+        r.kind.as_deref().unwrap_or(""),
+        r.group.as_deref().unwrap_or(""),
+    );
+    (have != want).then_some(have)
+}
+
 /// Decides whether `cert` must be (re-)issued given its Secret (None when
 /// absent), the CertificateRequest of its current revision (when it still
 /// exists) and the CA's renewal suggestion (when it offers one) at Unix
@@ -107,28 +129,11 @@ pub fn evaluate(
 
     let spec = &cert.spec;
     let annotation = |k: &str| secret.annotations.get(k).map(String::as_str);
-    let (a_name, a_kind, a_group) = (
-        annotation("cert-manager.io/issuer-name"),
-        annotation("cert-manager.io/issuer-kind"),
-        annotation("cert-manager.io/issuer-group"),
-    );
-    if a_name.is_some() || a_kind.is_some() || a_group.is_some() {
-        let have = issuer_string(
-            a_name.unwrap_or(""),
-            a_kind.unwrap_or(""),
-            a_group.unwrap_or(""),
+    if let Some(have) = other_issuer(cert, &secret.annotations) {
+        return trigger(
+            "IncorrectIssuer",
+            format!("Issuing certificate as Secret was previously issued by {have:?}"),
         );
-        let want = issuer_string(
-            &spec.issuer_ref.name,
-            spec.issuer_ref.kind.as_deref().unwrap_or(""),
-            spec.issuer_ref.group.as_deref().unwrap_or(""),
-        );
-        if have != want {
-            return trigger(
-                "IncorrectIssuer",
-                format!("Issuing certificate as Secret was previously issued by {have:?}"),
-            );
-        }
     }
     if let (Some(owner), Some(name)) = (
         annotation("cert-manager.io/certificate-name"),

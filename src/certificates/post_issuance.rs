@@ -4,6 +4,8 @@
 //! drifted (a `secretTemplate` edit, an annotation of ours removed, the
 //! owner reference toggled), the Secret is written again from its own key
 //! and chain, without issuing, as cert-manager's post-issuance policies do.
+//! Never for a changed issuerRef: the issuer annotations change only with
+//! a certificate from the new issuer.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +41,13 @@ pub(crate) async fn reconcile(
     {
         return Ok(None);
     }
+    // The issuer annotations name whoever issued the certificate held: a
+    // changed issuerRef is the trigger's to issue for (IncorrectIssuer),
+    // never a rewrite here, which would hide it (and later send the old
+    // account's certificate as `replaces` to the new one).
+    if super::policies::other_issuer(cert, existing.annotations()).is_some() {
+        return Ok(None);
+    }
     let data: BTreeMap<String, Vec<u8>> = existing
         .data
         .clone()
@@ -62,6 +71,10 @@ pub(crate) async fn reconcile(
         key_pem: &key_pem,
         ca_pem: ca.as_deref(),
         leaf: &leaf,
+        account: existing
+            .annotations()
+            .get(super::ari::ACCOUNT)
+            .map(String::as_str),
     };
     let wanted = secret_writer::desired(ctx, cert, &material, &BTreeMap::new());
     let why = secret::outputs_drift(&cert.spec, &data)

@@ -37,13 +37,21 @@ pub fn request_spec(cert: &Certificate, csr_pem: &str) -> CertificateRequestSpec
 
 /// The RFC 9773 identifier of the certificate this issuance replaces: the
 /// one in the Secret, when it was issued for this Certificate by the same
-/// issuer (a CA only knows its own certificates) for at least one of the
+/// issuer and account (a CA only knows its own certificates, and lets only
+/// the account that ordered one name it) for at least one of the
 /// names asked for now (CAs refuse a replacement sharing none, as pebble's
 /// "at least one identifier in the new order and existing order must
 /// match": after every name changed it is a new certificate).
-fn replaced(cert: &Certificate, seen: &Snapshot) -> Option<String> {
+fn replaced(cert: &Certificate, seen: &Snapshot, account: Option<&str>) -> Option<String> {
     let view = seen.secret_view()?;
     let annotation = |k: &str| view.annotations.get(k).map(String::as_str);
+    // Only the account that ordered it may name it (a new account key,
+    // say, is another account).
+    if let (Some(ordered_by), Some(now)) = (annotation(super::ari::ACCOUNT), account)
+        && ordered_by != now
+    {
+        return None;
+    }
     let issuer = &cert.spec.issuer_ref;
     let same = annotation("cert-manager.io/certificate-name") == cert.metadata.name.as_deref()
         && annotation("cert-manager.io/issuer-name") == Some(issuer.name.as_str())
@@ -190,7 +198,8 @@ pub(crate) async fn reconcile(
         "spec": {"issuerRef": {"name": ""}, "request": ""},
     }))
     .map_err(|e| Error::WriteSecret(format!("{ns}/{name}"), kube::Error::SerdeError(e)))?;
-    if let Some(id) = replaced(cert, seen) {
+    let account = ctx.issuer_stores.account(&ns, &cert.spec.issuer_ref);
+    if let Some(id) = replaced(cert, seen, account.as_deref()) {
         request
             .metadata
             .annotations

@@ -27,6 +27,8 @@ pub(crate) struct Material<'a> {
     pub key_pem: &'a str,
     pub ca_pem: Option<&'a str>,
     pub leaf: &'a LeafInfo,
+    /// The ACME account that ordered it, when known.
+    pub account: Option<&'a str>,
 }
 
 pub(crate) enum Written {
@@ -59,6 +61,9 @@ pub(crate) fn desired(
         material.leaf,
         outputs,
     );
+    if let Some(account) = material.account {
+        wanted["metadata"]["annotations"][super::ari::ACCOUNT] = json!(account);
+    }
     if ctx.certificate_owner_ref {
         wanted["metadata"]["ownerReferences"] = json!([{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
             "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true}]);

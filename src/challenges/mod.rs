@@ -39,6 +39,15 @@ pub const CONTROLLER_NAME: &str = "certwright-challenges";
 /// Every reason written once the CA has been asked starts so.
 const ASKING: &str = "Asking the CA to validate";
 const WAITING_FOR_CA: &str = "Accepted the challenge; waiting for the CA to validate it";
+
+/// Whether the CA was asked to validate `ch` (or is being asked, or a
+/// run of failures to ask it is under way), as its status says.
+pub fn accepted(ch: &Challenge) -> bool {
+    ch.status
+        .as_ref()
+        .and_then(|s| s.reason.as_deref())
+        .is_some_and(|r| r == WAITING_FOR_CA || crate::acme::retry::Run::parse(r).is_some())
+}
 /// Self-check failures in a row before a changed reason is also an event:
 /// about half a minute of them (an ingress controller under load takes
 /// seconds to route a new Ingress; that is not worth a warning).
@@ -529,6 +538,7 @@ pub async fn run(ctx: Arc<Context>) {
     );
     let mut controller = Controller::for_stream(challenges, store)
         .with_config(ctx.controller_config())
+        .graceful_shutdown_on(ctx.stopped())
         .owns(Api::<Ingress>::all(ctx.client.clone()), solver_only.clone());
     let _ = ctx.challenges.set(controller.store());
     if let Some(writer) = ctx.take_solver_pods_writer() {

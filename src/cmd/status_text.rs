@@ -422,6 +422,21 @@ fn diagnosis(
                 )
             })
             .unwrap_or_default();
+        // Ready while the certificate is valid, as cert-manager's, but a
+        // renewal that keeps failing is not OK: it would expire silently.
+        let failed = c.status.as_ref().and_then(|s| s.last_failure_time.as_ref());
+        let why =
+            condition(cert, "Issuing").filter(|i| i.status == "False" && !i.message.is_empty());
+        if let (Some(at), Some(why)) = (failed, why) {
+            return (
+                format!(
+                    "Renewal failing: the certificate is Ready{until}, but its last issuance failed at {}: {}",
+                    time(Some(at.0)),
+                    why.message
+                ),
+                Some(renew),
+            );
+        }
         return (format!("OK: the certificate is Ready{until}."), None);
     }
     let issuer_ref = format!("{} {}", tree.issuer.kind, tree.issuer.name);

@@ -314,6 +314,7 @@ pub async fn run(ctx: Arc<Context>) {
     Controller::for_stream(ingresses, store)
         .owns_stream(triggers)
         .with_config(ctx.controller_config())
+        .graceful_shutdown_on(ctx.stopped())
         .run(
             |ingress, shim| {
                 let who = crate::naming::object_name(&*ingress);

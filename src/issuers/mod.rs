@@ -586,6 +586,7 @@ pub async fn run(ctx: Arc<Context>) {
                 .collect::<Vec<_>>()
         })
         .with_config(ctx.controller_config())
+        .graceful_shutdown_on(ctx.stopped())
         .run(
             |issuer, ctx| {
                 let who = crate::naming::object_name(&*issuer);
@@ -613,6 +614,7 @@ pub async fn run(ctx: Arc<Context>) {
                 .collect::<Vec<_>>()
         })
         .with_config(ctx.controller_config())
+        .graceful_shutdown_on(ctx.stopped())
         .run(
             |issuer, ctx| {
                 let who = crate::naming::object_name(&*issuer);

@@ -56,6 +56,15 @@ async fn reconcile(
     let mut status = order.status.clone().unwrap_or_default();
     if is_final(&status) || order.meta().deletion_timestamp.is_some() {
         ctx.wrote(&uid, None);
+        // A done Order's Challenges go (a controller stopped between
+        // writing the final state and deleting them left them behind).
+        let left = cached
+            .state()
+            .iter()
+            .any(|c| owned_by(c, &order) && c.metadata.deletion_timestamp.is_none());
+        if left && is_final(&status) {
+            delete_challenges(&ctx, &order).await?;
+        }
         return Ok(Action::await_change());
     }
     let ns = order.namespace().unwrap_or_default();
@@ -540,6 +549,7 @@ pub async fn run(ctx: Arc<Context>) {
     Controller::for_stream(orders, store)
         .owns_stream(challenges)
         .with_config(ctx.controller_config())
+        .graceful_shutdown_on(ctx.stopped())
         .run(
             move |order, ctx| {
                 // The Order's requests are its own for Retry-After.
@@ -616,11 +626,13 @@ fn replaces_refused(e: &instant_acme::Error) -> bool {
         instant_acme::Error::Unsupported(_) => true,
         instant_acme::Error::Api(p) => {
             let kind = p.r#type.as_deref().unwrap_or_default();
+            let about_replacing = p
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.to_ascii_lowercase().contains("replace"));
             kind.ends_with(":alreadyReplaced")
-                || (kind.ends_with(":malformed")
-                    && p.detail
-                        .as_deref()
-                        .is_some_and(|d| d.to_ascii_lowercase().contains("replace")))
+                || ((kind.ends_with(":malformed") || kind.ends_with(":unauthorized"))
+                    && about_replacing)
                 || (p.status == Some(409))
         }
         _ => false,

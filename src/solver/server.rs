@@ -34,6 +34,9 @@ pub struct Presented {
     pub domain: String,
     /// The key authorization to answer with.
     pub key_authorization: String,
+    /// The CA was asked to validate it (or is being asked): a replica
+    /// shutting down keeps serving it for a while.
+    pub accepted: bool,
 }
 
 /// Tokens being presented, shared with whoever fills it.
@@ -291,6 +294,7 @@ mod tests {
             Presented {
                 domain: "example.com".into(),
                 key_authorization: "tok_EN-1.thumb".into(),
+                accepted: false,
             },
         )])
     }
@@ -339,6 +343,7 @@ mod tests {
                 Presented {
                     domain: domain.into(),
                     key_authorization: format!("{token}.thumb"),
+                    accepted: false,
                 },
             );
         }

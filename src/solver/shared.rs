@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Service;
@@ -240,6 +240,7 @@ fn entry(ch: &Challenge) -> Option<(String, Presented)> {
             Presented {
                 domain: ch.spec.dns_name.trim_end_matches('.').to_ascii_lowercase(),
                 key_authorization: ch.spec.key.clone(),
+                accepted: crate::challenges::accepted(ch),
             },
         )
     })
@@ -312,14 +313,14 @@ pub async fn fill(
     }
 }
 
-/// Serves every live Challenge's token on `addr` (the shared solver);
-/// `synced` turns true once every live token is known.
+/// Serves every live Challenge's token on `addr` (the shared solver),
+/// kept in `tokens`; `synced` turns true once every live token is known.
 pub async fn serve(
     client: kube::Client,
     addr: SocketAddr,
     synced: &std::sync::atomic::AtomicBool,
+    tokens: Tokens,
 ) -> std::io::Result<()> {
-    let tokens: Tokens = Arc::new(RwLock::new(HashMap::new()));
     tokio::select! {
         served = server::serve(addr, tokens.clone()) => served,
         () = fill(client, tokens, |_| true, synced) => Ok(()),

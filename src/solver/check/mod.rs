@@ -8,6 +8,9 @@
 //!   redirects and only to http/https on ports 80/443 and never to a bare
 //!   IP (Let's Encrypt's rules), accept any TLS certificate after a
 //!   redirect, cap the body, compare after trimming trailing whitespace.
+//!   A redirect never leads into the cluster's own networks where the
+//!   first request did not go ([`internal`]), and a wrong body is shown
+//!   only as a short excerpt: the Challenge's reason is the tenant's to read.
 //!   Clusters without hairpin NAT send the first request to a configured
 //!   address (the ingress controller's in-cluster Service) with the Host
 //!   header instead.
@@ -15,12 +18,16 @@
 //! Every failure is a sentence a user can act on, for the Challenge's reason.
 
 pub mod http;
+pub mod internal;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use self::http::Failure;
 use crate::dns::lookup::{self, NoAddress};
+
+/// How much of a wrong body the reason shows, at most (as cert-manager).
+const EXCERPT: usize = 24;
 
 /// Validators follow at most this many redirects.
 pub const MAX_REDIRECTS: usize = 10;
@@ -40,6 +47,8 @@ pub struct Probe {
     pub via: Option<String>,
     /// Per request.
     pub timeout: Duration,
+    /// The cluster's Service ranges, never fetched after a redirect.
+    pub services: Vec<internal::Cidr>,
 }
 
 impl Default for Probe {
@@ -50,6 +59,7 @@ impl Default for Probe {
             https_port: 443,
             via: None,
             timeout: Duration::from_secs(5),
+            services: Vec::new(),
         }
     }
 }
@@ -65,8 +75,10 @@ fn body_matches(body: &[u8], key: &str) -> Result<(), String> {
     if text.trim_end() == key {
         return Ok(());
     }
-    let shown: String = text.chars().take(64).collect();
-    let more = if text.chars().count() > 64 { "…" } else { "" };
+    // What answered may be anyone's: a short excerpt, printable only.
+    let printable: Vec<char> = text.chars().filter(|c| !c.is_control()).collect();
+    let shown: String = printable.iter().take(EXCERPT).collect();
+    let more = if printable.len() > EXCERPT { "…" } else { "" };
     Err(format!(
         "the body {shown:?}{more} is not the key authorization {key:?}"
     ))
@@ -251,10 +263,26 @@ pub async fn reachable(probe: &Probe, domain: &str, token: &str, key: &str) -> R
     let shown = format!("GET http://{domain}{}", first.path);
     let mut seen = vec![first.clone()];
     let mut target = first;
+    // Where the first request went: a redirect may go there again.
+    let mut first_ips: Vec<IpAddr> = Vec::new();
     loop {
-        let addrs = addresses(probe, &domain, &target)
+        let mut addrs = addresses(probe, &domain, &target)
             .await
             .map_err(|e| format!("{shown}: {e}"))?;
+        if seen.len() == 1 {
+            first_ips = addrs.iter().map(SocketAddr::ip).collect();
+        } else {
+            let mut why = None;
+            addrs.retain(|a| {
+                let refused = internal::refused(a.ip(), &first_ips, &probe.services);
+                let keep = refused.is_none();
+                why = why.take().or(refused);
+                keep
+            });
+            if let (true, Some(why)) = (addrs.is_empty(), why) {
+                return Err(format!("{shown}: redirect to {target} refused: {why}"));
+            }
+        }
         let mut answer = Err(Failure::Other("no address".into()));
         let mut tried = Vec::new();
         for addr in &addrs {

@@ -2,8 +2,9 @@
 //! `kubernetes` Service leads: it presents the API server's own
 //! cluster-CA certificate, forwards each request with the caller's bearer
 //! token (never credentials of its own), and on demand answers chosen
-//! requests with an error (500, 409, 429 with Retry-After), adds latency,
-//! or cuts the watches in flight.
+//! requests with an error (500, 409, 429 with Retry-After), or never
+//! (a dropped request, as on a half-open connection), adds latency, or
+//! cuts the watches in flight.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,11 +30,18 @@ pub struct ApiFault {
     pub method: Option<String>,
     /// Substring the request path must contain.
     pub path_contains: String,
+    /// Substring the User-Agent must contain (one replica's requests), any
+    /// when `None`.
+    pub user_agent_contains: Option<String>,
     /// How many more matching requests to fail.
     pub remaining: usize,
+    /// The answer's status; [`DROP`] answers never.
     pub status: u16,
     pub retry_after: Option<u64>,
 }
+
+/// The status of a fault that never answers.
+pub const DROP: u16 = 0;
 
 /// What the proxy does to the requests passing through.
 pub struct Faults {
@@ -77,12 +85,15 @@ impl Faults {
         self.cut.send_modify(|n| *n += 1);
     }
 
-    fn take(&self, method: &str, path: &str) -> Option<ApiFault> {
+    fn take(&self, method: &str, path: &str, agent: &str) -> Option<ApiFault> {
         let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
         let fault = faults.iter_mut().find(|f| {
             f.remaining > 0
                 && f.method.as_deref().is_none_or(|m| m == method)
                 && path.contains(&f.path_contains)
+                && f.user_agent_contains
+                    .as_deref()
+                    .is_none_or(|a| agent.contains(a))
         })?;
         fault.remaining -= 1;
         self.injected
@@ -130,7 +141,16 @@ async fn handle(
         .path_and_query()
         .map(|p| p.to_string())
         .unwrap_or_default();
-    if let Some(fault) = faults.take(request.method().as_str(), &path) {
+    let agent = request
+        .headers()
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if let Some(fault) = faults.take(request.method().as_str(), &path, &agent) {
+        if fault.status == DROP {
+            std::future::pending::<()>().await;
+        }
         return Ok(status(&fault));
     }
     let latency = *faults.latency.lock().unwrap_or_else(|e| e.into_inner());

@@ -19,6 +19,12 @@ pub struct Request {
     pub status: u16,
     /// The API server's reason for a refusal (empty when it succeeded).
     pub message: String,
+    /// The caller's User-Agent (certwright's names its replica).
+    pub user_agent: String,
+    /// When the API server received it and when this stage was reached
+    /// (RFC 3339, microseconds, UTC: they sort as text).
+    pub received: String,
+    pub completed: String,
 }
 
 impl Request {
@@ -92,6 +98,9 @@ fn parse(line: &str) -> Option<Request> {
         name: text(&object["name"]),
         status: event["responseStatus"]["code"].as_u64().unwrap_or(0) as u16,
         message: text(&event["responseStatus"]["message"]),
+        user_agent: text(&event["userAgent"]),
+        received: text(&event["requestReceivedTimestamp"]),
+        completed: text(&event["stageTimestamp"]),
     })
 }
 
@@ -105,7 +114,7 @@ mod tests {
             r#"{"stage":"ResponseComplete","verb":"get","user":{"username":"system:serviceaccount:certwright:certwright"},"objectRef":{"resource":"secrets","namespace":"a","name":"s","apiVersion":"v1"},"responseStatus":{"code":404}}"#,
             r#"{"stage":"ResponseStarted","verb":"watch","user":{"username":"u"},"objectRef":{"resource":"orders","apiGroup":"acme.cert-manager.io"},"responseStatus":{"code":200}}"#,
             r#"{"stage":"ResponseComplete","verb":"watch","user":{"username":"u"},"objectRef":{"resource":"orders","apiGroup":"acme.cert-manager.io"},"responseStatus":{"code":200}}"#,
-            r#"{"stage":"ResponseComplete","verb":"patch","user":{"username":"u"},"objectRef":{"resource":"certificates","subresource":"status","apiGroup":"cert-manager.io","namespace":"a","name":"c"},"responseStatus":{"code":200}}"#,
+            r#"{"stage":"ResponseComplete","verb":"patch","userAgent":"certwright/0.1.0 (pod-a)","requestReceivedTimestamp":"2026-12-06T23:00:00.000001Z","stageTimestamp":"2026-12-06T23:00:00.000002Z","user":{"username":"u"},"objectRef":{"resource":"certificates","subresource":"status","apiGroup":"cert-manager.io","namespace":"a","name":"c"},"responseStatus":{"code":200}}"#,
         ];
         let got: Vec<Request> = lines.iter().filter_map(|l| parse(l)).collect();
         assert_eq!(got.len(), 3);
@@ -114,5 +123,7 @@ mod tests {
         assert_eq!(got[1].verb, "watch");
         assert!(got[2].is_write() && !got[0].is_write());
         assert_eq!(got[2].subresource, "status");
+        assert_eq!(got[2].user_agent, "certwright/0.1.0 (pod-a)");
+        assert!(got[2].received < got[2].completed);
     }
 }
