@@ -58,6 +58,35 @@ where
     .await
 }
 
+/// Removes `fields` from the status, whoever set them: leaving a field out
+/// of a server-side apply removes it only when no other manager owns it
+/// (cert-manager writes status with Update, so an object it worked on
+/// keeps its fields otherwise).
+pub async fn clear<K>(
+    api: &Api<K>,
+    name: &str,
+    manager: &str,
+    fields: &[&str],
+) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let nulls: serde_json::Map<String, serde_json::Value> = fields
+        .iter()
+        .map(|f| (f.to_string(), serde_json::Value::Null))
+        .collect();
+    let params = PatchParams {
+        field_manager: Some(manager.to_string()),
+        ..Default::default()
+    };
+    api.patch_status(
+        name,
+        &params,
+        &Patch::Merge(serde_json::json!({"status": nulls})),
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,8 @@
 //! (in the test BIND): a wildcard and its apex, key + email auth, a value
 //! another writer made meanwhile (81058), pages of other values on the
 //! name, and the refusals (a token without the zone, a bad token) as
-//! clear reasons without a hot loop; nothing left in the zone.
+//! clear reasons without a hot loop; nothing left in the zone. A record
+//! the provider refuses to remove is said in an event and tried once.
 
 mod common;
 
@@ -142,4 +143,44 @@ async fn a_token_without_the_zone_and_a_bad_token_are_clear_reasons_without_a_ho
     tokio::time::sleep(Duration::from_secs(5)).await;
     let during = cf.request_count() - before;
     assert!(during <= 12, "{during} requests in 5 s");
+}
+
+/// A record the provider will not remove once the Challenge is done: one
+/// DELETE per record, a CleanUpError event, and the name free at once for
+/// the next Certificate (no retry holding its claim).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_provider_will_not_remove_is_said_and_tried_once() {
+    let cf = fake().await;
+    cf.add_token("user-token", &["dns.test"]);
+    let (env, _named) = start(&["--cloudflare-api-url", &cf.url]).await;
+    let ns = "cf-left";
+    env.namespace(ns).await;
+    cloudflare_issuer(&env, ns, "cf", "user-token", token_auth("cf")).await;
+    cf.refuse_deletes(true);
+    certificate_by_issuer(&env, ns, "cf", &["left.dns.test"]).await;
+    env.certificate_ready(ns, "cf", 1).await;
+    let events = env
+        .wait("the CleanUpError event", 60, || async {
+            let events = env.events(ns, "involvedObject.kind=Challenge").await;
+            events
+                .iter()
+                .any(|(r, m)| r == "CleanUpError" && m.contains("left behind"))
+                .then_some(events)
+        })
+        .await;
+    // The same name again, from another Certificate: not held back.
+    env.certificate(
+        ns,
+        "again",
+        json!({"secretName": "again-tls", "dnsNames": ["left.dns.test"],
+               "issuerRef": {"name": "cf", "kind": "Issuer"}}),
+    )
+    .await;
+    env.certificate_ready(ns, "again", 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        cf.count("DELETE"),
+        2,
+        "one DELETE per record (two Certificates), no retries: {events:?}"
+    );
 }

@@ -13,6 +13,8 @@ use serde_json::json;
 
 #[path = "ca/faults.rs"]
 mod ca_faults;
+#[path = "ca/leftovers.rs"]
+mod ca_leftovers;
 #[path = "ca/limits.rs"]
 mod ca_limits;
 mod common;
@@ -434,7 +436,8 @@ async fn api_server_errors_and_cut_watches_only_delay_issuance() {
 }
 
 /// An issuer with only HTTP-01 solvers cannot prove a wildcard: the Order
-/// fails saying so, and the CA is never asked for an order.
+/// fails saying so, and the CA is never asked for an order; nor for a
+/// Certificate naming only email addresses, or an IPv4-mapped IPv6 address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wildcard_without_a_dns01_solver_fails_before_anything_is_ordered() {
     let env = Env::start(|_| {}, &[]).await;
@@ -458,6 +461,23 @@ async fn a_wildcard_without_a_dns01_solver_fails_before_anything_is_ordered() {
         reason.contains("*.wild.example.test") && reason.contains("wildcard names need DNS-01"),
         "{reason}"
     );
+    // Forms no ACME CA accepts: said before asking, nothing ordered.
+    for (name, spec, says) in [
+        (
+            "mail",
+            json!({"secretName": "mail-tls", "emailAddresses": ["ops@wild.example.test"]}),
+            "emailAddresses and uris need another issuer",
+        ),
+        (
+            "mapped",
+            json!({"secretName": "mapped-tls", "ipAddresses": ["::ffff:127.166.0.1"]}),
+            "write 127.166.0.1 in ipAddresses",
+        ),
+    ] {
+        env.certificate("wild", name, spec).await;
+        let message = env.issuing_failure("wild", name).await;
+        assert!(message.contains(says), "{name}: {message}");
+    }
     let ordered = env.proxy.count("POST", "/order-plz");
     assert_eq!(ordered, 0, "no ACME order for a name no solver can prove");
 }

@@ -62,15 +62,24 @@ async fn a_leader_killed_mid_issuance_is_replaced_and_the_certificate_issued_onc
     // Poll the token through the ingress from before the kill until after
     // the take-over.
     // It stops with the first poll that would start after the instant it
-    // is sent (a slow answer cannot end the polls before the take-over).
-    let (stop, stopped) = tokio::sync::watch::channel(None::<Instant>);
+    // is sent, once one poll started after the take-over (a slow answer
+    // cannot end the polls before the take-over).
+    let (stop, stopped) = tokio::sync::watch::channel(None::<(Instant, Instant)>);
     let poller = {
         let path = path.clone();
         tokio::spawn(async move {
             let mut answers = Vec::new();
             loop {
                 let start = Instant::now();
-                if stopped.borrow().is_some_and(|until| start > until) {
+                let after = |took_over: Instant| {
+                    answers
+                        .last()
+                        .is_some_and(|(at, _): &(Instant, _)| *at > took_over)
+                };
+                if stopped
+                    .borrow()
+                    .is_some_and(|(took_over, until)| start > until && after(took_over))
+                {
                     return answers;
                 }
                 answers.push((start, get(ingress, host, &path).await));
@@ -107,7 +116,8 @@ async fn a_leader_killed_mid_issuance_is_replaced_and_the_certificate_issued_onc
         took >= Duration::from_secs(4),
         "{successor} took the Lease {took:?} after the kill: before the old one expired"
     );
-    let _ = stop.send(Some(Instant::now() + Duration::from_secs(2)));
+    let took_over = Instant::now();
+    let _ = stop.send(Some((took_over, took_over + Duration::from_secs(2))));
     let answers = poller.await.expect("poller");
     // A request the killed replica was serving at that instant can fail
     // (Traefik does not resend a request it already sent, and cannot tell

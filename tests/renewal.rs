@@ -295,3 +295,47 @@ async fn renewed_with_reason_in(env: &Env, ns: &str, name: &str, reason_start: &
                 .is_some_and(|m| m.starts_with(reason_start))
     })
 }
+
+/// `rotationPolicy: Never` with a key that no longer fits the spec: the
+/// issuance fails, saying why, rather than quietly generating a new key;
+/// nothing is ordered and the Secret keeps its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_key_that_no_longer_fits_the_spec_is_refused() {
+    let env = Env::start(|_| {}, &[]).await;
+    env.namespace("kept").await;
+    env.certificate(
+        "kept",
+        "web",
+        json!({"secretName": "web-tls", "dnsNames": ["web.kept.test"],
+               "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Never"}}),
+    )
+    .await;
+    env.certificate_ready("kept", "web", 1).await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "kept");
+    let before = key_of(&secrets.get("web-tls").await.expect("secret"));
+    let orders = env.proxy.count("POST", "/order-plz");
+    Api::<Certificate>::namespaced(env.client.clone(), "kept")
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"privateKey":
+                {"algorithm": "RSA", "size": 2048, "rotationPolicy": "Never"}}})),
+        )
+        .await
+        .expect("ask for another key");
+    let message = env.issuing_failure("kept", "web").await;
+    assert!(
+        message.contains("rotationPolicy is Never, but the private key in Secret \"web-tls\" is ECDSA P-256 and the spec asks for RSA 2048"),
+        "{message}"
+    );
+    assert_eq!(
+        env.proxy.count("POST", "/order-plz"),
+        orders,
+        "nothing ordered"
+    );
+    assert_eq!(
+        key_of(&secrets.get("web-tls").await.expect("secret")),
+        before,
+        "the Secret keeps its key"
+    );
+}

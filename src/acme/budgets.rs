@@ -379,7 +379,9 @@ impl Ledger {
         out.into_iter().map(|(_, k)| k).collect()
     }
 
-    /// Takes kept spends back, merged with what is spent here already.
+    /// Takes kept spends back, added to what was spent here meanwhile
+    /// (those were never kept: the state is written only once read). Two
+    /// spends in the same second are two spends.
     pub fn import(&self, kept: Vec<KeptSpends>) {
         let mut map = self.map();
         for k in kept {
@@ -396,7 +398,6 @@ impl Ledger {
                     .filter_map(|s| Timestamp::from_second(*s).ok()),
             );
             times.sort();
-            times.dedup();
             let keep = limit.count as usize + 1;
             spent.times = times.into_iter().rev().take(keep).rev().collect();
         }

@@ -210,7 +210,7 @@ mod tests {
         let names = vec!["a.test".to_string()];
         let spends = budgets::order_spends(&b, "https://ca.test/acct/1", &names, Renewal::No);
         ledger.spend(&spends[0], t0);
-        ledger.spend(&spends[0], at("2026-12-06T10:10:00Z"));
+        ledger.spend(&spends[0], t0);
         ledger.spend(&spends[1], at("2026-12-01T10:00:00Z"));
         let state = State {
             holds: holds.export(t0),
@@ -235,10 +235,13 @@ mod tests {
             .expect("spent");
         assert_eq!(full.next, at("2026-12-06T11:00:00Z"));
         assert_eq!(ledger2.remaining(&spends[1], t0), 4);
-        // Merged with what was spent meanwhile, each time once.
-        ledger2.spend(&spends[1], t0);
-        ledger2.import(ledger.export(t0, 10));
-        assert_eq!(ledger2.remaining(&spends[1], t0), 3);
+        // Two spends in one second are two; what was spent before a late
+        // read adds to what was kept.
+        assert_eq!(ledger2.remaining(&spends[0], t0), 0);
+        let ledger3 = Ledger::default();
+        ledger3.spend(&spends[1], t0);
+        ledger3.import(ledger.export(t0, 10));
+        assert_eq!(ledger3.remaining(&spends[1], t0), 3);
         assert_eq!(ledger.export(t0, 1).len(), 1, "at most as many as asked");
     }
 

@@ -19,7 +19,9 @@ use super::meta::SecretKeySelector;
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.caBundle) || !has(self.skipTLSVerify) || !self.skipTLSVerify",
-     "message": "caBundle and skipTLSVerify are mutually exclusive"}
+     "message": "caBundle and skipTLSVerify are mutually exclusive"},
+    {"rule": "self.privateKeySecretRef.name != ''",
+     "message": "privateKeySecretRef.name must name the Secret that holds (or will hold) the ACME account key"}
 ]))]
 pub struct AcmeIssuer {
     /// Contact email registered with the account. Optional but recommended:

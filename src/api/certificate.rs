@@ -79,9 +79,10 @@ pub struct CertificateSpec {
          "message": "must be printable ASCII without spaces; write an international domain name in its xn-- form"}
     ]))]
     pub common_name: Option<String>,
-    /// DNS subject alternative names (ASCII; `xn--` for international names).
+    /// DNS subject alternative names (ASCII; `xn--` for international
+    /// names; no trailing dot, no IP address, a wildcard only as `*.`).
     #[serde(default)]
-    #[schemars(schema_with = "super::meta::ascii_names_schema")]
+    #[schemars(schema_with = "super::meta::dns_names_schema")]
     pub dns_names: Option<Vec<String>>,
     /// IP address subject alternative names.
     #[serde(default)]

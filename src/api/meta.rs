@@ -44,6 +44,23 @@ pub fn ascii_names_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema
     })
 }
 
+/// Schema for a list of DNS names: printable ASCII, and none a CA refuses
+/// for its form alone (said here, before anything is ordered).
+pub fn dns_names_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array", "maxItems": 100, "x-kubernetes-list-type": "atomic",
+        "items": {"type": "string", "maxLength": 253, "x-kubernetes-validations": [
+            {"rule": "self.matches('^[!-~]+$')",
+             "message": "must be printable ASCII without spaces; write an international domain name in its xn-- form"},
+            {"rule": "!self.endsWith('.')",
+             "message": "must not end with a dot: write example.com, not example.com. (certificates name hosts without the root's dot)"},
+            {"rule": "!self.matches('^[0-9]+([.][0-9]+){3}$') && !self.contains(':')",
+             "message": "is an IP address, not a DNS name: put it in ipAddresses"},
+            {"rule": "!self.substring(1).contains('*') && (!self.startsWith('*') || self.startsWith('*.'))",
+             "message": "a wildcard may only be the whole leftmost label, once (*.example.com); *.*.example.com and a*.example.com are never valid"}]}
+    })
+}
+
 /// Schema for a list of IP addresses (v4 or v6).
 pub fn ip_addresses_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({

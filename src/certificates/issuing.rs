@@ -202,6 +202,17 @@ pub(crate) async fn reconcile(
     let Some(ready) = request_condition(cr, "Ready") else {
         return Ok(None);
     };
+    // A spec changed after the request was made: the request is the request
+    // manager's to replace, neither written nor counted as a failure.
+    let next_key = seen
+        .next_key_pem()
+        .and_then(|pem| PrivateKey::from_pem(pem).ok());
+    if next_key
+        .as_ref()
+        .is_some_and(|key| !super::names::misfits(cr, cert, key).is_empty())
+    {
+        return Ok(None);
+    }
     let issuing_since = cert
         .status
         .as_ref()

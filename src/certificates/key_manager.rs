@@ -16,7 +16,7 @@ use super::snapshot::{Snapshot, key_pem};
 use crate::api::Certificate;
 use crate::api::certificate::{PrivateKeyEncoding, RotationPolicy};
 use crate::context::Context;
-use crate::pki::keys::{KeyError, KeySpec, PrivateKey};
+use crate::pki::keys::{KeyError, KeyKind, KeySpec, PrivateKey};
 
 use super::status::{Error, apply_status, issuing, publish};
 
@@ -113,7 +113,17 @@ pub(crate) async fn reconcile(
                 .await;
         }
         if named.is_some() {
-            apply_status(ctx, cert, KEY_MANAGER, json!({})).await?;
+            // Whoever set it (cert-manager's Update, before a migration).
+            let api: Api<Certificate> = Api::namespaced(ctx.client.clone(), &ns);
+            let written = crate::status::clear(
+                &api,
+                &cert.name_any(),
+                KEY_MANAGER,
+                &["nextPrivateKeySecretName"],
+            )
+            .await
+            .map_err(Error::WriteStatus)?;
+            super::status::note_written(ctx, &written);
         }
         return Ok(None);
     }
@@ -142,19 +152,24 @@ pub(crate) async fn reconcile(
                     return super::issuing::record_failure_now(ctx, cert, message).await;
                 }
             };
-            let reuse = if cert
+            let never = cert
                 .spec
                 .private_key
                 .as_ref()
                 .and_then(|k| k.rotation_policy)
-                == Some(RotationPolicy::Never)
+                == Some(RotationPolicy::Never);
+            let current = seen
+                .current_key_pem()
+                .and_then(|pem| PrivateKey::from_pem(pem).ok());
+            // Never means the key in the Secret, or none at all: one that
+            // no longer fits the spec is refused, not quietly replaced.
+            if let (true, Some(k)) = (never, &current)
+                && k.kind != spec.kind
             {
-                seen.current_key_pem()
-                    .and_then(|pem| PrivateKey::from_pem(pem).ok())
-                    .filter(|k| k.kind == spec.kind)
-            } else {
-                None
-            };
+                let message = never_rotated(&cert.spec.secret_name, k.kind, spec.kind);
+                return super::issuing::record_failure_now(ctx, cert, message).await;
+            }
+            let reuse = current.filter(|_| never);
             let reused = reuse.is_some();
             let key = match reuse {
                 Some(k) => k,
@@ -223,4 +238,18 @@ pub(crate) async fn reconcile(
         .await?;
     }
     Ok(None)
+}
+
+/// Why a key kept under `rotationPolicy: Never` cannot serve the spec.
+fn never_rotated(secret: &str, have: KeyKind, want: KeyKind) -> String {
+    let words = |k: KeyKind| match k {
+        KeyKind::Rsa(bits) => format!("RSA {bits}"),
+        KeyKind::Ecdsa(bits) => format!("ECDSA P-{bits}"),
+        KeyKind::Ed25519 => "Ed25519".to_string(),
+    };
+    format!(
+        "rotationPolicy is Never, but the private key in Secret {secret:?} is {} and the spec asks for {}: set rotationPolicy: Always (or remove the Secret's tls.key) to let a new key be generated, or ask for the key the Secret holds",
+        words(have),
+        words(want)
+    )
 }

@@ -135,8 +135,7 @@ async fn finish(
         if ch.status.as_ref().and_then(|s| s.state) != status.state {
             write(ctx, ch, &status).await?;
         }
-        ctx.in_flight().finishing(&ch.uid().unwrap_or_default());
-        cleanup_presenter(ctx, ch).await.cleanup(ctx, ch).await?;
+        clean_up(ctx, ch, cleanup_presenter(ctx, ch).await).await?;
     }
     status.presented = Some(false);
     write(ctx, ch, &status).await?;
@@ -144,6 +143,22 @@ async fn finish(
     ctx.release_challenge(&uid);
     forget(ctx, &uid);
     Ok(Action::await_change())
+}
+
+/// Removes what `presenter` presented for `ch`. A DNS-01 record the
+/// provider will not remove (a revoked token, a deleted Secret) is said in
+/// a Warning event and left behind: it keeps neither the Challenge nor its
+/// name's claim; an API error is retried.
+async fn clean_up(ctx: &Context, ch: &Challenge, presenter: Presenter) -> Result<(), Error> {
+    ctx.in_flight().finishing(&ch.uid().unwrap_or_default());
+    match presenter.cleanup(ctx, ch).await {
+        Err(Error::Cleanup(why)) => {
+            let note = format!("The DNS-01 record is left behind: {why}");
+            event(ctx, ch, EventType::Warning, "CleanUpError", note).await;
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// The ACME account `ch` acts through, as the CA tells accounts apart:
@@ -209,16 +224,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
                 Presenter::Http01(_) => presented != Some(false),
             };
             if presented {
-                ctx.in_flight().finishing(&ch.uid().unwrap_or_default());
-                match presenter.cleanup(&ctx, &ch).await {
-                    // A record that cannot be removed does not keep the
-                    // Challenge (and its namespace) from going.
-                    Err(Error::Cleanup(why)) => {
-                        let note = format!("The DNS-01 record is left behind: {why}");
-                        event(&ctx, &ch, EventType::Warning, "CleanUpError", note).await;
-                    }
-                    other => other?,
-                }
+                clean_up(&ctx, &ch, presenter).await?;
             }
             let rest: Vec<String> = ch
                 .finalizers()

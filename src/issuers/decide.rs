@@ -37,6 +37,12 @@ pub fn assess(config: &IssuerConfig) -> Verdict {
             ),
         };
     };
+    if acme.private_key_secret_ref.name.trim().is_empty() {
+        return Verdict::Unsupported {
+            reason: "InvalidConfig",
+            message: "spec.acme.privateKeySecretRef.name is empty: name the Secret that holds (or will hold) the ACME account key".into(),
+        };
+    }
     let solvers = acme.solvers.as_deref().unwrap_or_default();
     if solvers.is_empty() {
         return Verdict::Unsupported {
@@ -77,6 +83,10 @@ mod tests {
             acme: Some(AcmeIssuer {
                 server: "https://acme/dir".into(),
                 solvers: Some(solvers),
+                private_key_secret_ref: crate::api::meta::SecretKeySelector {
+                    name: "account".into(),
+                    key: None,
+                },
                 ..Default::default()
             }),
             ..Default::default()
@@ -140,5 +150,31 @@ mod tests {
         assert!(
             matches!(assess(&ca), Verdict::Unsupported { reason: "UnsupportedIssuerType", message } if message.contains("\"ca\""))
         );
+    }
+
+    #[test]
+    fn an_account_key_secret_without_a_name_is_said() {
+        let http = AcmeChallengeSolver {
+            http01: Some(Http01Solver {
+                ingress: Some(Http01IngressSolver::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut config = acme(vec![http]);
+        assert_eq!(assess(&config), Verdict::Acme);
+        if let Some(a) = config.acme.as_mut() {
+            a.private_key_secret_ref.name = " ".into();
+        }
+        match assess(&config) {
+            Verdict::Unsupported { reason, message } => {
+                assert_eq!(reason, "InvalidConfig");
+                assert!(
+                    message.contains("privateKeySecretRef.name is empty"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -4,29 +4,28 @@
 //! reason a user can act on; `status.acme` records the account URL, the
 //! email last registered and a hash of the key.
 
+mod controller;
 pub mod decide;
 mod rollover;
 
+pub use controller::run;
+
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
+use kube::runtime::controller::Action;
 use serde_json::json;
 
 use crate::acme::account::{self, AccountError};
 use crate::acme::retry::{Kind, Next, Policy, Run, until};
 use crate::api::acme::AcmeIssuerStatus;
 use crate::api::meta::ConditionStatus;
-use crate::api::{ClusterIssuer, Issuer, IssuerConfig, IssuerStatus};
+use crate::api::{IssuerConfig, IssuerStatus};
 use crate::conditions;
 use crate::context::Context;
 use decide::{Verdict, assess};
@@ -470,163 +469,4 @@ fn same_host(account: &str, server: &str) -> bool {
             .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()))
     };
     authority(account).is_some() && authority(account) == authority(server)
-}
-
-/// The issuer's request ceiling for its server, from its annotation.
-fn set_ceiling(config: &IssuerConfig, annotations: &BTreeMap<String, String>) {
-    use crate::acme::ceiling;
-    if let Some(acme) = &config.acme {
-        let value = annotations.get(ceiling::ANNOTATION).map(String::as_str);
-        if let Err(why) = ceiling::from_annotation(&acme.server, value) {
-            tracing::warn!(server = %acme.server, %why, "ignoring the request ceiling annotation");
-        }
-    }
-}
-
-async fn reconcile_issuer(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action, Error> {
-    crate::metrics::sync("issuers");
-    set_ceiling(&issuer.spec.config, issuer.annotations());
-    let namespace = issuer.namespace().unwrap_or_default();
-    let target = Target {
-        config: &issuer.spec.config,
-        status: issuer.status.as_ref(),
-        generation: issuer.meta().generation,
-        secret_namespace: namespace.clone(),
-        object: issuer.object_ref(&()),
-        uid: issuer.uid().unwrap_or_default(),
-    };
-    let (status, action) = evaluate(&ctx, target).await?;
-    if let Some(status) = status {
-        let api: Api<Issuer> = Api::namespaced(ctx.client.clone(), &namespace);
-        crate::status::apply(&api, &issuer.name_any(), CONTROLLER_NAME, &status)
-            .await
-            .map_err(Error::WriteStatus)?;
-    }
-    Ok(action)
-}
-
-async fn reconcile_cluster_issuer(
-    issuer: Arc<ClusterIssuer>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    crate::metrics::sync("clusterissuers");
-    set_ceiling(&issuer.spec.config, issuer.annotations());
-    let target = Target {
-        config: &issuer.spec.config,
-        status: issuer.status.as_ref(),
-        generation: issuer.meta().generation,
-        secret_namespace: ctx.cluster_resource_namespace.clone(),
-        object: issuer.object_ref(&()),
-        uid: issuer.uid().unwrap_or_default(),
-    };
-    let (status, action) = evaluate(&ctx, target).await?;
-    if let Some(status) = status {
-        let api: Api<ClusterIssuer> = Api::all(ctx.client.clone());
-        crate::status::apply(&api, &issuer.name_any(), CONTROLLER_NAME, &status)
-            .await
-            .map_err(Error::WriteStatus)?;
-    }
-    Ok(action)
-}
-
-fn error_policy<K: kube::Resource<DynamicType = ()>>(
-    _: Arc<K>,
-    error: &Error,
-    _: Arc<Context>,
-) -> Action {
-    crate::metrics::sync_error(if K::kind(&()) == "ClusterIssuer" {
-        "clusterissuers"
-    } else {
-        "issuers"
-    });
-    tracing::warn!(error = %error, kind = error.kind(), "issuer reconcile failed");
-    Action::requeue(Duration::from_secs(5))
-}
-
-/// The name of the account key Secret an issuer names.
-fn account_secret(config: &IssuerConfig) -> Option<&str> {
-    config
-        .acme
-        .as_ref()
-        .map(|a| a.private_key_secret_ref.name.as_str())
-}
-
-/// Runs the Issuer and ClusterIssuer controllers until the streams end.
-/// Both also watch Secrets (metadata only), so a changed or deleted
-/// account key is acted on at once.
-pub async fn run(ctx: Arc<Context>) {
-    use kube::core::PartialObjectMeta;
-    use kube::runtime::WatchStreamExt;
-    use kube::runtime::reflector::ObjectRef;
-    let secrets = || {
-        watcher(
-            Api::<PartialObjectMeta<Secret>>::all(ctx.client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .touched_objects()
-    };
-    let controller = Controller::new(
-        Api::<Issuer>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    );
-    let store = controller.store();
-    let issuers = controller
-        .watches_stream(secrets(), move |secret| {
-            let ns = secret.metadata.namespace.clone().unwrap_or_default();
-            let name = secret.metadata.name.clone().unwrap_or_default();
-            store
-                .state()
-                .into_iter()
-                .filter(|i| {
-                    i.namespace().as_deref() == Some(ns.as_str())
-                        && account_secret(&i.spec.config) == Some(name.as_str())
-                })
-                .map(|i| ObjectRef::from_obj(&*i))
-                .collect::<Vec<_>>()
-        })
-        .with_config(ctx.controller_config())
-        .graceful_shutdown_on(ctx.stopped())
-        .run(
-            |issuer, ctx| {
-                let who = crate::naming::object_name(&*issuer);
-                crate::reconcile_error::guard("issuers", who, reconcile_issuer(issuer, ctx))
-            },
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
-    let controller = Controller::new(
-        Api::<ClusterIssuer>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    );
-    let store = controller.store();
-    let resource_ns = ctx.cluster_resource_namespace.clone();
-    let cluster = controller
-        .watches_stream(secrets(), move |secret| {
-            let in_ns = secret.metadata.namespace.as_deref() == Some(resource_ns.as_str());
-            let name = secret.metadata.name.clone().unwrap_or_default();
-            store
-                .state()
-                .into_iter()
-                .filter(|i| in_ns && account_secret(&i.spec.config) == Some(name.as_str()))
-                .map(|i| ObjectRef::from_obj(&*i))
-                .collect::<Vec<_>>()
-        })
-        .with_config(ctx.controller_config())
-        .graceful_shutdown_on(ctx.stopped())
-        .run(
-            |issuer, ctx| {
-                let who = crate::naming::object_name(&*issuer);
-                crate::reconcile_error::guard(
-                    "clusterissuers",
-                    who,
-                    reconcile_cluster_issuer(issuer, ctx),
-                )
-            },
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
-    futures_util::future::join(issuers, cluster).await;
 }

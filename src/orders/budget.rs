@@ -71,6 +71,7 @@ pub(super) async fn check(
     let (kind, issuer) = labels(order);
     for s in &spends {
         let left = ctx.ledger.remaining(s, now);
+        tracing::debug!(order = %order.name_any(), budget = %s.key, left, "budget before ordering");
         crate::metrics::set_budget(&kind, &issuer, s.name, left, s.limit.count);
     }
     let hold = ctx.ledger.check(&spends, now).map(|full| {

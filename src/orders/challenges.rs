@@ -1,6 +1,7 @@
 //! The Challenges of an Order: created one per pending authorization with
 //! the solver the Issuer's selectors choose, found by their Order's uid
-//! label, deleted when the Order is done.
+//! label, deleted when the Order is done (by ownership: cert-manager's
+//! carry no label of ours).
 
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::events::EventType;
@@ -36,7 +37,9 @@ pub(super) fn owned_by(ch: &Challenge, order: &Order) -> bool {
         .any(|r| Some(r.uid.as_str()) == uid)
 }
 /// Deletes the Order's Challenges once it is done, as cert-manager does
-/// (their finalizers remove what they presented).
+/// (their finalizers remove what they presented): those it owns, whoever
+/// made them (cert-manager's carry no label of ours), as the Challenge
+/// cache knows them, and those with our label the cache may not have yet.
 pub(super) async fn delete_challenges(ctx: &Context, order: &Order) -> Result<(), Error> {
     let ns = order.namespace().unwrap_or_default();
     let challenges: Api<Challenge> = Api::namespaced(ctx.client.clone(), &ns);
@@ -44,10 +47,24 @@ pub(super) async fn delete_challenges(ctx: &Context, order: &Order) -> Result<()
         .list(&own_challenges(order))
         .await
         .map_err(|e| Error::Api(format!("Challenges in {ns}"), e))?;
-    for ch in listed.items.iter().filter(|c| owned_by(c, order)) {
-        let _ = challenges
-            .delete(&ch.name_any(), &DeleteParams::default())
-            .await;
+    let mut names: std::collections::BTreeSet<String> = listed
+        .items
+        .iter()
+        .filter(|c| owned_by(c, order))
+        .map(|c| c.name_any())
+        .collect();
+    if let Some(cache) = ctx.challenges.get() {
+        names.extend(
+            cache
+                .state()
+                .iter()
+                .filter(|c| c.namespace().as_deref() == Some(ns.as_str()) && owned_by(c, order))
+                .filter(|c| c.metadata.deletion_timestamp.is_none())
+                .map(|c| c.name_any()),
+        );
+    }
+    for name in names {
+        let _ = challenges.delete(&name, &DeleteParams::default()).await;
     }
     Ok(())
 }

@@ -175,6 +175,9 @@ async fn reconcile(
     let mut acme_order = match status.url.clone() {
         None => {
             let ids = identifiers(&order.spec);
+            if let Some(why) = super::decide::refused_before_asking(&ids) {
+                return fail(&ctx, &order, status, why).await;
+            }
             let solvers = session.issuer.solvers.clone().unwrap_or_default();
             let unsolvable = ids.iter().find_map(|id| {
                 let name = match id {

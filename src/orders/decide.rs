@@ -17,6 +17,25 @@ pub fn is_final(status: &OrderStatus) -> bool {
 
 /// The identifiers to order: the DNS names, the common name when it is
 /// not among them, and the IP addresses.
+/// Why an order for `ids` would be refused by any ACME CA for their form
+/// alone, if it would: said before anything is sent (no failed-validation
+/// budget spent, no order).
+pub fn refused_before_asking(ids: &[Identifier]) -> Option<String> {
+    if ids.is_empty() {
+        return Some(
+            "the Certificate names nothing an ACME CA can certify: ACME orders DNS names (dnsNames, commonName) and IP addresses (ipAddresses) only; emailAddresses and uris need another issuer".into(),
+        );
+    }
+    ids.iter().find_map(|id| match id {
+        Identifier::Ip(std::net::IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(|v4| {
+            format!(
+                "{v6} is an IPv4 address written as IPv6 (IPv4-mapped); the CA would validate {v4} instead: write {v4} in ipAddresses"
+            )
+        }),
+        _ => None,
+    })
+}
+
 pub fn identifiers(spec: &OrderSpec) -> Vec<Identifier> {
     let mut names: Vec<String> = Vec::new();
     let mut ips: Vec<std::net::IpAddr> = Vec::new();
@@ -144,5 +163,18 @@ mod tests {
                 ..Default::default()
             }));
         }
+    }
+
+    #[test]
+    fn forms_no_ca_accepts_are_said_before_asking() {
+        assert!(refused_before_asking(&[]).is_some_and(|w| w.contains("emailAddresses and uris")));
+        let mapped: std::net::IpAddr = "::ffff:127.166.0.1".parse().expect("ip");
+        let why = refused_before_asking(&[Identifier::Ip(mapped)]).expect("refused");
+        assert!(why.contains("write 127.166.0.1 in ipAddresses"), "{why}");
+        let fine = [
+            Identifier::Dns("a.example".into()),
+            Identifier::Ip("2001:db8::1".parse().expect("ip")),
+        ];
+        assert_eq!(refused_before_asking(&fine), None);
     }
 }

@@ -117,6 +117,24 @@ pub(super) async fn replace(
         ..Default::default()
     };
     write(ctx, order, &status).await?;
+    // What another manager wrote (cert-manager, before a migration) stays
+    // after the apply: cleared explicitly, or the lost order is asked again.
+    let old = order.status.clone().unwrap_or_default();
+    let left = old.url.is_some()
+        || old.finalize_url.is_some()
+        || old.authorizations.is_some()
+        || old.state.is_some();
+    if left {
+        let fields = [
+            "url",
+            "finalizeURL",
+            "authorizations",
+            "state",
+            "certificate",
+            "failureTime",
+        ];
+        super::status::clear(ctx, order, &fields).await?;
+    }
     Ok(Action::requeue(wait))
 }
 

@@ -25,6 +25,18 @@ pub async fn write(ctx: &Context, order: &Order, status: &OrderStatus) -> Result
     Ok(())
 }
 
+/// Removes `fields` from the status, whoever set them (see
+/// [`crate::status::clear`]).
+pub async fn clear(ctx: &Context, order: &Order, fields: &[&str]) -> Result<(), Error> {
+    let api: Api<Order> =
+        Api::namespaced(ctx.client.clone(), &order.namespace().unwrap_or_default());
+    let written = crate::status::clear(&api, &order.name_any(), CONTROLLER_NAME, fields)
+        .await
+        .map_err(|e| Error::WriteStatus("Order", e))?;
+    ctx.wrote(&order.uid().unwrap_or_default(), written.resource_version());
+    Ok(())
+}
+
 pub async fn event(ctx: &Context, order: &Order, type_: EventType, reason: &str, note: String) {
     if let Err(e) = crate::events::publish(
         &ctx.client,

@@ -370,10 +370,21 @@ async fn rate_limits_and_pauses_hold_new_orders_and_a_ceiling_bounds_the_request
         .into_iter()
         .map(|o| (o.metadata.name, o.status.and_then(|s| s.reason)))
         .collect();
+    let logs = env.logs().await;
+    let said: Vec<&str> = logs
+        .lines()
+        .filter(|l| {
+            l.contains("kept ACME limits")
+                || l.contains("c-1")
+                || l.contains("leading")
+                || l.contains("budget before")
+        })
+        .collect();
     assert_eq!(
         new_orders(&budget),
         3,
-        "so did the spent budget: {orders:#?}\nkept: {kept}"
+        "so did the spent budget: {orders:#?}\nkept: {kept}\n{}",
+        said.join("\n")
     );
 
     eprintln!(

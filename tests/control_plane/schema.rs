@@ -237,6 +237,26 @@ async fn the_schema_and_cel_rules_reject_what_they_should() {
             "write an international domain name in its xn-- form",
         ),
         (
+            "  secretName: s\n  dnsNames: [\"a.example.com.\"]\n",
+            "must not end with a dot: write example.com, not example.com.",
+        ),
+        (
+            "  secretName: s\n  dnsNames: [\"192.0.2.7\"]\n",
+            "is an IP address, not a DNS name: put it in ipAddresses",
+        ),
+        (
+            "  secretName: s\n  dnsNames: [\"::1\"]\n",
+            "is an IP address, not a DNS name: put it in ipAddresses",
+        ),
+        (
+            "  secretName: s\n  dnsNames: [\"*.*.example.test\"]\n",
+            "a wildcard may only be the whole leftmost label, once",
+        ),
+        (
+            "  secretName: s\n  dnsNames: [\"a*.example.test\"]\n",
+            "a wildcard may only be the whole leftmost label, once",
+        ),
+        (
             "  secretName: s\n  emailAddresses: [\"ops @example.com\"]\n",
             "must be printable ASCII",
         ),
@@ -247,6 +267,7 @@ async fn the_schema_and_cel_rules_reject_what_they_should() {
     // And what it accepted still is.
     for spec in [
         "  secretName: web.tls-1\n  dnsNames: [xn--bcher-kva.example]\n  duration: 1h30m\n  renewBefore: 6m30s\n",
+        "  secretName: s\n  dnsNames: [\"*.example.com\", example.com, 1.example.com]\n",
         "  secretName: s\n  ipAddresses: [192.0.2.1, \"2001:db8::1\", \"::ffff:192.0.2.7\"]\n  duration: 2160h\n  renewBefore: 360h\n",
     ] {
         let doc = certificate(spec);
@@ -284,6 +305,12 @@ async fn the_schema_and_cel_rules_reject_what_they_should() {
         c,
         issuer("  acme:\n    server: https://acme.example/dir\n    caBundle: AAAA\n    skipTLSVerify: true\n    privateKeySecretRef: {name: k}\n"),
         "caBundle and skipTLSVerify are mutually exclusive",
+    )
+    .await;
+    assert_rejected(
+        c,
+        issuer("  acme:\n    server: https://acme.example/dir\n    privateKeySecretRef: {name: \"\"}\n    solvers:\n    - http01: {ingress: {}}\n"),
+        "privateKeySecretRef.name must name the Secret that holds (or will hold) the ACME account key",
     )
     .await;
 }

@@ -43,6 +43,8 @@ struct State {
     race_next_create: bool,
     /// Requests seen, by path.
     requests: Vec<String>,
+    /// Refuse every DELETE, as a token revoked meanwhile would be.
+    refuse_deletes: bool,
 }
 
 #[derive(Clone)]
@@ -240,6 +242,22 @@ impl FakeCloudflare {
     /// How many requests reached the fake.
     pub fn request_count(&self) -> usize {
         self.state.lock().unwrap().requests.len()
+    }
+
+    /// How many `method` requests reached the fake.
+    pub fn count(&self, method: &str) -> usize {
+        let prefix = format!("{method} ");
+        let state = self.state.lock().unwrap();
+        state
+            .requests
+            .iter()
+            .filter(|r| r.starts_with(&prefix))
+            .count()
+    }
+
+    /// Refuse every DELETE from now on (or again accept them).
+    pub fn refuse_deletes(&self, refuse: bool) {
+        self.state.lock().unwrap().refuse_deletes = refuse;
     }
 
     fn caller(&self, headers: &HeaderMap) -> Result<Caller, (StatusCode, Value)> {
@@ -441,6 +459,9 @@ impl FakeCloudflare {
                 (StatusCode::OK, envelope(record_json(&record, zone_name)))
             }
             ("DELETE", [id]) => {
+                if self.state.lock().unwrap().refuse_deletes {
+                    return failure(StatusCode::FORBIDDEN, 10000, "Authentication error");
+                }
                 let removed = {
                     let mut state = self.state.lock().unwrap();
                     let at = state
