@@ -2,7 +2,8 @@
 //! validating through Traefik: pod mode (a solver Pod per Challenge that
 //! the real PodSecurity admission must accept under `restricted`), an
 //! existing Ingress edited in place (its other rules untouched before,
-//! during and after), and the sidecar mode beside Traefik.
+//! during and after), the sidecar mode beside Traefik, and a mode changed
+//! while a Challenge is at work (it keeps the mode it was presented in).
 
 mod common;
 
@@ -261,4 +262,79 @@ async fn sidecar_mode_is_served_beside_traefik_and_the_controller_creates_nothin
         "the sidecar served pebble's request:\n{}",
         log.lines().rev().take(40).collect::<Vec<_>>().join("\n")
     );
+}
+
+/// An issuer switched from shared to pod mode while its Challenge is at
+/// work: the Challenge keeps the mode it was presented in (recorded on
+/// it), is issued that way, and cleanup removes what was presented; no
+/// solver Pod is ever made, and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mode_changed_mid_challenge_applies_to_the_next_one_and_leaves_nothing() {
+    use certwright::api::{Challenge, ClusterIssuer};
+    let env = Env::start(|_| {}, &[]).await;
+    let mark = certwright_testcluster::cluster::audit::AuditLog::new(
+        &env.cluster.control_plane().audit_log(),
+    )
+    .mark();
+    env.cluster_issuer("switch").await;
+    env.ca_refuses_validation();
+    env.namespace("switch").await;
+    env.certificate(
+        "switch",
+        "web",
+        json!({"secretName": "web-tls", "dnsNames": ["web.switch.test"],
+               "issuerRef": {"name": "switch", "kind": "ClusterIssuer"}}),
+    )
+    .await;
+    let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), "switch");
+    let recorded = env
+        .wait("the Challenge presented and refused once", 60, || async {
+            let ch = challenges
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .pop()?;
+            let presented = ch.status.as_ref()?.presented == Some(true);
+            let refused = env.proxy.seen().iter().any(|s| s.injected);
+            let mode = ch
+                .metadata
+                .annotations?
+                .get(certwright::solver::PRESENTED_MODE)
+                .cloned();
+            (presented && refused).then_some(mode).flatten()
+        })
+        .await;
+    assert_eq!(recorded, "shared");
+    Api::<ClusterIssuer>::all(env.client.clone())
+        .patch(
+            "switch",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations":
+                {(certwright::solver::MODE_ANNOTATION): "pod"}}})),
+        )
+        .await
+        .expect("switch to pod mode");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    env.proxy.clear_faults();
+    env.certificate_ready("switch", "web", 1).await;
+    env.wait("nothing of the solver left", 60, || async {
+        let (pods, services, ingresses) = solver_objects(&env, "switch").await;
+        let shared = Api::<Service>::namespaced(env.client.clone(), "switch")
+            .get_opt("certwright-solver")
+            .await
+            .ok()?;
+        (pods.is_empty() && services.is_empty() && ingresses.is_empty() && shared.is_none())
+            .then_some(())
+    })
+    .await;
+    let audit = certwright_testcluster::cluster::audit::AuditLog::new(
+        &env.cluster.control_plane().audit_log(),
+    );
+    let pods: Vec<_> = audit
+        .by_user(mark, certwright_testcluster::deploy::CONTROLLER_USER)
+        .into_iter()
+        .filter(|r| r.resource == "pods" && r.namespace == "switch" && r.is_write())
+        .collect();
+    assert!(pods.is_empty(), "no solver Pod was ever made: {pods:?}");
 }

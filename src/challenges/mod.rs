@@ -107,10 +107,24 @@ async fn set_finalizers(
     ch: &Challenge,
     finalizers: Vec<String>,
 ) -> Result<(), Error> {
+    adopt(ctx, ch, finalizers, None).await
+}
+
+/// Sets the Challenge's finalizers, and records the HTTP-01 mode it is
+/// presented in when given.
+async fn adopt(
+    ctx: &Context,
+    ch: &Challenge,
+    finalizers: Vec<String>,
+    mode: Option<crate::solver::Mode>,
+) -> Result<(), Error> {
     let api: Api<Challenge> =
         Api::namespaced(ctx.client.clone(), &ch.namespace().unwrap_or_default());
-    let patch =
+    let mut patch =
         json!({"metadata": {"finalizers": finalizers, "resourceVersion": ch.resource_version()}});
+    if let Some(mode) = mode {
+        patch["metadata"]["annotations"] = json!({(crate::solver::PRESENTED_MODE): mode.as_str()});
+    }
     api.patch(
         &ch.name_any(),
         &PatchParams::default(),
@@ -146,15 +160,15 @@ async fn finish(
 }
 
 /// Removes what `presenter` presented for `ch`. A DNS-01 record the
-/// provider will not remove (a revoked token, a deleted Secret) is said in
-/// a Warning event and left behind: it keeps neither the Challenge nor its
-/// name's claim; an API error is retried.
+/// provider will not remove (a revoked token, a deleted Secret), or a route
+/// in the user's Ingress that kept changing, is said in a Warning event
+/// and left behind: it keeps neither the Challenge nor its name's claim;
+/// an API error is retried.
 async fn clean_up(ctx: &Context, ch: &Challenge, presenter: Presenter) -> Result<(), Error> {
     ctx.in_flight().finishing(&ch.uid().unwrap_or_default());
     match presenter.cleanup(ctx, ch).await {
         Err(Error::Cleanup(why)) => {
-            let note = format!("The DNS-01 record is left behind: {why}");
-            event(ctx, ch, EventType::Warning, "CleanUpError", note).await;
+            event(ctx, ch, EventType::Warning, "CleanUpError", why).await;
             Ok(())
         }
         other => other,
@@ -248,7 +262,13 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     if !has_finalizer {
         let mut all: Vec<String> = ch.finalizers().to_vec();
         all.push(FINALIZER.into());
-        set_finalizers(&ctx, &ch, all).await?;
+        // The HTTP-01 mode is fixed now, with the finalizer (one write).
+        ctx.issuer_stores.ready().await;
+        let mode = match Presenter::of(&ctx, &ch) {
+            Ok(Presenter::Http01(mode)) => Some(mode),
+            _ => None,
+        };
+        adopt(&ctx, &ch, all, mode).await?;
         return Ok(Action::await_change());
     }
     if ch.spec.solver.http01.is_none() && ch.spec.solver.dns01.is_none() {

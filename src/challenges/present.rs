@@ -61,16 +61,22 @@ impl Presenter {
     /// Removes what `present` made.
     pub(super) async fn cleanup(self, ctx: &Context, ch: &Challenge) -> Result<(), Error> {
         match self {
-            Self::Http01(mode) => mode
+            Self::Http01(mode) => match mode
                 .cleanup(ctx, ch)
                 .await
-                .map_err(|e| Error::Api("solver resources".into(), e)),
+                .map_err(|e| Error::Api("solver resources".into(), e))?
+            {
+                Ok(()) => Ok(()),
+                Err(why) => Err(Error::Cleanup(why)),
+            },
             Self::Dns01 => match dns01::cleanup(ctx, ch)
                 .await
                 .map_err(|e| Error::Api("the DNS-01 provider's Secret".into(), e))?
             {
                 Ok(()) => Ok(()),
-                Err(why) => Err(Error::Cleanup(why)),
+                Err(why) => Err(Error::Cleanup(format!(
+                    "The DNS-01 record is left behind: {why}"
+                ))),
             },
         }
     }

@@ -249,16 +249,27 @@ pub async fn present(
     Ok(Ok(()))
 }
 
-/// Undoes [`present`].
-pub async fn cleanup(client: &kube::Client, ch: &Challenge) -> Result<(), kube::Error> {
+/// Undoes [`present`]; Ok(Err) says why the route stays in the user's
+/// Ingress (it kept changing under the edit). An Ingress gone took the
+/// route with it.
+pub async fn cleanup(
+    client: &kube::Client,
+    ch: &Challenge,
+) -> Result<Result<(), String>, kube::Error> {
     let api: Api<Ingress> = Api::namespaced(client.clone(), &ch.namespace().unwrap_or_default());
     let named = solver(ch).ok().and_then(|i| i.name.clone());
     match named {
-        Some(name) => edit(&api, &name, |i| without_rule(i, ch)).await.map(|_| ()),
+        Some(name) => match edit(&api, &name, |i| without_rule(i, ch)).await? {
+            Err(why) if api.get_opt(&name).await?.is_some() => Ok(Err(format!(
+                "the challenge's route is left in Ingress {name:?}: {why}"
+            ))),
+            _ => Ok(Ok(())),
+        },
         None => ignore_missing(
             api.delete(&resource_name(&ch.name_any()), &DeleteParams::default())
                 .await,
-        ),
+        )
+        .map(Ok),
     }
 }
 

@@ -29,7 +29,7 @@ use crate::api::Challenge;
 use crate::api::challenge::ChallengeType;
 use crate::api::order::AcmeState;
 use crate::context::Context;
-pub use settings::{MODE_ANNOTATION, Mode, SOLVER_PORT};
+pub use settings::{MODE_ANNOTATION, Mode, PRESENTED_MODE, SOLVER_PORT};
 
 /// Field manager of the solver resources.
 pub const MANAGER: &str = "certwright-solver";
@@ -45,8 +45,12 @@ pub const SELF_CHECK_ADDRESS_ANNOTATION: &str = "certwright.io/http01-self-check
 pub const SELF_CHECK_ANNOTATION: &str = "certwright.io/http01-self-check";
 
 impl Mode {
-    /// The mode for a Challenge: its issuer's annotation, else the default.
+    /// The mode for a Challenge: the one it was presented in, else its
+    /// issuer's annotation, else the default.
     pub fn of(ctx: &Context, challenge: &Challenge) -> Result<Self, String> {
+        if let Some(mode) = Mode::recorded(challenge.annotations()) {
+            return Ok(mode);
+        }
         let annotations = ctx.issuer_stores.annotations(
             &challenge.namespace().unwrap_or_default(),
             &challenge.spec.issuer_ref,
@@ -99,17 +103,22 @@ impl Mode {
     /// Removes what [`Mode::present`] made. Whatever the mode was when it
     /// presented (the issuer's annotation may have changed since), the
     /// route is undone and the pod mode's Pod and Service go if they exist.
-    pub async fn cleanup(self, ctx: &Context, challenge: &Challenge) -> Result<(), kube::Error> {
+    /// Ok(Err) says what is left behind, and why.
+    pub async fn cleanup(
+        self,
+        ctx: &Context,
+        challenge: &Challenge,
+    ) -> Result<Result<(), String>, kube::Error> {
         let ns = challenge.namespace().unwrap_or_default();
         let name = ingress::resource_name(&challenge.name_any());
-        ingress::cleanup(&ctx.client, challenge).await?;
+        let route = ingress::cleanup(&ctx.client, challenge).await?;
         if self == Mode::Pod || ctx.has_solver_pod(&ns, &name) {
             pod::cleanup(ctx, challenge).await?;
         }
         if self == Mode::Shared {
             shared::cleanup(ctx, challenge).await?;
         }
-        Ok(())
+        Ok(route)
     }
 }
 

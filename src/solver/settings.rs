@@ -11,6 +11,10 @@ use super::check::Probe;
 pub const SOLVER_PORT: u16 = 8089;
 /// Issuer annotation choosing the solver mode.
 pub const MODE_ANNOTATION: &str = "certwright.io/http01-solver-mode";
+/// Challenge annotation: the mode it is presented in, fixed when work on
+/// it starts (an issuer's mode changed meanwhile applies to the next one;
+/// cleanup undoes what was presented).
+pub const PRESENTED_MODE: &str = "acme.certwright.io/http01-solver-mode";
 
 /// How a Challenge's token is presented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -34,6 +38,22 @@ impl Mode {
                 "the issuer's annotation {MODE_ANNOTATION} is {other:?}; expected shared, pod or sidecar"
             )),
         }
+    }
+
+    /// The annotation value naming this mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Shared => "shared",
+            Mode::Pod => "pod",
+            Mode::Sidecar => "sidecar",
+        }
+    }
+
+    /// The mode a Challenge was presented in, when recorded.
+    pub fn recorded(challenge_annotations: &BTreeMap<String, String>) -> Option<Mode> {
+        challenge_annotations
+            .get(PRESENTED_MODE)
+            .and_then(|v| Mode::parse(v).ok())
     }
 
     /// The mode `annotations` (an issuer's) ask for, else `default`.

@@ -38,6 +38,9 @@ pub async fn serve(
             stores.ready().await;
             let synced = std::sync::atomic::AtomicBool::new(false);
             let keep = move |ch: &crate::api::Challenge| {
+                if let Some(mode) = Mode::recorded(ch.annotations()) {
+                    return mode == Mode::Sidecar;
+                }
                 let annotations =
                     stores.annotations(&ch.namespace().unwrap_or_default(), &ch.spec.issuer_ref);
                 Mode::from_annotations(&annotations, default) == Ok(Mode::Sidecar)
