@@ -438,6 +438,8 @@ async fn api_server_errors_and_cut_watches_only_delay_issuance() {
 /// An issuer with only HTTP-01 solvers cannot prove a wildcard: the Order
 /// fails saying so, and the CA is never asked for an order; nor for a
 /// Certificate naming only email addresses, or an IPv4-mapped IPv6 address.
+/// One asking for isCA or a client-auth usage is issued without them, and
+/// its Ready condition and an event say so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wildcard_without_a_dns01_solver_fails_before_anything_is_ordered() {
     let env = Env::start(|_| {}, &[]).await;
@@ -480,6 +482,33 @@ async fn a_wildcard_without_a_dns01_solver_fails_before_anything_is_ordered() {
     }
     let ordered = env.proxy.count("POST", "/order-plz");
     assert_eq!(ordered, 0, "no ACME order for a name no solver can prove");
+
+    // Asked for what no ACME CA issues: issued without it, and said so.
+    env.certificate(
+        "wild",
+        "ca",
+        json!({"secretName": "ca-tls", "dnsNames": ["ca.wild.example.test"], "isCA": true,
+               "usages": ["digital signature", "server auth", "client auth"]}),
+    )
+    .await;
+    let ready = env.certificate_ready("wild", "ca", 1).await;
+    let message = ready
+        .status
+        .and_then(|s| s.conditions)
+        .and_then(|c| c.into_iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.message)
+        .unwrap_or_default();
+    assert!(
+        message.contains("the ACME CA does not issue isCA, the usage \"client auth\""),
+        "{message}"
+    );
+    env.wait("the NotIssued event", 30, || async {
+        env.events("wild", "involvedObject.kind=Certificate")
+            .await
+            .into_iter()
+            .find(|(r, m)| r == "NotIssued" && m.contains("client auth"))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,6 +51,35 @@ fn with_pause(cert: &Certificate, message: String) -> String {
     }
 }
 
+/// What the spec asks for that no ACME CA puts in a certificate (ACME CAs
+/// issue TLS server certificates): said on Ready, as the certificate is
+/// issued without it.
+pub fn not_issued(spec: &crate::api::CertificateSpec) -> Option<String> {
+    use crate::api::meta::KeyUsage;
+    let mut asked: Vec<String> = Vec::new();
+    if spec.is_ca == Some(true) {
+        asked.push("isCA".into());
+    }
+    for usage in spec.usages.iter().flatten() {
+        if !matches!(
+            usage,
+            KeyUsage::DigitalSignature | KeyUsage::KeyEncipherment | KeyUsage::ServerAuth
+        ) {
+            let name = serde_json::to_value(usage)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            asked.push(format!("the usage {name:?}"));
+        }
+    }
+    (!asked.is_empty()).then(|| {
+        format!(
+            "the ACME CA does not issue {}, so the certificate has none of it (ACME CAs issue TLS server certificates only): remove it from the spec, or use another issuer",
+            asked.join(", ")
+        )
+    })
+}
+
 /// Readiness of `cert` given its Secret and the CA's renewal suggestion at `now`.
 pub fn assess(
     cert: &Certificate,
@@ -77,12 +106,18 @@ pub fn assess(
         _ => Readiness {
             ready: true,
             reason: "Ready".into(),
-            message: match problem {
-                // Where the user looks: the windows could not be followed.
-                Some(p) => format!(
-                    "Certificate is up to date and has not expired; {p}, so it renews at the time without windows"
-                ),
-                None => "Certificate is up to date and has not expired".into(),
+            message: {
+                let mut message = match problem {
+                    // Where the user looks: the windows could not be followed.
+                    Some(p) => format!(
+                        "Certificate is up to date and has not expired; {p}, so it renews at the time without windows"
+                    ),
+                    None => "Certificate is up to date and has not expired".into(),
+                };
+                if let Some(note) = not_issued(&cert.spec) {
+                    message = format!("{message}; but {note}");
+                }
+                message
             },
             times,
         },
@@ -146,6 +181,24 @@ pub(crate) async fn reconcile(
             == r.times.and_then(|t| t.2);
     if !unchanged {
         apply_status(ctx, cert, READINESS, wanted).await?;
+        // Said once more as a Warning event when it turns Ready so.
+        if let (true, Some(note)) = (r.ready, not_issued(&cert.spec)) {
+            let was = existing
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .and_then(|c| c.message.as_deref());
+            if was != Some(r.message.as_str()) {
+                super::status::publish(
+                    ctx,
+                    READINESS,
+                    cert,
+                    kube::runtime::events::EventType::Warning,
+                    "NotIssued",
+                    format!("The certificate was issued, but {note}"),
+                )
+                .await?;
+            }
+        }
     }
     // Look again when the certificate expires (Ready turns False then).
     Ok(match r.times {
@@ -154,4 +207,32 @@ pub(crate) async fn reconcile(
         }
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::CertificateSpec;
+    use crate::api::meta::KeyUsage;
+
+    #[test]
+    fn what_acme_cas_do_not_issue_is_named() {
+        let plain = CertificateSpec {
+            usages: Some(vec![KeyUsage::DigitalSignature, KeyUsage::ServerAuth]),
+            ..Default::default()
+        };
+        assert_eq!(not_issued(&plain), None);
+        let asked = CertificateSpec {
+            is_ca: Some(true),
+            usages: Some(vec![KeyUsage::ClientAuth, KeyUsage::CodeSigning]),
+            ..Default::default()
+        };
+        let note = not_issued(&asked).expect("named");
+        assert!(
+            note.contains(
+                "does not issue isCA, the usage \"client auth\", the usage \"code signing\""
+            ),
+            "{note}"
+        );
+    }
 }
