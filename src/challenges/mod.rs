@@ -25,6 +25,7 @@ use crate::api::order::AcmeState;
 use crate::api::{Challenge, Order};
 use crate::context::Context;
 use crate::solver::SOLVER_LABEL;
+use crate::solver::shared::WAITING_FOR_CA;
 
 mod dns01;
 mod present;
@@ -38,16 +39,6 @@ use validate::{Outcome, VALIDATE, accept_and_poll, retry_later};
 pub const CONTROLLER_NAME: &str = "certwright-challenges";
 /// Every reason written once the CA has been asked starts so.
 const ASKING: &str = "Asking the CA to validate";
-const WAITING_FOR_CA: &str = "Accepted the challenge; waiting for the CA to validate it";
-
-/// Whether the CA was asked to validate `ch` (or is being asked, or a
-/// run of failures to ask it is under way), as its status says.
-pub fn accepted(ch: &Challenge) -> bool {
-    ch.status
-        .as_ref()
-        .and_then(|s| s.reason.as_deref())
-        .is_some_and(|r| r == WAITING_FOR_CA || crate::acme::retry::Run::parse(r).is_some())
-}
 /// Self-check failures in a row before a changed reason is also an event:
 /// about half a minute of them (an ingress controller under load takes
 /// seconds to route a new Ingress; that is not worth a warning).
@@ -232,7 +223,23 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             // A Challenge that reached a final state has cleaned up
             // already; a DNS-01 record is there only once presented.
             let presenter = cleanup_presenter(&ctx, &ch).await;
-            let presented = ch.status.as_ref().and_then(|s| s.presented);
+            let mut presented = ch.status.as_ref().and_then(|s| s.presented);
+            if presented != Some(false) {
+                // The cache may not have seen the finish that cleaned up a
+                // moment ago (its Order was done first): ask, not clean twice.
+                let api: Api<Challenge> =
+                    Api::namespaced(ctx.client.clone(), &ch.namespace().unwrap_or_default());
+                let this = kube::api::ListParams::default()
+                    .fields(&format!("metadata.name={}", ch.name_any()));
+                if let Some(fresh) = api
+                    .list(&this)
+                    .await
+                    .ok()
+                    .and_then(|l| l.items.into_iter().next())
+                {
+                    presented = fresh.status.and_then(|s| s.presented);
+                }
+            }
             let presented = match presenter {
                 Presenter::Dns01 => presented == Some(true),
                 Presenter::Http01(_) => presented != Some(false),

@@ -240,10 +240,22 @@ fn entry(ch: &Challenge) -> Option<(String, Presented)> {
             Presented {
                 domain: ch.spec.dns_name.trim_end_matches('.').to_ascii_lowercase(),
                 key_authorization: ch.spec.key.clone(),
-                accepted: crate::challenges::accepted(ch),
+                accepted: accepted(ch),
             },
         )
     })
+}
+
+/// A Challenge's reason once the CA is asked to validate it.
+pub const WAITING_FOR_CA: &str = "Accepted the challenge; waiting for the CA to validate it";
+
+/// Whether the CA was asked to validate `ch` (or is being asked, or a
+/// run of failures to ask it is under way), as its status says.
+fn accepted(ch: &Challenge) -> bool {
+    ch.status
+        .as_ref()
+        .and_then(|s| s.reason.as_deref())
+        .is_some_and(|r| r == WAITING_FOR_CA || crate::acme::retry::Run::parse(r).is_some())
 }
 
 /// Fills `tokens` from a watch on every Challenge (those `keep` accepts),
