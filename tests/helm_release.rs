@@ -96,6 +96,33 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart_on_the_real_api_server(
     // A fresh cluster for helm: without the CRDs the local cluster applies
     // at its start (helm would refuse objects it does not own).
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    // Each CRD's storage answers a list first: one deleted while the API
+    // server still initializes its storage waits on "storage is
+    // (re)initializing" for minutes.
+    for crd in crds.list(&ListParams::default()).await.expect("CRDs").items {
+        let Some(version) = crd.spec.versions.iter().find(|v| v.storage) else {
+            continue;
+        };
+        let resource = kube::api::ApiResource {
+            group: crd.spec.group.clone(),
+            version: version.name.clone(),
+            api_version: format!("{}/{}", crd.spec.group, version.name),
+            kind: crd.spec.names.kind.clone(),
+            plural: crd.spec.names.plural.clone(),
+        };
+        let objects: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &resource);
+        common::eventually_within("the CRD's storage to answer", 60, || {
+            let objects = objects.clone();
+            async move {
+                objects
+                    .list(&ListParams::default().limit(1))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            }
+        })
+        .await;
+    }
     for name in crd_names(&client).await {
         crds.delete(&name, &Default::default())
             .await
