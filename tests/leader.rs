@@ -355,14 +355,7 @@ async fn a_single_replica_restarted_mid_validation_loses_no_order() {
         .lines()
         .filter(|l| l.contains("tokens") || l.contains("placed ACME order") || l.contains("WARN"))
         .collect();
-    let listed: Vec<_> = Api::<certwright::api::Order>::namespaced(env.client.clone(), "restart")
-        .list(&Default::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|o| (o.metadata.name, o.status.and_then(|s| s.reason)))
-        .collect();
+    let listed = env.order_reasons("restart").await;
     let failed: Vec<String> = listed
         .iter()
         .filter(|(_, r)| r.is_some())

@@ -270,7 +270,7 @@ async fn sidecar_mode_is_served_beside_traefik_and_the_controller_creates_nothin
 /// solver Pod is ever made, and nothing is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mode_changed_mid_challenge_applies_to_the_next_one_and_leaves_nothing() {
-    use certwright::api::{Challenge, ClusterIssuer};
+    use certwright::api::ClusterIssuer;
     let env = Env::start(|_| {}, &[]).await;
     let mark = certwright_testcluster::cluster::audit::AuditLog::new(
         &env.cluster.control_plane().audit_log(),
@@ -286,25 +286,13 @@ async fn a_mode_changed_mid_challenge_applies_to_the_next_one_and_leaves_nothing
                "issuerRef": {"name": "switch", "kind": "ClusterIssuer"}}),
     )
     .await;
-    let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), "switch");
     let recorded = env
-        .wait("the Challenge presented and refused once", 60, || async {
-            let ch = challenges
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .pop()?;
-            let presented = ch.status.as_ref()?.presented == Some(true);
-            let refused = env.proxy.seen().iter().any(|s| s.injected);
-            let mode = ch
-                .metadata
-                .annotations?
-                .get(certwright::solver::PRESENTED_MODE)
-                .cloned();
-            (presented && refused).then_some(mode).flatten()
-        })
-        .await;
+        .challenge_refused_once("switch")
+        .await
+        .metadata
+        .annotations
+        .and_then(|a| a.get(certwright::solver::PRESENTED_MODE).cloned())
+        .unwrap_or_default();
     assert_eq!(recorded, "shared");
     Api::<ClusterIssuer>::all(env.client.clone())
         .patch(

@@ -362,14 +362,7 @@ async fn rate_limits_and_pauses_hold_new_orders_and_a_ceiling_bounds_the_request
         .await;
     }
     assert_eq!(new_orders(&hour), 1, "the hold outlived the restart");
-    let orders: Vec<_> = Api::<Order>::namespaced(env.client.clone(), "budgets")
-        .list(&Default::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|o| (o.metadata.name, o.status.and_then(|s| s.reason)))
-        .collect();
+    let orders = env.order_reasons("budgets").await;
     let logs = env.logs().await;
     let said: Vec<&str> = logs
         .lines()

@@ -295,6 +295,36 @@ impl Env {
     /// The CA answers every challenge acceptance with a 503 until
     /// `proxy.clear_faults()`: an issuance stops with its Order placed and
     /// its token presented.
+    /// The Challenge in `ns` once presented and refused by the CA once
+    /// (after [`Env::ca_refuses_validation`]).
+    pub async fn challenge_refused_once(&self, ns: &str) -> certwright::api::Challenge {
+        let challenges: Api<certwright::api::Challenge> = Api::namespaced(self.client.clone(), ns);
+        self.wait("the Challenge presented and refused once", 60, || async {
+            let ch = challenges
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .pop()?;
+            let presented = ch.status.as_ref()?.presented == Some(true);
+            let refused = self.proxy.seen().iter().any(|s| s.injected);
+            (presented && refused).then_some(ch)
+        })
+        .await
+    }
+
+    /// Each Order in `ns`: its name and reason.
+    pub async fn order_reasons(&self, ns: &str) -> Vec<(Option<String>, Option<String>)> {
+        Api::<certwright::api::Order>::namespaced(self.client.clone(), ns)
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| (o.metadata.name, o.status.and_then(|s| s.reason)))
+            .collect()
+    }
+
     pub fn ca_refuses_validation(&self) {
         self.proxy.fail_next(
             "POST",
