@@ -23,21 +23,7 @@ async fn a_done_order_deletes_the_challenges_it_owns_labelled_or_not() {
     )
     .await;
     let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), "owned");
-    let name = env
-        .wait("the Challenge, refused by the CA once", 60, || async {
-            let ch = challenges
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .pop()?;
-            env.proxy
-                .seen()
-                .iter()
-                .any(|s| s.injected)
-                .then(|| kube::ResourceExt::name_any(&ch))
-        })
-        .await;
+    let name = kube::ResourceExt::name_any(&env.challenge_refused_once("owned").await);
     // As cert-manager's: owned by the Order, without certwright's label.
     challenges
         .patch(
@@ -105,6 +91,27 @@ async fn a_lost_order_another_manager_wrote_is_replaced() {
         )
         .await
         .expect("another manager's url");
+    // Its Challenges gone too, so the Order (not they) asks the CA next.
+    let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), "taken");
+    for ch in challenges
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+    {
+        let _ = challenges
+            .delete(&kube::ResourceExt::name_any(&ch), &Default::default())
+            .await;
+    }
+    // The controller has seen it (not issued from its cache's older view).
+    env.wait("the lost order asked", 60, || async {
+        env.proxy
+            .seen()
+            .iter()
+            .any(|s| s.path.ends_with("/nonexistent"))
+            .then_some(())
+    })
+    .await;
     env.proxy.clear_faults();
     env.certificate_ready("taken", "web", 1).await;
     let now = orders.get(&name).await.expect("order");
