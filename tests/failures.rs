@@ -17,6 +17,8 @@ mod ca_faults;
 mod ca_leftovers;
 #[path = "ca/limits.rs"]
 mod ca_limits;
+#[path = "ca/refusals.rs"]
+mod ca_refusals;
 mod common;
 
 use common::env::Env;

@@ -32,6 +32,22 @@ pub enum Verdict {
 
 const PREFIX: &str = "urn:ietf:params:acme:error:";
 
+/// Said of a request the CA refused for what the spec made of it (an
+/// Ed25519 key where the CA takes only RSA and ECDSA): the same spec would
+/// be refused again, so the Certificate waits for its spec to change.
+pub const UNTIL_SPEC_CHANGES: &str = "the same spec would be refused again, so it is not retried until the Certificate's spec changes";
+
+/// Whether a `Permanent` reason at finalization refuses the request itself
+/// (its key or signature), rather than this one attempt.
+pub fn refuses_what_the_spec_makes(reason: &str) -> bool {
+    matches!(reason, "BadCSR" | "BadPublicKey" | "BadSignatureAlgorithm")
+}
+
+/// Whether a failure message says it waits for a spec change.
+pub fn waits_for_spec_change(message: &str) -> bool {
+    message.contains(UNTIL_SPEC_CHANGES)
+}
+
 fn describe(p: &Problem) -> String {
     let mut s = match (&p.status, &p.r#type) {
         (Some(code), Some(t)) => format!("{code} {t}"),
@@ -106,6 +122,14 @@ pub fn classify_problem(p: &Problem) -> Verdict {
         },
         "badCSR" => Verdict::Permanent {
             reason: "BadCSR",
+            detail,
+        },
+        "badPublicKey" => Verdict::Permanent {
+            reason: "BadPublicKey",
+            detail,
+        },
+        "badSignatureAlgorithm" => Verdict::Permanent {
+            reason: "BadSignatureAlgorithm",
             detail,
         },
         "accountDoesNotExist" | "unauthorizedAccount" => Verdict::Permanent {
@@ -409,11 +433,24 @@ mod tests {
             ("unauthorized", "Unauthorized"),
             ("invalidProfile", "InvalidProfile"),
             ("malformed", "Malformed"),
+            ("badCSR", "BadCSR"),
+            ("badPublicKey", "BadPublicKey"),
+            ("badSignatureAlgorithm", "BadSignatureAlgorithm"),
         ] {
             assert!(
                 matches!(classify_problem(&problem(400, kind, "x")), Verdict::Permanent { reason, .. } if reason == want),
                 "{kind}"
             );
+        }
+        // Of those, only a refusal of the request itself waits for a new spec.
+        for (reason, waits) in [
+            ("BadCSR", true),
+            ("BadPublicKey", true),
+            ("BadSignatureAlgorithm", true),
+            ("RejectedIdentifier", false),
+            ("CAA", false),
+        ] {
+            assert_eq!(refuses_what_the_spec_makes(reason), waits, "{reason}");
         }
         let blocked = problem(
             400,

@@ -19,6 +19,7 @@ use serde_json::json;
 use super::secret_writer::{self, Material, Written};
 use super::snapshot::Snapshot;
 use super::status::{Error, issuing, publish};
+use crate::acme::errors::waits_for_spec_change;
 use crate::api::certificate::PrivateKeyEncoding;
 use crate::api::meta::ConditionStatus;
 use crate::api::{Certificate, CertificateRequest};
@@ -169,7 +170,11 @@ pub(super) async fn record_failure(
         cert,
         EventType::Warning,
         "Failed",
-        format!("{message}; attempt {attempts}, next in {}s", wait.as_secs()),
+        if waits_for_spec_change(&message) {
+            format!("{message}; attempt {attempts}")
+        } else {
+            format!("{message}; attempt {attempts}, next in {}s", wait.as_secs())
+        },
     )
     .await?;
     Ok(None)
@@ -231,10 +236,14 @@ pub(crate) async fn reconcile(
                 // manager replaces that request.
                 return Ok(None);
             }
-            let message = format!(
-                "The certificate request has failed to complete and will be retried: {}",
-                ready.message.clone().unwrap_or_default()
-            );
+            let said = ready.message.clone().unwrap_or_default();
+            let message = if waits_for_spec_change(&said) {
+                format!("The certificate request has failed to complete: {said}")
+            } else {
+                format!(
+                    "The certificate request has failed to complete and will be retried: {said}"
+                )
+            };
             record_failure(ctx, cert, failed_at, message).await
         }
         (ConditionStatus::True, _) => {

@@ -36,7 +36,8 @@ pub struct Readiness {
 }
 
 /// A CA's pause of the names (the last issuance's failure) is said on
-/// Ready too, link and all: only a visit to that link lifts it.
+/// Ready too, link and all: only a visit to that link lifts it. So is a
+/// request the CA refused for what the spec makes: only a new spec helps.
 fn with_pause(cert: &Certificate, message: String) -> String {
     let failed = cert
         .status
@@ -46,7 +47,12 @@ fn with_pause(cert: &Certificate, message: String) -> String {
         .filter(|c| c.reason.as_deref() == Some("Failed"))
         .and_then(|c| c.message.as_deref());
     match failed {
-        Some(m) if crate::acme::limits::paused(m).is_some() => format!("{message}; {m}"),
+        Some(m)
+            if crate::acme::limits::paused(m).is_some()
+                || crate::acme::errors::waits_for_spec_change(m) =>
+        {
+            format!("{message}; {m}")
+        }
         _ => message,
     }
 }

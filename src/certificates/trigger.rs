@@ -16,6 +16,7 @@ use super::backoff;
 use super::policies::evaluate;
 use super::renewal::scheduled;
 use super::snapshot::Snapshot;
+use crate::acme::errors::waits_for_spec_change;
 use crate::api::Certificate;
 use crate::api::meta::ConditionStatus;
 use crate::conditions;
@@ -60,16 +61,23 @@ pub(crate) async fn reconcile(
         && let (Some(failed_at), Some(attempts)) =
             (&status.last_failure_time, status.failed_issuance_attempts)
     {
-        let failed_generation = status
+        let failed = status
             .conditions
             .iter()
             .flatten()
-            .find(|c| c.type_ == "Issuing" && c.reason.as_deref() == Some("Failed"))
-            .and_then(|c| c.observed_generation);
+            .find(|c| c.type_ == "Issuing" && c.reason.as_deref() == Some("Failed"));
+        let failed_generation = failed.and_then(|c| c.observed_generation);
         if backoff::spec_changed_since(failed_generation, cert.meta().generation) {
             // A changed spec starts afresh, a CA's pause of its names too.
             ctx.holds.release(&super::request_manager::held_names(cert));
             reset_failures(ctx, cert).await?;
+        } else if failed
+            .and_then(|c| c.message.as_deref())
+            .is_some_and(waits_for_spec_change)
+        {
+            // The CA refused what this spec makes: only a new spec (which
+            // wakes this controller) can change its answer.
+            return Ok(None);
         } else {
             let wait = ctx.backoff.after_failure(attempts.max(1) as u32, None);
             let due = failed_at.0.as_second() + wait.as_secs() as i64;

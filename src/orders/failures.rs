@@ -10,7 +10,7 @@ use kube::runtime::events::EventType;
 
 use super::challenges::delete_challenges;
 use super::status::{Error, event, write};
-use crate::acme::errors::{Verdict, classify};
+use crate::acme::errors::{UNTIL_SPEC_CHANGES, Verdict, classify, refuses_what_the_spec_makes};
 use crate::acme::retry::{Attempt, Kind, Next, REPLACE, until};
 use crate::acme::session::Session;
 use crate::api::Order;
@@ -185,6 +185,12 @@ pub(super) async fn on_acme_error(
             retry_later(ctx, order, status, step, what, retry_after).await
         }
         Verdict::ReplaceOrder { detail } => replace(ctx, order, session, detail).await,
+        Verdict::Permanent { reason, detail }
+            if step == "finalize" && refuses_what_the_spec_makes(reason) =>
+        {
+            let why = format!("Failed {during}: {detail}; {UNTIL_SPEC_CHANGES}");
+            fail(ctx, order, status, why).await
+        }
         Verdict::Permanent { detail, .. } => {
             fail(ctx, order, status, format!("Failed {during}: {detail}")).await
         }

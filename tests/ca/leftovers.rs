@@ -128,3 +128,46 @@ async fn a_lost_order_another_manager_wrote_is_replaced() {
         "the lost order was asked {asked_lost} times, then replaced"
     );
 }
+
+/// A Certificate taken over after its issuance: `nextPrivateKeySecretName`
+/// written by another field manager (cert-manager's Update) while nothing
+/// is issuing. The key manager clears it although its apply does not own
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_key_name_another_manager_wrote_is_cleared() {
+    let env = Env::start(|_| {}, &[]).await;
+    env.namespace("handed").await;
+    env.certificate(
+        "handed",
+        "web",
+        json!({"secretName": "web-tls", "dnsNames": ["handed.example.test"]}),
+    )
+    .await;
+    env.certificate_ready("handed", "web", 1).await;
+    let certs: Api<certwright::api::Certificate> = Api::namespaced(env.client.clone(), "handed");
+    let other = PatchParams {
+        field_manager: Some("cert-manager-certificates-key-manager".into()),
+        ..Default::default()
+    };
+    certs
+        .patch_status(
+            "web",
+            &other,
+            &Patch::Merge(json!({"status": {"nextPrivateKeySecretName": "web-left-behind"}})),
+        )
+        .await
+        .expect("another manager's next key name");
+    env.wait("the next key name cleared", 30, || async {
+        let status = certs.get("web").await.ok()?.status?;
+        status.next_private_key_secret_name.is_none().then_some(())
+    })
+    .await;
+    let managers = certs.get("web").await.expect("get").metadata.managed_fields;
+    assert!(
+        managers.iter().flatten().all(|m| m
+            .fields_v1
+            .as_ref()
+            .is_none_or(|f| !f.0.to_string().contains("nextPrivateKeySecretName"))),
+        "no manager owns the field any more"
+    );
+}

@@ -45,7 +45,8 @@ pub const DROP: u16 = 0;
 
 /// What the proxy does to the requests passing through.
 pub struct Faults {
-    faults: Mutex<Vec<ApiFault>>,
+    /// Each fault with how many requests it answered.
+    faults: Mutex<Vec<(ApiFault, usize)>>,
     injected: std::sync::atomic::AtomicUsize,
     latency: Mutex<Duration>,
     cut: tokio::sync::watch::Sender<u64>,
@@ -67,7 +68,28 @@ impl Faults {
         self.faults
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(fault);
+            .push((fault, 0));
+    }
+
+    /// Removes the faults on `path_contains`; says how many requests they
+    /// had answered.
+    pub fn remove(&self, path_contains: &str) -> usize {
+        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let (gone, kept) = faults
+            .drain(..)
+            .partition::<Vec<_>, _>(|(f, _)| f.path_contains == path_contains);
+        *faults = kept;
+        gone.iter().map(|(_, answered)| answered).sum()
+    }
+
+    /// How many requests the faults on `path_contains` answered so far.
+    pub fn answered(&self, path_contains: &str) -> usize {
+        let faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        faults
+            .iter()
+            .filter(|(f, _)| f.path_contains == path_contains)
+            .map(|(_, answered)| answered)
+            .sum()
     }
 
     /// Latency added before every forwarded request.
@@ -87,7 +109,7 @@ impl Faults {
 
     fn take(&self, method: &str, path: &str, agent: &str) -> Option<ApiFault> {
         let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
-        let fault = faults.iter_mut().find(|f| {
+        let (fault, answered) = faults.iter_mut().find(|(f, _)| {
             f.remaining > 0
                 && f.method.as_deref().is_none_or(|m| m == method)
                 && path.contains(&f.path_contains)
@@ -96,6 +118,7 @@ impl Faults {
                     .is_none_or(|a| agent.contains(a))
         })?;
         fault.remaining -= 1;
+        *answered += 1;
         self.injected
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Some(fault.clone())
