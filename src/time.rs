@@ -39,6 +39,12 @@ pub fn parse_go_duration(text: &str) -> Result<i64, String> {
         nanos += value * scale;
         rest = &rest[unit_len..];
     }
+    // Go refuses what an int64 of nanoseconds cannot hold (about 2562047h).
+    if !nanos.is_finite() || nanos > i64::MAX as f64 {
+        return Err(format!(
+            "invalid duration {text:?}: longer than Go's longest, 2562047h"
+        ));
+    }
     let secs = (nanos / 1e9) as i64;
     Ok(if negative { -secs } else { secs })
 }
@@ -60,6 +66,16 @@ pub fn rfc1123(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzz/fuzz_targets/durations.rs: refused as Go refuses it,
+    /// not a number of seconds later arithmetic overflows on.
+    #[test]
+    fn a_duration_longer_than_go_allows_is_refused() {
+        for text in ["216099999999921609999999999h", "2562048h", "1e400h"] {
+            assert!(parse_go_duration(text).is_err(), "{text}");
+        }
+        assert_eq!(parse_go_duration("2562047h"), Ok(2562047 * 3600));
+    }
 
     #[test]
     fn go_durations() {

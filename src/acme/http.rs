@@ -250,19 +250,27 @@ impl HttpClient for Recording {
 /// it is classified by what the server said: a document without `status`
 /// gets the response's; a body that is no JSON object (a proxy's HTML
 /// 502, a truncated answer) becomes a document with its first words as
-/// the detail. Returns the problem type, if any, and the body to pass on.
-fn problem_document(status: u16, body: &Bytes) -> (Option<String>, Bytes) {
+/// the detail. A document instant-acme could not read as a problem (a key
+/// twice, a detail that is no string) keeps only the type and detail that
+/// are strings. Returns the problem type, if any, and the body to pass on.
+pub fn problem_document(status: u16, body: &Bytes) -> (Option<String>, Bytes) {
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(mut doc)) => {
             let kind = doc.get("type").and_then(|t| t.as_str()).map(str::to_string);
             if doc.get("status").and_then(|s| s.as_u64()).is_none() {
                 doc.insert("status".into(), status.into());
-                let body = serde_json::to_vec(&doc)
-                    .map(Bytes::from)
-                    .unwrap_or_default();
-                return (kind, body);
             }
-            (kind, body.clone())
+            // Written anew: a key the CA sent twice is then there once.
+            let mut doc = serde_json::Value::Object(doc);
+            if serde_json::from_value::<instant_acme::Problem>(doc.clone()).is_err() {
+                let text = |key: &str| doc.get(key).and_then(|v| v.as_str()).map(str::to_string);
+                doc = serde_json::json!({"type": text("type"), "detail": text("detail"),
+                                         "status": status});
+            }
+            let body = serde_json::to_vec(&doc)
+                .map(Bytes::from)
+                .unwrap_or_default();
+            (kind, body)
         }
         _ => {
             let text = String::from_utf8_lossy(body);
@@ -537,6 +545,35 @@ impl ServerCertVerifier for AcceptAnything {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzz/fuzz_targets/acme_json.rs: a problem with a key twice
+    /// (or a detail that is no string) was passed on as it came, and
+    /// instant-acme could not read it as a problem.
+    #[test]
+    fn every_error_document_reads_as_a_problem() {
+        for body in [
+            r#"{"type": "urn:ietf:params:acme:error:rejectedIdentifier", "detail": "a", "detail": "b", "status": 400}"#,
+            r#"{"type": "urn:ietf:params:acme:error:malformed", "detail": 7}"#,
+            r#"{"status": 70000}"#,
+            r#"<html>502</html>"#,
+        ] {
+            let (_, doc) = problem_document(400, &Bytes::from(body));
+            let problem: instant_acme::Problem =
+                serde_json::from_slice(&doc).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert!(problem.status.is_some(), "{body}");
+        }
+        let (kind, doc) = problem_document(
+            400,
+            &Bytes::from(r#"{"type": "t", "detail": "a", "detail": "b"}"#),
+        );
+        assert_eq!(kind.as_deref(), Some("t"));
+        let problem: instant_acme::Problem = serde_json::from_slice(&doc).expect("problem");
+        assert_eq!(
+            problem.detail.as_deref(),
+            Some("b"),
+            "the last one, as Go reads it"
+        );
+    }
 
     #[test]
     fn retry_after_in_both_forms() {

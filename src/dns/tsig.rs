@@ -159,7 +159,13 @@ pub fn verify(
     key: &Key,
     request_mac: &[u8],
 ) -> Result<(), Option<TsigError>> {
-    let Some((_, tsig)) = answer.records.last().filter(|(_, r)| r.rtype == TYPE_TSIG) else {
+    // TSIG is the last record of the additional section, or the answer is
+    // not signed (fuzz/fuzz_targets/dns_wire.rs found one elsewhere).
+    let Some((_, tsig)) = answer
+        .records
+        .last()
+        .filter(|(s, r)| r.rtype == TYPE_TSIG && *s == wire::Section::Additional)
+    else {
         return Err(None);
     };
     let raw = &answer.raw;
@@ -190,14 +196,17 @@ pub fn verify(
             .iter()
             .filter(|(s, _)| *s == wire::Section::Additional)
             .count();
-        for _ in 0..additional - 1 {
+        for _ in 1..additional {
             let (_, next) = wire::read_name(raw, at).map_err(|_| None)?;
             at = next + 10 + wire::u16_at(raw, next + 8).map_err(|_| None)? as usize;
         }
         at
     };
-    let mut unsigned = raw[..tsig_start].to_vec();
-    let arcount = wire::u16_at(raw, 10).map_err(|_| None)? - 1;
+    let mut unsigned = raw.get(..tsig_start).ok_or(None)?.to_vec();
+    let arcount = wire::u16_at(raw, 10)
+        .map_err(|_| None)?
+        .checked_sub(1)
+        .ok_or(None)?;
     unsigned[10..12].copy_from_slice(&arcount.to_be_bytes());
     unsigned[0..2].copy_from_slice(field(10 + mac_len, 2)?);
     let mut time = [0u8; 8];
@@ -299,5 +308,14 @@ mod tests {
             verify(&wire::Message::parse(&answer).unwrap(), &key, &mac),
             Err(None)
         );
+        // The same TSIG record counted in the answer section, none in the
+        // additional one: unsigned, not an overflow (found by
+        // fuzz/fuzz_targets/dns_wire.rs).
+        let mut misplaced = answer_signed.clone();
+        misplaced[6..8].copy_from_slice(&1u16.to_be_bytes());
+        misplaced[10..12].copy_from_slice(&0u16.to_be_bytes());
+        let parsed = wire::Message::parse(&misplaced).unwrap();
+        assert_eq!(parsed.records.last().unwrap().1.rtype, TYPE_TSIG);
+        assert_eq!(verify(&parsed, &key, &mac), Err(None));
     }
 }
