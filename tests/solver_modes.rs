@@ -38,12 +38,7 @@ async fn solver_objects(env: &Env, ns: &str) -> (Vec<Pod>, Vec<Service>, Vec<Ing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_mode_runs_a_restricted_solver_pod_that_pebble_reaches_and_removes_it_after() {
     let env = Env::start(|_| {}, &[]).await;
-    env.cluster_issuer_annotated(
-        "pods",
-        json!({"certwright.io/http01-solver-mode": "pod"}),
-        json!({}),
-    )
-    .await;
+    env.pod_issuer("pods").await;
     env.namespace_labelled(
         "restricted",
         json!({"pod-security.kubernetes.io/enforce": "restricted"}),

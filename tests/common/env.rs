@@ -144,6 +144,16 @@ impl Env {
         acme
     }
 
+    /// A ClusterIssuer like `pebble` in pod mode (a solver Pod per Challenge).
+    pub async fn pod_issuer(&self, name: &str) {
+        self.cluster_issuer_annotated(
+            name,
+            json!({"certwright.io/http01-solver-mode": "pod"}),
+            json!({}),
+        )
+        .await;
+    }
+
     /// certwright's sidecar solver beside Traefik, under the chart's sidecar
     /// RBAC for Traefik's ServiceAccount, and a ClusterIssuer `name` in
     /// sidecar mode.

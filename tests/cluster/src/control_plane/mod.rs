@@ -57,12 +57,40 @@ impl Default for Options {
     }
 }
 
+/// How to start one of the control plane's processes again: its program
+/// and flags, its log (appended to), and the namespace it runs in.
+struct Recipe {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    netns: Option<Arc<Netns>>,
+}
+
+impl Recipe {
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command.args(&self.args);
+        if let Some(ns) = &self.netns {
+            ns.enter(&mut command);
+        }
+        command
+    }
+
+    fn spawn(&self) -> Result<Process, String> {
+        Process::spawn_appending(self.name, self.command(), &self.log)
+    }
+}
+
 /// A running control plane.
 pub struct ControlPlane {
     // Field order is stop order: the controller manager, the API server, etcd.
     controller_manager: Process,
-    apiserver: Process,
-    etcd: Process,
+    /// Restartable (the chaos suite's restarts): behind locks.
+    apiserver: std::sync::Mutex<Process>,
+    etcd: std::sync::Mutex<Process>,
+    apiserver_recipe: Recipe,
+    etcd_recipe: Recipe,
     dir: PathBuf,
     url: String,
     kubeconfig: PathBuf,
@@ -72,6 +100,18 @@ pub struct ControlPlane {
 }
 
 static STARTED: AtomicU32 = AtomicU32::new(0);
+
+fn lock(process: &std::sync::Mutex<Process>) -> std::sync::MutexGuard<'_, Process> {
+    process.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Kills the process and starts it again from its recipe.
+fn restart(process: &std::sync::Mutex<Process>, recipe: &Recipe) -> Result<(), String> {
+    let mut running = lock(process);
+    running.kill();
+    *running = recipe.spawn()?;
+    Ok(())
+}
 
 fn host(ip: IpAddr) -> String {
     match ip {
@@ -159,69 +199,78 @@ impl ControlPlane {
             0 => ports[2],
             p => p,
         };
-        let mut etcd = Command::new(&etcd_bin);
-        etcd.args([
-            "--name=local",
-            &format!("--data-dir={}", p("etcd")),
-            &format!("--listen-client-urls=http://{}:{etcd_client}", host(ip)),
-            &format!("--advertise-client-urls=http://{}:{etcd_client}", host(ip)),
-            &format!("--listen-peer-urls=http://{}:{etcd_peer}", host(ip)),
-            &format!(
-                "--initial-advertise-peer-urls=http://{}:{etcd_peer}",
-                host(ip)
-            ),
-            &format!("--initial-cluster=local=http://{}:{etcd_peer}", host(ip)),
-            "--listen-metrics-urls=",
-            "--unsafe-no-fsync",
-            "--log-level=warn",
-        ]);
+        let etcd_recipe = Recipe {
+            name: "etcd",
+            program: etcd_bin.clone(),
+            args: vec![
+                "--name=local".into(),
+                format!("--data-dir={}", p("etcd")),
+                format!("--listen-client-urls=http://{}:{etcd_client}", host(ip)),
+                format!("--advertise-client-urls=http://{}:{etcd_client}", host(ip)),
+                format!("--listen-peer-urls=http://{}:{etcd_peer}", host(ip)),
+                format!(
+                    "--initial-advertise-peer-urls=http://{}:{etcd_peer}",
+                    host(ip)
+                ),
+                format!("--initial-cluster=local=http://{}:{etcd_peer}", host(ip)),
+                "--listen-metrics-urls=".into(),
+                "--unsafe-no-fsync".into(),
+                "--log-level=warn".into(),
+            ],
+            log: files.path("etcd.log"),
+            netns: options.netns.clone(),
+        };
         let enter = |command: &mut Command| {
             if let Some(ns) = &options.netns {
                 ns.enter(command);
             }
         };
-        enter(&mut etcd);
-        let mut etcd = Process::spawn("etcd", etcd, &files.path("etcd.log"))?;
+        let mut etcd = Process::spawn("etcd", etcd_recipe.command(), &etcd_recipe.log)?;
 
-        let mut apiserver = Command::new(&apiserver_bin);
-        apiserver.args([
-            &format!("--etcd-servers=http://{}:{etcd_client}", host(ip)),
-            &format!("--bind-address={ip}"),
-            &format!("--advertise-address={ip}"),
-            &format!("--secure-port={port}"),
-            &format!("--cert-dir={}", p("generated")),
-            &format!("--tls-cert-file={}", p("apiserver.crt")),
-            &format!("--tls-private-key-file={}", p("apiserver.key")),
-            &format!("--client-ca-file={}", p("ca.crt")),
-            &format!("--service-account-key-file={}", p("sa.pub")),
-            &format!("--service-account-signing-key-file={}", p("sa.key")),
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            &format!("--service-cluster-ip-range={}", options.service_cidr),
-            "--authorization-mode=Node,RBAC",
-            "--enable-admission-plugins=NodeRestriction,OwnerReferencesPermissionEnforcement",
-            "--endpoint-reconciler-type=none",
-            "--allow-privileged=true",
-            &format!("--requestheader-client-ca-file={}", p("front-proxy-ca.crt")),
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            &format!("--proxy-client-cert-file={}", p("front-proxy-client.crt")),
-            &format!("--proxy-client-key-file={}", p("front-proxy-client.key")),
-            &format!("--audit-policy-file={}", p("audit-policy.yaml")),
-            &format!("--audit-log-path={}", p("audit.log")),
-            "--audit-log-format=json",
-            // Never rotated (0 would mean lumberjack's 100 MB): readers
-            // count requests from an offset into this one file, and a
-            // batch of 1,000 certificates writes more than 100 MB.
-            "--audit-log-maxsize=1000000",
-            "--profiling=false",
-        ]);
-        enter(&mut apiserver);
+        let apiserver_recipe = Recipe {
+            name: "kube-apiserver",
+            program: apiserver_bin.clone(),
+            args: vec![
+                format!("--etcd-servers=http://{}:{etcd_client}", host(ip)),
+                format!("--bind-address={ip}"),
+                format!("--advertise-address={ip}"),
+                format!("--secure-port={port}"),
+                format!("--cert-dir={}", p("generated")),
+                format!("--tls-cert-file={}", p("apiserver.crt")),
+                format!("--tls-private-key-file={}", p("apiserver.key")),
+                format!("--client-ca-file={}", p("ca.crt")),
+                format!("--service-account-key-file={}", p("sa.pub")),
+                format!("--service-account-signing-key-file={}", p("sa.key")),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                format!("--service-cluster-ip-range={}", options.service_cidr),
+                "--authorization-mode=Node,RBAC".into(),
+                "--enable-admission-plugins=NodeRestriction,OwnerReferencesPermissionEnforcement"
+                    .into(),
+                "--endpoint-reconciler-type=none".into(),
+                "--allow-privileged=true".into(),
+                format!("--requestheader-client-ca-file={}", p("front-proxy-ca.crt")),
+                "--requestheader-allowed-names=front-proxy-client".into(),
+                "--requestheader-username-headers=X-Remote-User".into(),
+                "--requestheader-group-headers=X-Remote-Group".into(),
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
+                format!("--proxy-client-cert-file={}", p("front-proxy-client.crt")),
+                format!("--proxy-client-key-file={}", p("front-proxy-client.key")),
+                format!("--audit-policy-file={}", p("audit-policy.yaml")),
+                format!("--audit-log-path={}", p("audit.log")),
+                "--audit-log-format=json".into(),
+                // Never rotated (0 would mean lumberjack's 100 MB): readers
+                // count requests from an offset into this one file, and a
+                // batch of 1,000 certificates writes more than 100 MB.
+                "--audit-log-maxsize=1000000".into(),
+                "--profiling=false".into(),
+            ],
+            log: files.path("kube-apiserver.log"),
+            netns: options.netns.clone(),
+        };
         let mut apiserver = Process::spawn(
             "kube-apiserver",
-            apiserver,
-            &files.path("kube-apiserver.log"),
+            apiserver_recipe.command(),
+            &apiserver_recipe.log,
         )?;
 
         let url = format!("https://{}:{port}", host(ip));
@@ -264,8 +313,10 @@ impl ControlPlane {
         .await?;
         Ok(Self {
             controller_manager,
-            apiserver,
-            etcd,
+            apiserver: std::sync::Mutex::new(apiserver),
+            etcd: std::sync::Mutex::new(etcd),
+            apiserver_recipe,
+            etcd_recipe,
             url,
             kubeconfig: kubeconfig_path,
             ca_pem: files.ca.pair.cert_pem.clone(),
@@ -325,13 +376,55 @@ impl ControlPlane {
         &self.admin
     }
 
+    /// Kills kube-apiserver (SIGKILL) and starts it again with the same
+    /// flags, etcd and so every object kept; returns once `client` (one
+    /// that reaches it from the caller's network) finds it ready.
+    pub async fn restart_apiserver(&self, client: &kube::Client) -> Result<(), String> {
+        restart(&self.apiserver, &self.apiserver_recipe)?;
+        self.wait_ready_again(client, &self.apiserver).await
+    }
+
+    /// Kills etcd (SIGKILL) and starts it again on the same data; returns
+    /// once kube-apiserver answers ready again.
+    pub async fn restart_etcd(&self, client: &kube::Client) -> Result<(), String> {
+        restart(&self.etcd, &self.etcd_recipe)?;
+        self.wait_ready_again(client, &self.etcd).await
+    }
+
+    async fn wait_ready_again(
+        &self,
+        client: &kube::Client,
+        restarted: &std::sync::Mutex<Process>,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let request = http::Request::get("/readyz")
+                .body(Vec::new())
+                .map_err(|e| e.to_string())?;
+            let last = match client.request_text(request).await {
+                Ok(_) => return Ok(()),
+                Err(e) => e.to_string(),
+            };
+            if let Some(failure) = lock(restarted).failure() {
+                return Err(failure);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "not ready within 120 s after a restart (last answer: {last}):\n{}",
+                    self.logs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The control plane's logs, for a failure message.
     pub fn logs(&self) -> String {
         format!(
             "--- kube-apiserver\n{}\n--- kube-controller-manager\n{}\n--- etcd\n{}",
-            self.apiserver.log_tail(30),
+            lock(&self.apiserver).log_tail(30),
             self.controller_manager.log_tail(30),
-            self.etcd.log_tail(10)
+            lock(&self.etcd).log_tail(10)
         )
     }
 }
@@ -339,8 +432,8 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.controller_manager.kill();
-        self.apiserver.kill();
-        self.etcd.kill();
+        lock(&self.apiserver).kill();
+        lock(&self.etcd).kill();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
