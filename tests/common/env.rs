@@ -24,6 +24,24 @@ pub struct Env {
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
+/// The local cluster's turns: one test at a time deploys a controller or
+/// changes what the whole cluster sees.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A turn on the local cluster for a test that sets it up itself (the
+/// chart's release, the image's namespace): what the last turn made is
+/// removed first, its controller too.
+pub async fn exclusive() -> (&'static LocalCluster, tokio::sync::MutexGuard<'static, ()>) {
+    let cluster = super::local_cluster().await;
+    let turn = TURN.lock().await;
+    let client = cluster.client();
+    clean_up(&client).await;
+    deploy::remove_controller(&client)
+        .await
+        .expect("the last turn's controller removed");
+    (cluster, turn)
+}
+
 /// Label on the namespaces a test makes, so the next turn removes them.
 pub const OWNED: &str = "certwright.test/env";
 
@@ -39,7 +57,7 @@ pub fn controller_args(cluster: &LocalCluster) -> Vec<String> {
         "--transient-backoff-max-seconds".into(),
         "2".into(),
         // Tests that hold the CA down for a while do not want the Order
-        // to give up meanwhile (tests/ca/faults.rs sets its own limit).
+        // to give up meanwhile (tests/e2e/ca/faults.rs sets its own limit).
         "--acme-max-transient-failures".into(),
         "1000".into(),
     ]
@@ -49,7 +67,6 @@ impl Env {
     /// Starts the cluster, pebble (changed by `pebble`), the CRDs and the
     /// controller (with `extra` flags), and a ClusterIssuer `pebble`.
     pub async fn start(pebble: impl FnOnce(&mut PebbleOptions), extra: &[&str]) -> Env {
-        static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         certwright::install_crypto_provider();
         let binary = env!("CARGO_BIN_EXE_certwright");
         let cluster = super::local_cluster().await;

@@ -310,7 +310,7 @@ pub async fn controller(client: &kube::Client, extra_args: &[String]) -> Result<
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
     )
     .await?;
-    // The post-install check (a hook Job) is tests/metrics.rs' to run.
+    // The post-install check (a hook Job) is tests/e2e/metrics.rs' to run.
     let mut values = chart_values(extra_args);
     values.push("--no-hooks".into());
     for object in render_chart(&values)? {

@@ -125,7 +125,7 @@ fn tls_material(dir: &Path, address: IpAddr) -> Result<String, String> {
     let leaf_key = KeyPair::generate().map_err(err)?;
     let leaf = CertificateParams::new(vec![
         "localhost".to_string(),
-        // The name tests/image.rs resolves through its DNS.
+        // The name tests/e2e/image.rs resolves through its DNS.
         "pebble.certwright.test".to_string(),
         "127.0.0.1".to_string(),
         address.to_string(),

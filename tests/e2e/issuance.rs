@@ -10,7 +10,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 
-mod common;
+use crate::common;
 
 use common::env::Env;
 use common::secret_data;

@@ -13,7 +13,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 
-mod common;
+use crate::common;
 
 use common::env::Env;
 

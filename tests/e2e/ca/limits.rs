@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use crate::ca_faults::own_ca;
+use super::ca_faults::own_ca;
 use crate::common::env::Env;
 
 const RATE_LIMITED: &str = "urn:ietf:params:acme:error:rateLimited";

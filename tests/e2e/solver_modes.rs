@@ -5,7 +5,7 @@
 //! during and after), the sidecar mode beside Traefik, and a mode changed
 //! while a Challenge is at work (it keeps the mode it was presented in).
 
-mod common;
+use crate::common;
 
 use common::env::Env;
 use k8s_openapi::api::core::v1::{Pod, Service};

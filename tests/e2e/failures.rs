@@ -19,7 +19,7 @@ mod ca_leftovers;
 mod ca_limits;
 #[path = "ca/refusals.rs"]
 mod ca_refusals;
-mod common;
+use crate::common;
 
 use common::env::Env;
 
@@ -178,7 +178,7 @@ async fn a_controller_killed_mid_order_resumes_the_same_order() {
         )
         .await;
     // Stopped, and only then restarted: one replica at a time (replicas
-    // overlapping, and a leader SIGKILLed, are tests/leader.rs).
+    // overlapping, and a leader SIGKILLed, are tests/e2e/leader.rs).
     let scale = |replicas: i32| {
         let client = env.client.clone();
         async move {

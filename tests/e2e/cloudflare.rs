@@ -7,7 +7,7 @@
 //! clear reasons without a hot loop; nothing left in the zone. A record
 //! the provider refuses to remove is said in an event and tried once.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

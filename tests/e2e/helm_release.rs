@@ -3,7 +3,7 @@
 //! server, hooks included (the post-install check runs as a Job), and what
 //! `crds.keep` leaves behind.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;
@@ -89,7 +89,7 @@ async fn crd_names(client: &kube::Client) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_installs_upgrades_and_uninstalls_the_chart_on_the_real_api_server() {
-    let cluster = common::local_cluster().await;
+    let (cluster, _turn) = common::env::exclusive().await;
     let client = cluster.client();
     let audit = AuditLog::new(&cluster.control_plane().audit_log());
     let mark = audit.mark();

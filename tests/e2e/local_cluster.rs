@@ -20,7 +20,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
-mod common;
+use crate::common;
 
 use common::eventually;
 use common::{http_exchange as exchange, http_get};
@@ -70,9 +70,16 @@ async fn present(
         .expect("create ingress");
 }
 
-/// A namespace of the test's own in the shared cluster.
+/// A namespace of the test's own in the shared cluster, labelled so the
+/// next turn removes it.
 async fn namespace(client: &kube::Client, ns: &str) {
-    common::namespace(client, ns).await;
+    let labelled = json!({"metadata": {"name": ns, "labels": {(common::env::OWNED): "true"}}});
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(labelled).expect("namespace"),
+        )
+        .await;
 }
 
 /// Whether something listens on `addr` inside the cluster.
@@ -82,7 +89,7 @@ async fn listening(cluster: &LocalCluster, addr: SocketAddr) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certwright_pod_is_reached_through_service_and_ingress() {
-    let cluster = common::local_cluster().await;
+    let (cluster, _turn) = common::env::exclusive().await;
     let client = cluster.client();
     let ns = "lc-ingress";
     namespace(&client, ns).await;
@@ -272,7 +279,7 @@ async fn a_certwright_pod_is_reached_through_service_and_ingress() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pebble_validates_tokens_served_by_pods_behind_traefik() {
-    let cluster = common::local_cluster().await;
+    let (cluster, _turn) = common::env::exclusive().await;
     // pebble and the ACME client live in the node, Traefik in a Pod.
     cluster.in_node(order_through_traefik(cluster)).await;
 }
@@ -378,7 +385,7 @@ async fn order_through_traefik(cluster: &'static LocalCluster) {
 async fn deployments_run_their_pods_and_scale() {
     use k8s_openapi::api::apps::v1::Deployment;
     use kube::api::{Patch, PatchParams};
-    let cluster = common::local_cluster().await;
+    let (cluster, _turn) = common::env::exclusive().await;
     let client = cluster.client();
     let ns = "lc-deploy";
     namespace(&client, ns).await;

@@ -7,7 +7,7 @@
 //! its successor starts (the audit log, by User-Agent, shows it), and a
 //! single replica restarted while the CA validates loses no order.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! writable. It starts, resolves pebble's name through the test DNS, trusts
 //! pebble through the CA file alone, and registers an ACME account.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -126,7 +126,7 @@ async fn the_image_binary_runs_alone_in_a_read_only_chroot_as_non_root_and_reach
         binary.display()
     );
 
-    let cluster = common::local_cluster().await;
+    let (cluster, _turn) = common::env::exclusive().await;
     let client = cluster.client();
     certwright_testcluster::deploy::install_crds(
         &client,

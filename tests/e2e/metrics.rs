@@ -4,7 +4,7 @@
 //! alert rules (unit-tested on synthetic series); every dashboard and
 //! alert expression evaluates on that Prometheus; the probes answer.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, SocketAddr};
 

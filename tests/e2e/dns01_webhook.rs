@@ -7,7 +7,7 @@
 //! not call, and a solver name the webhook does not serve are each a clear
 //! reason on the Challenge, retried without a hot loop.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

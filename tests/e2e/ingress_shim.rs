@@ -3,7 +3,7 @@
 //! Secrets over HTTPS, and each change of the Ingress is followed as
 //! cert-manager's ingress-shim follows it.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! refused fails the test, and so does a granted rule nothing used, unless
 //! it is listed below with the reason the walk cannot use it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
@@ -63,7 +63,7 @@ const UNUSED_BY_DESIGN: &[(&str, &str, &str, &str)] = &[
         "",
         "services",
         "get",
-        "a controller restarted with a Challenge already presented reads the shared solver Service's address back (tests/failures.rs kills one mid-order)",
+        "a controller restarted with a Challenge already presented reads the shared solver Service's address back (tests/e2e/failures.rs kills one mid-order)",
     ),
     (
         "cert-manager.io",

@@ -3,7 +3,7 @@
 //! RFC 2136 (TSIG-signed); nothing left in the zone afterwards; a wrong
 //! TSIG secret a clear reason on the Challenge.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

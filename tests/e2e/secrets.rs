@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-mod common;
+use crate::common;
 
 use common::env::Env;
 use common::{read_keystore, secret_data};

@@ -5,7 +5,7 @@
 //! --test cli`); then each command against the local cluster and pebble,
 //! and the errors a user meets, each one line.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
