@@ -150,6 +150,16 @@ async fn finish(
     Ok(Action::await_change())
 }
 
+/// `status.presented` as the API has it now (`None`: it did not answer),
+/// for the paths that must not clean up twice on a cache that lags.
+async fn fresh_presented(ctx: &Context, ch: &Challenge) -> Option<Option<bool>> {
+    let api: Api<Challenge> =
+        Api::namespaced(ctx.client.clone(), &ch.namespace().unwrap_or_default());
+    let this = kube::api::ListParams::default().fields(&format!("metadata.name={}", ch.name_any()));
+    let fresh = api.list(&this).await.ok()?.items.into_iter().next()?;
+    Some(fresh.status.and_then(|s| s.presented))
+}
+
 /// Removes what `presenter` presented for `ch`. A DNS-01 record the
 /// provider will not remove (a revoked token, a deleted Secret), or a route
 /// in the user's Ingress that kept changing, is said in a Warning event
@@ -227,18 +237,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             if presented != Some(false) {
                 // The cache may not have seen the finish that cleaned up a
                 // moment ago (its Order was done first): ask, not clean twice.
-                let api: Api<Challenge> =
-                    Api::namespaced(ctx.client.clone(), &ch.namespace().unwrap_or_default());
-                let this = kube::api::ListParams::default()
-                    .fields(&format!("metadata.name={}", ch.name_any()));
-                if let Some(fresh) = api
-                    .list(&this)
-                    .await
-                    .ok()
-                    .and_then(|l| l.items.into_iter().next())
-                {
-                    presented = fresh.status.and_then(|s| s.presented);
-                }
+                presented = fresh_presented(&ctx, &ch).await.unwrap_or(presented);
             }
             let presented = match presenter {
                 Presenter::Dns01 => presented == Some(true),
@@ -261,6 +260,11 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     }
     let mut status = ch.status.clone().unwrap_or_default();
     if is_final(status.state) {
+        // A cache behind our own last write (the finish that cleaned up,
+        // its event not seen yet) would clean up twice: ask first.
+        if status.presented == Some(true) && fresh_presented(&ctx, &ch).await == Some(Some(false)) {
+            return Ok(Action::await_change());
+        }
         if status.presented == Some(true) || status.processing == Some(true) {
             return finish(&ctx, &ch, status).await;
         }
