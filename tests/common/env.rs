@@ -21,6 +21,9 @@ pub struct Env {
     /// Between the controller and pebble: faults are injected here.
     pub proxy: AcmeProxy,
     pub client: kube::Client,
+    /// Where the audit log stood when this turn's controller was deployed
+    /// (after the last turn's was gone): its requests come after it.
+    pub audit_from: u64,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -30,15 +33,15 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A turn on the local cluster for a test that sets it up itself (the
 /// chart's release, the image's namespace): what the last turn made is
-/// removed first, its controller too.
+/// removed first, its controller and cluster-wide RBAC too.
 pub async fn exclusive() -> (&'static LocalCluster, tokio::sync::MutexGuard<'static, ()>) {
     let cluster = super::local_cluster().await;
     let turn = TURN.lock().await;
     let client = cluster.client();
     clean_up(&client).await;
-    deploy::remove_controller(&client)
+    deploy::remove_all(&client)
         .await
-        .expect("the last turn's controller removed");
+        .expect("the last turn's controller and its cluster-wide objects removed");
     (cluster, turn)
 }
 
@@ -95,6 +98,14 @@ impl Env {
             .cloned()
             .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
+        deploy::remove_controller(&client)
+            .await
+            .expect("the last turn's controller removed");
+        forget_the_last_controller(&client).await;
+        let audit_from = certwright_testcluster::cluster::audit::AuditLog::new(
+            &cluster.control_plane().audit_log(),
+        )
+        .mark();
         deploy::controller(&client, &args)
             .await
             .expect("controller");
@@ -103,6 +114,7 @@ impl Env {
             pebble,
             proxy,
             client,
+            audit_from,
             _turn: turn,
         };
         env.cluster_issuer("pebble").await;
@@ -415,6 +427,30 @@ impl Env {
             },
         )
         .await
+    }
+}
+
+/// Deletes what the last turn's controller kept in its namespace (its
+/// leader Lease, its kept CA limits), so each turn's controller starts as
+/// a fresh install does.
+async fn forget_the_last_controller(client: &kube::Client) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{DeleteParams, ListParams};
+    let leases: Api<Lease> = Api::namespaced(client.clone(), deploy::NAMESPACE);
+    let _ = leases
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), deploy::NAMESPACE);
+    for map in maps
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        if let Some(name) = map.metadata.name.filter(|n| n != "kube-root-ca.crt") {
+            let _ = maps.delete(&name, &DeleteParams::default()).await;
+        }
     }
 }
 

@@ -49,7 +49,7 @@ async fn a_webhook_solver_issues_a_wildcard_and_its_apex() {
     .await;
     let audit = AuditLog::new(&env.cluster.control_plane().audit_log());
     let calls: Vec<_> = audit
-        .by_user(0, CONTROLLER_USER)
+        .by_user(env.audit_from, CONTROLLER_USER)
         .into_iter()
         .filter(|r| r.group == GROUP && r.resource == SOLVER)
         .collect();

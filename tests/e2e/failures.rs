@@ -415,7 +415,10 @@ async fn api_server_errors_and_cut_watches_only_delay_issuance() {
     let audit = certwright_testcluster::cluster::audit::AuditLog::new(
         &env.cluster.control_plane().audit_log(),
     );
-    let own = audit.by_user(0, certwright_testcluster::deploy::CONTROLLER_USER);
+    let own = audit.by_user(
+        env.audit_from,
+        certwright_testcluster::deploy::CONTROLLER_USER,
+    );
     assert!(
         own.iter()
             .any(|r| r.resource == "certificates" && r.subresource == "status" && r.is_write()),

@@ -171,6 +171,11 @@ async fn the_image_binary_runs_alone_in_a_read_only_chroot_as_non_root_and_reach
             "/usr/local/bin/certwright",
             "controller",
             "--leader-elect=false",
+            // Ports of its own on the node: the sidecar beside Traefik,
+            // from an earlier suite, may hold the defaults.
+            "--solver-port=18089",
+            "--metrics-listen-address=127.0.0.1:19402",
+            "--health-listen-address=127.0.0.1:19403",
         ])
         .env_clear()
         .env("KUBECONFIG", "/etc/certwright/kubeconfig")

@@ -67,8 +67,9 @@ pub fn helm_template(
         .collect()
 }
 
-/// Server-side applies `object` (any kind) as the test cluster.
-pub async fn apply(client: &kube::Client, object: Value) -> Result<(), String> {
+/// The API of `object`'s kind (in its namespace, if it has one), and its
+/// kind and name.
+fn api_of(client: &kube::Client, object: &Value) -> (Api<DynamicObject>, String, String) {
     let (group, version) = match object["apiVersion"]
         .as_str()
         .unwrap_or("v1")
@@ -97,6 +98,12 @@ pub async fn apply(client: &kube::Client, object: Value) -> Result<(), String> {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
         None => Api::all_with(client.clone(), &ar),
     };
+    (api, kind, name)
+}
+
+/// Server-side applies `object` (any kind) as the test cluster.
+pub async fn apply(client: &kube::Client, object: Value) -> Result<(), String> {
+    let (api, kind, name) = api_of(client, &object);
     api.patch(
         &name,
         &PatchParams::apply(MANAGER).force(),
@@ -105,6 +112,28 @@ pub async fn apply(client: &kube::Client, object: Value) -> Result<(), String> {
     .await
     .map(|_| ())
     .map_err(|e| format!("applying {kind} {name}: {e}"))
+}
+
+/// Removes the controller and the cluster-scoped objects [`controller`]
+/// applied (its ClusterRoles and bindings; the CRDs stay), so the chart
+/// can be installed by helm itself in the same cluster.
+pub async fn remove_all(client: &kube::Client) -> Result<(), String> {
+    remove_controller(client).await?;
+    for object in render_chart(&chart_values(&[]))? {
+        if object["metadata"]["namespace"].is_string()
+            || object["kind"] == "CustomResourceDefinition"
+            || object["kind"] == "Namespace"
+        {
+            continue;
+        }
+        let (api, kind, name) = api_of(client, &object);
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(format!("deleting {kind} {name}: {e}")),
+        }
+    }
+    Ok(())
 }
 
 /// Applies certwright's CRDs (from `certwright crds`), waits until the
