@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use certwright::api::meta::ConditionStatus;
 use certwright::api::{Certificate, CertificateRequest, Challenge};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
@@ -16,7 +15,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
 use serde_json::json;
 
-use crate::common::env::Env;
+use crate::common::env::{Env, is_ready};
 use crate::common::secret_data;
 
 /// Certificates `<prefix>-<i>` in namespace `ns`, issued by `issuer`.
@@ -69,17 +68,7 @@ impl Batch {
         let Ok(list) = api.list(&ListParams::default()).await else {
             return 0;
         };
-        list.items
-            .iter()
-            .filter(|c| {
-                c.status.as_ref().is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .flatten()
-                        .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
-                })
-            })
-            .count()
+        list.items.iter().filter(|c| is_ready(c)).count()
     }
 
     /// Waits until every Certificate is Ready, then checks what must hold;

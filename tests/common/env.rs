@@ -418,16 +418,23 @@ impl Env {
                 async move {
                     let cert = api.get(name).await.ok()?;
                     let status = cert.status.as_ref()?;
-                    let ready = status.conditions.iter().flatten().any(|c| {
-                        c.type_ == "Ready"
-                            && c.status == certwright::api::meta::ConditionStatus::True
-                    });
+                    let ready = is_ready(&cert);
                     (ready && status.revision.unwrap_or(0) >= revision).then_some(cert)
                 }
             },
         )
         .await
     }
+}
+
+/// Whether the Certificate's Ready condition is True.
+pub fn is_ready(cert: &Certificate) -> bool {
+    cert.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == certwright::api::meta::ConditionStatus::True)
+    })
 }
 
 /// Deletes what the last turn's controller kept in its namespace (its
