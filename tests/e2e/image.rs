@@ -1,5 +1,7 @@
 //! The image's binary, as `dockerfiles/Dockerfile` builds it
-//! (`scripts/build-image-binary`: a static glibc release build), run the
+//! (`scripts/build-image-binary`: a static glibc build; scripts/test builds
+//! it in the `image-test` profile, the release one's flags at the dev
+//! profile's optimisation), run the
 //! way the image runs it: in a chroot holding only that binary,
 //! `/etc/resolv.conf` and the CA certificates, as UID 65532, with nothing
 //! writable. It starts, resolves pebble's name through the test DNS, trusts
@@ -24,7 +26,7 @@ fn image_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("x86_64-unknown-linux-gnu/release/certwright")
+    target.join("x86_64-unknown-linux-gnu/image-test/certwright")
 }
 
 /// True when the ELF file has a PT_INTERP program header (it needs a
@@ -116,7 +118,7 @@ async fn the_image_binary_runs_alone_in_a_read_only_chroot_as_non_root_and_reach
     let binary = image_binary();
     let elf = std::fs::read(&binary).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}; build it with scripts/build-image-binary (scripts/test does)",
+            "{}: {e}; build it with IMAGE_PROFILE=image-test scripts/build-image-binary (scripts/test does)",
             binary.display()
         )
     });
