@@ -9,28 +9,21 @@ pub mod challenges;
 pub mod checks;
 pub mod cli;
 pub mod cmd;
-pub mod conditions;
-pub mod context;
 pub mod dns;
-pub mod events;
 pub mod ingress_shim;
 pub mod issuers;
-pub mod leader;
 pub mod metrics;
 pub mod naming;
-pub mod ops;
 pub mod orders;
 pub mod pki;
-pub mod reconcile_error;
+pub mod runtime;
 pub mod solver;
-pub mod status;
 pub mod time;
-pub mod watch;
 
 /// Runs every controller of `certwright controller` until they stop: one
-/// failing, or all of them after [`context::Context::stop`] (then each
+/// failing, or all of them after [`runtime::context::Context::stop`] (then each
 /// finishes the reconciles under way first).
-pub async fn run_controllers(ctx: std::sync::Arc<context::Context>) {
+pub async fn run_controllers(ctx: std::sync::Arc<runtime::context::Context>) {
     // What the CAs' limits hold back, as the last term left it.
     let kept = acme::kept::first_read(&ctx).await;
     let shim = ctx.clone();

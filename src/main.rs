@@ -9,7 +9,7 @@ use clap::Parser;
 
 use certwright::api;
 use certwright::cli::{Cli, Command, ControllerArgs, Format, LogArgs, LogFormat, SolverArgs};
-use certwright::ops;
+use certwright::runtime::probes;
 use certwright::solver::server::{self, Presented, Tokens};
 
 fn main() -> ExitCode {
@@ -64,9 +64,9 @@ fn init_logging(args: &LogArgs) {
 fn context(
     client: &kube::Client,
     args: &ControllerArgs,
-    controllers: certwright::context::Controllers,
-) -> certwright::context::Context {
-    let mut ctx = certwright::context::Context::new(
+    controllers: certwright::runtime::context::Controllers,
+) -> certwright::runtime::context::Context {
+    let mut ctx = certwright::runtime::context::Context::new(
         client.clone(),
         args.cluster_resource_namespace
             .clone()
@@ -89,7 +89,7 @@ fn context(
     };
     ctx.poll_interval = Duration::from_millis(args.acme_poll_interval_ms.max(10));
     ctx.ari_poll_max = Duration::from_secs(args.ari_poll_max_seconds.max(1));
-    ctx.solver = certwright::context::SolverSettings {
+    ctx.solver = certwright::runtime::context::SolverSettings {
         namespace: args.namespace.clone(),
         service: args.solver_service.clone(),
         port: args.solver_port,
@@ -182,7 +182,7 @@ fn user_agent(identity: Option<&str>) -> String {
 }
 
 /// The Lease settings from the flags, or why they are unusable.
-fn lease_settings(args: &ControllerArgs) -> anyhow::Result<certwright::leader::Settings> {
+fn lease_settings(args: &ControllerArgs) -> anyhow::Result<certwright::runtime::leader::Settings> {
     let identity = match &args.leader_election_identity {
         Some(id) if !id.is_empty() => id.clone(),
         _ => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -192,7 +192,7 @@ fn lease_settings(args: &ControllerArgs) -> anyhow::Result<certwright::leader::S
             .map(|h| format!("{h}-{}", std::process::id()))
             .context("no --leader-election-identity, POD_NAME or hostname to name this replica")?,
     };
-    let settings = certwright::leader::Settings {
+    let settings = certwright::runtime::leader::Settings {
         namespace: args
             .leader_election_namespace
             .clone()
@@ -224,10 +224,10 @@ fn lease_settings(args: &ControllerArgs) -> anyhow::Result<certwright::leader::S
 async fn reconcile_while_leading(
     client: kube::Client,
     args: &ControllerArgs,
-    controllers: certwright::context::Controllers,
+    controllers: certwright::runtime::context::Controllers,
     mut leading: tokio::sync::watch::Receiver<bool>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
-    health: Arc<ops::Health>,
+    health: Arc<probes::Health>,
 ) {
     loop {
         if leading.wait_for(|l| *l).await.is_err() || *stopping.borrow() {
@@ -249,7 +249,7 @@ async fn reconcile_while_leading(
                 return;
             }
             () = caches => {}
-            () = certwright::leader::lost(&mut leading) => {
+            () = certwright::runtime::leader::lost(&mut leading) => {
                 tracing::warn!("not leading any more: stopped reconciling");
             }
             _ = stopping.wait_for(|s| *s) => {
@@ -257,7 +257,7 @@ async fn reconcile_while_leading(
                 ctx.stop();
                 tokio::select! {
                     () = &mut running => {}
-                    () = certwright::leader::lost(&mut leading) => {}
+                    () = certwright::runtime::leader::lost(&mut leading) => {}
                 }
                 return;
             }
@@ -269,8 +269,8 @@ async fn reconcile_while_leading(
 
 fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     init_logging(&args.logging);
-    let controllers =
-        certwright::context::Controllers::parse(&args.controllers).map_err(anyhow::Error::msg)?;
+    let controllers = certwright::runtime::context::Controllers::parse(&args.controllers)
+        .map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -303,14 +303,14 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         })?;
         let solver_addr = std::net::SocketAddr::new(ip, args.solver_port);
         let elector = if args.leader_elect {
-            Some(Arc::new(certwright::leader::Elector::new(
+            Some(Arc::new(certwright::runtime::leader::Elector::new(
                 client.clone(),
                 lease_settings(&args)?,
             )))
         } else {
             None
         };
-        let health = Arc::new(ops::Health::new(elector.clone()));
+        let health = Arc::new(probes::Health::new(elector.clone()));
         let leading = match &elector {
             Some(e) => e.subscribe(),
             None => {
@@ -351,7 +351,7 @@ fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             served = &mut serving => {
                 served.with_context(|| format!("serving HTTP-01 tokens on {solver_addr}"))
             }
-            served = ops::serve(args.metrics_listen_address, args.health_listen_address, health.clone()) => {
+            served = probes::serve(args.metrics_listen_address, args.health_listen_address, health.clone()) => {
                 served.with_context(|| format!(
                     "serving metrics on {} and probes on {}",
                     args.metrics_listen_address, args.health_listen_address

@@ -65,7 +65,7 @@ async fn acme_requests_become_orders_and_come_back_issued_or_failed() {
             .await
             .expect("issuer");
     }
-    let ctx = Arc::new(certwright::context::Context::new(
+    let ctx = Arc::new(certwright::runtime::context::Context::new(
         client.clone(),
         "certwright",
     ));
@@ -266,8 +266,8 @@ async fn with_the_approver_off_requests_wait_for_another_approver() {
         .create(&PostParams::default(), &issuer)
         .await
         .expect("issuer");
-    let mut ctx = certwright::context::Context::new(client.clone(), "certwright");
-    ctx.controllers = certwright::context::Controllers::parse(&[
+    let mut ctx = certwright::runtime::context::Context::new(client.clone(), "certwright");
+    ctx.controllers = certwright::runtime::context::Controllers::parse(&[
         "*".into(),
         "-certificaterequests-approver".into(),
     ])

@@ -24,7 +24,7 @@ async fn a_new_certificate_starts_issuing_with_a_fresh_key() {
     let ns = "cert-trigger";
     common::namespace(&client, ns).await;
 
-    let ctx = Arc::new(certwright::context::Context::new(
+    let ctx = Arc::new(certwright::runtime::context::Context::new(
         client.clone(),
         "certwright",
     ));
@@ -131,7 +131,7 @@ async fn the_request_manager_keeps_one_request_for_the_current_spec_and_key() {
     let ns = "cert-requests";
     common::namespace(&client, ns).await;
 
-    let ctx = Arc::new(certwright::context::Context::new(
+    let ctx = Arc::new(certwright::runtime::context::Context::new(
         client.clone(),
         "certwright",
     ));
@@ -333,7 +333,7 @@ async fn a_spec_no_csr_can_carry_fails_with_a_condition_not_only_an_event() {
     let _turn = common::turn().await;
     let ns = "cert-uncarried";
     common::namespace(&client, ns).await;
-    let ctx = Arc::new(certwright::context::Context::new(
+    let ctx = Arc::new(certwright::runtime::context::Context::new(
         client.clone(),
         "certwright",
     ));

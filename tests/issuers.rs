@@ -50,7 +50,7 @@ async fn issuers_register_accounts_or_say_why_not() {
     .await
     .expect("pebble");
 
-    let ctx = Arc::new(certwright::context::Context::new(
+    let ctx = Arc::new(certwright::runtime::context::Context::new(
         client.clone(),
         "certwright",
     ));
@@ -215,7 +215,7 @@ async fn external_account_binding_registers_new_accounts() {
     .await
     .expect("pebble");
 
-    let ctx = Arc::new(certwright::context::Context::new(
+    let ctx = Arc::new(certwright::runtime::context::Context::new(
         client.clone(),
         "certwright",
     ));
@@ -364,7 +364,7 @@ async fn migrated_accounts_are_kept_and_follow_their_server_and_key() {
         .await
         .expect("cert-manager's account key");
 
-    let ctx = Arc::new(certwright::context::Context::new(
+    let ctx = Arc::new(certwright::runtime::context::Context::new(
         client.clone(),
         "certwright",
     ));

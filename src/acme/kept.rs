@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::budgets::KeptSpends;
 use super::limits::KeptHold;
-use crate::context::Context;
+use crate::runtime::context::Context;
 
 /// The ConfigMap's name.
 pub const CONFIG_MAP: &str = "certwright-acme-limits";

@@ -23,10 +23,10 @@ use crate::api::certificate_request::CertificateRequestCondition;
 use crate::api::meta::ConditionStatus;
 use crate::api::order::AcmeState;
 use crate::api::{AcmeIssuer, CertificateRequest, Order, OrderSpec};
-use crate::conditions;
-use crate::context::Context;
 use crate::naming;
 use crate::pki::csr;
+use crate::runtime::conditions;
+use crate::runtime::context::Context;
 
 pub const CONTROLLER_NAME: &str = "certwright-certificaterequests-acme";
 
@@ -39,7 +39,7 @@ pub enum Error {
     #[error("writing the CertificateRequest's status: {0}")]
     WriteStatus(#[source] kube::Error),
     #[error(transparent)]
-    Panicked(#[from] crate::reconcile_error::Panicked),
+    Panicked(#[from] crate::runtime::reconcile_error::Panicked),
 }
 
 impl Error {
@@ -134,7 +134,7 @@ async fn write_status(
     }
     let api: Api<CertificateRequest> =
         Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
-    crate::status::apply(&api, &cr.name_any(), CONTROLLER_NAME, &status)
+    crate::runtime::status::apply(&api, &cr.name_any(), CONTROLLER_NAME, &status)
         .await
         .map_err(Error::WriteStatus)
 }
@@ -187,7 +187,7 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
     let mut conditions = existing;
     if condition(&cr, "Approved").is_none() && !ctx.controllers.approver {
         // Another approver decides (--controllers=-certificaterequests-approver).
-        if let Err(e) = crate::events::publish(
+        if let Err(e) = crate::runtime::events::publish(
             &ctx.client,
             CONTROLLER_NAME,
             &cr.object_ref(&()),
@@ -393,13 +393,13 @@ fn order_fingerprint(order: &Order) -> serde_json::Value {
 
 /// Runs the controller until the stream ends.
 pub async fn run(ctx: Arc<Context>) {
-    let (store, requests) = crate::watch::trimmed(
+    let (store, requests) = crate::runtime::watch::trimmed(
         Api::<CertificateRequest>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
     Controller::for_stream(requests, store)
         // Only what a pass reads of an Order wakes its request.
-        .owns_stream(crate::watch::changes(
+        .owns_stream(crate::runtime::watch::changes(
             watcher::watcher(
                 Api::<Order>::all(ctx.client.clone()),
                 watcher::Config::default(),

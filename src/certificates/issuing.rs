@@ -23,10 +23,10 @@ use crate::acme::errors::waits_for_spec_change;
 use crate::api::certificate::PrivateKeyEncoding;
 use crate::api::meta::ConditionStatus;
 use crate::api::{Certificate, CertificateRequest};
-use crate::conditions;
-use crate::context::Context;
 use crate::pki::cert::parse_chain;
 use crate::pki::keys::PrivateKey;
+use crate::runtime::conditions;
+use crate::runtime::context::Context;
 
 pub use super::status::ISSUING;
 

@@ -15,8 +15,8 @@ use serde_json::json;
 use super::snapshot::{Snapshot, key_pem};
 use crate::api::Certificate;
 use crate::api::certificate::{PrivateKeyEncoding, RotationPolicy};
-use crate::context::Context;
 use crate::pki::keys::{KeyError, KeyKind, KeySpec, PrivateKey};
+use crate::runtime::context::Context;
 
 use super::status::{Error, apply_status, issuing, publish};
 
@@ -115,7 +115,7 @@ pub(crate) async fn reconcile(
         if named.is_some() {
             // Whoever set it (cert-manager's Update, before a migration).
             let api: Api<Certificate> = Api::namespaced(ctx.client.clone(), &ns);
-            let written = crate::status::clear(
+            let written = crate::runtime::status::clear(
                 &api,
                 &cert.name_any(),
                 KEY_MANAGER,

@@ -34,7 +34,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher::{self, watcher};
 
 use crate::api::{Certificate, CertificateRequest};
-use crate::context::Context;
+use crate::runtime::context::Context;
 
 /// When a role wants to look at the Certificate again: `None` means on
 /// its next change.
@@ -116,12 +116,12 @@ fn request_fingerprint(cr: &CertificateRequest) -> serde_json::Value {
 /// requests, their temporary key Secrets and the Secrets they write)
 /// until the streams end.
 pub async fn run(ctx: Arc<Context>) {
-    let (store, certificates) = crate::watch::trimmed(
+    let (store, certificates) = crate::runtime::watch::trimmed(
         Api::<Certificate>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
     let controller = Controller::for_stream(certificates, store);
-    let (next_keys, next_key_events) = crate::watch::cached(
+    let (next_keys, next_key_events) = crate::runtime::watch::cached(
         Api::<Secret>::all(ctx.client.clone()),
         watcher::Config::default().labels(&format!("{}=true", key_manager::NEXT_KEY_LABEL)),
     );
@@ -129,7 +129,7 @@ pub async fn run(ctx: Arc<Context>) {
     let _ = ctx.certificates.set(controller.store());
     controller
         // Only what the roles read of a request wakes its Certificate.
-        .owns_stream(crate::watch::changes(
+        .owns_stream(crate::runtime::watch::changes(
             watcher(
                 Api::<CertificateRequest>::all(ctx.client.clone()),
                 watcher::Config::default(),

@@ -19,9 +19,9 @@ use super::secret_writer::{self, Material, Written};
 use super::snapshot::Snapshot;
 use super::status::{Error, issuing, publish};
 use crate::api::Certificate;
-use crate::context::Context;
 use crate::pki::cert::parse_chain;
 use crate::pki::keys::PrivateKey;
+use crate::runtime::context::Context;
 
 pub(crate) async fn reconcile(
     cert: &Certificate,

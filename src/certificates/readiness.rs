@@ -17,9 +17,9 @@ use super::renewal::scheduled;
 use super::status::{Error, apply_status};
 use crate::api::Certificate;
 use crate::api::meta::ConditionStatus;
-use crate::conditions;
-use crate::context::Context;
 use crate::pki::cert::parse_chain;
+use crate::runtime::conditions;
+use crate::runtime::context::Context;
 use crate::time::rfc3339;
 
 pub const READINESS: &str = "certwright-certificates-readiness";

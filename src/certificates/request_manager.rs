@@ -16,10 +16,10 @@ use serde_json::json;
 use super::snapshot::Snapshot;
 use super::status::{Error, issuing, publish};
 use crate::api::{Certificate, CertificateRequest, CertificateRequestSpec};
-use crate::context::Context;
 use crate::naming;
 use crate::pki::csr;
 use crate::pki::keys::PrivateKey;
+use crate::runtime::context::Context;
 
 pub const REQUEST_MANAGER: &str = "certwright-certificates-request-manager";
 

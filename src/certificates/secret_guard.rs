@@ -8,7 +8,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::secret::Refusal;
 use crate::api::{Certificate, ClusterIssuer, Issuer};
-use crate::context::Context;
+use crate::runtime::context::Context;
 
 use super::status::Error;
 

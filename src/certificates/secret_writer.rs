@@ -18,8 +18,8 @@ use super::status::Error;
 use super::status::ISSUING;
 use crate::api::Certificate;
 use crate::api::meta::SecretKeySelector;
-use crate::context::Context;
 use crate::pki::cert::LeafInfo;
+use crate::runtime::context::Context;
 
 /// What the Secret is written from.
 pub(crate) struct Material<'a> {

@@ -15,9 +15,9 @@ use super::ari::Suggestion;
 use super::policies::SecretView;
 use super::status::{Error, issuing};
 use crate::api::{Certificate, CertificateRequest};
-use crate::context::Context;
 use crate::naming;
 use crate::pki::cert::parse_chain;
+use crate::runtime::context::Context;
 
 pub struct Snapshot {
     /// The Secret `spec.secretName` names.

@@ -8,7 +8,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::Certificate;
 use crate::api::meta::ConditionStatus;
-use crate::context::Context;
+use crate::runtime::context::Context;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -23,7 +23,7 @@ pub enum Error {
     #[error("publishing an event: {0}")]
     Event(#[source] kube::Error),
     #[error(transparent)]
-    Panicked(#[from] crate::reconcile_error::Panicked),
+    Panicked(#[from] crate::runtime::reconcile_error::Panicked),
 }
 
 impl Error {
@@ -63,7 +63,7 @@ pub(crate) async fn publish(
     reason: &str,
     note: String,
 ) -> Result<(), Error> {
-    crate::events::publish(
+    crate::runtime::events::publish(
         &ctx.client,
         controller,
         &cert.object_ref(&()),
@@ -83,7 +83,7 @@ pub(crate) async fn apply_status(
 ) -> Result<(), Error> {
     let api: Api<Certificate> =
         Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
-    let written = crate::status::apply_returning(&api, &cert.name_any(), manager, &status)
+    let written = crate::runtime::status::apply_returning(&api, &cert.name_any(), manager, &status)
         .await
         .map_err(Error::WriteStatus)?;
     note_written(ctx, &written);

@@ -19,9 +19,9 @@ use super::snapshot::Snapshot;
 use crate::acme::errors::waits_for_spec_change;
 use crate::api::Certificate;
 use crate::api::meta::ConditionStatus;
-use crate::conditions;
-use crate::context::Context;
 use crate::pki::cert::parse_chain;
+use crate::runtime::conditions;
+use crate::runtime::context::Context;
 
 use super::secret_guard::refused;
 use super::status::{Error, apply_status, issuing, note_written, publish};

@@ -23,7 +23,7 @@ use crate::acme::session::{self, SessionError};
 use crate::api::challenge::ChallengeStatus;
 use crate::api::order::AcmeState;
 use crate::api::{Challenge, Order};
-use crate::context::Context;
+use crate::runtime::context::Context;
 use crate::solver::SOLVER_LABEL;
 use crate::solver::shared::WAITING_FOR_CA;
 
@@ -49,7 +49,7 @@ const FAST_CHECKS: u32 = 36;
 /// cert-manager's finalizer, so Challenges it left are finished by us too.
 pub const FINALIZER: &str = "acme.cert-manager.io/finalizer";
 
-pub use crate::reconcile_error::Error;
+pub use crate::runtime::reconcile_error::Error;
 
 fn is_final(state: Option<AcmeState>) -> bool {
     matches!(
@@ -73,13 +73,13 @@ pub fn self_check_delay(attempts: u32) -> Duration {
 async fn write(ctx: &Context, ch: &Challenge, status: &ChallengeStatus) -> Result<(), Error> {
     let api: Api<Challenge> =
         Api::namespaced(ctx.client.clone(), &ch.namespace().unwrap_or_default());
-    crate::status::apply(&api, &ch.name_any(), CONTROLLER_NAME, status)
+    crate::runtime::status::apply(&api, &ch.name_any(), CONTROLLER_NAME, status)
         .await
         .map_err(|e| Error::WriteStatus("Challenge", e))
 }
 
 async fn event(ctx: &Context, ch: &Challenge, type_: EventType, reason: &str, note: String) {
-    if let Err(e) = crate::events::publish(
+    if let Err(e) = crate::runtime::events::publish(
         &ctx.client,
         CONTROLLER_NAME,
         &ch.object_ref(&()),
@@ -569,7 +569,7 @@ fn error_policy(ch: Arc<Challenge>, error: &Error, ctx: Arc<Context>) -> Action 
 /// self-check at once rather than at the next backoff.
 pub async fn run(ctx: Arc<Context>) {
     let solver_only = watcher::Config::default().labels(&format!("{SOLVER_LABEL}=true"));
-    let (store, challenges) = crate::watch::trimmed(
+    let (store, challenges) = crate::runtime::watch::trimmed(
         Api::<Challenge>::all(ctx.client.clone()),
         watcher::Config::default(),
     );

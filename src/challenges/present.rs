@@ -5,7 +5,7 @@ use instant_acme::ChallengeType;
 
 use super::{Error, dns01, self_check};
 use crate::api::Challenge;
-use crate::context::Context;
+use crate::runtime::context::Context;
 use crate::solver::Mode;
 
 #[derive(Clone, Copy, Debug)]

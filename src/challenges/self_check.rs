@@ -4,7 +4,7 @@
 //! of times in a row before the CA is asked.
 
 use crate::api::Challenge;
-use crate::context::Context;
+use crate::runtime::context::Context;
 use crate::solver::check::{self, Probe};
 use crate::solver::{Mode, SELF_CHECK_ADDRESS_ANNOTATION, SELF_CHECK_ANNOTATION};
 use kube::ResourceExt;

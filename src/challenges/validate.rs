@@ -14,7 +14,7 @@ use crate::acme::session::Session;
 use crate::api::Challenge;
 use crate::api::challenge::ChallengeStatus;
 use crate::api::order::AcmeState;
-use crate::context::Context;
+use crate::runtime::context::Context;
 
 /// The step of accepting the challenge and polling its authorization.
 pub(super) const VALIDATE: &str = "validate";

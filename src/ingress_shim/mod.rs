@@ -29,7 +29,7 @@ pub use annotations::Settings;
 use plan::Step;
 
 use crate::api::Certificate;
-use crate::context::Context;
+use crate::runtime::context::Context;
 
 pub const CONTROLLER: &str = "certwright-ingress-shim";
 
@@ -38,7 +38,7 @@ pub enum Error {
     #[error("writing Certificate {0}: {1}")]
     Write(String, #[source] kube::Error),
     #[error(transparent)]
-    Panicked(#[from] crate::reconcile_error::Panicked),
+    Panicked(#[from] crate::runtime::reconcile_error::Panicked),
 }
 
 /// The shim's state beside the shared context.
@@ -52,7 +52,7 @@ struct Shim {
 }
 
 async fn event(shim: &Shim, ingress: &Ingress, type_: EventType, reason: &str, note: String) {
-    if let Err(e) = crate::events::publish(
+    if let Err(e) = crate::runtime::events::publish(
         &shim.ctx.client,
         CONTROLLER,
         &ingress.object_ref(&()),
@@ -307,7 +307,7 @@ pub async fn run(ctx: Arc<Context>) {
         };
         std::future::ready(out)
     });
-    let (store, ingresses) = crate::watch::trimmed(
+    let (store, ingresses) = crate::runtime::watch::trimmed(
         Api::<Ingress>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
@@ -318,7 +318,11 @@ pub async fn run(ctx: Arc<Context>) {
         .run(
             |ingress, shim| {
                 let who = crate::naming::object_name(&*ingress);
-                crate::reconcile_error::guard("ingress-shim", who, reconcile(ingress, shim))
+                crate::runtime::reconcile_error::guard(
+                    "ingress-shim",
+                    who,
+                    reconcile(ingress, shim),
+                )
             },
             error_policy,
             shim,

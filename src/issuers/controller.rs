@@ -19,8 +19,8 @@ use kube::{Resource, ResourceExt};
 use super::{CONTROLLER_NAME, Error, Target, evaluate};
 use crate::api::meta::ConditionStatus;
 use crate::api::{ClusterIssuer, Issuer, IssuerConfig, IssuerStatus};
-use crate::conditions;
-use crate::context::Context;
+use crate::runtime::conditions;
+use crate::runtime::context::Context;
 
 /// The issuer's request ceiling for its server, from its annotation.
 fn set_ceiling(config: &IssuerConfig, annotations: &BTreeMap<String, String>) {
@@ -88,13 +88,13 @@ where
         Ok(v) => v,
         Err(e) => {
             if let Some(s) = first_failure(status, generation, &e) {
-                let _ = crate::status::apply(api, &name, CONTROLLER_NAME, &s).await;
+                let _ = crate::runtime::status::apply(api, &name, CONTROLLER_NAME, &s).await;
             }
             return Err(e);
         }
     };
     if let Some(status) = status {
-        crate::status::apply(api, &name, CONTROLLER_NAME, &status)
+        crate::runtime::status::apply(api, &name, CONTROLLER_NAME, &status)
             .await
             .map_err(Error::WriteStatus)?;
     }
@@ -203,7 +203,11 @@ pub async fn run(ctx: Arc<Context>) {
         .run(
             |issuer, ctx| {
                 let who = crate::naming::object_name(&*issuer);
-                crate::reconcile_error::guard("issuers", who, reconcile_issuer(issuer, ctx))
+                crate::runtime::reconcile_error::guard(
+                    "issuers",
+                    who,
+                    reconcile_issuer(issuer, ctx),
+                )
             },
             error_policy,
             ctx.clone(),
@@ -231,7 +235,7 @@ pub async fn run(ctx: Arc<Context>) {
         .run(
             |issuer, ctx| {
                 let who = crate::naming::object_name(&*issuer);
-                crate::reconcile_error::guard(
+                crate::runtime::reconcile_error::guard(
                     "clusterissuers",
                     who,
                     reconcile_cluster_issuer(issuer, ctx),

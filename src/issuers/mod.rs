@@ -26,8 +26,8 @@ use crate::acme::retry::{Kind, Next, Policy, Run, until};
 use crate::api::acme::AcmeIssuerStatus;
 use crate::api::meta::ConditionStatus;
 use crate::api::{IssuerConfig, IssuerStatus};
-use crate::conditions;
-use crate::context::Context;
+use crate::runtime::conditions;
+use crate::runtime::context::Context;
 use decide::{Verdict, assess};
 
 pub const CONTROLLER_NAME: &str = "certwright-issuers";
@@ -41,7 +41,7 @@ pub enum Error {
     #[error("writing the issuer's status: {0}")]
     WriteStatus(#[source] kube::Error),
     #[error(transparent)]
-    Panicked(#[from] crate::reconcile_error::Panicked),
+    Panicked(#[from] crate::runtime::reconcile_error::Panicked),
 }
 
 impl Error {
@@ -428,7 +428,7 @@ async fn assess_issuer(
                     ),
                 };
                 tracing::info!(account = %uri, secret = %secret_id, "{note}");
-                let _ = crate::events::publish(
+                let _ = crate::runtime::events::publish(
                     &ctx.client,
                     CONTROLLER_NAME,
                     &t.object,

@@ -9,7 +9,7 @@ use crate::acme::budgets::{self, Budgets, Renewal, Spend};
 use crate::acme::limits::Hold;
 use crate::acme::session::Session;
 use crate::api::Order;
-use crate::context::Context;
+use crate::runtime::context::Context;
 
 /// The budgets of the Order's issuer: its annotation's, or its CA's
 /// published ones (a wrong annotation is logged, and the CA's apply).

@@ -14,8 +14,8 @@ use crate::acme::session::Session;
 use crate::api::challenge::ChallengeType;
 use crate::api::order::{AcmeAuthorization, AcmeState};
 use crate::api::{Challenge, ChallengeSpec, Order};
-use crate::context::Context;
 use crate::naming;
+use crate::runtime::context::Context;
 
 /// Label on the Challenges certwright creates: the uid of their Order, so
 /// an Order lists its own Challenges and not the namespace's.

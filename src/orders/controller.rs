@@ -27,7 +27,7 @@ use super::failures::{fail, held, on_acme_error, replace, retry_later};
 use crate::acme::session::{self, SessionError};
 use crate::api::order::{AcmeAuthorization, AcmeChallenge, AcmeState};
 use crate::api::{Challenge, Order};
-use crate::context::Context;
+use crate::runtime::context::Context;
 
 pub use super::status::{CONTROLLER_NAME, Error};
 use super::status::{event, write};
@@ -540,12 +540,12 @@ fn challenge_fingerprint(ch: &Challenge) -> serde_json::Value {
 pub async fn run(ctx: Arc<Context>) {
     // Every Challenge is cached (a pass reads its Order's from here), but
     // only what a pass reads of one wakes its Order.
-    let (cached, events) = crate::watch::cached(
+    let (cached, events) = crate::runtime::watch::cached(
         Api::<Challenge>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
-    let challenges = crate::watch::changes(events, challenge_fingerprint);
-    let (store, orders) = crate::watch::trimmed(
+    let challenges = crate::runtime::watch::changes(events, challenge_fingerprint);
+    let (store, orders) = crate::runtime::watch::trimmed(
         Api::<Order>::all(ctx.client.clone()),
         watcher::Config::default(),
     );

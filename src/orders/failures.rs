@@ -15,7 +15,7 @@ use crate::acme::retry::{Attempt, Kind, Next, REPLACE, until};
 use crate::acme::session::Session;
 use crate::api::Order;
 use crate::api::order::{AcmeState, OrderStatus};
-use crate::context::Context;
+use crate::runtime::context::Context;
 
 /// Marks the Order errored for good, with `reason` for the user.
 pub(super) async fn fail(

@@ -8,29 +8,30 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::Order;
 use crate::api::order::OrderStatus;
-use crate::context::Context;
+use crate::runtime::context::Context;
 
 pub const CONTROLLER_NAME: &str = "certwright-orders";
 
-pub use crate::reconcile_error::Error;
+pub use crate::runtime::reconcile_error::Error;
 
 pub async fn write(ctx: &Context, order: &Order, status: &OrderStatus) -> Result<(), Error> {
     let uid = order.uid().unwrap_or_default();
     let api: Api<Order> =
         Api::namespaced(ctx.client.clone(), &order.namespace().unwrap_or_default());
-    let written = crate::status::apply_returning(&api, &order.name_any(), CONTROLLER_NAME, status)
-        .await
-        .map_err(|e| Error::WriteStatus("Order", e))?;
+    let written =
+        crate::runtime::status::apply_returning(&api, &order.name_any(), CONTROLLER_NAME, status)
+            .await
+            .map_err(|e| Error::WriteStatus("Order", e))?;
     ctx.wrote(&uid, written.resource_version());
     Ok(())
 }
 
 /// Removes `fields` from the status, whoever set them (see
-/// [`crate::status::clear`]).
+/// [`crate::runtime::status::clear`]).
 pub async fn clear(ctx: &Context, order: &Order, fields: &[&str]) -> Result<(), Error> {
     let api: Api<Order> =
         Api::namespaced(ctx.client.clone(), &order.namespace().unwrap_or_default());
-    let written = crate::status::clear(&api, &order.name_any(), CONTROLLER_NAME, fields)
+    let written = crate::runtime::status::clear(&api, &order.name_any(), CONTROLLER_NAME, fields)
         .await
         .map_err(|e| Error::WriteStatus("Order", e))?;
     ctx.wrote(&order.uid().unwrap_or_default(), written.resource_version());
@@ -38,7 +39,7 @@ pub async fn clear(ctx: &Context, order: &Order, fields: &[&str]) -> Result<(), 
 }
 
 pub async fn event(ctx: &Context, order: &Order, type_: EventType, reason: &str, note: String) {
-    if let Err(e) = crate::events::publish(
+    if let Err(e) = crate::runtime::events::publish(
         &ctx.client,
         CONTROLLER_NAME,
         &order.object_ref(&()),

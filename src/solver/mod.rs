@@ -28,7 +28,7 @@ use kube::api::PatchParams;
 use crate::api::Challenge;
 use crate::api::challenge::ChallengeType;
 use crate::api::order::AcmeState;
-use crate::context::Context;
+use crate::runtime::context::Context;
 pub use settings::{MODE_ANNOTATION, Mode, PRESENTED_MODE, SOLVER_PORT};
 
 /// Field manager of the solver resources.

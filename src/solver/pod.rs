@@ -15,7 +15,7 @@ pub use super::settings::PodResources;
 use super::{SOLVER_PORT, apply_params, ignore_missing};
 use crate::api::Challenge;
 use crate::api::http01::{Http01IngressSolver, SolverServiceType};
-use crate::context::{Context, SolverSettings};
+use crate::runtime::context::{Context, SolverSettings};
 
 /// Merges `extra` into the object `base`, key by key (one level).
 fn merge(base: &mut Value, extra: Value) {

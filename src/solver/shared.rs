@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::server::{self, Presented, Tokens};
 use super::{SLICE_MANAGER, SOLVER_LABEL, apply_params, ignore_missing, ingress, live};
 use crate::api::Challenge;
-use crate::context::{Context, SolverSettings};
+use crate::runtime::context::{Context, SolverSettings};
 
 /// The selector-less Service of a Challenge namespace.
 pub fn service(namespace: &str, settings: &SolverSettings) -> Value {

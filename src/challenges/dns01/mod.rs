@@ -14,10 +14,10 @@ use super::self_check::Verdict;
 use crate::api::Challenge;
 use crate::api::dns01::{CloudflareProvider, CnameStrategy, Rfc2136Provider, WebhookProvider};
 use crate::api::meta::SecretKeySelector;
-use crate::context::Context;
 use crate::dns::lookup;
 use crate::dns::tsig::{Algorithm, Key};
 use crate::dns::update::{self, Updater};
+use crate::runtime::context::Context;
 
 mod cloudflare;
 mod webhook;

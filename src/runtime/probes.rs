@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hyper::StatusCode;
 
-use crate::leader::Elector;
+use crate::runtime::leader::Elector;
 use crate::solver::server::{self, Handler, Limits};
 
 /// A leader that has not renewed for its renew deadline plus this is stuck.

@@ -305,14 +305,14 @@ impl Context {
 
     /// Runs one reconcile of `controller` on the object `uid` (named
     /// `object` in logs); a success forgets its failed reconciles, and a
-    /// panic is its error (see [`crate::reconcile_error::guard`]).
-    pub async fn tracked<E: From<crate::reconcile_error::Panicked>>(
+    /// panic is its error (see [`crate::runtime::reconcile_error::guard`]).
+    pub async fn tracked<E: From<crate::runtime::reconcile_error::Panicked>>(
         &self,
         controller: &'static str,
         (uid, object): (String, String),
         reconcile: impl std::future::Future<Output = Result<kube::runtime::controller::Action, E>>,
     ) -> Result<kube::runtime::controller::Action, E> {
-        let result = crate::reconcile_error::guard(controller, object, reconcile).await;
+        let result = crate::runtime::reconcile_error::guard(controller, object, reconcile).await;
         if result.is_ok() {
             self.attempts
                 .lock()
@@ -516,8 +516,8 @@ mod tests {
             .map(|_| ctx.reconcile_failed("c").as_secs())
             .collect();
         assert_eq!(waits, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
-        let ok: Result<kube::runtime::controller::Action, crate::reconcile_error::Error> = ctx
-            .tracked("certificates", ("c".into(), "ns/c".into()), async {
+        let ok: Result<kube::runtime::controller::Action, crate::runtime::reconcile_error::Error> =
+            ctx.tracked("certificates", ("c".into(), "ns/c".into()), async {
                 Ok(kube::runtime::controller::Action::await_change())
             })
             .await;
