@@ -72,7 +72,7 @@ fn context(
             .clone()
             .unwrap_or_else(|| args.namespace.clone()),
     );
-    ctx.backoff = certwright::certificates::backoff::Backoff {
+    ctx.backoff = certwright::controllers::certificates::backoff::Backoff {
         min: Duration::from_secs(args.backoff_min_seconds.max(1)),
         max: Duration::from_secs(
             args.backoff_max_seconds
@@ -117,7 +117,7 @@ fn context(
         recursive_only: args.dns01_recursive_nameservers_only,
         cloudflare_api_url: args.cloudflare_api_url.clone(),
     };
-    ctx.ingress_shim = certwright::ingress_shim::Settings {
+    ctx.ingress_shim = certwright::controllers::ingress_shim::Settings {
         default_issuer_name: args.default_issuer_name.clone().filter(|n| !n.is_empty()),
         default_issuer_kind: args.default_issuer_kind.clone(),
         default_issuer_group: args.default_issuer_group.clone(),
@@ -241,7 +241,7 @@ async fn reconcile_while_leading(
             health.caches_synced.store(true, Ordering::Relaxed);
             std::future::pending::<()>().await;
         };
-        let running = certwright::run_controllers(ctx.clone());
+        let running = certwright::controllers::run(ctx.clone());
         tokio::pin!(running);
         tokio::select! {
             () = &mut running => {

@@ -69,7 +69,7 @@ async fn acme_requests_become_orders_and_come_back_issued_or_failed() {
         client.clone(),
         "certwright",
     ));
-    let controller = tokio::spawn(certwright::certificaterequests::run(ctx));
+    let controller = tokio::spawn(certwright::controllers::certificaterequests::run(ctx));
     let requests: Api<CertificateRequest> = Api::namespaced(client.clone(), ns);
     let orders: Api<Order> = Api::namespaced(client.clone(), ns);
     for (name, issuer) in [("ok-1", "le"), ("bad-1", "le"), ("other-1", "ca")] {
@@ -272,7 +272,9 @@ async fn with_the_approver_off_requests_wait_for_another_approver() {
         "-certificaterequests-approver".into(),
     ])
     .expect("flag");
-    let controller = tokio::spawn(certwright::certificaterequests::run(Arc::new(ctx)));
+    let controller = tokio::spawn(certwright::controllers::certificaterequests::run(Arc::new(
+        ctx,
+    )));
     let requests: Api<CertificateRequest> = Api::namespaced(client.clone(), ns);
     let orders: Api<Order> = Api::namespaced(client.clone(), ns);
     for name in ["waits-1", "denied-1"] {

@@ -28,7 +28,7 @@ async fn a_new_certificate_starts_issuing_with_a_fresh_key() {
         client.clone(),
         "certwright",
     ));
-    let controller = tokio::spawn(certwright::certificates::run(ctx.clone()));
+    let controller = tokio::spawn(certwright::controllers::certificates::run(ctx.clone()));
 
     let certs: Api<Certificate> = Api::namespaced(client.clone(), ns);
     let cert = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "web"},
@@ -101,7 +101,7 @@ async fn a_new_certificate_starts_issuing_with_a_fresh_key() {
 
     // A restart adopts the key instead of generating another.
     controller.abort();
-    let again = tokio::spawn(certwright::certificates::run(ctx));
+    let again = tokio::spawn(certwright::controllers::certificates::run(ctx));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let temps = secrets
         .list(&ListParams::default().labels("cert-manager.io/next-private-key=true"))
@@ -135,7 +135,7 @@ async fn the_request_manager_keeps_one_request_for_the_current_spec_and_key() {
         client.clone(),
         "certwright",
     ));
-    let keys = tokio::spawn(certwright::certificates::run(ctx));
+    let keys = tokio::spawn(certwright::controllers::certificates::run(ctx));
 
     let certs: Api<Certificate> = Api::namespaced(client.clone(), ns);
     let cert = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "api", "labels": {"team": "a"}},
@@ -337,7 +337,7 @@ async fn a_spec_no_csr_can_carry_fails_with_a_condition_not_only_an_event() {
         client.clone(),
         "certwright",
     ));
-    let controllers = tokio::spawn(certwright::certificates::run(ctx));
+    let controllers = tokio::spawn(certwright::controllers::certificates::run(ctx));
     let certs: Api<Certificate> = Api::namespaced(client.clone(), ns);
     let specs = [
         (

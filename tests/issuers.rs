@@ -54,7 +54,7 @@ async fn issuers_register_accounts_or_say_why_not() {
         client.clone(),
         "certwright",
     ));
-    let controller = tokio::spawn(certwright::issuers::run(ctx));
+    let controller = tokio::spawn(certwright::controllers::issuers::run(ctx));
 
     let ca_bundle = base64_encode(pebble.tls_ca_pem.as_bytes());
     let cluster_issuers: Api<ClusterIssuer> = Api::all(client.clone());
@@ -219,7 +219,7 @@ async fn external_account_binding_registers_new_accounts() {
         client.clone(),
         "certwright",
     ));
-    let controller = tokio::spawn(certwright::issuers::run(ctx));
+    let controller = tokio::spawn(certwright::controllers::issuers::run(ctx));
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let eab_secret = json!({"metadata": {"name": "eab"},
         "stringData": {}, "data": {"secret": base64_encode(b"zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W")}});
@@ -368,7 +368,7 @@ async fn migrated_accounts_are_kept_and_follow_their_server_and_key() {
         client.clone(),
         "certwright",
     ));
-    let controller = tokio::spawn(certwright::issuers::run(ctx));
+    let controller = tokio::spawn(certwright::controllers::issuers::run(ctx));
     let issuers: Api<Issuer> = Api::namespaced(client.clone(), ns);
     let spec = |p: &Pebble| {
         json!({"acme": {"server": p.directory_url, "caBundle": base64_encode(p.tls_ca_pem.as_bytes()),

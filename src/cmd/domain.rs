@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::api::acme::AcmeChallengeSolver;
-use crate::orders::select::solver_for;
+use crate::controllers::orders::select::solver_for;
 use crate::solver::check::{Probe, reachable};
 
 /// The token fetched: never one a CA issues (those are 43 characters of

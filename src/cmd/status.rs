@@ -47,7 +47,7 @@ pub async fn fetch(client: &kube::Client, ns: &str, name: &str) -> anyhow::Resul
         .map(|s| SecretView::of(&s));
     let cert_status = certificate.status.clone().unwrap_or_default();
     let revision = cert_status.revision.unwrap_or(0);
-    let issuing = crate::certificates::status::issuing(&certificate);
+    let issuing = crate::controllers::certificates::status::issuing(&certificate);
     let wanted = if issuing { revision + 1 } else { revision };
     let request = if wanted > 0 {
         let cr_name = naming::certificate_request(name, wanted);

@@ -11,8 +11,8 @@ use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 
 use crate::acme::session::{Accounts, IssuerStores};
 use crate::api::{Certificate, Challenge};
-use crate::certificates::backoff::Backoff;
-use crate::challenges::schedule::InFlight;
+use crate::controllers::certificates::backoff::Backoff;
+use crate::controllers::challenges::schedule::InFlight;
 pub use crate::solver::settings::SolverSettings;
 
 /// Certificate reconciles at once when `--concurrent-reconciles` sets no
@@ -41,7 +41,7 @@ pub struct Context {
     /// Longest wait before asking a CA's renewal information again.
     pub ari_poll_max: Duration,
     /// The CAs' renewal suggestions, by certificate.
-    pub renewal_info: crate::certificates::ari::Cache,
+    pub renewal_info: crate::controllers::certificates::ari::Cache,
     /// Most Challenges worked on at once.
     pub max_challenges: usize,
     /// Most reconciles at once per controller.
@@ -63,7 +63,7 @@ pub struct Context {
     /// DNS-01's nameservers for lookups and checks.
     pub dns01: crate::dns::Dns01Settings,
     /// The ingress-shim's default issuer and annotations.
-    pub ingress_shim: crate::ingress_shim::annotations::Settings,
+    pub ingress_shim: crate::controllers::ingress_shim::annotations::Settings,
     /// ACME accounts, loaded once per issuer account.
     pub accounts: Accounts,
     /// Issuers as last seen (filled by `acme::session::watch_issuer_stores`).

@@ -30,7 +30,7 @@ async fn a_done_order_deletes_the_challenges_it_owns_labelled_or_not() {
             &name,
             &kube::api::PatchParams::default(),
             &kube::api::Patch::Merge(json!({"metadata": {"labels":
-                {(certwright::orders::challenges::ORDER_UID_LABEL): null}}})),
+                {(certwright::controllers::orders::challenges::ORDER_UID_LABEL): null}}})),
         )
         .await
         .expect("drop the label");

@@ -446,7 +446,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     // The Order controller notes the order URL on each Challenge it creates.
     let annotated = ch
         .annotations()
-        .get(crate::orders::challenges::ORDER_URL_ANNOTATION)
+        .get(crate::controllers::orders::challenges::ORDER_URL_ANNOTATION)
         .filter(|u| !u.is_empty())
         .cloned();
     let order_url = match (annotated, owner) {

@@ -234,7 +234,7 @@ async fn reconcile(
             // unknown), gets the order without it.
             let replaces = order
                 .annotations()
-                .get(crate::certificates::ari::REPLACES)
+                .get(crate::controllers::certificates::ari::REPLACES)
                 .and_then(|id| id.split_once('.'))
                 .map(|(aki, serial)| instant_acme::CertificateIdentifier {
                     authority_key_identifier: aki.to_string().into(),

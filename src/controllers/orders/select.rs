@@ -139,7 +139,7 @@ pub fn with_overrides(
     mut solver: AcmeChallengeSolver,
     annotations: &BTreeMap<String, String>,
 ) -> Result<AcmeChallengeSolver, String> {
-    use crate::ingress_shim::annotations::{
+    use crate::controllers::ingress_shim::annotations::{
         OVERRIDE_INGRESS_CLASS, OVERRIDE_INGRESS_CLASS_NAME, OVERRIDE_INGRESS_NAME,
     };
     let Some(ingress) = solver.http01.as_mut().and_then(|h| h.ingress.as_mut()) else {

@@ -1,0 +1,47 @@
+//! The controllers, one folder each, over the shared plumbing of
+//! [`crate::runtime`].
+
+pub mod certificaterequests;
+pub mod certificates;
+pub mod challenges;
+pub mod ingress_shim;
+pub mod issuers;
+pub mod orders;
+
+use crate::runtime::context::Context;
+use crate::{acme, solver};
+
+/// Runs every controller of `certwright controller` until they stop: one
+/// failing, or all of them after [`Context::stop`] (then each
+/// finishes the reconciles under way first).
+pub async fn run(ctx: std::sync::Arc<Context>) {
+    // What the CAs' limits hold back, as the last term left it.
+    let kept = acme::kept::first_read(&ctx).await;
+    let shim = ctx.clone();
+    let controllers = async {
+        tokio::join!(
+            issuers::run(ctx.clone()),
+            certificates::run(ctx.clone()),
+            certificaterequests::run(ctx.clone()),
+            orders::controller::run(ctx.clone()),
+            challenges::run(ctx.clone()),
+            async move {
+                if shim.controllers.ingress_shim {
+                    ingress_shim::run(shim).await;
+                }
+            },
+        )
+    };
+    // These run while the controllers do.
+    let background = async {
+        tokio::join!(
+            acme::kept::keep(&ctx, kept),
+            solver::shared::mirror(ctx.clone()),
+            acme::session::watch_issuer_stores(ctx.client.clone(), &ctx.issuer_stores),
+        )
+    };
+    tokio::select! {
+        _ = controllers => {}
+        _ = background => {}
+    }
+}
