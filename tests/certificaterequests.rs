@@ -267,7 +267,7 @@ async fn with_the_approver_off_requests_wait_for_another_approver() {
         .await
         .expect("issuer");
     let mut ctx = certwright::runtime::context::Context::new(client.clone(), "certwright");
-    ctx.controllers = certwright::runtime::context::Controllers::parse(&[
+    ctx.settings.controllers = certwright::runtime::settings::Controllers::parse(&[
         "*".into(),
         "-certificaterequests-approver".into(),
     ])

@@ -67,7 +67,7 @@ impl State {
 }
 
 fn api(ctx: &Context) -> Api<ConfigMap> {
-    Api::namespaced(ctx.client.clone(), &ctx.cluster_resource_namespace)
+    Api::namespaced(ctx.client.clone(), &ctx.settings.cluster_resource_namespace)
 }
 
 /// Reads the kept state into `ctx`: whether the ConfigMap exists.

@@ -3,11 +3,13 @@
 //! as the kubectl plugin `kubectl-certwright`) and fail with one line a
 //! user can act on.
 
+pub mod controller;
 pub mod details;
 pub mod domain;
 pub mod inspect;
 pub mod renew;
 pub mod run;
+pub mod solver;
 pub mod status;
 pub mod status_text;
 
@@ -96,6 +98,46 @@ pub fn age(now: Timestamp, t: Timestamp) -> String {
         s => format!("{}d", s / 86400),
     };
     format!("{sign}{text}")
+}
+
+/// Logs to stdout: text (colours on a terminal) or JSON lines; RUST_LOG
+/// decides the levels when set, else `-v`.
+pub fn init_logging(args: &crate::cli::LogArgs) {
+    let default = match args.verbose {
+        0 => "info",
+        1 => "info,certwright=debug",
+        _ => "info,certwright=trace",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        crate::cli::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        crate::cli::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+    }
+}
+
+/// Completes on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The user's commands, from their parsed arguments to what they print.
 
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -10,8 +11,8 @@ use kube::api::Api;
 use super::{Target, client, explain};
 use crate::api::{ClusterIssuer, Issuer};
 use crate::cli::{
-    CheckArgs, CheckCommand, ClusterArgs, InspectArgs, InspectCommand, RenewArgs, StatusArgs,
-    StatusCommand,
+    CheckArgs, CheckCommand, ClusterArgs, Format, InspectArgs, InspectCommand, RenewArgs,
+    StatusArgs, StatusCommand,
 };
 use crate::solver::check::Probe;
 
@@ -147,4 +148,36 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+pub fn print_crds(output: Format) -> anyhow::Result<()> {
+    let text = match output {
+        Format::Yaml | Format::Text => crate::api::crds_yaml().context("rendering CRDs as YAML")?,
+        Format::Json => {
+            let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": crate::api::crds() });
+            serde_json::to_string_pretty(&list).context("rendering CRDs as JSON")? + "\n"
+        }
+    };
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("writing to stdout")
+}
+
+pub fn print_version(output: Format) -> anyhow::Result<()> {
+    let info = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "apiGroups": ["cert-manager.io/v1", "acme.cert-manager.io/v1"],
+        "kubernetesApi": "v1.33",
+    });
+    let text = match output {
+        Format::Text => format!(
+            "certwright {} (serves cert-manager.io/v1, acme.cert-manager.io/v1; Kubernetes API v1.33)\n",
+            env!("CARGO_PKG_VERSION")
+        ),
+        Format::Yaml => serde_yaml_ng::to_string(&info)?,
+        Format::Json => serde_json::to_string_pretty(&info)? + "\n",
+    };
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("writing to stdout")
 }

@@ -26,7 +26,7 @@ pub async fn run(ctx: std::sync::Arc<Context>) {
             orders::controller::run(ctx.clone()),
             challenges::run(ctx.clone()),
             async move {
-                if shim.controllers.ingress_shim {
+                if shim.settings.controllers.ingress_shim {
                     ingress_shim::run(shim).await;
                 }
             },

@@ -11,41 +11,23 @@ use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 
 use crate::acme::session::{Accounts, IssuerStores};
 use crate::api::{Certificate, Challenge};
-use crate::controllers::certificates::backoff::Backoff;
 use crate::controllers::challenges::schedule::InFlight;
-pub use crate::solver::settings::SolverSettings;
-
-/// Certificate reconciles at once when `--concurrent-reconciles` sets no
-/// limit (see [`Context::certificate_controller_config`]).
-pub const CERTIFICATE_RECONCILES: u16 = 16;
+pub use crate::runtime::settings::Settings;
 
 /// Shared by every reconcile.
 pub struct Context {
     pub client: kube::Client,
-    /// Where ClusterIssuers' Secrets (account keys) live.
-    pub cluster_resource_namespace: String,
-    /// Retry bounds for failed issuances.
-    pub backoff: Backoff,
-    /// The CA retry policy (every ACME call), and the runs of failures
-    /// of the Orders and Challenges it governs.
-    pub retry: crate::acme::retry::Policy,
+    /// What the command line set.
+    pub settings: Settings,
+    /// The runs of failures of the Orders and Challenges that the CA
+    /// retry policy governs.
     pub retries: crate::acme::retry::Retries,
     /// New orders the CAs' refusals hold back (rate limits, pauses).
     pub holds: crate::acme::limits::Holds,
     /// What was spent of the CAs' published limits.
     pub ledger: crate::acme::budgets::Ledger,
-    /// How often an order or authorization still in progress is polled
-    /// when the CA gives no Retry-After.
-    pub poll_interval: Duration,
-    pub solver: SolverSettings,
-    /// Longest wait before asking a CA's renewal information again.
-    pub ari_poll_max: Duration,
     /// The CAs' renewal suggestions, by certificate.
     pub renewal_info: crate::controllers::certificates::ari::Cache,
-    /// Most Challenges worked on at once.
-    pub max_challenges: usize,
-    /// Most reconciles at once per controller.
-    pub concurrency: u16,
     /// Challenges being worked on, by DNS name.
     in_flight: Mutex<InFlight>,
     /// Challenges to reconcile now: they waited for a place or a name
@@ -58,12 +40,6 @@ pub struct Context {
     /// Set when the controller stops: no reconcile starts after it, and
     /// those under way finish (a new order placed is written down).
     stop: tokio::sync::watch::Sender<bool>,
-    /// Whether the final Secret is owned by its Certificate.
-    pub certificate_owner_ref: bool,
-    /// DNS-01's nameservers for lookups and checks.
-    pub dns01: crate::dns::Dns01Settings,
-    /// The ingress-shim's default issuer and annotations.
-    pub ingress_shim: crate::controllers::ingress_shim::annotations::Settings,
     /// ACME accounts, loaded once per issuer account.
     pub accounts: Accounts,
     /// Issuers as last seen (filled by `acme::session::watch_issuer_stores`).
@@ -91,79 +67,6 @@ pub struct Context {
     /// The temporary key Secrets as last seen, filled by the Certificate
     /// controller's watch on them (replaced when it starts again).
     next_keys: Mutex<Option<Store<Secret>>>,
-    /// Which of the optional controllers run (`--controllers`).
-    pub controllers: Controllers,
-}
-
-/// The controllers `--controllers` may turn off, in cert-manager's names;
-/// the rest are one pipeline and always run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Controllers {
-    /// `certificaterequests-approver`: approve every ACME request (off
-    /// when an approver such as approver-policy decides).
-    pub approver: bool,
-    /// `ingress-shim`: Certificates for annotated Ingresses.
-    pub ingress_shim: bool,
-}
-
-impl Default for Controllers {
-    fn default() -> Self {
-        Self {
-            approver: true,
-            ingress_shim: true,
-        }
-    }
-}
-
-/// cert-manager's controller names for what certwright always runs.
-const PIPELINE: [&str; 12] = [
-    "issuers",
-    "clusterissuers",
-    "certificates-trigger",
-    "certificates-issuing",
-    "certificates-key-manager",
-    "certificates-request-manager",
-    "certificates-readiness",
-    "certificates-revision-manager",
-    "certificaterequests-issuer-acme",
-    "orders",
-    "challenges",
-    "acme",
-];
-
-impl Controllers {
-    /// Reads cert-manager's `--controllers` list: `*` for the defaults,
-    /// `name` to enable, `-name` to disable.
-    pub fn parse(list: &[String]) -> Result<Self, String> {
-        let mut out = Self {
-            approver: false,
-            ingress_shim: false,
-        };
-        for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            let (on, name) = match item.strip_prefix('-') {
-                Some(name) => (false, name),
-                None => (true, item),
-            };
-            match name {
-                "*" if on => out = Self::default(),
-                "certificaterequests-approver" => out.approver = on,
-                "ingress-shim" => out.ingress_shim = on,
-                n if PIPELINE.contains(&n) && on => {}
-                n if PIPELINE.contains(&n) => {
-                    return Err(format!(
-                        "--controllers: {n} cannot be turned off in certwright (only certificaterequests-approver and ingress-shim can)"
-                    ));
-                }
-                n => {
-                    return Err(format!(
-                        "--controllers: unknown controller {n:?} (certwright knows *, certificaterequests-approver, ingress-shim and {})",
-                        PIPELINE.join(", ")
-                    ));
-                }
-            }
-        }
-        Ok(out)
-    }
 }
 
 impl Context {
@@ -184,25 +87,20 @@ impl Context {
 
     /// A context with default settings.
     pub fn new(client: kube::Client, cluster_resource_namespace: impl Into<String>) -> Self {
+        Self::with_settings(client, Settings::new(cluster_resource_namespace))
+    }
+
+    /// A context with these settings.
+    pub fn with_settings(client: kube::Client, settings: Settings) -> Self {
         let (solver_pods, writer) = kube::runtime::reflector::store();
         let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
         Self {
             client,
-            cluster_resource_namespace: cluster_resource_namespace.into(),
-            backoff: Backoff::default(),
-            retry: Default::default(),
+            settings,
             retries: Default::default(),
             holds: Default::default(),
             ledger: Default::default(),
-            poll_interval: Duration::from_secs(1),
-            solver: SolverSettings::default(),
-            certificate_owner_ref: false,
-            ingress_shim: Default::default(),
-            dns01: Default::default(),
-            ari_poll_max: Duration::from_secs(6 * 3600),
             renewal_info: Default::default(),
-            max_challenges: 60,
-            concurrency: 0,
             in_flight: Mutex::default(),
             wake,
             woken: Mutex::new(Some(woken)),
@@ -220,7 +118,6 @@ impl Context {
             certificates: OnceLock::new(),
             challenges: OnceLock::new(),
             next_keys: Mutex::default(),
-            controllers: Controllers::default(),
         }
     }
 
@@ -238,25 +135,6 @@ impl Context {
             .unwrap_or_else(|e| e.into_inner())
             .clone()?;
         matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))).then_some(store)
-    }
-
-    /// How every controller runs (its concurrency).
-    pub fn controller_config(&self) -> kube::runtime::controller::Config {
-        kube::runtime::controller::Config::default().concurrency(self.concurrency)
-    }
-
-    /// How the Certificate controller runs: as [`Self::controller_config`],
-    /// but with no limit set it takes [`CERTIFICATE_RECONCILES`] at once.
-    /// At start every Certificate is reconciled, each reading its Secret and
-    /// asking the CA for renewal information; all at once, a thousand Ready
-    /// Certificates held 190 MiB that the process kept after the burst
-    /// (`cargo bench --bench memory`), against 38 MiB with 16 at a time.
-    pub fn certificate_controller_config(&self) -> kube::runtime::controller::Config {
-        let limit = match self.concurrency {
-            0 => CERTIFICATE_RECONCILES,
-            n => n,
-        };
-        kube::runtime::controller::Config::default().concurrency(limit)
     }
 
     /// The Challenges in flight.
@@ -353,7 +231,7 @@ impl Context {
             client: &self.client,
             stores: &self.issuer_stores,
             accounts: &self.accounts,
-            cluster_resource_namespace: &self.cluster_resource_namespace,
+            cluster_resource_namespace: &self.settings.cluster_resource_namespace,
         }
     }
 
@@ -526,39 +404,6 @@ mod tests {
             ctx.reconcile_failed("c").as_secs(),
             2,
             "a success starts over"
-        );
-    }
-
-    fn parse(list: &[&str]) -> Result<Controllers, String> {
-        Controllers::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn controllers_read_as_cert_manager_writes_them() {
-        assert_eq!(parse(&["*"]), Ok(Controllers::default()));
-        assert_eq!(
-            parse(&["*", "-certificaterequests-approver"]),
-            Ok(Controllers {
-                approver: false,
-                ingress_shim: true
-            })
-        );
-        assert_eq!(
-            parse(&["issuers", "orders", "challenges"]),
-            Ok(Controllers {
-                approver: false,
-                ingress_shim: false
-            })
-        );
-        assert!(
-            parse(&["*", "-orders"])
-                .unwrap_err()
-                .contains("cannot be turned off")
-        );
-        assert!(
-            parse(&["*", "gateway-shim"])
-                .unwrap_err()
-                .contains("unknown controller")
         );
     }
 }

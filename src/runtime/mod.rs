@@ -8,5 +8,6 @@ pub mod events;
 pub mod leader;
 pub mod probes;
 pub mod reconcile_error;
+pub mod settings;
 pub mod status;
 pub mod watch;

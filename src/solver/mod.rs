@@ -55,7 +55,7 @@ impl Mode {
             &challenge.namespace().unwrap_or_default(),
             &challenge.spec.issuer_ref,
         );
-        Mode::from_annotations(&annotations, ctx.solver.default_mode)
+        Mode::from_annotations(&annotations, ctx.settings.solver.default_mode)
     }
 
     /// Makes the token reachable; `again` when it was presented before but
@@ -91,7 +91,7 @@ impl Mode {
                 .ok_or_else(|| {
                     format!(
                         "the solver Service {ns}/{} does not exist",
-                        ctx.solver.service
+                        ctx.settings.solver.service
                     )
                 })),
             Mode::Pod => {

@@ -15,7 +15,8 @@ pub use super::settings::PodResources;
 use super::{SOLVER_PORT, apply_params, ignore_missing};
 use crate::api::Challenge;
 use crate::api::http01::{Http01IngressSolver, SolverServiceType};
-use crate::runtime::context::{Context, SolverSettings};
+use crate::runtime::context::Context;
+use crate::solver::settings::SolverSettings;
 
 /// Merges `extra` into the object `base`, key by key (one level).
 fn merge(base: &mut Value, extra: Value) {
@@ -132,7 +133,7 @@ pub async fn present(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>
     };
     let ns = ch.namespace().unwrap_or_default();
     let name = resource_name(&ch.name_any());
-    let settings = &ctx.solver;
+    let settings = &ctx.settings.solver;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     if let Err(e) = pods
         .patch(

@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use super::server::{self, Presented, Tokens};
 use super::{SLICE_MANAGER, SOLVER_LABEL, apply_params, ignore_missing, ingress, live};
 use crate::api::Challenge;
-use crate::runtime::context::{Context, SolverSettings};
+use crate::runtime::context::Context;
+use crate::solver::settings::SolverSettings;
 
 /// The selector-less Service of a Challenge namespace.
 pub fn service(namespace: &str, settings: &SolverSettings) -> Value {
@@ -56,7 +57,7 @@ pub fn mirror_slice(namespace: &str, settings: &SolverSettings, addresses: &[Str
 
 /// Ready addresses of certwright's own solver Service.
 pub async fn source_addresses(ctx: &Context) -> Result<Vec<String>, kube::Error> {
-    let settings = &ctx.solver;
+    let settings = &ctx.settings.solver;
     let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &settings.namespace);
     let listed = slices
         .list(
@@ -87,7 +88,7 @@ pub async fn present(
     ch: &Challenge,
     again: bool,
 ) -> Result<Result<(), String>, kube::Error> {
-    let settings = &ctx.solver;
+    let settings = &ctx.settings.solver;
     let ns = ch.namespace().unwrap_or_default();
     if let Err(why) = ingress::solver(ch) {
         return Ok(Err(why));
@@ -131,22 +132,22 @@ pub async fn service_address(
     namespace: &str,
 ) -> Result<Option<SocketAddr>, kube::Error> {
     if let Some(ip) = ctx.solver_service_ip(namespace) {
-        return Ok(Some(SocketAddr::new(ip, ctx.solver.port)));
+        return Ok(Some(SocketAddr::new(ip, ctx.settings.solver.port)));
     }
     let found = Api::<Service>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(&ctx.solver.service)
+        .get_opt(&ctx.settings.solver.service)
         .await?;
     Ok(found.and_then(|s| {
         ctx.note_solver_service(namespace, &s);
         ctx.solver_service_ip(namespace)
-            .map(|ip| SocketAddr::new(ip, ctx.solver.port))
+            .map(|ip| SocketAddr::new(ip, ctx.settings.solver.port))
     }))
 }
 
 /// Removes the namespace's Service and slice when no other live Challenge
 /// needs them (the route goes with [`ingress::cleanup`]).
 pub async fn cleanup(ctx: &Context, ch: &Challenge) -> Result<(), kube::Error> {
-    let settings = &ctx.solver;
+    let settings = &ctx.settings.solver;
     let ns = ch.namespace().unwrap_or_default();
     if ns == settings.namespace {
         return Ok(());
@@ -183,7 +184,7 @@ pub async fn cleanup(ctx: &Context, ch: &Challenge) -> Result<(), kube::Error> {
 
 /// Keeps every mirror slice equal to the source Service's endpoints.
 pub async fn mirror(ctx: Arc<Context>) {
-    let settings = ctx.solver.clone();
+    let settings = ctx.settings.solver.clone();
     let source: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &settings.namespace);
     let config = watcher::Config::default()
         .labels(&format!("kubernetes.io/service-name={}", settings.service));

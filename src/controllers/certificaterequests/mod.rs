@@ -185,7 +185,7 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
         return Ok(Action::await_change());
     }
     let mut conditions = existing;
-    if condition(&cr, "Approved").is_none() && !ctx.controllers.approver {
+    if condition(&cr, "Approved").is_none() && !ctx.settings.controllers.approver {
         // Another approver decides (--controllers=-certificaterequests-approver).
         if let Err(e) = crate::runtime::events::publish(
             &ctx.client,
@@ -407,7 +407,7 @@ pub async fn run(ctx: Arc<Context>) {
             .default_backoff(),
             order_fingerprint,
         ))
-        .with_config(ctx.controller_config())
+        .with_config(ctx.settings.controller_config())
         .graceful_shutdown_on(ctx.stopped())
         .run(
             |cr, ctx| {

@@ -155,7 +155,7 @@ pub(super) async fn record_failure(
     .into_iter()
     .filter(|c| c.type_ == "Issuing")
     .collect();
-    let wait = ctx.backoff.after_failure(attempts as u32, None);
+    let wait = ctx.settings.backoff.after_failure(attempts as u32, None);
     super::status::apply_status(
         ctx,
         cert,

@@ -152,7 +152,7 @@ pub async fn run(ctx: Arc<Context>) {
         // The temporary key Secrets, cached for the key manager (they live
         // only while an issuance is under way).
         .owns_stream(next_key_events.touched_objects())
-        .with_config(ctx.certificate_controller_config())
+        .with_config(ctx.settings.certificate_controller_config())
         .graceful_shutdown_on(ctx.stopped())
         .run(
             |cert, ctx| {

@@ -97,7 +97,7 @@ async fn account_key_of(ctx: &Context, ns: &str, name: &str) -> Result<Option<St
     {
         return Ok(Some(format!("Issuer {:?}", i.name_any())));
     }
-    if ns == ctx.cluster_resource_namespace {
+    if ns == ctx.settings.cluster_resource_namespace {
         let cluster = Api::<ClusterIssuer>::all(ctx.client.clone())
             .list(&ListParams::default())
             .await

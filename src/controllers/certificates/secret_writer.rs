@@ -64,7 +64,7 @@ pub(crate) fn desired(
     if let Some(account) = material.account {
         wanted["metadata"]["annotations"][super::ari::ACCOUNT] = json!(account);
     }
-    if ctx.certificate_owner_ref {
+    if ctx.settings.certificate_owner_ref {
         wanted["metadata"]["ownerReferences"] = json!([{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
             "name": cert.name_any(), "uid": cert.meta().uid, "controller": true, "blockOwnerDeletion": true}]);
     }

@@ -81,7 +81,7 @@ impl Snapshot {
                 let (suggestion, again) = super::ari::suggestion(
                     ctx.acme(),
                     &ctx.renewal_info,
-                    ctx.ari_poll_max,
+                    ctx.settings.ari_poll_max,
                     cert,
                     &id,
                 )

@@ -79,7 +79,10 @@ pub(crate) async fn reconcile(
             // wakes this controller) can change its answer.
             return Ok(None);
         } else {
-            let wait = ctx.backoff.after_failure(attempts.max(1) as u32, None);
+            let wait = ctx
+                .settings
+                .backoff
+                .after_failure(attempts.max(1) as u32, None);
             let due = failed_at.0.as_second() + wait.as_secs() as i64;
             if now.as_second() < due {
                 return Ok(Some(Duration::from_secs((due - now.as_second()) as u64)));

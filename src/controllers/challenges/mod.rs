@@ -222,7 +222,7 @@ async fn present_error(
 /// undoes routes whatever the mode).
 async fn cleanup_presenter(ctx: &Context, ch: &Challenge) -> Presenter {
     ctx.issuer_stores.ready().await;
-    Presenter::of(ctx, ch).unwrap_or(Presenter::Http01(ctx.solver.default_mode))
+    Presenter::of(ctx, ch).unwrap_or(Presenter::Http01(ctx.settings.solver.default_mode))
 }
 
 async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -309,7 +309,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         domain,
         &uid,
         &format!("{}/{}", ch.namespace().unwrap_or_default(), ch.name_any()),
-        ctx.max_challenges,
+        ctx.settings.max_challenges,
         std::time::Instant::now(),
     );
     let waiting = match decision {
@@ -381,7 +381,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
                 }
                 return Ok(Action::requeue(left));
             }
-            self_check::Verdict::Passed(ctx.solver.passes)
+            self_check::Verdict::Passed(ctx.settings.solver.passes)
         }
         Some(_) => {
             let why =
@@ -415,7 +415,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             }
             return Ok(Action::requeue(self_check_delay(attempts)));
         }
-        self_check::Verdict::Passed(n) if n < ctx.solver.passes => {
+        self_check::Verdict::Passed(n) if n < ctx.settings.solver.passes => {
             return Ok(Action::requeue(self_check_delay(1)));
         }
         self_check::Verdict::Passed(_) => {
@@ -501,7 +501,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
         }
         Ok(Outcome::Pending(wait)) => {
             ctx.retries.succeeded(&uid, VALIDATE);
-            let wait = wait.max(ctx.poll_interval);
+            let wait = wait.max(ctx.settings.poll_interval);
             let next = crate::acme::retry::after(Timestamp::now(), wait);
             ctx.retries.defer(&uid, "poll", next);
             tracing::info!(challenge = %ch.name_any(), wait_ms = wait.as_millis() as u64, "the CA is still validating; asking again later");
@@ -574,7 +574,7 @@ pub async fn run(ctx: Arc<Context>) {
         watcher::Config::default(),
     );
     let mut controller = Controller::for_stream(challenges, store)
-        .with_config(ctx.controller_config())
+        .with_config(ctx.settings.controller_config())
         .graceful_shutdown_on(ctx.stopped())
         .owns(Api::<Ingress>::all(ctx.client.clone()), solver_only.clone());
     let _ = ctx.challenges.set(controller.store());

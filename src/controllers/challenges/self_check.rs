@@ -103,7 +103,7 @@ async fn check(ctx: &Context, ch: &Challenge, mode: Mode) -> Result<Verdict, kub
         .get(SELF_CHECK_ANNOTATION)
         .is_some_and(|v| v.trim() == "skip");
     if !skip {
-        let mut probe: Probe = ctx.solver.probe.clone();
+        let mut probe: Probe = ctx.settings.solver.probe.clone();
         if let Some(via) = annotations.get(SELF_CHECK_ADDRESS_ANNOTATION) {
             probe.via = Some(via.trim().to_string());
         }

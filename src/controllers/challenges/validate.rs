@@ -108,7 +108,7 @@ pub(super) async fn accept_and_poll(
             return Ok(Outcome::Pending(wait));
         }
         tokio::time::sleep(wait).await;
-        delay = (delay * 2).min(ctx.poll_interval);
+        delay = (delay * 2).min(ctx.settings.poll_interval);
     }
 }
 
@@ -128,7 +128,7 @@ pub(super) async fn retry_later(
     let previous = status.reason.as_deref();
     match ctx
         .retries
-        .transient(&ctx.retry, ch, previous, step, &what, retry_after)
+        .transient(&ctx.settings.retry, ch, previous, step, &what, retry_after)
     {
         Attempt::Retry { reason, wait } => {
             status.reason = Some(reason);

@@ -13,6 +13,7 @@ use crate::api::certificate::{
 };
 use crate::api::meta::{IssuerReference, KeyUsage};
 use crate::api::{Certificate, CertificateSpec};
+use crate::runtime::settings::IngressShim;
 
 pub const ISSUER: &str = "cert-manager.io/issuer";
 pub const CLUSTER_ISSUER: &str = "cert-manager.io/cluster-issuer";
@@ -51,34 +52,6 @@ pub const MANAGED_ANNOTATIONS: [&str; 3] = [
 /// would prune them (cert-manager drops it too).
 const APPLYSET_LABEL: &str = "applyset.kubernetes.io/part-of";
 
-/// The ingress-shim's settings (cert-manager's flags of the same names).
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// `--default-issuer-name`: the issuer of Ingresses that only say
-    /// `kubernetes.io/tls-acme: "true"`.
-    pub default_issuer_name: Option<String>,
-    pub default_issuer_kind: String,
-    pub default_issuer_group: String,
-    /// `--auto-certificate-annotations`: annotations that, set to true,
-    /// ask for a Certificate from the default issuer.
-    pub auto_annotations: Vec<String>,
-    /// `--extra-certificate-annotations`: Ingress annotations copied to its
-    /// Certificates.
-    pub extra_annotations: Vec<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            default_issuer_name: None,
-            default_issuer_kind: "Issuer".into(),
-            default_issuer_group: "cert-manager.io".into(),
-            auto_annotations: vec![TLS_ACME.into()],
-            extra_annotations: Vec::new(),
-        }
-    }
-}
-
 /// What the shim makes of an Ingress.
 #[derive(Debug)]
 pub enum Decision {
@@ -102,7 +75,7 @@ fn go_true(value: &str) -> bool {
 }
 
 /// Whether the Ingress asks for Certificates at all.
-fn annotated(annotations: &BTreeMap<String, String>, settings: &Settings) -> bool {
+fn annotated(annotations: &BTreeMap<String, String>, settings: &IngressShim) -> bool {
     annotations.contains_key(ISSUER)
         || annotations.contains_key(CLUSTER_ISSUER)
         || settings
@@ -115,7 +88,7 @@ fn annotated(annotations: &BTreeMap<String, String>, settings: &Settings) -> boo
 /// words where it has none.
 fn issuer(
     annotations: &BTreeMap<String, String>,
-    settings: &Settings,
+    settings: &IngressShim,
 ) -> Result<IssuerReference, String> {
     let issuer = annotations.get(ISSUER);
     let cluster = annotations.get(CLUSTER_ISSUER);
@@ -173,7 +146,7 @@ fn issuer(
 }
 
 /// Decides the Certificates of `ingress`.
-pub fn decide(ingress: &Ingress, settings: &Settings) -> Decision {
+pub fn decide(ingress: &Ingress, settings: &IngressShim) -> Decision {
     let annotations = ingress.annotations();
     if !annotated(annotations, settings) {
         return Decision::Ignore;

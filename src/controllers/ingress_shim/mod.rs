@@ -25,7 +25,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
 use annotations::Decision;
-pub use annotations::Settings;
 use plan::Step;
 
 use crate::api::Certificate;
@@ -144,7 +143,7 @@ impl Report {
 async fn reconcile(ingress: Arc<Ingress>, shim: Arc<Shim>) -> Result<Action, Error> {
     crate::metrics::sync("ingress-shim");
     let ctx = &shim.ctx;
-    let (wanted, skipped) = match annotations::decide(&ingress, &ctx.ingress_shim) {
+    let (wanted, skipped) = match annotations::decide(&ingress, &ctx.settings.ingress_shim) {
         Decision::Ignore => return Ok(Action::await_change()),
         Decision::BadConfig(why) => {
             tracing::info!(ingress = %key(&ingress), reason = %why, "not creating Certificates for the Ingress");
@@ -313,7 +312,7 @@ pub async fn run(ctx: Arc<Context>) {
     );
     Controller::for_stream(ingresses, store)
         .owns_stream(triggers)
-        .with_config(ctx.controller_config())
+        .with_config(ctx.settings.controller_config())
         .graceful_shutdown_on(ctx.stopped())
         .run(
             |ingress, shim| {

@@ -5,9 +5,10 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use super::annotations::{Decision, Settings, decide};
+use super::annotations::{Decision, decide};
 use super::plan::{Step, plan};
 use crate::api::Certificate;
+use crate::runtime::settings::IngressShim;
 
 fn ingress(annotations: Value, tls: Value) -> Ingress {
     serde_json::from_value(json!({
@@ -46,8 +47,16 @@ fn only(decision: Decision) -> Value {
 }
 
 #[test]
+fn tls_acme_is_the_default_auto_annotation() {
+    assert_eq!(
+        IngressShim::default().auto_annotations,
+        [super::annotations::TLS_ACME]
+    );
+}
+
+#[test]
 fn the_issuer_comes_from_the_annotations_or_the_default_as_cert_managers_does() {
-    let settings = Settings::default();
+    let settings = IngressShim::default();
     let cases = [
         (
             json!({"cert-manager.io/cluster-issuer": "le"}),
@@ -66,10 +75,10 @@ fn the_issuer_comes_from_the_annotations_or_the_default_as_cert_managers_does() 
         let cert = only(decide(&one_host(annotations.clone()), &settings));
         assert_eq!(cert["spec"]["issuerRef"], issuer, "{annotations}");
     }
-    let defaulted = Settings {
+    let defaulted = IngressShim {
         default_issuer_name: Some("default".into()),
         default_issuer_kind: "ClusterIssuer".into(),
-        ..Settings::default()
+        ..IngressShim::default()
     };
     let cert = only(decide(
         &one_host(json!({"kubernetes.io/tls-acme": "true"})),
@@ -114,7 +123,7 @@ fn the_issuer_comes_from_the_annotations_or_the_default_as_cert_managers_does() 
             Decision::Ignore
         ));
     }
-    let custom = Settings {
+    let custom = IngressShim {
         auto_annotations: vec!["example.com/tls".into()],
         ..defaulted.clone()
     };
@@ -129,7 +138,7 @@ type Case = (Vec<(&'static str, &'static str)>, &'static str, Value);
 
 #[test]
 fn each_annotation_changes_the_certificate_as_cert_managers_would() {
-    let settings = Settings::default();
+    let settings = IngressShim::default();
     let issuer = ("cert-manager.io/cluster-issuer", "le");
     // (annotations, JSON pointer into the Certificate, expected value)
     let cases: Vec<Case> = vec![
@@ -269,7 +278,7 @@ fn each_annotation_changes_the_certificate_as_cert_managers_would() {
 
 #[test]
 fn a_bad_annotation_value_names_the_annotation_and_makes_no_certificate() {
-    let settings = Settings::default();
+    let settings = IngressShim::default();
     let cases = [
         ("cert-manager.io/duration", "30m"),
         ("cert-manager.io/duration", "a while"),
@@ -301,7 +310,7 @@ fn a_bad_annotation_value_names_the_annotation_and_makes_no_certificate() {
 
 #[test]
 fn each_tls_entry_is_one_certificate_named_after_its_secret() {
-    let settings = Settings::default();
+    let settings = IngressShim::default();
     let annotations = json!({"cert-manager.io/cluster-issuer": "le"});
     let two = ingress(
         annotations.clone(),
@@ -356,7 +365,7 @@ fn existing(cert: &Certificate, rv: &str, extra_annotations: Value) -> Certifica
 
 #[test]
 fn the_plan_creates_updates_and_deletes_only_what_the_ingress_controls() {
-    let settings = Settings::default();
+    let settings = IngressShim::default();
     let annotated = json!({"cert-manager.io/cluster-issuer": "le", "acme.cert-manager.io/http01-ingress-class": "nginx"});
     let first = wanted(decide(&one_host(annotated.clone()), &settings));
     let names = vec!["web-tls".to_string()];

@@ -56,7 +56,7 @@ async fn reconcile_cluster_issuer(
     crate::metrics::sync("clusterissuers");
     let api: Api<ClusterIssuer> = Api::all(ctx.client.clone());
     let (config, status) = (&issuer.spec.config, issuer.status.as_ref());
-    let secrets = ctx.cluster_resource_namespace.clone();
+    let secrets = ctx.settings.cluster_resource_namespace.clone();
     reconcile_one(&ctx, &api, &*issuer, config, status, secrets).await
 }
 
@@ -198,7 +198,7 @@ pub async fn run(ctx: Arc<Context>) {
                 .map(|i| ObjectRef::from_obj(&*i))
                 .collect::<Vec<_>>()
         })
-        .with_config(ctx.controller_config())
+        .with_config(ctx.settings.controller_config())
         .graceful_shutdown_on(ctx.stopped())
         .run(
             |issuer, ctx| {
@@ -218,7 +218,7 @@ pub async fn run(ctx: Arc<Context>) {
         watcher::Config::default(),
     );
     let store = controller.store();
-    let resource_ns = ctx.cluster_resource_namespace.clone();
+    let resource_ns = ctx.settings.cluster_resource_namespace.clone();
     let cluster = controller
         .watches_stream(secrets(), move |secret| {
             let in_ns = secret.metadata.namespace.as_deref() == Some(resource_ns.as_str());
@@ -230,7 +230,7 @@ pub async fn run(ctx: Arc<Context>) {
                 .map(|i| ObjectRef::from_obj(&*i))
                 .collect::<Vec<_>>()
         })
-        .with_config(ctx.controller_config())
+        .with_config(ctx.settings.controller_config())
         .graceful_shutdown_on(ctx.stopped())
         .run(
             |issuer, ctx| {

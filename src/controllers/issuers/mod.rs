@@ -153,7 +153,7 @@ fn registration_failed(ctx: &Context, t: &Target<'_>, e: &AccountError) -> (Stri
     };
     let policy = Policy {
         limit: 0,
-        ..ctx.retry
+        ..ctx.settings.retry
     };
     let now = Timestamp::now();
     let previous = t.status.and_then(ready_message);

@@ -504,7 +504,7 @@ async fn reconcile(
                             return Ok(Action::requeue(wait));
                         }
                         tokio::time::sleep(wait).await;
-                        delay = (delay * 2).min(ctx.poll_interval);
+                        delay = (delay * 2).min(ctx.settings.poll_interval);
                     }
                     Err(e) => {
                         let step = ("certificate", "fetching the certificate");
@@ -551,7 +551,7 @@ pub async fn run(ctx: Arc<Context>) {
     );
     Controller::for_stream(orders, store)
         .owns_stream(challenges)
-        .with_config(ctx.controller_config())
+        .with_config(ctx.settings.controller_config())
         .graceful_shutdown_on(ctx.stopped())
         .run(
             move |order, ctx| {

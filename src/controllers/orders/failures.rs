@@ -78,7 +78,7 @@ pub(super) async fn replace(
     let reason = order.status.as_ref().and_then(|s| s.reason.as_deref());
     let retry_after = session.and_then(|s| s.log.latest_retry_after(&uid));
     let run = match ctx.retries.failed(
-        &ctx.retry,
+        &ctx.settings.retry,
         &uid,
         reason,
         REPLACE,
@@ -150,10 +150,14 @@ pub(super) async fn retry_later(
     retry_after: Option<std::time::Duration>,
 ) -> Result<Action, Error> {
     let previous = status.reason.as_deref();
-    match ctx
-        .retries
-        .transient(&ctx.retry, order, previous, step, &what, retry_after)
-    {
+    match ctx.retries.transient(
+        &ctx.settings.retry,
+        order,
+        previous,
+        step,
+        &what,
+        retry_after,
+    ) {
         Attempt::Retry { reason, wait } => {
             status.reason = Some(reason);
             write(ctx, order, &status).await?;

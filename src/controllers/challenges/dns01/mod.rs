@@ -24,8 +24,8 @@ mod webhook;
 
 /// The nameservers lookups go to.
 fn recursive(ctx: &Context) -> Vec<SocketAddr> {
-    if !ctx.dns01.recursive_nameservers.is_empty() {
-        return ctx.dns01.recursive_nameservers.clone();
+    if !ctx.settings.dns01.recursive_nameservers.is_empty() {
+        return ctx.settings.dns01.recursive_nameservers.clone();
     }
     std::fs::read_to_string("/etc/resolv.conf")
         .unwrap_or_default()
@@ -57,7 +57,7 @@ struct Target {
 /// resource namespace for a ClusterIssuer.
 fn resource_namespace(ctx: &Context, ch: &Challenge) -> String {
     match ch.spec.issuer_ref.kind.as_deref() {
-        Some("ClusterIssuer") => ctx.cluster_resource_namespace.clone(),
+        Some("ClusterIssuer") => ctx.settings.cluster_resource_namespace.clone(),
         _ => ch.namespace().unwrap_or_default(),
     }
 }
@@ -174,7 +174,7 @@ async fn cloudflare(
     };
     let http = or_say!(cloudflare::client());
     Ok(Ok(Provider::Cloudflare(cloudflare::Cloudflare {
-        base: ctx.dns01.cloudflare_api_url.clone(),
+        base: ctx.settings.dns01.cloudflare_api_url.clone(),
         auth,
         http,
     })))
@@ -276,7 +276,7 @@ pub async fn cleanup(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>
 pub async fn check(ctx: &Context, ch: &Challenge) -> Verdict {
     let fqdn = format!("_acme-challenge.{}", ch.spec.dns_name.trim_end_matches('.'));
     match check_name(ctx, &fqdn, &ch.spec.key).await {
-        Ok(()) => Verdict::Passed(ctx.solver.passes),
+        Ok(()) => Verdict::Passed(ctx.settings.solver.passes),
         Err(reason) => Verdict::Failed {
             reason,
             missing: false,
@@ -289,7 +289,7 @@ async fn check_name(ctx: &Context, fqdn: &str, value: &str) -> Result<(), String
     if resolvers.is_empty() {
         return Err("no nameserver to check with: set --dns01-recursive-nameservers".into());
     }
-    if ctx.dns01.recursive_only {
+    if ctx.settings.dns01.recursive_only {
         for server in &resolvers {
             let found = lookup::txt(*server, fqdn, true).await?;
             if !found.values.iter().any(|v| v == value) {
