@@ -19,6 +19,8 @@ pub struct Context {
     pub client: kube::Client,
     /// What the command line set.
     pub settings: Settings,
+    /// Where events go (published off the reconcile path).
+    pub events: crate::runtime::events::Events,
     /// The runs of failures of the Orders and Challenges that the CA
     /// retry policy governs.
     pub retries: crate::acme::retry::Retries,
@@ -95,6 +97,7 @@ impl Context {
         let (solver_pods, writer) = kube::runtime::reflector::store();
         let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
         Self {
+            events: crate::runtime::events::Events::new(client.clone()),
             client,
             settings,
             retries: Default::default(),

@@ -187,18 +187,13 @@ async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Act
     let mut conditions = existing;
     if condition(&cr, "Approved").is_none() && !ctx.settings.controllers.approver {
         // Another approver decides (--controllers=-certificaterequests-approver).
-        if let Err(e) = crate::runtime::events::publish(
-            &ctx.client,
+        ctx.events.publish(
             CONTROLLER_NAME,
-            &cr.object_ref(&()),
+            cr.object_ref(&()),
             kube::runtime::events::EventType::Normal,
             "WaitingForApproval",
             "Not signing CertificateRequest until it is Approved".into(),
-        )
-        .await
-        {
-            tracing::warn!(error = %e, "publishing WaitingForApproval failed");
-        }
+        );
         return Ok(Action::await_change());
     }
     if condition(&cr, "Approved").is_none() {

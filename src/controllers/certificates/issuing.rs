@@ -175,8 +175,7 @@ pub(super) async fn record_failure(
         } else {
             format!("{message}; attempt {attempts}, next in {}s", wait.as_secs())
         },
-    )
-    .await?;
+    );
     Ok(None)
 }
 
@@ -315,7 +314,7 @@ pub(crate) async fn reconcile(
             match secret_writer::write(ctx, cert, seen.secret.as_ref(), material).await? {
                 Written::Done => {}
                 Written::NotYet { reason, message } => {
-                    publish(ctx, ISSUING, cert, EventType::Warning, reason, message).await?;
+                    publish(ctx, ISSUING, cert, EventType::Warning, reason, message);
                     return Ok(Some(NOT_YET_AGAIN));
                 }
                 Written::Refused(message) => return record_failure_now(ctx, cert, message).await,
@@ -338,10 +337,9 @@ pub(crate) async fn reconcile(
                 EventType::Normal,
                 "Issuing",
                 "The certificate has been successfully issued".into(),
-            )
-            .await?;
+            );
             if let Some(message) = mismatch {
-                publish(ctx, ISSUING, cert, EventType::Warning, "Mismatch", message).await?;
+                publish(ctx, ISSUING, cert, EventType::Warning, "Mismatch", message);
             }
             let limit = cert
                 .spec

@@ -224,7 +224,7 @@ pub(crate) async fn reconcile(
                     format!("Stored new private key in temporary Secret resource {name:?}"),
                 )
             };
-            publish(ctx, KEY_MANAGER, cert, EventType::Normal, reason, note).await?;
+            publish(ctx, KEY_MANAGER, cert, EventType::Normal, reason, note);
             name
         }
     };

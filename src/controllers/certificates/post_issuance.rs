@@ -97,11 +97,11 @@ pub(crate) async fn reconcile(
                 "Secret {} written again without issuing: {why}",
                 cert.spec.secret_name
             );
-            publish(ctx, ISSUING, cert, EventType::Normal, "SecretUpdated", note).await?;
+            publish(ctx, ISSUING, cert, EventType::Normal, "SecretUpdated", note);
             Ok(None)
         }
         Written::NotYet { reason, message } => {
-            publish(ctx, ISSUING, cert, EventType::Warning, reason, message).await?;
+            publish(ctx, ISSUING, cert, EventType::Warning, reason, message);
             Ok(Some(NOT_YET_AGAIN))
         }
         Written::Refused(message) => {
@@ -112,8 +112,7 @@ pub(crate) async fn reconcile(
                 EventType::Warning,
                 "SecretRefused",
                 message,
-            )
-            .await?;
+            );
             Ok(None)
         }
     }

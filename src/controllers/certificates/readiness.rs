@@ -201,8 +201,7 @@ pub(crate) async fn reconcile(
                     kube::runtime::events::EventType::Warning,
                     "NotIssued",
                     format!("The certificate was issued, but {note}"),
-                )
-                .await?;
+                );
             }
         }
     }

@@ -228,8 +228,7 @@ pub(crate) async fn reconcile(
         EventType::Normal,
         "Requested",
         format!("Created new CertificateRequest resource {name:?}"),
-    )
-    .await?;
+    );
     Ok(None)
 }
 

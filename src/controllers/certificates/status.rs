@@ -20,8 +20,6 @@ pub enum Error {
     WriteSecret(String, #[source] kube::Error),
     #[error("writing the Certificate's status: {0}")]
     WriteStatus(#[source] kube::Error),
-    #[error("publishing an event: {0}")]
-    Event(#[source] kube::Error),
     #[error(transparent)]
     Panicked(#[from] crate::runtime::reconcile_error::Panicked),
 }
@@ -33,7 +31,6 @@ impl Error {
             Self::GetSecret(..) => "GetSecret",
             Self::WriteSecret(..) => "WriteSecret",
             Self::WriteStatus(_) => "WriteStatus",
-            Self::Event(_) => "Event",
             Self::Panicked(_) => "Panicked",
         }
     }
@@ -55,24 +52,16 @@ pub(crate) fn issuing(cert: &Certificate) -> bool {
         })
 }
 
-pub(crate) async fn publish(
+pub(crate) fn publish(
     ctx: &Context,
-    controller: &str,
+    controller: &'static str,
     cert: &Certificate,
     type_: EventType,
     reason: &str,
     note: String,
-) -> Result<(), Error> {
-    crate::runtime::events::publish(
-        &ctx.client,
-        controller,
-        &cert.object_ref(&()),
-        type_,
-        reason,
-        note,
-    )
-    .await
-    .map_err(Error::Event)
+) {
+    ctx.events
+        .publish(controller, cert.object_ref(&()), type_, reason, note);
 }
 
 pub(crate) async fn apply_status(

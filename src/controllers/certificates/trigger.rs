@@ -123,7 +123,7 @@ pub(crate) async fn reconcile(
                 .filter(|c| c.type_ == "Issuing")
                 .collect::<Vec<_>>();
             apply_status(ctx, cert, TRIGGER, json!({"conditions": issuing})).await?;
-            publish(ctx, TRIGGER, cert, EventType::Normal, "Issuing", t.message).await?;
+            publish(ctx, TRIGGER, cert, EventType::Normal, "Issuing", t.message);
             Ok(None)
         }
         None => {

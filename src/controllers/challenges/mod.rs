@@ -78,19 +78,9 @@ async fn write(ctx: &Context, ch: &Challenge, status: &ChallengeStatus) -> Resul
         .map_err(|e| Error::WriteStatus("Challenge", e))
 }
 
-async fn event(ctx: &Context, ch: &Challenge, type_: EventType, reason: &str, note: String) {
-    if let Err(e) = crate::runtime::events::publish(
-        &ctx.client,
-        CONTROLLER_NAME,
-        &ch.object_ref(&()),
-        type_,
-        reason,
-        note,
-    )
-    .await
-    {
-        tracing::warn!(error = %e, "publishing a Challenge event failed");
-    }
+fn event(ctx: &Context, ch: &Challenge, type_: EventType, reason: &str, note: String) {
+    ctx.events
+        .publish(CONTROLLER_NAME, ch.object_ref(&()), type_, reason, note);
 }
 
 async fn set_finalizers(
@@ -169,7 +159,7 @@ async fn clean_up(ctx: &Context, ch: &Challenge, presenter: Presenter) -> Result
     ctx.in_flight().finishing(&ch.uid().unwrap_or_default());
     match presenter.cleanup(ctx, ch).await {
         Err(Error::Cleanup(why)) => {
-            event(ctx, ch, EventType::Warning, "CleanUpError", why).await;
+            event(ctx, ch, EventType::Warning, "CleanUpError", why);
             Ok(())
         }
         other => other,
@@ -212,7 +202,7 @@ async fn present_error(
     if status.reason.as_deref() != Some(reason.as_str()) {
         status.reason = Some(reason.clone());
         write(ctx, ch, &status).await?;
-        event(ctx, ch, EventType::Warning, "PresentError", reason).await;
+        event(ctx, ch, EventType::Warning, "PresentError", reason);
     }
     Ok(Action::requeue(Duration::from_secs(30)))
 }
@@ -352,8 +342,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             EventType::Normal,
             "Presented",
             format!("Presented challenge using {kind} challenge mechanism"),
-        )
-        .await;
+        );
     }
 
     // Self-checks, in-cluster and as the CA will fetch it, before every
@@ -411,7 +400,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             // route up; a failure that lasts is worth an event (and each
             // new reason after that).
             if attempts == WARN_AFTER || (changed && attempts > WARN_AFTER) {
-                event(&ctx, &ch, EventType::Warning, "SelfCheckFailed", reason).await;
+                event(&ctx, &ch, EventType::Warning, "SelfCheckFailed", reason);
             }
             return Ok(Action::requeue(self_check_delay(attempts)));
         }
@@ -486,8 +475,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
                 EventType::Normal,
                 "DomainVerified",
                 format!("Domain {domain:?} verified with \"{kind}\" validation"),
-            )
-            .await;
+            );
             finish(&ctx, &ch, status).await
         }
         Ok(Outcome::Invalid(detail)) => {
@@ -496,7 +484,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             );
             status.state = Some(AcmeState::Invalid);
             status.reason = Some(reason.clone());
-            event(&ctx, &ch, EventType::Warning, "Failed", reason).await;
+            event(&ctx, &ch, EventType::Warning, "Failed", reason);
             finish(&ctx, &ch, status).await
         }
         Ok(Outcome::Pending(wait)) => {
@@ -523,8 +511,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
                     EventType::Warning,
                     "Failed",
                     format!("The CA lost the authorization: {detail}"),
-                )
-                .await;
+                );
                 finish(&ctx, &ch, status).await
             }
             Verdict::Permanent { detail, .. } => {
@@ -536,8 +523,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
                     EventType::Warning,
                     "Failed",
                     format!("Error accepting the challenge: {detail}"),
-                )
-                .await;
+                );
                 finish(&ctx, &ch, status).await
             }
         },

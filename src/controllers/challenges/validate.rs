@@ -138,7 +138,7 @@ pub(super) async fn retry_later(
         Attempt::GiveUp { reason } => {
             status.state = Some(AcmeState::Errored);
             status.reason = Some(reason.clone());
-            event(ctx, ch, EventType::Warning, "Failed", reason).await;
+            event(ctx, ch, EventType::Warning, "Failed", reason);
             finish(ctx, ch, status).await
         }
     }

@@ -50,19 +50,10 @@ struct Shim {
     gone: Mutex<HashSet<String>>,
 }
 
-async fn event(shim: &Shim, ingress: &Ingress, type_: EventType, reason: &str, note: String) {
-    if let Err(e) = crate::runtime::events::publish(
-        &shim.ctx.client,
-        CONTROLLER,
-        &ingress.object_ref(&()),
-        type_,
-        reason,
-        note,
-    )
-    .await
-    {
-        tracing::warn!(error = %e, "publishing an event on an Ingress failed");
-    }
+fn event(shim: &Shim, ingress: &Ingress, type_: EventType, reason: &str, note: String) {
+    shim.ctx
+        .events
+        .publish(CONTROLLER, ingress.object_ref(&()), type_, reason, note);
 }
 
 /// The Certificates in `ns` as the cache holds them, less those the
@@ -135,7 +126,7 @@ impl Report {
                 }
             },
         };
-        event(shim, ingress, type_, reason, note).await;
+        event(shim, ingress, type_, reason, note);
         Ok(None)
     }
 }
@@ -147,13 +138,13 @@ async fn reconcile(ingress: Arc<Ingress>, shim: Arc<Shim>) -> Result<Action, Err
         Decision::Ignore => return Ok(Action::await_change()),
         Decision::BadConfig(why) => {
             tracing::info!(ingress = %key(&ingress), reason = %why, "not creating Certificates for the Ingress");
-            event(&shim, &ingress, EventType::Warning, "BadConfig", why).await;
+            event(&shim, &ingress, EventType::Warning, "BadConfig", why);
             return Ok(Action::await_change());
         }
         Decision::Certificates { wanted, skipped } => (wanted, skipped),
     };
     for why in skipped {
-        event(&shim, &ingress, EventType::Warning, "BadConfig", why).await;
+        event(&shim, &ingress, EventType::Warning, "BadConfig", why);
     }
     let ns = ingress.namespace().unwrap_or_default();
     let api: Api<Certificate> = Api::namespaced(ctx.client.clone(), &ns);
@@ -198,8 +189,7 @@ async fn reconcile(ingress: Arc<Ingress>, shim: Arc<Shim>) -> Result<Action, Err
                         EventType::Normal,
                         "DeleteCertificate",
                         note,
-                    )
-                    .await;
+                    );
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(Error::Write(format!("{ns}/{name}"), e)),
@@ -208,7 +198,7 @@ async fn reconcile(ingress: Arc<Ingress>, shim: Arc<Shim>) -> Result<Action, Err
                 let note = format!(
                     "Certificate {name:?} already exists and is not controlled by this Ingress: left alone (delete it, or rename the TLS entry's secretName, for the Ingress to manage it)"
                 );
-                event(&shim, &ingress, EventType::Warning, "BadConfig", note).await;
+                event(&shim, &ingress, EventType::Warning, "BadConfig", note);
             }
         }
     }

@@ -428,15 +428,13 @@ async fn assess_issuer(
                     ),
                 };
                 tracing::info!(account = %uri, secret = %secret_id, "{note}");
-                let _ = crate::runtime::events::publish(
-                    &ctx.client,
+                ctx.events.publish(
                     CONTROLLER_NAME,
-                    &t.object,
+                    t.object.clone(),
                     kube::runtime::events::EventType::Normal,
                     "AccountKeyRolledOver",
                     note,
-                )
-                .await;
+                );
             }
             let acme_status = AcmeIssuerStatus {
                 uri: Some(uri),

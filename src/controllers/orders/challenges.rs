@@ -158,8 +158,7 @@ pub(super) async fn ensure_challenges(
                     EventType::Normal,
                     "Created",
                     format!("Created Challenge resource {name:?} for domain {shown:?}"),
-                )
-                .await;
+                );
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(Error::Api(format!("Challenge {ns}/{name}"), e)),

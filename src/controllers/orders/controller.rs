@@ -436,8 +436,7 @@ async fn reconcile(
                 EventType::Warning,
                 "Failed",
                 format!("Order is invalid: {reason}"),
-            )
-            .await;
+            );
             write(&ctx, &order, &status).await?;
             delete_challenges(&ctx, &order).await?;
             ctx.retries.forget(&uid);
@@ -488,8 +487,7 @@ async fn reconcile(
                             EventType::Normal,
                             "Complete",
                             "Order completed successfully".into(),
-                        )
-                        .await;
+                        );
                         return Ok(Action::await_change());
                     }
                     Ok(None) => {

@@ -27,7 +27,7 @@ pub(super) async fn fail(
     // The CA's words may hold an unpause link: its token stays out of logs.
     let said = crate::acme::limits::redact(&reason);
     tracing::warn!(order = %order.name_any(), reason = %said, "order failed");
-    event(ctx, order, EventType::Warning, "Failed", reason.clone()).await;
+    event(ctx, order, EventType::Warning, "Failed", reason.clone());
     status.state = Some(AcmeState::Errored);
     status.reason = Some(reason);
     status.failure_time = Some(Time(Timestamp::now()));
@@ -110,8 +110,7 @@ pub(super) async fn replace(
         EventType::Warning,
         "OrderReplaced",
         reason.clone(),
-    )
-    .await;
+    );
     let status = OrderStatus {
         reason: Some(reason),
         ..Default::default()

@@ -38,17 +38,7 @@ pub async fn clear(ctx: &Context, order: &Order, fields: &[&str]) -> Result<(), 
     Ok(())
 }
 
-pub async fn event(ctx: &Context, order: &Order, type_: EventType, reason: &str, note: String) {
-    if let Err(e) = crate::runtime::events::publish(
-        &ctx.client,
-        CONTROLLER_NAME,
-        &order.object_ref(&()),
-        type_,
-        reason,
-        note,
-    )
-    .await
-    {
-        tracing::warn!(error = %e, "publishing an Order event failed");
-    }
+pub fn event(ctx: &Context, order: &Order, type_: EventType, reason: &str, note: String) {
+    ctx.events
+        .publish(CONTROLLER_NAME, order.object_ref(&()), type_, reason, note);
 }
