@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 
 use crate::acme::session::{Accounts, IssuerStores};
-use crate::api::{Certificate, Challenge};
+use crate::api::Challenge;
 use crate::controllers::challenges::schedule::InFlight;
 pub use crate::runtime::settings::Settings;
 
@@ -62,10 +62,8 @@ pub struct Context {
     /// controller's watch on them.
     solver_pods: Store<Pod>,
     solver_pods_writer: Mutex<Option<Writer<Pod>>>,
-    /// The Certificate and Challenge controllers' caches (for metrics and
-    /// readiness), set when they start.
-    pub certificates: OnceLock<Store<Certificate>>,
-    pub challenges: OnceLock<Store<Challenge>>,
+    /// The caches more than one controller reads.
+    pub stores: crate::runtime::stores::Stores,
     /// The temporary key Secrets as last seen, filled by the Certificate
     /// controller's watch on them (replaced when it starts again).
     next_keys: Mutex<Option<Store<Secret>>>,
@@ -118,8 +116,7 @@ impl Context {
             solver_ips: Mutex::default(),
             solver_pods,
             solver_pods_writer: Mutex::new(Some(writer)),
-            certificates: OnceLock::new(),
-            challenges: OnceLock::new(),
+            stores: Default::default(),
             next_keys: Mutex::default(),
         }
     }
@@ -302,16 +299,9 @@ impl Context {
 
     /// The controllers' caches once they have all listed.
     pub async fn caches(&self) -> crate::metrics::Caches {
-        let (certificates, challenges) = loop {
-            if let (Some(c), Some(ch)) = (self.certificates.get(), self.challenges.get()) {
-                break (c.clone(), ch.clone());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let certificates = self.stores.certificates.listed().await;
+        let challenges = self.stores.challenges.listed().await;
         let (issuers, cluster_issuers) = self.issuer_stores.stores();
-        // The only waiter on these two (kube-runtime 5 wakes only one).
-        let _ = certificates.wait_until_ready().await;
-        let _ = challenges.wait_until_ready().await;
         self.issuer_stores.ready().await;
         crate::metrics::Caches {
             certificates,

@@ -10,4 +10,5 @@ pub mod probes;
 pub mod reconcile_error;
 pub mod settings;
 pub mod status;
+pub mod stores;
 pub mod watch;

@@ -35,6 +35,40 @@ where
     (reader, events.applied_objects())
 }
 
+/// The stream of objects `api` lists, without managedFields, each applied
+/// to the shared cache first (one made before the controller, see
+/// [`crate::runtime::stores`]), which is marked listed after each full list.
+pub fn trimmed_into<K>(
+    shared: &crate::runtime::stores::Shared<K>,
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = match shared.take_writer() {
+        Some(writer) => (shared.store.clone(), writer),
+        // Taken already (a second run on one context): a cache of its own.
+        None => reflector::store(),
+    };
+    let listed = shared.listed_signal();
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                listed.send_replace(true);
+            }
+        })
+        .applied_objects();
+    (reader, events)
+}
+
 /// A cache of the objects `api` lists, without managedFields, and the
 /// watch events behind it (each applied to the cache before it is passed on).
 pub fn cached<K>(

@@ -116,7 +116,8 @@ fn request_fingerprint(cr: &CertificateRequest) -> serde_json::Value {
 /// requests, their temporary key Secrets and the Secrets they write)
 /// until the streams end.
 pub async fn run(ctx: Arc<Context>) {
-    let (store, certificates) = crate::runtime::watch::trimmed(
+    let (store, certificates) = crate::runtime::watch::trimmed_into(
+        &ctx.stores.certificates,
         Api::<Certificate>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
@@ -126,7 +127,6 @@ pub async fn run(ctx: Arc<Context>) {
         watcher::Config::default().labels(&format!("{}=true", key_manager::NEXT_KEY_LABEL)),
     );
     ctx.set_next_keys(next_keys);
-    let _ = ctx.certificates.set(controller.store());
     controller
         // Only what the roles read of a request wakes its Certificate.
         .owns_stream(crate::runtime::watch::changes(

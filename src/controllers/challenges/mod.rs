@@ -555,7 +555,8 @@ fn error_policy(ch: Arc<Challenge>, error: &Error, ctx: Arc<Context>) -> Action 
 /// self-check at once rather than at the next backoff.
 pub async fn run(ctx: Arc<Context>) {
     let solver_only = watcher::Config::default().labels(&format!("{SOLVER_LABEL}=true"));
-    let (store, challenges) = crate::runtime::watch::trimmed(
+    let (store, challenges) = crate::runtime::watch::trimmed_into(
+        &ctx.stores.challenges,
         Api::<Challenge>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
@@ -563,7 +564,6 @@ pub async fn run(ctx: Arc<Context>) {
         .with_config(ctx.settings.controller_config())
         .graceful_shutdown_on(ctx.stopped())
         .owns(Api::<Ingress>::all(ctx.client.clone()), solver_only.clone());
-    let _ = ctx.challenges.set(controller.store());
     if let Some(writer) = ctx.take_solver_pods_writer() {
         let pods = reflector::reflector(
             writer,

@@ -251,15 +251,8 @@ fn controlled_by_ingress(meta: &PartialObjectMeta<Certificate>) -> bool {
 /// annotations or owners change or they are deleted (a metadata-only
 /// watch; status writes do not).
 pub async fn run(ctx: Arc<Context>) {
-    let certificates = loop {
-        if let Some(store) = ctx.certificates.get() {
-            break store.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    if certificates.wait_until_ready().await.is_err() {
-        return;
-    }
+    // The Certificate controller's cache, once it has listed.
+    let certificates = ctx.stores.certificates.listed().await;
     let shim = Arc::new(Shim {
         ctx: ctx.clone(),
         certificates,

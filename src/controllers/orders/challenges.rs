@@ -53,9 +53,11 @@ pub(super) async fn delete_challenges(ctx: &Context, order: &Order) -> Result<()
         .filter(|c| owned_by(c, order))
         .map(|c| c.name_any())
         .collect();
-    if let Some(cache) = ctx.challenges.get() {
+    if ctx.stores.challenges.is_listed() {
         names.extend(
-            cache
+            ctx.stores
+                .challenges
+                .store
                 .state()
                 .iter()
                 .filter(|c| c.namespace().as_deref() == Some(ns.as_str()) && owned_by(c, order))
