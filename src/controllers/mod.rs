@@ -8,15 +8,21 @@ pub mod ingress_shim;
 pub mod issuers;
 pub mod orders;
 
+use std::sync::Arc;
+
 use crate::runtime::context::Context;
 use crate::{acme, solver};
 
 /// Runs every controller of `certwright controller` until they stop: one
 /// failing, or all of them after [`Context::stop`] (then each
 /// finishes the reconciles under way first).
-pub async fn run(ctx: std::sync::Arc<Context>) {
+pub async fn run(ctx: Arc<Context>) {
     // What the CAs' limits hold back, as the last term left it.
     let kept = acme::kept::first_read(&ctx).await;
+    let solvers = Arc::new(solver::state::Solvers::new(
+        ctx.client.clone(),
+        ctx.settings.solver.clone(),
+    ));
     let shim = ctx.clone();
     let controllers = async {
         tokio::join!(
@@ -24,7 +30,7 @@ pub async fn run(ctx: std::sync::Arc<Context>) {
             certificates::run(ctx.clone()),
             certificaterequests::run(ctx.clone()),
             orders::controller::run(ctx.clone()),
-            challenges::run(ctx.clone()),
+            challenges::run(ctx.clone(), solvers.clone()),
             async move {
                 if shim.settings.controllers.ingress_shim {
                     ingress_shim::run(shim).await;
@@ -36,7 +42,7 @@ pub async fn run(ctx: std::sync::Arc<Context>) {
     let background = async {
         tokio::join!(
             acme::kept::keep(&ctx, kept),
-            solver::shared::mirror(ctx.clone()),
+            solver::shared::mirror(solvers.clone()),
             acme::session::watch_issuer_stores(ctx.client.clone(), &ctx.issuer_stores),
         )
     };

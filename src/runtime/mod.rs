@@ -4,6 +4,7 @@
 
 pub mod conditions;
 pub mod context;
+pub mod counts;
 pub mod events;
 pub mod leader;
 pub mod probes;

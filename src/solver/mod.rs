@@ -19,6 +19,7 @@ pub mod server;
 pub mod settings;
 pub mod shared;
 pub mod sidecar;
+pub mod state;
 
 use std::net::SocketAddr;
 
@@ -28,8 +29,8 @@ use kube::api::PatchParams;
 use crate::api::Challenge;
 use crate::api::challenge::ChallengeType;
 use crate::api::order::AcmeState;
-use crate::runtime::context::Context;
 pub use settings::{MODE_ANNOTATION, Mode, PRESENTED_MODE, SOLVER_PORT};
+use state::Solvers;
 
 /// Field manager of the solver resources.
 pub const MANAGER: &str = "certwright-solver";
@@ -47,15 +48,19 @@ pub const SELF_CHECK_ANNOTATION: &str = "certwright.io/http01-self-check";
 impl Mode {
     /// The mode for a Challenge: the one it was presented in, else its
     /// issuer's annotation, else the default.
-    pub fn of(ctx: &Context, challenge: &Challenge) -> Result<Self, String> {
+    pub fn of(
+        issuers: &crate::acme::session::IssuerStores,
+        default: Mode,
+        challenge: &Challenge,
+    ) -> Result<Self, String> {
         if let Some(mode) = Mode::recorded(challenge.annotations()) {
             return Ok(mode);
         }
-        let annotations = ctx.issuer_stores.annotations(
+        let annotations = issuers.annotations(
             &challenge.namespace().unwrap_or_default(),
             &challenge.spec.issuer_ref,
         );
-        Mode::from_annotations(&annotations, ctx.settings.solver.default_mode)
+        Mode::from_annotations(&annotations, default)
     }
 
     /// Makes the token reachable; `again` when it was presented before but
@@ -64,13 +69,13 @@ impl Mode {
     /// failure to retry.
     pub async fn present(
         self,
-        ctx: &Context,
+        solvers: &Solvers,
         challenge: &Challenge,
         again: bool,
     ) -> Result<Result<(), String>, kube::Error> {
         match self {
-            Mode::Shared => shared::present(ctx, challenge, again).await,
-            Mode::Pod => pod::present(ctx, challenge).await,
+            Mode::Shared => shared::present(solvers, challenge, again).await,
+            Mode::Pod => pod::present(solvers, challenge).await,
             Mode::Sidecar => Ok(Ok(())),
         }
     }
@@ -79,23 +84,23 @@ impl Mode {
     /// to ask (sidecar), Err(why) when it cannot be asked yet.
     pub async fn solver_address(
         self,
-        ctx: &Context,
+        solvers: &Solvers,
         challenge: &Challenge,
     ) -> Result<Result<Option<SocketAddr>, String>, kube::Error> {
         let ns = challenge.namespace().unwrap_or_default();
         match self {
             Mode::Sidecar => Ok(Ok(None)),
-            Mode::Shared => Ok(shared::service_address(ctx, &ns)
+            Mode::Shared => Ok(shared::service_address(solvers, &ns)
                 .await?
                 .map(Some)
                 .ok_or_else(|| {
                     format!(
                         "the solver Service {ns}/{} does not exist",
-                        ctx.settings.solver.service
+                        solvers.settings.service
                     )
                 })),
             Mode::Pod => {
-                Ok(ctx.solver_pod_address(&ns, &ingress::resource_name(&challenge.name_any())))
+                Ok(solvers.pod_address(&ns, &ingress::resource_name(&challenge.name_any())))
             }
         }
     }
@@ -104,19 +109,22 @@ impl Mode {
     /// presented (the issuer's annotation may have changed since), the
     /// route is undone and the pod mode's Pod and Service go if they exist.
     /// Ok(Err) says what is left behind, and why.
+    /// `others_here`: other Challenges in the namespace are being worked
+    /// on (the shared mode's Service stays for them).
     pub async fn cleanup(
         self,
-        ctx: &Context,
+        solvers: &Solvers,
         challenge: &Challenge,
+        others_here: bool,
     ) -> Result<Result<(), String>, kube::Error> {
         let ns = challenge.namespace().unwrap_or_default();
         let name = ingress::resource_name(&challenge.name_any());
-        let route = ingress::cleanup(&ctx.client, challenge).await?;
-        if self == Mode::Pod || ctx.has_solver_pod(&ns, &name) {
-            pod::cleanup(ctx, challenge).await?;
+        let route = ingress::cleanup(&solvers.client, challenge).await?;
+        if self == Mode::Pod || solvers.has_pod(&ns, &name) {
+            pod::cleanup(solvers, challenge).await?;
         }
         if self == Mode::Shared {
-            shared::cleanup(ctx, challenge).await?;
+            shared::cleanup(solvers, challenge, others_here).await?;
         }
         Ok(route)
     }

@@ -15,8 +15,8 @@ pub use super::settings::PodResources;
 use super::{SOLVER_PORT, apply_params, ignore_missing};
 use crate::api::Challenge;
 use crate::api::http01::{Http01IngressSolver, SolverServiceType};
-use crate::runtime::context::Context;
 use crate::solver::settings::SolverSettings;
+use crate::solver::state::Solvers;
 
 /// Merges `extra` into the object `base`, key by key (one level).
 fn merge(base: &mut Value, extra: Value) {
@@ -126,15 +126,15 @@ fn refused(what: &str, e: kube::Error) -> Result<Result<(), String>, kube::Error
 }
 
 /// Creates (or restores) the Pod, Service and Ingress.
-pub async fn present(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>, kube::Error> {
+pub async fn present(solvers: &Solvers, ch: &Challenge) -> Result<Result<(), String>, kube::Error> {
     let solver = match ingress::solver(ch) {
         Ok(s) => s,
         Err(why) => return Ok(Err(why)),
     };
     let ns = ch.namespace().unwrap_or_default();
     let name = resource_name(&ch.name_any());
-    let settings = &ctx.settings.solver;
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let settings = &solvers.settings;
+    let pods: Api<Pod> = Api::namespaced(solvers.client.clone(), &ns);
     if let Err(e) = pods
         .patch(
             &name,
@@ -145,27 +145,27 @@ pub async fn present(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>
     {
         return refused("Pod", e);
     }
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(solvers.client.clone(), &ns);
     if let Err(e) = services
         .patch(&name, &apply_params(), &Patch::Apply(service(ch, solver)))
         .await
     {
         return refused("Service", e);
     }
-    ingress::present(&ctx.client, ch, &name, SOLVER_PORT, settings.path_type).await
+    ingress::present(&solvers.client, ch, &name, SOLVER_PORT, settings.path_type).await
 }
 
 /// Deletes the Pod and Service (the Ingress goes with [`ingress::cleanup`]).
-pub async fn cleanup(ctx: &Context, ch: &Challenge) -> Result<(), kube::Error> {
+pub async fn cleanup(solvers: &Solvers, ch: &Challenge) -> Result<(), kube::Error> {
     let ns = ch.namespace().unwrap_or_default();
     let name = resource_name(&ch.name_any());
     ignore_missing(
-        Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        Api::<Pod>::namespaced(solvers.client.clone(), &ns)
             .delete(&name, &DeleteParams::default().grace_period(0))
             .await,
     )?;
     ignore_missing(
-        Api::<Service>::namespaced(ctx.client.clone(), &ns)
+        Api::<Service>::namespaced(solvers.client.clone(), &ns)
             .delete(&name, &DeleteParams::default())
             .await,
     )

@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use super::server::{self, Presented, Tokens};
 use super::{SLICE_MANAGER, SOLVER_LABEL, apply_params, ignore_missing, ingress, live};
 use crate::api::Challenge;
-use crate::runtime::context::Context;
 use crate::solver::settings::SolverSettings;
+use crate::solver::state::Solvers;
 
 /// The selector-less Service of a Challenge namespace.
 pub fn service(namespace: &str, settings: &SolverSettings) -> Value {
@@ -56,9 +56,9 @@ pub fn mirror_slice(namespace: &str, settings: &SolverSettings, addresses: &[Str
 }
 
 /// Ready addresses of certwright's own solver Service.
-pub async fn source_addresses(ctx: &Context) -> Result<Vec<String>, kube::Error> {
-    let settings = &ctx.settings.solver;
-    let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &settings.namespace);
+pub async fn source_addresses(solvers: &Solvers) -> Result<Vec<String>, kube::Error> {
+    let settings = &solvers.settings;
+    let slices: Api<EndpointSlice> = Api::namespaced(solvers.client.clone(), &settings.namespace);
     let listed = slices
         .list(
             &ListParams::default()
@@ -84,29 +84,29 @@ pub async fn source_addresses(ctx: &Context) -> Result<Vec<String>, kube::Error>
 /// Err(message) is a configuration problem for the Challenge's reason;
 /// API errors are returned as such.
 pub async fn present(
-    ctx: &Context,
+    solvers: &Solvers,
     ch: &Challenge,
     again: bool,
 ) -> Result<Result<(), String>, kube::Error> {
-    let settings = &ctx.settings.solver;
+    let settings = &solvers.settings;
     let ns = ch.namespace().unwrap_or_default();
     if let Err(why) = ingress::solver(ch) {
         return Ok(Err(why));
     }
     // One at a time, so a batch of Challenges applies them once.
-    let applying = ctx.solver_applying.lock().await;
-    if ns != settings.namespace && (again || ctx.solver_service_ip(&ns).is_none()) {
-        let addresses = source_addresses(ctx).await?;
-        let applied = Api::<Service>::namespaced(ctx.client.clone(), &ns)
+    let applying = solvers.applying.lock().await;
+    if ns != settings.namespace && (again || solvers.service_ip(&ns).is_none()) {
+        let addresses = source_addresses(solvers).await?;
+        let applied = Api::<Service>::namespaced(solvers.client.clone(), &ns)
             .patch(
                 &settings.service,
                 &apply_params(),
                 &Patch::Apply(service(&ns, settings)),
             )
             .await?;
-        ctx.note_solver_service(&ns, &applied);
+        solvers.note_service(&ns, &applied);
         let slice = mirror_slice(&ns, settings, &addresses);
-        Api::<EndpointSlice>::namespaced(ctx.client.clone(), &ns)
+        Api::<EndpointSlice>::namespaced(solvers.client.clone(), &ns)
             .patch(
                 &format!("{}-mirror", settings.service),
                 &apply_params(),
@@ -116,7 +116,7 @@ pub async fn present(
     }
     drop(applying);
     ingress::present(
-        &ctx.client,
+        &solvers.client,
         ch,
         &settings.service,
         settings.port,
@@ -128,50 +128,54 @@ pub async fn present(
 /// Where the namespace's solver Service answers (its cluster IP), for the
 /// in-cluster self-check; read once per namespace, then remembered.
 pub async fn service_address(
-    ctx: &Context,
+    solvers: &Solvers,
     namespace: &str,
 ) -> Result<Option<SocketAddr>, kube::Error> {
-    if let Some(ip) = ctx.solver_service_ip(namespace) {
-        return Ok(Some(SocketAddr::new(ip, ctx.settings.solver.port)));
+    if let Some(ip) = solvers.service_ip(namespace) {
+        return Ok(Some(SocketAddr::new(ip, solvers.settings.port)));
     }
-    let found = Api::<Service>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(&ctx.settings.solver.service)
+    let found = Api::<Service>::namespaced(solvers.client.clone(), namespace)
+        .get_opt(&solvers.settings.service)
         .await?;
     Ok(found.and_then(|s| {
-        ctx.note_solver_service(namespace, &s);
-        ctx.solver_service_ip(namespace)
-            .map(|ip| SocketAddr::new(ip, ctx.settings.solver.port))
+        solvers.note_service(namespace, &s);
+        solvers
+            .service_ip(namespace)
+            .map(|ip| SocketAddr::new(ip, solvers.settings.port))
     }))
 }
 
 /// Removes the namespace's Service and slice when no other live Challenge
 /// needs them (the route goes with [`ingress::cleanup`]).
-pub async fn cleanup(ctx: &Context, ch: &Challenge) -> Result<(), kube::Error> {
-    let settings = &ctx.settings.solver;
+pub async fn cleanup(
+    solvers: &Solvers,
+    ch: &Challenge,
+    others_here: bool,
+) -> Result<(), kube::Error> {
+    let settings = &solvers.settings;
     let ns = ch.namespace().unwrap_or_default();
     if ns == settings.namespace {
         return Ok(());
     }
-    // Challenges being worked on here are known without asking; only
-    // when none is left is the namespace listed (after a restart some may
-    // not have been claimed again yet).
-    let uid = ch.uid().unwrap_or_default();
-    let others = ctx.in_flight().others_in(&ns, &uid)
-        || Api::<Challenge>::namespaced(ctx.client.clone(), &ns)
+    // Challenges being worked on here are known without asking
+    // (`others_here`); only when none is left is the namespace listed
+    // (after a restart some may not have been claimed again yet).
+    let others = others_here
+        || Api::<Challenge>::namespaced(solvers.client.clone(), &ns)
             .list(&ListParams::default())
             .await?
             .items
             .into_iter()
             .any(|c| c.uid() != ch.uid() && c.meta().deletion_timestamp.is_none() && live(&c));
     if !others {
-        ctx.forget_solver_service(&ns);
+        solvers.forget_service(&ns);
         ignore_missing(
-            Api::<Service>::namespaced(ctx.client.clone(), &ns)
+            Api::<Service>::namespaced(solvers.client.clone(), &ns)
                 .delete(&settings.service, &DeleteParams::default())
                 .await,
         )?;
         ignore_missing(
-            Api::<EndpointSlice>::namespaced(ctx.client.clone(), &ns)
+            Api::<EndpointSlice>::namespaced(solvers.client.clone(), &ns)
                 .delete(
                     &format!("{}-mirror", settings.service),
                     &DeleteParams::default(),
@@ -183,9 +187,9 @@ pub async fn cleanup(ctx: &Context, ch: &Challenge) -> Result<(), kube::Error> {
 }
 
 /// Keeps every mirror slice equal to the source Service's endpoints.
-pub async fn mirror(ctx: Arc<Context>) {
-    let settings = ctx.settings.solver.clone();
-    let source: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &settings.namespace);
+pub async fn mirror(solvers: Arc<Solvers>) {
+    let settings = solvers.settings.clone();
+    let source: Api<EndpointSlice> = Api::namespaced(solvers.client.clone(), &settings.namespace);
     let config = watcher::Config::default()
         .labels(&format!("kubernetes.io/service-name={}", settings.service));
     // A failing watch backs off (up to a minute) instead of relisting at once.
@@ -200,14 +204,14 @@ pub async fn mirror(ctx: Arc<Context>) {
         ) {
             continue;
         }
-        let addresses = match source_addresses(&ctx).await {
+        let addresses = match source_addresses(&solvers).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the solver Service's endpoints failed");
                 continue;
             }
         };
-        let mirrors: Api<EndpointSlice> = Api::all(ctx.client.clone());
+        let mirrors: Api<EndpointSlice> = Api::all(solvers.client.clone());
         let listed = match mirrors
             .list(&ListParams::default().labels(&format!(
                 "endpointslice.kubernetes.io/managed-by={SLICE_MANAGER}"
@@ -223,7 +227,7 @@ pub async fn mirror(ctx: Arc<Context>) {
         for slice in listed {
             let ns = slice.namespace().unwrap_or_default();
             let wanted = mirror_slice(&ns, &settings, &addresses);
-            let result = Api::<EndpointSlice>::namespaced(ctx.client.clone(), &ns)
+            let result = Api::<EndpointSlice>::namespaced(solvers.client.clone(), &ns)
                 .patch(&slice.name_any(), &apply_params(), &Patch::Apply(wanted))
                 .await;
             if let Err(e) = result {

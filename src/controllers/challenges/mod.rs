@@ -26,11 +26,14 @@ use crate::api::{Challenge, Order};
 use crate::runtime::context::Context;
 use crate::solver::SOLVER_LABEL;
 use crate::solver::shared::WAITING_FOR_CA;
+use crate::solver::state::Solvers;
+use state::{Ctx, State};
 
 mod dns01;
 mod present;
 pub mod schedule;
 mod self_check;
+pub mod state;
 mod validate;
 
 use present::Presenter;
@@ -70,7 +73,7 @@ pub fn self_check_delay(attempts: u32) -> Duration {
         .min(Duration::from_secs(ceiling))
 }
 
-async fn write(ctx: &Context, ch: &Challenge, status: &ChallengeStatus) -> Result<(), Error> {
+async fn write(ctx: &Ctx, ch: &Challenge, status: &ChallengeStatus) -> Result<(), Error> {
     let api: Api<Challenge> =
         Api::namespaced(ctx.client.clone(), &ch.namespace().unwrap_or_default());
     crate::runtime::status::apply(&api, &ch.name_any(), CONTROLLER_NAME, status)
@@ -78,23 +81,19 @@ async fn write(ctx: &Context, ch: &Challenge, status: &ChallengeStatus) -> Resul
         .map_err(|e| Error::WriteStatus("Challenge", e))
 }
 
-fn event(ctx: &Context, ch: &Challenge, type_: EventType, reason: &str, note: String) {
+fn event(ctx: &Ctx, ch: &Challenge, type_: EventType, reason: &str, note: String) {
     ctx.events
         .publish(CONTROLLER_NAME, ch.object_ref(&()), type_, reason, note);
 }
 
-async fn set_finalizers(
-    ctx: &Context,
-    ch: &Challenge,
-    finalizers: Vec<String>,
-) -> Result<(), Error> {
+async fn set_finalizers(ctx: &Ctx, ch: &Challenge, finalizers: Vec<String>) -> Result<(), Error> {
     adopt(ctx, ch, finalizers, None).await
 }
 
 /// Sets the Challenge's finalizers, and records the HTTP-01 mode it is
 /// presented in when given.
 async fn adopt(
-    ctx: &Context,
+    ctx: &Ctx,
     ch: &Challenge,
     finalizers: Vec<String>,
     mode: Option<crate::solver::Mode>,
@@ -116,11 +115,7 @@ async fn adopt(
     Ok(())
 }
 
-async fn finish(
-    ctx: &Context,
-    ch: &Challenge,
-    mut status: ChallengeStatus,
-) -> Result<Action, Error> {
+async fn finish(ctx: &Ctx, ch: &Challenge, mut status: ChallengeStatus) -> Result<Action, Error> {
     status.processing = Some(false);
     if status.presented == Some(true) {
         // The final state is written before cleaning up: the namespace's
@@ -135,14 +130,14 @@ async fn finish(
     status.presented = Some(false);
     write(ctx, ch, &status).await?;
     let uid = ch.uid().unwrap_or_default();
-    ctx.release_challenge(&uid);
+    ctx.state.release(&uid);
     forget(ctx, &uid);
     Ok(Action::await_change())
 }
 
 /// `status.presented` as the API has it now (`None`: it did not answer),
 /// for the paths that must not clean up twice on a cache that lags.
-async fn fresh_presented(ctx: &Context, ch: &Challenge) -> Option<Option<bool>> {
+async fn fresh_presented(ctx: &Ctx, ch: &Challenge) -> Option<Option<bool>> {
     let api: Api<Challenge> =
         Api::namespaced(ctx.client.clone(), &ch.namespace().unwrap_or_default());
     let this = kube::api::ListParams::default().fields(&format!("metadata.name={}", ch.name_any()));
@@ -155,8 +150,10 @@ async fn fresh_presented(ctx: &Context, ch: &Challenge) -> Option<Option<bool>> 
 /// in the user's Ingress that kept changing, is said in a Warning event
 /// and left behind: it keeps neither the Challenge nor its name's claim;
 /// an API error is retried.
-async fn clean_up(ctx: &Context, ch: &Challenge, presenter: Presenter) -> Result<(), Error> {
-    ctx.in_flight().finishing(&ch.uid().unwrap_or_default());
+async fn clean_up(ctx: &Ctx, ch: &Challenge, presenter: Presenter) -> Result<(), Error> {
+    ctx.state
+        .in_flight()
+        .finishing(&ch.uid().unwrap_or_default());
     match presenter.cleanup(ctx, ch).await {
         Err(Error::Cleanup(why)) => {
             event(ctx, ch, EventType::Warning, "CleanUpError", why);
@@ -169,7 +166,7 @@ async fn clean_up(ctx: &Context, ch: &Challenge, presenter: Presenter) -> Result
 /// The ACME account `ch` acts through, as the CA tells accounts apart:
 /// the issuer's server and account key Secret (its issuer reference when
 /// the issuer is not known yet).
-async fn account_of(ctx: &Context, ch: &Challenge) -> String {
+async fn account_of(ctx: &Ctx, ch: &Challenge) -> String {
     let ns = ch.namespace().unwrap_or_default();
     let reference = &ch.spec.issuer_ref;
     match session::find_issuer(ctx.acme(), &ns, reference).await {
@@ -192,7 +189,7 @@ async fn account_of(ctx: &Context, ch: &Challenge) -> String {
 /// Warning event once per distinct reason, then a slow retry (the fix may
 /// be in another object: the Issuer's annotation, a named Ingress).
 async fn present_error(
-    ctx: &Context,
+    ctx: &Ctx,
     ch: &Challenge,
     mut status: ChallengeStatus,
     kind: &str,
@@ -210,12 +207,12 @@ async fn present_error(
 /// What to clean up with: DNS-01's provider, or the issuer's HTTP-01
 /// mode, or the default when the annotation is unreadable now (cleanup
 /// undoes routes whatever the mode).
-async fn cleanup_presenter(ctx: &Context, ch: &Challenge) -> Presenter {
+async fn cleanup_presenter(ctx: &Ctx, ch: &Challenge) -> Presenter {
     ctx.issuer_stores.ready().await;
     Presenter::of(ctx, ch).unwrap_or(Presenter::Http01(ctx.settings.solver.default_mode))
 }
 
-async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     crate::metrics::sync("challenges");
     let has_finalizer = ch.finalizers().iter().any(|f| f == FINALIZER);
     if ch.meta().deletion_timestamp.is_some() {
@@ -245,7 +242,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
             set_finalizers(&ctx, &ch, rest).await?;
         }
         forget(ctx.as_ref(), &ch.uid().unwrap_or_default());
-        ctx.release_challenge(&ch.uid().unwrap_or_default());
+        ctx.state.release(&ch.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
     let mut status = ch.status.clone().unwrap_or_default();
@@ -294,7 +291,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
 
     // One Challenge per account and name at a time, and a cap overall.
     let account = account_of(&ctx, &ch).await;
-    let decision = ctx.in_flight().claim(
+    let decision = ctx.state.in_flight().claim(
         &account,
         domain,
         &uid,
@@ -359,7 +356,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     let verdict = match wait {
         Some(Ok(seconds)) if seconds >= 0 => {
             let wait = Duration::from_secs(seconds as u64);
-            if let Some(left) = ctx.still_to_wait(&uid, wait) {
+            if let Some(left) = ctx.state.still_to_wait(&uid, wait) {
                 let reason = format!(
                     "Waiting {}s after presenting before asking the CA to validate (waitInsteadOfSelfCheck; no self-check)",
                     wait.as_secs()
@@ -382,8 +379,8 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     };
     match verdict {
         self_check::Verdict::Failed { reason, missing } => {
-            ctx.reset_passes(&uid);
-            let attempts = ctx.failed_again(&self_checks(&uid));
+            ctx.state.passes.forget(&uid);
+            let attempts = ctx.state.self_check_failures.bump(&uid);
             // (A solver just created may not be in the watch cache yet;
             // an ingress controller under load takes seconds to route.)
             if (missing && attempts >= 3) || attempts.is_multiple_of(16) {
@@ -412,7 +409,7 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
                 crate::metrics::stage_since("self_check_passed", ch.meta());
             }
             // Self-checks start over; the CA's run of failures does not.
-            ctx.succeeded(&self_checks(&uid))
+            ctx.state.self_check_failures.forget(&uid)
         }
     }
 
@@ -530,19 +527,14 @@ async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Context>) -> Result<Action, Erro
     }
 }
 
-/// The key of a Challenge's self-check failures in a row.
-fn self_checks(uid: &str) -> String {
-    format!("{uid}/self-check")
-}
-
 /// Forgets what `uid` kept in memory (it finished, or is gone).
-fn forget(ctx: &Context, uid: &str) {
+fn forget(ctx: &Ctx, uid: &str) {
     ctx.retries.forget(uid);
-    ctx.succeeded(&self_checks(uid));
-    ctx.reset_passes(uid);
+    ctx.state.self_check_failures.forget(uid);
+    ctx.state.passes.forget(uid);
 }
 
-fn error_policy(ch: Arc<Challenge>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(ch: Arc<Challenge>, error: &Error, ctx: Arc<Ctx>) -> Action {
     crate::metrics::sync_error("challenges");
     let wait = ctx.reconcile_failed(&ch.uid().unwrap_or_default());
     tracing::warn!(error = %error, kind = error.kind(), retry_in = ?wait, "challenge reconcile failed");
@@ -553,7 +545,11 @@ fn error_policy(ch: Arc<Challenge>, error: &Error, ctx: Arc<Context>) -> Action 
 /// watches the solver Pods and Ingresses it owns (by their label), so a
 /// solver Pod turning Ready or an Ingress getting its address re-runs the
 /// self-check at once rather than at the next backoff.
-pub async fn run(ctx: Arc<Context>) {
+pub async fn run(shared: Arc<Context>, solvers: Arc<Solvers>) {
+    let ctx = Arc::new(Ctx {
+        shared,
+        state: State::new(solvers),
+    });
     let solver_only = watcher::Config::default().labels(&format!("{SOLVER_LABEL}=true"));
     let (store, challenges) = crate::runtime::watch::trimmed_into(
         &ctx.stores.challenges,
@@ -564,7 +560,7 @@ pub async fn run(ctx: Arc<Context>) {
         .with_config(ctx.settings.controller_config())
         .graceful_shutdown_on(ctx.stopped())
         .owns(Api::<Ingress>::all(ctx.client.clone()), solver_only.clone());
-    if let Some(writer) = ctx.take_solver_pods_writer() {
+    if let Some(writer) = ctx.state.solvers.take_pods_writer() {
         let pods = reflector::reflector(
             writer,
             watcher(Api::<Pod>::all(ctx.client.clone()), solver_only),
@@ -573,7 +569,7 @@ pub async fn run(ctx: Arc<Context>) {
         .touched_objects();
         controller = controller.owns_stream(pods);
     }
-    if let Some(woken) = ctx.take_woken() {
+    if let Some(woken) = ctx.state.take_woken() {
         controller = controller.reconcile_on(woken);
     }
     controller

@@ -5,7 +5,9 @@ use instant_acme::ChallengeType;
 
 use super::{Error, dns01, self_check};
 use crate::api::Challenge;
-use crate::runtime::context::Context;
+use kube::ResourceExt;
+
+use super::state::Ctx;
 use crate::solver::Mode;
 
 #[derive(Clone, Copy, Debug)]
@@ -17,11 +19,11 @@ pub(super) enum Presenter {
 impl Presenter {
     /// The Challenge's presenter; for HTTP-01 its issuer's mode (Err: why
     /// that cannot be read).
-    pub(super) fn of(ctx: &Context, ch: &Challenge) -> Result<Self, String> {
+    pub(super) fn of(ctx: &Ctx, ch: &Challenge) -> Result<Self, String> {
         if ch.spec.solver.dns01.is_some() {
             return Ok(Self::Dns01);
         }
-        Mode::of(ctx, ch).map(Self::Http01)
+        Mode::of(&ctx.issuer_stores, ctx.settings.solver.default_mode, ch).map(Self::Http01)
     }
 
     /// "HTTP-01" or "DNS-01", as reasons and events name it.
@@ -43,13 +45,13 @@ impl Presenter {
     /// Ok(Err) says why it cannot be.
     pub(super) async fn present(
         self,
-        ctx: &Context,
+        ctx: &Ctx,
         ch: &Challenge,
         again: bool,
     ) -> Result<Result<(), String>, Error> {
         match self {
             Self::Http01(mode) => mode
-                .present(ctx, ch, again)
+                .present(&ctx.state.solvers, ch, again)
                 .await
                 .map_err(|e| Error::Api("solver resources".into(), e)),
             Self::Dns01 => dns01::present(ctx, ch)
@@ -59,10 +61,10 @@ impl Presenter {
     }
 
     /// Removes what `present` made.
-    pub(super) async fn cleanup(self, ctx: &Context, ch: &Challenge) -> Result<(), Error> {
+    pub(super) async fn cleanup(self, ctx: &Ctx, ch: &Challenge) -> Result<(), Error> {
         match self {
             Self::Http01(mode) => match mode
-                .cleanup(ctx, ch)
+                .cleanup(&ctx.state.solvers, ch, others_here(ctx, ch))
                 .await
                 .map_err(|e| Error::Api("solver resources".into(), e))?
             {
@@ -84,7 +86,7 @@ impl Presenter {
     /// The self-checks before the CA is asked.
     pub(super) async fn check(
         self,
-        ctx: &Context,
+        ctx: &Ctx,
         ch: &Challenge,
     ) -> Result<self_check::Verdict, Error> {
         match self {
@@ -94,4 +96,12 @@ impl Presenter {
             Self::Dns01 => Ok(dns01::check(ctx, ch).await),
         }
     }
+}
+
+/// Whether other Challenges in `ch`'s namespace are being worked on.
+fn others_here(ctx: &Ctx, ch: &Challenge) -> bool {
+    let ns = ch.namespace().unwrap_or_default();
+    ctx.state
+        .in_flight()
+        .others_in(&ns, &ch.uid().unwrap_or_default())
 }

@@ -3,8 +3,8 @@
 //! request to an address of its own, or skip it). Both must pass a number
 //! of times in a row before the CA is asked.
 
+use super::state::Ctx;
 use crate::api::Challenge;
-use crate::runtime::context::Context;
 use crate::solver::check::{self, Probe};
 use crate::solver::{Mode, SELF_CHECK_ADDRESS_ANNOTATION, SELF_CHECK_ANNOTATION};
 use kube::ResourceExt;
@@ -65,7 +65,7 @@ pub fn cause(reason: &str) -> &'static str {
 }
 
 /// Runs the checks once for `ch` presented in `mode`, and counts the result.
-pub async fn run(ctx: &Context, ch: &Challenge, mode: Mode) -> Result<Verdict, kube::Error> {
+pub async fn run(ctx: &Ctx, ch: &Challenge, mode: Mode) -> Result<Verdict, kube::Error> {
     let verdict = check(ctx, ch, mode).await?;
     crate::metrics::self_check(match &verdict {
         Verdict::Passed(_) => "passed",
@@ -74,11 +74,11 @@ pub async fn run(ctx: &Context, ch: &Challenge, mode: Mode) -> Result<Verdict, k
     Ok(verdict)
 }
 
-async fn check(ctx: &Context, ch: &Challenge, mode: Mode) -> Result<Verdict, kube::Error> {
+async fn check(ctx: &Ctx, ch: &Challenge, mode: Mode) -> Result<Verdict, kube::Error> {
     let domain = ch.spec.dns_name.trim_end_matches('.');
     let token = &ch.spec.token;
     let key = &ch.spec.key;
-    let in_cluster = match mode.solver_address(ctx, ch).await? {
+    let in_cluster = match mode.solver_address(&ctx.state.solvers, ch).await? {
         Ok(Some(addr)) => match check::in_cluster(addr, domain, token, key).await {
             Ok(()) => true,
             Err(why) => {
@@ -122,7 +122,9 @@ async fn check(ctx: &Context, ch: &Challenge, mode: Mode) -> Result<Verdict, kub
             });
         }
     }
-    Ok(Verdict::Passed(ctx.passed(&ch.uid().unwrap_or_default())))
+    Ok(Verdict::Passed(
+        ctx.state.passes.bump(&ch.uid().unwrap_or_default()),
+    ))
 }
 
 #[cfg(test)]

@@ -9,12 +9,12 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
+use super::state::Ctx;
 use super::{Error, event, finish, write};
 use crate::acme::session::Session;
 use crate::api::Challenge;
 use crate::api::challenge::ChallengeStatus;
 use crate::api::order::AcmeState;
-use crate::runtime::context::Context;
 
 /// The step of accepting the challenge and polling its authorization.
 pub(super) const VALIDATE: &str = "validate";
@@ -31,7 +31,7 @@ pub(super) enum Outcome {
 /// Accepts the challenge (unless the CA already has it) and polls its
 /// authorization for up to ten seconds.
 pub(super) async fn accept_and_poll(
-    ctx: &Context,
+    ctx: &Ctx,
     session: &Session,
     order_url: &str,
     ch: &Challenge,
@@ -117,7 +117,7 @@ pub(super) async fn accept_and_poll(
 /// CA retry policy. A run that is over ends the Challenge (errored, its
 /// reason starting with [`crate::acme::retry::GAVE_UP`]), and its Order fails.
 pub(super) async fn retry_later(
-    ctx: &Context,
+    ctx: &Ctx,
     ch: &Challenge,
     mut status: ChallengeStatus,
     step: &str,

@@ -202,7 +202,7 @@ async fn reconcile(ingress: Arc<Ingress>, shim: Arc<Shim>) -> Result<Action, Err
             }
         }
     }
-    ctx.succeeded(&uid);
+    ctx.reconcile_failures.forget(&uid);
     Ok(again.map_or_else(Action::await_change, Action::requeue))
 }
 
@@ -217,7 +217,10 @@ fn key(ingress: &Ingress) -> String {
 /// Retries a failed write with a doubling wait, up to five minutes.
 fn error_policy(ingress: Arc<Ingress>, error: &Error, shim: Arc<Shim>) -> Action {
     crate::metrics::sync_error("ingress-shim");
-    let n = shim.ctx.failed_again(&ingress.uid().unwrap_or_default());
+    let n = shim
+        .ctx
+        .reconcile_failures
+        .bump(&ingress.uid().unwrap_or_default());
     let wait = Duration::from_secs((1u64 << n.min(9)).min(300));
     tracing::warn!(ingress = %key(&ingress), error = %error, retry_in = ?wait, "ingress-shim reconcile failed");
     Action::requeue(wait)

@@ -98,7 +98,7 @@ where
             .await
             .map_err(Error::WriteStatus)?;
     }
-    ctx.succeeded(&errors_key(object));
+    ctx.reconcile_failures.forget(&uid_of(object));
     Ok(action)
 }
 
@@ -140,7 +140,7 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     } else {
         "issuers"
     });
-    let failures = ctx.failed_again(&errors_key(&*object));
+    let failures = ctx.reconcile_failures.bump(&uid_of(&*object));
     let wait = Duration::from_secs(5)
         .saturating_mul(1 << failures.saturating_sub(1).min(6))
         .min(Duration::from_secs(300));
@@ -148,12 +148,8 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     Action::requeue(wait)
 }
 
-/// The key of an issuer's run of reconcile errors.
-fn errors_key<K: Resource>(object: &K) -> String {
-    format!(
-        "{}/errors",
-        object.meta().uid.as_deref().unwrap_or_default()
-    )
+fn uid_of<K: Resource>(object: &K) -> String {
+    object.meta().uid.clone().unwrap_or_default()
 }
 
 /// The name of the account key Secret an issuer names.
