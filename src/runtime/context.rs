@@ -5,9 +5,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::reflector::Store;
-
 use crate::acme::session::{Accounts, IssuerStores};
 pub use crate::runtime::settings::Settings;
 
@@ -25,8 +22,6 @@ pub struct Context {
     pub holds: crate::acme::limits::Holds,
     /// What was spent of the CAs' published limits.
     pub ledger: crate::acme::budgets::Ledger,
-    /// The CAs' renewal suggestions, by certificate.
-    pub renewal_info: crate::controllers::certificates::ari::Cache,
     /// Set when the controller stops: no reconcile starts after it, and
     /// those under way finish (a new order placed is written down).
     stop: tokio::sync::watch::Sender<bool>,
@@ -42,9 +37,6 @@ pub struct Context {
     written: Mutex<HashMap<String, String>>,
     /// The caches more than one controller reads.
     pub stores: crate::runtime::stores::Stores,
-    /// The temporary key Secrets as last seen, filled by the Certificate
-    /// controller's watch on them (replaced when it starts again).
-    next_keys: Mutex<Option<Store<Secret>>>,
 }
 
 impl Context {
@@ -77,31 +69,13 @@ impl Context {
             retries: Default::default(),
             holds: Default::default(),
             ledger: Default::default(),
-            renewal_info: Default::default(),
             stop: tokio::sync::watch::Sender::new(false),
             accounts: Accounts::default(),
             issuer_stores: IssuerStores::default(),
             reconcile_failures: Default::default(),
             written: Mutex::default(),
             stores: Default::default(),
-            next_keys: Mutex::default(),
         }
-    }
-
-    /// Keeps `store` as the cache of temporary key Secrets.
-    pub fn set_next_keys(&self, store: Store<Secret>) {
-        *self.next_keys.lock().unwrap_or_else(|e| e.into_inner()) = Some(store);
-    }
-
-    /// The cache of temporary key Secrets, once it has listed them all.
-    pub fn next_keys(&self) -> Option<Store<Secret>> {
-        use futures_util::FutureExt;
-        let store = self
-            .next_keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
-        matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))).then_some(store)
     }
 
     /// How long to wait after one more failed reconcile of `uid` in a row

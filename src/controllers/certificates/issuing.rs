@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::secret_writer::{self, Material, Written};
 use super::snapshot::Snapshot;
+use super::state::Ctx;
 use super::status::{Error, issuing, publish};
 use crate::acme::errors::waits_for_spec_change;
 use crate::api::certificate::PrivateKeyEncoding;
@@ -26,7 +27,6 @@ use crate::api::{Certificate, CertificateRequest};
 use crate::pki::cert::parse_chain;
 use crate::pki::keys::PrivateKey;
 use crate::runtime::conditions;
-use crate::runtime::context::Context;
 
 pub use super::status::ISSUING;
 
@@ -69,7 +69,7 @@ fn request_condition<'a>(
 /// records a failure instead, so a re-issuance for it waits out the
 /// failure backoff: whatever a CA does, certwright never loops on it.
 async fn end_issuance(
-    ctx: &Context,
+    ctx: &Ctx,
     cert: &Certificate,
     revision: i64,
     mismatch: Option<&str>,
@@ -127,7 +127,7 @@ async fn end_issuance(
 
 /// Records a failure that happened just now (see [`record_failure`]).
 pub(super) async fn record_failure_now(
-    ctx: &Context,
+    ctx: &Ctx,
     cert: &Certificate,
     message: String,
 ) -> Result<Again, Error> {
@@ -135,7 +135,7 @@ pub(super) async fn record_failure_now(
 }
 
 pub(super) async fn record_failure(
-    ctx: &Context,
+    ctx: &Ctx,
     cert: &Certificate,
     failed_at: Time,
     message: String,
@@ -182,7 +182,7 @@ pub(super) async fn record_failure(
 pub(crate) async fn reconcile(
     cert: &Certificate,
     seen: &Snapshot,
-    ctx: &Context,
+    ctx: &Ctx,
 ) -> Result<Again, Error> {
     if !issuing(cert) || cert.meta().deletion_timestamp.is_some() {
         return Ok(None);
@@ -354,7 +354,7 @@ pub(crate) async fn reconcile(
     }
 }
 
-async fn prune_requests(ctx: &Context, cert: &Certificate) -> Result<(), Error> {
+async fn prune_requests(ctx: &Ctx, cert: &Certificate) -> Result<(), Error> {
     let ns = cert.namespace().unwrap_or_default();
     let requests: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = cert.meta().uid.clone();

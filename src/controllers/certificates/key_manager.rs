@@ -13,10 +13,10 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::snapshot::{Snapshot, key_pem};
+use super::state::Ctx;
 use crate::api::Certificate;
 use crate::api::certificate::{PrivateKeyEncoding, RotationPolicy};
 use crate::pki::keys::{KeyError, KeyKind, KeySpec, PrivateKey};
-use crate::runtime::context::Context;
 
 use super::status::{Error, apply_status, issuing, publish};
 
@@ -47,9 +47,10 @@ fn usable_key(cert: &Certificate, pem: &[u8]) -> bool {
 /// temporary key there: a thousand Certificates issuing at once in one
 /// namespace made that a million Secrets sent.) A Secret created a moment
 /// ago and missing from it yet is found at the next issuance's end.
-fn cached_keys(ctx: &Context, cert: &Certificate, recorded: Option<&str>) -> Option<Vec<Secret>> {
+fn cached_keys(ctx: &Ctx, cert: &Certificate, recorded: Option<&str>) -> Option<Vec<Secret>> {
     let ns = cert.namespace();
     let mine: Vec<Secret> = ctx
+        .state
         .next_keys()?
         .state()
         .into_iter()
@@ -63,8 +64,8 @@ fn cached_keys(ctx: &Context, cert: &Certificate, recorded: Option<&str>) -> Opt
 
 /// A temporary key Secret from the cache (its key never changes once
 /// written), or None when the cache is not ready or lacks it.
-pub(crate) fn cached_key(ctx: &Context, namespace: &str, name: &str) -> Option<Secret> {
-    let store = ctx.next_keys()?;
+pub(crate) fn cached_key(ctx: &Ctx, namespace: &str, name: &str) -> Option<Secret> {
+    let store = ctx.state.next_keys()?;
     let found = store.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))?;
     Some(Secret::clone(&found))
 }
@@ -72,7 +73,7 @@ pub(crate) fn cached_key(ctx: &Context, namespace: &str, name: &str) -> Option<S
 pub(crate) async fn reconcile(
     cert: &Certificate,
     seen: &Snapshot,
-    ctx: &Context,
+    ctx: &Ctx,
 ) -> Result<Again, Error> {
     let ns = cert.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);

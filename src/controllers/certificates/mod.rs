@@ -18,6 +18,7 @@ pub mod secret;
 pub mod secret_guard;
 pub mod secret_writer;
 pub mod snapshot;
+pub mod state;
 pub mod status;
 pub mod trigger;
 pub mod windows;
@@ -35,6 +36,7 @@ use kube::runtime::watcher::{self, watcher};
 
 use crate::api::{Certificate, CertificateRequest};
 use crate::runtime::context::Context;
+use state::{Ctx, State};
 
 /// When a role wants to look at the Certificate again: `None` means on
 /// its next change.
@@ -43,7 +45,7 @@ pub type Again = Option<Duration>;
 /// One pass over a Certificate: every role, on the same snapshot. Each
 /// writes at most its own step; the write brings the next pass. All roles
 /// run even if one fails, and the first error is reported.
-async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, status::Error> {
+async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Ctx>) -> Result<Action, status::Error> {
     crate::metrics::sync("certificates");
     // A Certificate cached from before our own last status write would
     // have the roles redo that step: read it fresh then.
@@ -87,7 +89,7 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
     Ok(soonest.map_or_else(Action::await_change, Action::requeue))
 }
 
-fn error_policy(cert: Arc<Certificate>, error: &status::Error, ctx: Arc<Context>) -> Action {
+fn error_policy(cert: Arc<Certificate>, error: &status::Error, ctx: Arc<Ctx>) -> Action {
     crate::metrics::sync_error("certificates");
     let wait = ctx.reconcile_failed(&cert.uid().unwrap_or_default());
     tracing::warn!(error = %error, kind = error.kind(), retry_in = ?wait, "certificate reconcile failed");
@@ -115,7 +117,8 @@ fn request_fingerprint(cr: &CertificateRequest) -> serde_json::Value {
 /// Runs the Certificate controllers (one watch of Certificates, their
 /// requests, their temporary key Secrets and the Secrets they write)
 /// until the streams end.
-pub async fn run(ctx: Arc<Context>) {
+pub async fn run(shared: Arc<Context>) {
+    let ctx = &shared;
     let (store, certificates) = crate::runtime::watch::trimmed_into(
         &ctx.stores.certificates,
         Api::<Certificate>::all(ctx.client.clone()),
@@ -126,7 +129,13 @@ pub async fn run(ctx: Arc<Context>) {
         Api::<Secret>::all(ctx.client.clone()),
         watcher::Config::default().labels(&format!("{}=true", key_manager::NEXT_KEY_LABEL)),
     );
-    ctx.set_next_keys(next_keys);
+    let ctx = Arc::new(Ctx {
+        shared,
+        state: State {
+            next_keys,
+            renewal_info: Default::default(),
+        },
+    });
     controller
         // Only what the roles read of a request wakes its Certificate.
         .owns_stream(crate::runtime::watch::changes(

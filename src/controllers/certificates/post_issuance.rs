@@ -17,16 +17,16 @@ use super::issuing::{ISSUING, NOT_YET_AGAIN};
 use super::secret::{self, CERTIFICATE_NAME};
 use super::secret_writer::{self, Material, Written};
 use super::snapshot::Snapshot;
+use super::state::Ctx;
 use super::status::{Error, issuing, publish};
 use crate::api::Certificate;
 use crate::pki::cert::parse_chain;
 use crate::pki::keys::PrivateKey;
-use crate::runtime::context::Context;
 
 pub(crate) async fn reconcile(
     cert: &Certificate,
     seen: &Snapshot,
-    ctx: &Context,
+    ctx: &Ctx,
 ) -> Result<Again, Error> {
     if issuing(cert) || cert.metadata.deletion_timestamp.is_some() {
         return Ok(None);

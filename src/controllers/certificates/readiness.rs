@@ -14,12 +14,12 @@ use serde_json::json;
 
 use super::policies::{SecretView, evaluate};
 use super::renewal::scheduled;
+use super::state::Ctx;
 use super::status::{Error, apply_status};
 use crate::api::Certificate;
 use crate::api::meta::ConditionStatus;
 use crate::pki::cert::parse_chain;
 use crate::runtime::conditions;
-use crate::runtime::context::Context;
 use crate::time::rfc3339;
 
 pub const READINESS: &str = "certwright-certificates-readiness";
@@ -133,7 +133,7 @@ pub fn assess(
 pub(crate) async fn reconcile(
     cert: &Certificate,
     seen: &Snapshot,
-    ctx: &Context,
+    ctx: &Ctx,
 ) -> Result<Again, Error> {
     if cert.meta().deletion_timestamp.is_some() {
         return Ok(None);

@@ -14,12 +14,12 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::snapshot::Snapshot;
+use super::state::Ctx;
 use super::status::{Error, issuing, publish};
 use crate::api::{Certificate, CertificateRequest, CertificateRequestSpec};
 use crate::naming;
 use crate::pki::csr;
 use crate::pki::keys::PrivateKey;
-use crate::runtime::context::Context;
 
 pub const REQUEST_MANAGER: &str = "certwright-certificates-request-manager";
 
@@ -127,7 +127,7 @@ pub(crate) fn held_names(cert: &Certificate) -> Vec<String> {
 pub(crate) async fn reconcile(
     cert: &Certificate,
     seen: &Snapshot,
-    ctx: &Context,
+    ctx: &Ctx,
 ) -> Result<Again, Error> {
     let Some(key_secret) = cert
         .status

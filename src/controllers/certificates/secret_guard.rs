@@ -7,8 +7,8 @@ use kube::api::{Api, ListParams};
 use kube::runtime::reflector::ObjectRef;
 
 use super::secret::Refusal;
+use super::state::Ctx;
 use crate::api::{Certificate, ClusterIssuer, Issuer};
-use crate::runtime::context::Context;
 
 use super::status::Error;
 
@@ -24,7 +24,7 @@ use super::status::Error;
 ///   with the `cert-manager.io/certificate-name` annotation.
 /// - It is the ACME account key of an Issuer: never, whatever it says.
 pub(crate) async fn refused(
-    ctx: &Context,
+    ctx: &Ctx,
     cert: &Certificate,
     secret: &Secret,
 ) -> Result<Option<String>, Error> {
@@ -82,7 +82,7 @@ pub(crate) async fn refused(
 
 /// The Issuer (or ClusterIssuer) keeping its ACME account key in Secret
 /// `ns/name`, if any.
-async fn account_key_of(ctx: &Context, ns: &str, name: &str) -> Result<Option<String>, Error> {
+async fn account_key_of(ctx: &Ctx, ns: &str, name: &str) -> Result<Option<String>, Error> {
     let uses = |acme: Option<&crate::api::AcmeIssuer>| {
         acme.is_some_and(|a| a.private_key_secret_ref.name == name)
     };

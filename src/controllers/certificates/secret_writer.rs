@@ -14,12 +14,12 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::secret::{self, Passwords};
+use super::state::Ctx;
 use super::status::Error;
 use super::status::ISSUING;
 use crate::api::Certificate;
 use crate::api::meta::SecretKeySelector;
 use crate::pki::cert::LeafInfo;
-use crate::runtime::context::Context;
 
 /// What the Secret is written from.
 pub(crate) struct Material<'a> {
@@ -48,7 +48,7 @@ pub(crate) enum Written {
 /// The Secret to apply: [`secret::build`], and the owner reference when
 /// `--enable-certificate-owner-ref` is on.
 pub(crate) fn desired(
-    ctx: &Context,
+    ctx: &Ctx,
     cert: &Certificate,
     material: &Material<'_>,
     outputs: &BTreeMap<String, Vec<u8>>,
@@ -72,7 +72,7 @@ pub(crate) fn desired(
 }
 
 pub(crate) async fn write(
-    ctx: &Context,
+    ctx: &Ctx,
     cert: &Certificate,
     existing: Option<&Secret>,
     material: Material<'_>,
@@ -146,7 +146,7 @@ pub(crate) async fn write(
 /// The keystore passwords, or the Warning's reason and message saying why
 /// one cannot be read.
 async fn passwords(
-    ctx: &Context,
+    ctx: &Ctx,
     cert: &Certificate,
 ) -> Result<Result<Passwords, (&'static str, String)>, Error> {
     let stores = cert.spec.keystores.as_ref();
@@ -179,7 +179,7 @@ async fn passwords(
 
 /// One keystore's password: the Secret reference first, as cert-manager.
 async fn password(
-    ctx: &Context,
+    ctx: &Ctx,
     cert: &Certificate,
     kind: &str,
     literal: Option<&String>,

@@ -13,11 +13,11 @@ use kube::api::Api;
 
 use super::ari::Suggestion;
 use super::policies::SecretView;
+use super::state::Ctx;
 use super::status::{Error, issuing};
 use crate::api::{Certificate, CertificateRequest};
 use crate::naming;
 use crate::pki::cert::parse_chain;
-use crate::runtime::context::Context;
 
 pub struct Snapshot {
     /// The Secret `spec.secretName` names.
@@ -42,7 +42,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub async fn read(cert: &Certificate, ctx: &Context) -> Result<Self, Error> {
+    pub async fn read(cert: &Certificate, ctx: &Ctx) -> Result<Self, Error> {
         let ns = cert.namespace().unwrap_or_default();
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
         let requests: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &ns);
@@ -80,7 +80,7 @@ impl Snapshot {
             Some(id) => {
                 let (suggestion, again) = super::ari::suggestion(
                     ctx.acme(),
-                    &ctx.renewal_info,
+                    &ctx.state.renewal_info,
                     ctx.settings.ari_poll_max,
                     cert,
                     &id,

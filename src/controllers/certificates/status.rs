@@ -6,9 +6,9 @@ use kube::api::Api;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
+use super::state::Ctx;
 use crate::api::Certificate;
 use crate::api::meta::ConditionStatus;
-use crate::runtime::context::Context;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,7 +53,7 @@ pub(crate) fn issuing(cert: &Certificate) -> bool {
 }
 
 pub(crate) fn publish(
-    ctx: &Context,
+    ctx: &Ctx,
     controller: &'static str,
     cert: &Certificate,
     type_: EventType,
@@ -65,7 +65,7 @@ pub(crate) fn publish(
 }
 
 pub(crate) async fn apply_status(
-    ctx: &Context,
+    ctx: &Ctx,
     cert: &Certificate,
     manager: &str,
     status: serde_json::Value,
@@ -81,7 +81,7 @@ pub(crate) async fn apply_status(
 
 /// Remembers the resourceVersion a status write produced, so the next
 /// pass can tell whether its cached Certificate predates it.
-pub(crate) fn note_written(ctx: &Context, written: &Certificate) {
+pub(crate) fn note_written(ctx: &Ctx, written: &Certificate) {
     ctx.wrote(
         &written.uid().unwrap_or_default(),
         written.resource_version(),

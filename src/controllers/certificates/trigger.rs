@@ -16,12 +16,12 @@ use super::backoff;
 use super::policies::evaluate;
 use super::renewal::scheduled;
 use super::snapshot::Snapshot;
+use super::state::Ctx;
 use crate::acme::errors::waits_for_spec_change;
 use crate::api::Certificate;
 use crate::api::meta::ConditionStatus;
 use crate::pki::cert::parse_chain;
 use crate::runtime::conditions;
-use crate::runtime::context::Context;
 
 use super::secret_guard::refused;
 use super::status::{Error, apply_status, issuing, note_written, publish};
@@ -30,7 +30,7 @@ pub const TRIGGER: &str = "certwright-certificates-trigger";
 
 /// Forgets earlier failures (the spec changed): a merge patch, as the
 /// failure record belongs to the issuing controller's apply.
-async fn reset_failures(ctx: &Context, cert: &Certificate) -> Result<(), Error> {
+async fn reset_failures(ctx: &Ctx, cert: &Certificate) -> Result<(), Error> {
     let api: Api<Certificate> =
         Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
     let patch = json!({"status": {"lastFailureTime": null, "failedIssuanceAttempts": null}});
@@ -49,7 +49,7 @@ async fn reset_failures(ctx: &Context, cert: &Certificate) -> Result<(), Error> 
 pub(crate) async fn reconcile(
     cert: &Certificate,
     seen: &Snapshot,
-    ctx: &Context,
+    ctx: &Ctx,
 ) -> Result<Again, Error> {
     if issuing(cert) || cert.meta().deletion_timestamp.is_some() {
         return Ok(None);

@@ -1,0 +1,41 @@
+//! What the Certificate controllers remember between reconciles: the
+//! temporary key Secrets' cache and the CAs' renewal suggestions.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::Store;
+
+use crate::runtime::context::Context;
+
+/// The controllers' context: the shared one and their own state.
+pub struct Ctx {
+    pub shared: Arc<Context>,
+    pub state: State,
+}
+
+impl Deref for Ctx {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.shared
+    }
+}
+
+/// The Certificate controllers' own memory.
+pub struct State {
+    /// The temporary key Secrets as last seen, filled by the controller's
+    /// watch on them.
+    pub next_keys: Store<Secret>,
+    /// The CAs' renewal suggestions, by certificate.
+    pub renewal_info: super::ari::Cache,
+}
+
+impl State {
+    /// The cache of temporary key Secrets, once it has listed them all.
+    pub fn next_keys(&self) -> Option<Store<Secret>> {
+        use futures_util::FutureExt;
+        let store = self.next_keys.clone();
+        matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))).then_some(store)
+    }
+}
