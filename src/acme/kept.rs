@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 
 use super::budgets::KeptSpends;
 use super::limits::KeptHold;
-use crate::runtime::context::Context;
 
 /// The ConfigMap's name.
 pub const CONFIG_MAP: &str = "certwright-acme-limits";
@@ -47,7 +46,7 @@ pub struct State {
 
 impl State {
     /// The state at `now` of `ctx`'s holds and ledger.
-    pub fn of(ctx: &Context, now: Timestamp) -> State {
+    pub fn of(ctx: &Kept<'_>, now: Timestamp) -> State {
         let mut holds = ctx.holds.export(now);
         holds.truncate(MOST_HOLDS);
         State {
@@ -66,12 +65,21 @@ impl State {
     }
 }
 
-fn api(ctx: &Context) -> Api<ConfigMap> {
-    Api::namespaced(ctx.client.clone(), &ctx.settings.cluster_resource_namespace)
+/// What is kept and where: the holds and ledger of a term, and the client
+/// and namespace of their ConfigMap.
+pub struct Kept<'a> {
+    pub client: &'a kube::Client,
+    pub namespace: &'a str,
+    pub holds: &'a crate::acme::limits::Holds,
+    pub ledger: &'a crate::acme::budgets::Ledger,
+}
+
+fn api(ctx: &Kept<'_>) -> Api<ConfigMap> {
+    Api::namespaced(ctx.client.clone(), ctx.namespace)
 }
 
 /// Reads the kept state into `ctx`: whether the ConfigMap exists.
-async fn load(ctx: &Context) -> Result<bool, kube::Error> {
+async fn load(ctx: &Kept<'_>) -> Result<bool, kube::Error> {
     let Some(cm) = api(ctx).get_opt(CONFIG_MAP).await? else {
         return Ok(false);
     };
@@ -91,7 +99,7 @@ async fn load(ctx: &Context) -> Result<bool, kube::Error> {
 }
 
 /// Writes `ctx`'s state: creates the ConfigMap when `exists` is false.
-async fn save(ctx: &Context, exists: bool) -> Result<(), kube::Error> {
+async fn save(ctx: &Kept<'_>, exists: bool) -> Result<(), kube::Error> {
     let text = serde_json::to_string(&State::of(ctx, Timestamp::now())).unwrap_or_default();
     let api = api(ctx);
     if !exists {
@@ -117,7 +125,7 @@ async fn save(ctx: &Context, exists: bool) -> Result<(), kube::Error> {
 
 /// Reads the kept state before the controllers start, for a while at most;
 /// whether it was read.
-pub async fn first_read(ctx: &Context) -> Option<bool> {
+pub async fn first_read(ctx: &Kept<'_>) -> Option<bool> {
     match tokio::time::timeout(FIRST_READ, load(ctx)).await {
         Ok(Ok(exists)) => Some(exists),
         Ok(Err(e)) => {
@@ -135,7 +143,7 @@ pub async fn first_read(ctx: &Context) -> Option<bool> {
 
 /// Keeps `ctx`'s state in the API for the rest of the term: `exists` is
 /// what [`first_read`] found (None: read it first). Never returns.
-pub async fn keep(ctx: &Context, mut exists: Option<bool>) {
+pub async fn keep(ctx: &Kept<'_>, mut exists: Option<bool>) {
     let mut saved = 0u64;
     let mut failures = 0u32;
     loop {

@@ -18,7 +18,7 @@ use crate::{acme, solver};
 /// finishes the reconciles under way first).
 pub async fn run(ctx: Arc<Context>) {
     // What the CAs' limits hold back, as the last term left it.
-    let kept = acme::kept::first_read(&ctx).await;
+    let kept = acme::kept::first_read(&ctx.kept()).await;
     let solvers = Arc::new(solver::state::Solvers::new(
         ctx.client.clone(),
         ctx.settings.solver.clone(),
@@ -39,9 +39,10 @@ pub async fn run(ctx: Arc<Context>) {
         )
     };
     // These run while the controllers do.
+    let keeping = ctx.kept();
     let background = async {
         tokio::join!(
-            acme::kept::keep(&ctx, kept),
+            acme::kept::keep(&keeping, kept),
             solver::shared::mirror(solvers.clone()),
             acme::session::watch_issuer_stores(ctx.client.clone(), &ctx.issuer_stores),
         )

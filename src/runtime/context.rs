@@ -119,6 +119,16 @@ impl Context {
             .is_some_and(|rv| Some(rv.as_str()) != resource_version)
     }
 
+    /// What `acme::kept` keeps of this term, and where.
+    pub fn kept(&self) -> crate::acme::kept::Kept<'_> {
+        crate::acme::kept::Kept {
+            client: &self.client,
+            namespace: &self.settings.cluster_resource_namespace,
+            holds: &self.holds,
+            ledger: &self.ledger,
+        }
+    }
+
     /// What the ACME side reads issuers and accounts with.
     pub fn acme(&self) -> crate::acme::session::Sources<'_> {
         crate::acme::session::Sources {
