@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::{Condition, IssuerReference, KeyUsage, SecretKeySelector};
 
+/// The Issuing condition's reason when a user asks for a re-issuance
+/// (`certwright renew`, cmctl's `renew`): the request manager then makes a
+/// new request even for an unchanged spec.
+pub const MANUALLY_TRIGGERED: &str = "ManuallyTriggered";
+
 /// A certificate to keep issued, valid and renewed in the Secret `spec.secretName`.
 #[serde_with::skip_serializing_none]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

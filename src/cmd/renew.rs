@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 
 use super::explain;
 use crate::api::Certificate;
-
-pub const REASON: &str = "ManuallyTriggered";
+use crate::api::certificate::MANUALLY_TRIGGERED;
 
 /// Which Certificates: by name in `namespace`, or every one (`--all`) in
 /// `namespace` (None: every namespace), optionally by label selector.
@@ -81,7 +80,7 @@ async fn mark(client: &kube::Client, cert: &Certificate) -> anyhow::Result<Strin
     }
     conditions.retain(|c| c["type"] != "Issuing");
     conditions.push(json!({
-        "type": "Issuing", "status": "True", "reason": REASON,
+        "type": "Issuing", "status": "True", "reason": MANUALLY_TRIGGERED,
         "message": "Certificate re-issuance manually triggered",
         "lastTransitionTime": Timestamp::now().to_string(),
         "observedGeneration": cert.metadata.generation,

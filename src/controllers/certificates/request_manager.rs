@@ -171,7 +171,7 @@ pub(crate) async fn reconcile(
             return super::issuing::record_failure_now(ctx, cert, message).await;
         }
     };
-    if issuing_reason(cert) == Some(crate::cmd::renew::REASON) {
+    if issuing_reason(cert) == Some(crate::api::certificate::MANUALLY_TRIGGERED) {
         // `certwright renew` after a pause: the user may have unpaused.
         ctx.holds.release(&held_names(cert));
     }
