@@ -125,60 +125,6 @@ async fn end_issuance(
     Ok(())
 }
 
-/// Records a failure that happened just now (see [`record_failure`]).
-pub(super) async fn record_failure_now(
-    ctx: &Ctx,
-    cert: &Certificate,
-    message: String,
-) -> Result<Again, Error> {
-    record_failure(ctx, cert, Time(Timestamp::now()), message).await
-}
-
-pub(super) async fn record_failure(
-    ctx: &Ctx,
-    cert: &Certificate,
-    failed_at: Time,
-    message: String,
-) -> Result<Again, Error> {
-    let status = cert.status.clone().unwrap_or_default();
-    let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
-    let existing = status.conditions.clone().unwrap_or_default();
-    let issuing_condition: Vec<_> = conditions::set(
-        &existing,
-        "Issuing",
-        ConditionStatus::False,
-        "Failed",
-        &message,
-        cert.meta().generation,
-        Timestamp::now(),
-    )
-    .into_iter()
-    .filter(|c| c.type_ == "Issuing")
-    .collect();
-    let wait = ctx.settings.backoff.after_failure(attempts as u32, None);
-    super::status::apply_status(
-        ctx,
-        cert,
-        ISSUING,
-        json!({"revision": status.revision, "lastFailureTime": failed_at, "failedIssuanceAttempts": attempts,
-               "conditions": issuing_condition}),
-    )
-    .await?;
-    publish(
-        ctx,
-        ISSUING,
-        cert,
-        EventType::Warning,
-        "Failed",
-        if waits_for_spec_change(&message) {
-            format!("{message}; attempt {attempts}")
-        } else {
-            format!("{message}; attempt {attempts}, next in {}s", wait.as_secs())
-        },
-    );
-    Ok(None)
-}
-
 pub(crate) async fn reconcile(
     cert: &Certificate,
     seen: &Snapshot,
@@ -243,7 +189,7 @@ pub(crate) async fn reconcile(
                     "The certificate request has failed to complete and will be retried: {said}"
                 )
             };
-            record_failure(ctx, cert, failed_at, message).await
+            super::status::record_failure(ctx, cert, failed_at, message).await
         }
         (ConditionStatus::True, _) => {
             let chain = cr
@@ -261,7 +207,7 @@ pub(crate) async fn reconcile(
             let leaf = match parse_chain(&chain) {
                 Ok(l) => l,
                 Err(e) => {
-                    return record_failure_now(
+                    return super::status::record_failure_now(
                         ctx,
                         cert,
                         format!("The issued certificate cannot be parsed: {e}"),
@@ -270,7 +216,7 @@ pub(crate) async fn reconcile(
                 }
             };
             if key.public_key_info().ok().as_deref() != Some(leaf.public_key_info.as_slice()) {
-                return record_failure_now(
+                return super::status::record_failure_now(
                     ctx,
                     cert,
                     "The issued certificate does not match the private key".into(),
@@ -280,7 +226,7 @@ pub(crate) async fn reconcile(
             if let Some(secret) = &seen.secret
                 && let Some(message) = super::secret_guard::refused(ctx, cert, secret).await?
             {
-                return record_failure_now(ctx, cert, message).await;
+                return super::status::record_failure_now(ctx, cert, message).await;
             }
             let encoding = cert
                 .spec
@@ -317,7 +263,9 @@ pub(crate) async fn reconcile(
                     publish(ctx, ISSUING, cert, EventType::Warning, reason, message);
                     return Ok(Some(NOT_YET_AGAIN));
                 }
-                Written::Refused(message) => return record_failure_now(ctx, cert, message).await,
+                Written::Refused(message) => {
+                    return super::status::record_failure_now(ctx, cert, message).await;
+                }
             }
             let violations = super::names::violations(&cert.spec, &leaf);
             let mismatch = (!violations.is_empty()).then(|| {

@@ -62,14 +62,6 @@ fn cached_keys(ctx: &Ctx, cert: &Certificate, recorded: Option<&str>) -> Option<
         .then_some(mine)
 }
 
-/// A temporary key Secret from the cache (its key never changes once
-/// written), or None when the cache is not ready or lacks it.
-pub(crate) fn cached_key(ctx: &Ctx, namespace: &str, name: &str) -> Option<Secret> {
-    let store = ctx.state.next_keys()?;
-    let found = store.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))?;
-    Some(Secret::clone(&found))
-}
-
 pub(crate) async fn reconcile(
     cert: &Certificate,
     seen: &Snapshot,
@@ -150,7 +142,7 @@ pub(crate) async fn reconcile(
                 Ok(spec) => spec,
                 Err(e) => {
                     let message = format!("The private key spec cannot be used: {e}");
-                    return super::issuing::record_failure_now(ctx, cert, message).await;
+                    return super::status::record_failure_now(ctx, cert, message).await;
                 }
             };
             let never = cert
@@ -168,7 +160,7 @@ pub(crate) async fn reconcile(
                 && k.kind != spec.kind
             {
                 let message = never_rotated(&cert.spec.secret_name, k.kind, spec.kind);
-                return super::issuing::record_failure_now(ctx, cert, message).await;
+                return super::status::record_failure_now(ctx, cert, message).await;
             }
             let reuse = current.filter(|_| never);
             let reused = reuse.is_some();
@@ -186,7 +178,7 @@ pub(crate) async fn reconcile(
                         Ok(k) => k,
                         Err(e) => {
                             let message = format!("No private key can be generated: {e}");
-                            return super::issuing::record_failure_now(ctx, cert, message).await;
+                            return super::status::record_failure_now(ctx, cert, message).await;
                         }
                     }
                 }

@@ -168,7 +168,7 @@ pub(crate) async fn reconcile(
             // A spec the schema let through but no CSR can carry: a failed
             // issuance (condition, event, backoff), not an event alone.
             let message = format!("The Certificate's spec cannot be turned into a CSR: {e}");
-            return super::issuing::record_failure_now(ctx, cert, message).await;
+            return super::status::record_failure_now(ctx, cert, message).await;
         }
     };
     if issuing_reason(cert) == Some(crate::api::certificate::MANUALLY_TRIGGERED) {

@@ -61,7 +61,7 @@ impl Snapshot {
         // The temporary key is read from the cache when it is there.
         let cached_key = next_key_name
             .as_deref()
-            .and_then(|name| super::key_manager::cached_key(ctx, &ns, name));
+            .and_then(|name| ctx.state.cached_key(&ns, name));
         let next_key_name = next_key_name.filter(|_| cached_key.is_none());
         let (secret, next_key, request, current_request) = tokio::try_join!(
             get_opt(&secrets, Some(&cert.spec.secret_name), &ns),

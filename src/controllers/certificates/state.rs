@@ -38,4 +38,12 @@ impl State {
         let store = self.next_keys.clone();
         matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))).then_some(store)
     }
+
+    /// A temporary key Secret from the cache (its key never changes once
+    /// written), or None when the cache is not ready or lacks it.
+    pub fn cached_key(&self, namespace: &str, name: &str) -> Option<Secret> {
+        let store = self.next_keys()?;
+        let found = store.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))?;
+        Some(Secret::clone(&found))
+    }
 }

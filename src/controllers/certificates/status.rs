@@ -6,9 +6,16 @@ use kube::api::Api;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::json;
+
+use super::Again;
 use super::state::Ctx;
+use crate::acme::errors::waits_for_spec_change;
 use crate::api::Certificate;
 use crate::api::meta::ConditionStatus;
+use crate::runtime::conditions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -86,4 +93,58 @@ pub(crate) fn note_written(ctx: &Ctx, written: &Certificate) {
         &written.uid().unwrap_or_default(),
         written.resource_version(),
     );
+}
+
+/// Records a failure that happened just now (see [`record_failure`]).
+pub(crate) async fn record_failure_now(
+    ctx: &Ctx,
+    cert: &Certificate,
+    message: String,
+) -> Result<Again, Error> {
+    record_failure(ctx, cert, Time(Timestamp::now()), message).await
+}
+
+pub(crate) async fn record_failure(
+    ctx: &Ctx,
+    cert: &Certificate,
+    failed_at: Time,
+    message: String,
+) -> Result<Again, Error> {
+    let status = cert.status.clone().unwrap_or_default();
+    let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
+    let existing = status.conditions.clone().unwrap_or_default();
+    let issuing_condition: Vec<_> = conditions::set(
+        &existing,
+        "Issuing",
+        ConditionStatus::False,
+        "Failed",
+        &message,
+        cert.meta().generation,
+        Timestamp::now(),
+    )
+    .into_iter()
+    .filter(|c| c.type_ == "Issuing")
+    .collect();
+    let wait = ctx.settings.backoff.after_failure(attempts as u32, None);
+    super::status::apply_status(
+        ctx,
+        cert,
+        ISSUING,
+        json!({"revision": status.revision, "lastFailureTime": failed_at, "failedIssuanceAttempts": attempts,
+               "conditions": issuing_condition}),
+    )
+    .await?;
+    publish(
+        ctx,
+        ISSUING,
+        cert,
+        EventType::Warning,
+        "Failed",
+        if waits_for_spec_change(&message) {
+            format!("{message}; attempt {attempts}")
+        } else {
+            format!("{message}; attempt {attempts}, next in {}s", wait.as_secs())
+        },
+    );
+    Ok(None)
 }

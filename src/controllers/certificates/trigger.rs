@@ -93,7 +93,7 @@ pub(crate) async fn reconcile(
     if let Some(secret) = &seen.secret
         && let Some(message) = refused(ctx, cert, secret).await?
     {
-        return super::issuing::record_failure(ctx, cert, Time(now), message).await;
+        return super::status::record_failure(ctx, cert, Time(now), message).await;
     }
     let current = seen.secret_view();
     match evaluate(
