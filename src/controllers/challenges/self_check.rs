@@ -10,6 +10,7 @@ use crate::solver::{Mode, SELF_CHECK_ADDRESS_ANNOTATION, SELF_CHECK_ANNOTATION};
 use kube::ResourceExt;
 
 /// What the checks found.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Verdict {
     /// Both passed, this many times in a row.
     Passed(u32),

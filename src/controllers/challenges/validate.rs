@@ -9,11 +9,11 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
+use super::event;
 use super::state::Ctx;
-use super::{Error, event, finish, write};
+use super::steps::{Flow, Pass};
 use crate::acme::session::Session;
 use crate::api::Challenge;
-use crate::api::challenge::ChallengeStatus;
 use crate::api::order::AcmeState;
 
 /// The step of accepting the challenge and polling its authorization.
@@ -113,33 +113,32 @@ pub(super) async fn accept_and_poll(
 }
 
 /// One more failure of `step` asking the CA: the reason with the run (so a
-/// restarted controller reads it back), written once; the next try on the
-/// CA retry policy. A run that is over ends the Challenge (errored, its
-/// reason starting with [`crate::acme::retry::GAVE_UP`]), and its Order fails.
-pub(super) async fn retry_later(
-    ctx: &Ctx,
-    ch: &Challenge,
-    mut status: ChallengeStatus,
+/// restarted controller reads it back), written when the pass ends; the
+/// next try on the CA retry policy. A run that is over ends the Challenge
+/// (errored, its reason starting with [`crate::acme::retry::GAVE_UP`]), and
+/// its Order fails.
+pub(super) fn retry_later(
+    pass: &mut Pass<'_>,
     step: &str,
     what: String,
     retry_after: Option<Duration>,
-) -> Result<Action, Error> {
+) -> Flow {
     use crate::acme::retry::Attempt;
-    let previous = status.reason.as_deref();
+    let (ctx, ch) = (pass.ctx, pass.ch);
+    let previous = pass.status.reason.as_deref();
     match ctx
         .retries
         .transient(&ctx.settings.retry, ch, previous, step, &what, retry_after)
     {
         Attempt::Retry { reason, wait } => {
-            status.reason = Some(reason);
-            write(ctx, ch, &status).await?;
-            Ok(Action::requeue(wait))
+            pass.status.reason = Some(reason);
+            Flow::Done(Action::requeue(wait))
         }
         Attempt::GiveUp { reason } => {
-            status.state = Some(AcmeState::Errored);
-            status.reason = Some(reason.clone());
+            pass.status.state = Some(AcmeState::Errored);
+            pass.status.reason = Some(reason.clone());
             event(ctx, ch, EventType::Warning, "Failed", reason);
-            finish(ctx, ch, status).await
+            Flow::Next
         }
     }
 }
