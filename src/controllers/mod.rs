@@ -29,7 +29,7 @@ pub async fn run(ctx: Arc<Context>) {
             issuers::run(ctx.clone()),
             certificates::run(ctx.clone()),
             certificaterequests::run(ctx.clone()),
-            orders::controller::run(ctx.clone()),
+            orders::run(ctx.clone()),
             challenges::run(ctx.clone(), solvers.clone()),
             async move {
                 if shim.settings.controllers.ingress_shim {
