@@ -1,10 +1,12 @@
 //! Kubernetes Events on our objects, as `kubectl describe` shows them.
 //!
 //! A reconcile hands its event to [`Events::publish`] and goes on: one
-//! task publishes them all, off the reconcile path, through one kube
-//! `Recorder` per reporting controller kept for the whole term, so kube's
-//! series cache counts a repeated event on the first one instead of
-//! creating another.
+//! task publishes them all, off the reconcile path. Its kube `Recorder`s
+//! are kept, so kube's series cache counts a repeated event on the first
+//! one instead of creating another; one per controller, reason and note,
+//! as that cache tells events apart by reason alone and would keep the
+//! first note of a reason for every later one (a renewal's "why" would
+//! read as the first issuance's).
 
 use std::collections::HashMap;
 
@@ -15,6 +17,9 @@ use tokio::sync::mpsc;
 /// Events waiting to be published at most; more are dropped (and logged),
 /// as client-go's broadcaster drops them past its queue of 1000.
 const QUEUE: usize = 1000;
+/// Recorders kept at most; past it they start over (a repeat then makes a
+/// new Event instead of counting on the last one).
+const RECORDERS: usize = 512;
 
 /// One event, as a reconcile asked for it.
 struct Note {
@@ -37,9 +42,13 @@ impl Events {
     fn channel(client: kube::Client) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (queue, mut received) = mpsc::channel::<Note>(QUEUE);
         let publishing = async move {
-            let mut recorders: HashMap<&'static str, Recorder> = HashMap::new();
+            let mut recorders: HashMap<(&'static str, String, String), Recorder> = HashMap::new();
             while let Some(n) = received.recv().await {
-                let recorder = recorders.entry(n.controller).or_insert_with(|| {
+                if recorders.len() >= RECORDERS {
+                    recorders.clear();
+                }
+                let key = (n.controller, n.reason.clone(), n.note.clone());
+                let recorder = recorders.entry(key).or_insert_with(|| {
                     Recorder::new(
                         client.clone(),
                         Reporter {
