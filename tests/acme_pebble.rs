@@ -128,7 +128,7 @@ async fn the_ca_is_reached_through_an_https_proxy() {
     let rules = hyper_util::client::proxy::matcher::Matcher::builder()
         .https(proxy.url.clone())
         .build();
-    let trust = certwright::acme::http::Trust::Bundle(pebble.tls_ca_pem.clone().into_bytes());
+    let trust = certwright::acme::tls::Trust::Bundle(pebble.tls_ca_pem.clone().into_bytes());
     let http = certwright::acme::http::client_via(&trust, Some(Arc::new(rules))).expect("client");
     let (account, _) = instant_acme::Account::builder_with_http(http)
         .create(

@@ -308,7 +308,8 @@ async fn external_account_binding_registers_new_accounts() {
 /// account URL.
 async fn cert_manager_account(pebble: &Pebble) -> (String, String, certwright::acme::direct::Ca) {
     use certwright::acme::direct::{Ca, Signer};
-    use certwright::acme::http::{Trust, client};
+    use certwright::acme::http::client;
+    use certwright::acme::tls::Trust;
     use certwright::pki::keys::{KeyKind, PrivateKey};
     let rsa = PrivateKey::generate(KeyKind::Rsa(2048)).expect("rsa");
     let pem = rsa

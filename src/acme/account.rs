@@ -6,7 +6,8 @@ use instant_acme::{Account, Key};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::direct::{Ca, Signer};
-use super::http::{Trust, client};
+use super::http::client;
+use super::tls::Trust;
 use crate::pki::keys::{KeyKind, PrivateKey};
 
 #[derive(Debug, thiserror::Error)]

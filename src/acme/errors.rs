@@ -299,7 +299,7 @@ mod tests {
     use super::*;
 
     /// What creating an account at `url` fails with, in words.
-    async fn account_at(url: String, trust: crate::acme::http::Trust) -> String {
+    async fn account_at(url: String, trust: crate::acme::tls::Trust) -> String {
         crate::install_crypto_provider();
         let http = crate::acme::http::client(&trust).expect("client");
         let new = instant_acme::NewAccount {
@@ -335,7 +335,7 @@ mod tests {
 
     #[tokio::test]
     async fn transport_failures_say_which_they_were() {
-        use crate::acme::http::Trust;
+        use crate::acme::tls::Trust;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         // Nothing listens there.
         let closed = std::net::TcpListener::bind("127.0.0.1:0")

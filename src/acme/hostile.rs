@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use instant_acme::{Account, CertificateIdentifier, NewAccount};
 
 use super::errors::{Verdict, classify, plain};
-use super::http::{ResponseLog, Trust, recording_client};
+use super::http::{ResponseLog, recording_client};
 use super::retry::MAX_WAIT;
+use super::tls::Trust;
 
 /// What the fake answers on its order and renewal-information routes.
 #[derive(Clone)]

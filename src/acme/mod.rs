@@ -14,3 +14,4 @@ pub mod limits;
 pub mod retry;
 pub mod rollover;
 pub mod session;
+pub mod tls;

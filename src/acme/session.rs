@@ -15,7 +15,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use rustls::pki_types::PrivatePkcs8KeyDer;
 
 use super::account;
-use super::http::{ResponseLog, Trust, recording_client};
+use super::http::{ResponseLog, recording_client};
+use super::tls::Trust;
 use crate::api::meta::{ConditionStatus, IssuerReference};
 use crate::api::{AcmeIssuer, ClusterIssuer, Issuer, IssuerConfig, IssuerStatus};
 

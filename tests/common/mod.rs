@@ -166,7 +166,7 @@ pub async fn namespace(client: &kube::Client, name: &str) {
 pub async fn pebble_account(
     pebble: &certwright_testcluster::pebble::Pebble,
 ) -> instant_acme::Account {
-    let trust = certwright::acme::http::Trust::Bundle(pebble.tls_ca_pem.clone().into_bytes());
+    let trust = certwright::acme::tls::Trust::Bundle(pebble.tls_ca_pem.clone().into_bytes());
     let http = certwright::acme::http::client(&trust).expect("client");
     let new_account = instant_acme::NewAccount {
         contact: &[],

@@ -14,7 +14,7 @@ use kube::api::Api;
 
 use super::{Error, apply_secret_data};
 use crate::acme::account::{self, AccountError};
-use crate::acme::http::Trust;
+use crate::acme::tls::Trust;
 use crate::pki::keys::PrivateKey;
 
 /// Where the RSA key stays once its account is rolled over.

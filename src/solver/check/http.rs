@@ -11,7 +11,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 
-use crate::acme::http::AcceptAnything;
+use crate::acme::tls::AcceptAnything;
 
 /// Bodies are read up to this many bytes (a key authorization is ~87).
 pub const BODY_LIMIT: usize = 64 * 1024;

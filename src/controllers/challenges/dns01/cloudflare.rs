@@ -33,7 +33,7 @@ pub fn client() -> Result<&'static dyn HttpClient, String> {
         return Ok(c.as_ref());
     }
     let made =
-        crate::acme::http::client(&crate::acme::http::Trust::System).map_err(|e| e.to_string())?;
+        crate::acme::http::client(&crate::acme::tls::Trust::System).map_err(|e| e.to_string())?;
     Ok(CLIENT.get_or_init(|| made).as_ref())
 }
 
