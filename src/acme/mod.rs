@@ -11,6 +11,7 @@ mod hostile;
 pub mod http;
 pub mod kept;
 pub mod limits;
+pub mod retries;
 pub mod retry;
 pub mod rollover;
 pub mod session;

@@ -17,7 +17,7 @@ pub struct Context {
     pub events: crate::runtime::events::Events,
     /// The runs of failures of the Orders and Challenges that the CA
     /// retry policy governs.
-    pub retries: crate::acme::retry::Retries,
+    pub retries: crate::acme::retries::Retries,
     /// New orders the CAs' refusals hold back (rate limits, pauses).
     pub holds: crate::acme::limits::Holds,
     /// What was spent of the CAs' published limits.

@@ -123,7 +123,7 @@ pub(super) fn retry_later(
     what: String,
     retry_after: Option<Duration>,
 ) -> Flow {
-    use crate::acme::retry::Attempt;
+    use crate::acme::retries::Attempt;
     let (ctx, ch) = (pass.ctx, pass.ch);
     let previous = pass.status.reason.as_deref();
     match ctx

@@ -141,7 +141,7 @@ fn ready_message(status: &IssuerStatus) -> Option<String> {
 /// errors from a minute, never given up (an Issuer has nothing to fail);
 /// the run is in the Ready condition's message, so a restarted controller
 /// keeps its count and next try. A change of the spec or of the Secret
-/// retries at once (see [`crate::acme::retry::Retries::same_inputs`]).
+/// retries at once (see [`crate::acme::retries::Retries::same_inputs`]).
 fn registration_failed(ctx: &Context, t: &Target<'_>, e: &AccountError) -> (String, Action) {
     use crate::acme::errors::{Verdict, classify};
     let kind = match e {

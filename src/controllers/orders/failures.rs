@@ -12,7 +12,8 @@ use super::challenges::delete_challenges;
 use super::status::{Error, event};
 use super::steps::{Flow, Pass};
 use crate::acme::errors::{UNTIL_SPEC_CHANGES, Verdict, classify, refuses_what_the_spec_makes};
-use crate::acme::retry::{Attempt, Kind, Next, REPLACE, until};
+use crate::acme::retries::{Attempt, REPLACE};
+use crate::acme::retry::{Kind, Next, until};
 use crate::api::order::{AcmeState, OrderStatus};
 
 /// Marks the Order errored for good, with `reason` for the user; the
