@@ -190,7 +190,7 @@ async fn a_window_moved_into_the_past_renews_at_once_and_garbage_leaves_two_thir
 /// every renewal is placed at once, none refused by the CA.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewals_after_the_account_changed_never_name_another_accounts_certificate() {
-    use certwright::controllers::certificates::ari::ACCOUNT;
+    use certwright::controllers::certificates::renewal::ari::ACCOUNT;
     let env = Env::start(|_| {}, &[]).await;
     env.namespace("moves").await;
     env.cluster_issuer("other").await;

@@ -4,8 +4,6 @@
 //! asks), readiness; what they share is in `status`, `snapshot` and
 //! `secret_guard`. Decisions are pure functions over plain data.
 
-pub mod ari;
-pub mod backoff;
 pub mod issuing;
 pub mod key_manager;
 pub mod names;
@@ -21,7 +19,6 @@ pub mod snapshot;
 pub mod state;
 pub mod status;
 pub mod trigger;
-pub mod windows;
 
 use std::sync::Arc;
 use std::time::Duration;

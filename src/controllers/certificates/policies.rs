@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::ari::Suggestion;
+use super::renewal::ari::Suggestion;
 use crate::api::{Certificate, CertificateRequest};
 use crate::pki::cert::parse_chain;
 use crate::pki::keys::{KeySpec, PrivateKey};

@@ -73,7 +73,7 @@ pub(crate) async fn reconcile(
         leaf: &leaf,
         account: existing
             .annotations()
-            .get(super::ari::ACCOUNT)
+            .get(super::renewal::ari::ACCOUNT)
             .map(String::as_str),
     };
     let wanted = secret_writer::desired(ctx, cert, &material, &BTreeMap::new());

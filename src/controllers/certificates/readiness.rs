@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::Again;
-use super::ari::Suggestion;
+use super::renewal::ari::Suggestion;
 use super::snapshot::Snapshot;
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;

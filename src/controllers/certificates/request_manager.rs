@@ -47,7 +47,7 @@ fn replaced(cert: &Certificate, seen: &Snapshot, account: Option<&str>) -> Optio
     let annotation = |k: &str| view.annotations.get(k).map(String::as_str);
     // Only the account that ordered it may name it (a new account key,
     // say, is another account).
-    if let (Some(ordered_by), Some(now)) = (annotation(super::ari::ACCOUNT), account)
+    if let (Some(ordered_by), Some(now)) = (annotation(super::renewal::ari::ACCOUNT), account)
         && ordered_by != now
     {
         return None;
@@ -204,7 +204,7 @@ pub(crate) async fn reconcile(
             .metadata
             .annotations
             .get_or_insert_with(Default::default)
-            .insert(super::ari::REPLACES.to_string(), id);
+            .insert(super::renewal::ari::REPLACES.to_string(), id);
         // Once the CA's window has begun (Let's Encrypt's exemption asks
         // no more: past its end the renewal is only more due).
         let now = k8s_openapi::jiff::Timestamp::now().as_second();
@@ -213,7 +213,7 @@ pub(crate) async fn reconcile(
                 .metadata
                 .annotations
                 .get_or_insert_with(Default::default)
-                .insert(super::ari::IN_WINDOW.to_string(), "true".into());
+                .insert(super::renewal::ari::IN_WINDOW.to_string(), "true".into());
         }
     }
     request.spec = request_spec(cert, &csr.pem);

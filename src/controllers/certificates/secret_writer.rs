@@ -62,7 +62,7 @@ pub(crate) fn desired(
         outputs,
     );
     if let Some(account) = material.account {
-        wanted["metadata"]["annotations"][super::ari::ACCOUNT] = json!(account);
+        wanted["metadata"]["annotations"][super::renewal::ari::ACCOUNT] = json!(account);
     }
     if ctx.settings.certificate_owner_ref {
         wanted["metadata"]["ownerReferences"] = json!([{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",

@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::ari::Suggestion;
 use super::policies::SecretView;
+use super::renewal::ari::Suggestion;
 use super::state::Ctx;
 use super::status::{Error, issuing};
 use crate::api::{Certificate, CertificateRequest};
@@ -78,7 +78,7 @@ impl Snapshot {
             .and_then(|pem| parse_chain(&pem).ok()?.ari_id);
         let (suggestion, ask_ca_again) = match ari_id {
             Some(id) => {
-                let (suggestion, again) = super::ari::suggestion(
+                let (suggestion, again) = super::renewal::ari::suggestion(
                     ctx.acme(),
                     &ctx.state.renewal_info,
                     ctx.settings.ari_poll_max,

@@ -28,7 +28,7 @@ pub struct State {
     /// watch on them.
     pub next_keys: Store<Secret>,
     /// The CAs' renewal suggestions, by certificate.
-    pub renewal_info: super::ari::Cache,
+    pub renewal_info: super::renewal::ari::Cache,
 }
 
 impl State {

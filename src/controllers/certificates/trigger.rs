@@ -12,8 +12,8 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::backoff;
 use super::policies::evaluate;
+use super::renewal::backoff;
 use super::renewal::scheduled;
 use super::snapshot::Snapshot;
 use super::state::Ctx;

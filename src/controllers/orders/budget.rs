@@ -28,7 +28,7 @@ async fn of(ctx: &Context, order: &Order, session: &Session) -> Budgets {
 
 /// How the Order renews a certificate (for the CA's exemptions).
 fn renewal(order: &Order) -> Renewal {
-    use crate::controllers::certificates::ari::{IN_WINDOW, REPLACES};
+    use crate::controllers::certificates::renewal::ari::{IN_WINDOW, REPLACES};
     let a = order.annotations();
     match (
         a.contains_key(REPLACES),

@@ -64,7 +64,7 @@ pub(super) async fn place(pass: &mut Pass<'_>) -> Result<Flow, Error> {
     // without it.
     let replaces = order
         .annotations()
-        .get(crate::controllers::certificates::ari::REPLACES)
+        .get(crate::controllers::certificates::renewal::ari::REPLACES)
         .and_then(|id| id.split_once('.'))
         .map(|(aki, serial)| instant_acme::CertificateIdentifier {
             authority_key_identifier: aki.to_string().into(),

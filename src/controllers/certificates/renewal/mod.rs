@@ -1,5 +1,9 @@
 //! The renewal time of an issued certificate.
 
+pub mod ari;
+pub mod backoff;
+pub mod windows;
+
 use crate::time::parse_go_duration;
 
 /// When to renew a certificate valid from `not_before` to `not_after`
@@ -37,10 +41,10 @@ pub fn scheduled(
     cert: &crate::api::Certificate,
     not_before: i64,
     not_after: i64,
-    suggestion: Option<&super::ari::Suggestion>,
+    suggestion: Option<&ari::Suggestion>,
 ) -> Scheduled {
     use crate::api::certificate::CertificateRenewalPolicy as Policy;
-    let desired = super::ari::renew_at(cert, renewal_of(cert, not_before, not_after), suggestion);
+    let desired = ari::renew_at(cert, renewal_of(cert, not_before, not_after), suggestion);
     let renewal = cert.spec.renewal.as_ref();
     if renewal.and_then(|r| r.policy) == Some(Policy::Disabled) {
         return Scheduled {
@@ -57,7 +61,7 @@ pub fn scheduled(
             problem: None,
         };
     }
-    match super::windows::apply(windows, desired, not_before, not_after) {
+    match windows::apply(windows, desired, not_before, not_after) {
         Ok(at) => Scheduled {
             at: Some(at),
             problem: None,
