@@ -1,6 +1,6 @@
 //! The issuing controller: when the CertificateRequest of the running
 //! issuance is done, either writes the final Secret with its output formats
-//! and keystores (`secret_writer`: server-side apply, so what others added
+//! and keystores (`secret::write`: server-side apply, so what others added
 //! survives; never a Secret another Certificate owns),
 //! bumps the revision, ends the issuance and prunes old requests beyond
 //! `revisionHistoryLimit`; or records the failure (lastFailureTime,
@@ -16,7 +16,7 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::secret_writer::{self, Material, Written};
+use super::secret::write::{self as secret_writer, Material, Written};
 use super::snapshot::Snapshot;
 use super::state::Ctx;
 use super::status::{Error, issuing, publish};
@@ -224,7 +224,7 @@ pub(crate) async fn reconcile(
                 .await;
             }
             if let Some(secret) = &seen.secret
-                && let Some(message) = super::secret_guard::refused(ctx, cert, secret).await?
+                && let Some(message) = super::secret::guard::refused(ctx, cert, secret).await?
             {
                 return super::status::record_failure_now(ctx, cert, message).await;
             }

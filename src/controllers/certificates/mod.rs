@@ -2,7 +2,7 @@
 //! trigger (on the pure checks of `policies`), key manager, request
 //! manager, issuing, post-issuance (keeps the Secret's outputs as the spec
 //! asks), readiness; what they share is in `status`, `snapshot` and
-//! `secret_guard`. Decisions are pure functions over plain data.
+//! `secret::guard`. Decisions are pure functions over plain data.
 
 pub mod issuing;
 pub mod key_manager;
@@ -13,8 +13,6 @@ pub mod readiness;
 pub mod renewal;
 pub mod request_manager;
 pub mod secret;
-pub mod secret_guard;
-pub mod secret_writer;
 pub mod snapshot;
 pub mod state;
 pub mod status;
@@ -153,7 +151,7 @@ pub async fn run(shared: Arc<Context>) {
             )
             .default_backoff()
             .touched_objects(),
-            secret_guard::certificate_of,
+            secret::guard::certificate_of,
         )
         // The temporary key Secrets, cached for the key manager (they live
         // only while an issuance is under way).

@@ -14,8 +14,8 @@ use kube::runtime::events::EventType;
 
 use super::Again;
 use super::issuing::{ISSUING, NOT_YET_AGAIN};
+use super::secret::write::{self as secret_writer, Material, Written};
 use super::secret::{self, CERTIFICATE_NAME};
-use super::secret_writer::{self, Material, Written};
 use super::snapshot::Snapshot;
 use super::state::Ctx;
 use super::status::{Error, issuing, publish};
@@ -77,8 +77,8 @@ pub(crate) async fn reconcile(
             .map(String::as_str),
     };
     let wanted = secret_writer::desired(ctx, cert, &material, &BTreeMap::new());
-    let why = secret::outputs_drift(&cert.spec, &data)
-        .or_else(|| secret::metadata_drift(&wanted, existing, ISSUING));
+    let why = secret::outputs::outputs_drift(&cert.spec, &data)
+        .or_else(|| secret::guard::metadata_drift(&wanted, existing, ISSUING));
     let Some(why) = why else {
         return Ok(None);
     };

@@ -55,7 +55,7 @@ fn replaced(cert: &Certificate, seen: &Snapshot, account: Option<&str>) -> Optio
     let issuer = &cert.spec.issuer_ref;
     let same = annotation("cert-manager.io/certificate-name") == cert.metadata.name.as_deref()
         && annotation("cert-manager.io/issuer-name") == Some(issuer.name.as_str())
-        && super::secret::same_value(
+        && super::secret::guard::same_value(
             "cert-manager.io/issuer-kind",
             annotation("cert-manager.io/issuer-kind"),
             Some(issuer.kind.as_deref().unwrap_or("")),

@@ -23,7 +23,7 @@ use crate::api::meta::ConditionStatus;
 use crate::pki::cert::parse_chain;
 use crate::runtime::conditions;
 
-use super::secret_guard::refused;
+use super::secret::guard::refused;
 use super::status::{Error, apply_status, issuing, note_written, publish};
 
 pub const TRIGGER: &str = "certwright-certificates-trigger";

@@ -13,10 +13,10 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use super::secret::{self, Passwords};
-use super::state::Ctx;
-use super::status::Error;
-use super::status::ISSUING;
+use super::super::state::Ctx;
+use super::super::status::Error;
+use super::super::status::ISSUING;
+use super::outputs::{self, Passwords};
 use crate::api::Certificate;
 use crate::api::meta::SecretKeySelector;
 use crate::pki::cert::LeafInfo;
@@ -45,7 +45,7 @@ pub(crate) enum Written {
     Refused(String),
 }
 
-/// The Secret to apply: [`secret::build`], and the owner reference when
+/// The Secret to apply: [`super::build`], and the owner reference when
 /// `--enable-certificate-owner-ref` is on.
 pub(crate) fn desired(
     ctx: &Ctx,
@@ -53,7 +53,7 @@ pub(crate) fn desired(
     material: &Material<'_>,
     outputs: &BTreeMap<String, Vec<u8>>,
 ) -> Value {
-    let mut wanted = secret::build(
+    let mut wanted = super::build(
         cert,
         material.chain_pem,
         material.key_pem,
@@ -62,7 +62,7 @@ pub(crate) fn desired(
         outputs,
     );
     if let Some(account) = material.account {
-        wanted["metadata"]["annotations"][super::renewal::ari::ACCOUNT] = json!(account);
+        wanted["metadata"]["annotations"][super::super::renewal::ari::ACCOUNT] = json!(account);
     }
     if ctx.settings.certificate_owner_ref {
         wanted["metadata"]["ownerReferences"] = json!([{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
@@ -82,7 +82,7 @@ pub(crate) async fn write(
         Ok(p) => p,
         Err((reason, message)) => return Ok(Written::NotYet { reason, message }),
     };
-    let outputs = match secret::outputs(
+    let outputs = match outputs::outputs(
         &cert.spec,
         material.key_pem,
         material.chain_pem,
@@ -121,7 +121,7 @@ pub(crate) async fn write(
         Err(e) => return Err(Error::WriteSecret(at, e)),
     }
     let existing_keys = existing.and_then(|s| s.data.as_ref());
-    let stale = secret::stale(
+    let stale = outputs::stale(
         existing_keys.into_iter().flatten().map(|(k, _)| k),
         &written_keys,
     );
