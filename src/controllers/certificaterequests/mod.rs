@@ -10,23 +10,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::ByteString;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, PostParams};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api::certificate_request::CertificateRequestCondition;
-use crate::api::meta::ConditionStatus;
 use crate::api::order::AcmeState;
-use crate::api::{AcmeIssuer, CertificateRequest, Order, OrderSpec};
-use crate::naming;
-use crate::pki::csr;
-use crate::runtime::conditions;
+use crate::api::{AcmeIssuer, CertificateRequest, Order};
 use crate::runtime::context::Context;
+
+mod plan;
+mod steps;
 
 pub const CONTROLLER_NAME: &str = "certwright-certificaterequests-acme";
 
@@ -51,18 +46,6 @@ impl Error {
             Self::Panicked(_) => "Panicked",
         }
     }
-}
-
-fn condition<'a>(
-    cr: &'a CertificateRequest,
-    type_: &str,
-) -> Option<&'a CertificateRequestCondition> {
-    cr.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_)
 }
 
 /// The ACME configuration of the request's issuer; None when it is not an
@@ -120,246 +103,24 @@ fn left_by_earlier_request(order: &Order, name: &str) -> bool {
         || controllers.any(|r| r.kind == "CertificateRequest" && r.name == name)
 }
 
-async fn write_status(
-    ctx: &Context,
-    cr: &CertificateRequest,
-    status: serde_json::Value,
-) -> Result<(), Error> {
-    let current = serde_json::to_value(&cr.status).unwrap_or_default();
-    let unchanged = status
-        .as_object()
-        .is_some_and(|fields| fields.iter().all(|(k, v)| current.get(k) == Some(v)));
-    if unchanged {
-        return Ok(());
-    }
-    let api: Api<CertificateRequest> =
-        Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
-    crate::runtime::status::apply(&api, &cr.name_any(), CONTROLLER_NAME, &status)
-        .await
-        .map_err(Error::WriteStatus)
-}
+/// Most steps in one pass (a pass takes at most seven).
+const MOST_STEPS: usize = 12;
 
 async fn reconcile(cr: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
     crate::metrics::sync("certificaterequests");
-    if condition(&cr, "Ready").is_some_and(|c| {
-        c.status == ConditionStatus::True
-            || c.reason.as_deref() == Some("Failed")
-            || c.reason.as_deref() == Some("Denied")
-    }) {
-        return Ok(Action::await_change());
-    }
-    let existing = cr
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let acme = match acme_issuer(&ctx, &cr).await {
-        Ok(Some(acme)) => acme,
-        Ok(None) => return Ok(Action::await_change()),
-        Err(message) => {
-            let conditions = conditions::set_request(
-                &existing,
-                "Ready",
-                ConditionStatus::False,
-                "Pending",
-                &message,
-            );
-            write_status(&ctx, &cr, json!({"conditions": conditions})).await?;
-            return Ok(Action::requeue(Duration::from_secs(5)));
-        }
-    };
-    if condition(&cr, "Denied").is_some_and(|c| c.status == ConditionStatus::True) {
-        let conditions = conditions::set_request(
-            &existing,
-            "Ready",
-            ConditionStatus::False,
-            "Denied",
-            "The CertificateRequest was denied by an approval controller",
-        );
-        write_status(
-            &ctx,
-            &cr,
-            json!({"conditions": conditions, "failureTime": Time(Timestamp::now())}),
-        )
-        .await?;
-        return Ok(Action::await_change());
-    }
-    let mut conditions = existing;
-    if condition(&cr, "Approved").is_none() && !ctx.settings.controllers.approver {
-        // Another approver decides (--controllers=-certificaterequests-approver).
-        ctx.events.publish(
-            CONTROLLER_NAME,
-            cr.object_ref(&()),
-            kube::runtime::events::EventType::Normal,
-            "WaitingForApproval",
-            "Not signing CertificateRequest until it is Approved".into(),
-        );
-        return Ok(Action::await_change());
-    }
-    if condition(&cr, "Approved").is_none() {
-        conditions = conditions::set_request(
-            &conditions,
-            "Approved",
-            ConditionStatus::True,
-            "cert-manager.io",
-            "Certificate request has been approved by cert-manager.io",
-        );
-    }
-    let ns = cr.namespace().unwrap_or_default();
-    let parsed = match csr::parse(&cr.spec.request.0) {
-        Ok(p) => p,
-        Err(e) => {
-            conditions = conditions::set_request(
-                &conditions,
-                "Ready",
-                ConditionStatus::False,
-                "Failed",
-                &format!("Failed to decode CSR in spec.request: {e}"),
-            );
-            write_status(
-                &ctx,
-                &cr,
-                json!({"conditions": conditions, "failureTime": Time(Timestamp::now())}),
-            )
-            .await?;
-            return Ok(Action::await_change());
-        }
-    };
-    let spec = OrderSpec {
-        request: ByteString(parsed.der),
-        issuer_ref: cr.spec.issuer_ref.clone(),
-        common_name: parsed.common_name,
-        dns_names: (!parsed.dns_names.is_empty()).then_some(parsed.dns_names),
-        ip_addresses: (!parsed.ip_addresses.is_empty()).then_some(parsed.ip_addresses),
-        duration: cr
-            .spec
-            .duration
-            .clone()
-            .filter(|_| acme.enable_duration_feature == Some(true)),
-        profile: acme.profile.clone(),
-    };
-    let name = naming::order(
-        &cr.name_any(),
-        &serde_json::to_value(&spec).unwrap_or_default(),
-    );
-    let orders: Api<Order> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut found = orders
-        .get_opt(&name)
-        .await
-        .map_err(|e| Error::Get(format!("Order {ns}/{name}"), e))?;
-    // A request someone already worked on whose Order is not under our name:
-    // cert-manager names Orders by a hash of its own encoding of the spec, so
-    // a request it left mid-issuance has its Order under another name. The
-    // Order this request controls is taken over, whatever its name.
-    if found.is_none() && worked_on(&cr) {
-        found = orders
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| Error::Get(format!("Orders in {ns}"), e))?
-            .items
-            .into_iter()
-            .find(|o| {
-                controlled_by(o, cr.meta().uid.as_deref()) && o.meta().deletion_timestamp.is_none()
-            });
-    }
-    let order = match found {
-        Some(o) if controlled_by(&o, cr.meta().uid.as_deref()) => o,
-        // An Order of the same name left by an earlier request of the same
-        // name (a retry after a failure), not yet collected: never this
-        // request's. Removed, so this one gets a fresh Order at once.
-        Some(o) if left_by_earlier_request(&o, &cr.name_any()) => {
-            let _ = orders
-                .delete(&name, &kube::api::DeleteParams::background())
-                .await;
-            return Ok(Action::requeue(Duration::from_millis(500)));
-        }
-        // Controlled by someone else: neither adopted nor deleted.
-        Some(_) => {
-            let message = format!(
-                "Order {ns}/{name} exists but is not controlled by this CertificateRequest; certwright will neither use nor delete it: delete it to let the request proceed"
-            );
-            conditions = conditions::set_request(
-                &conditions,
-                "Ready",
-                ConditionStatus::False,
-                "Pending",
-                &message,
-            );
-            write_status(&ctx, &cr, json!({"conditions": conditions})).await?;
-            return Ok(Action::requeue(Duration::from_secs(30)));
-        }
-        None => {
-            let owner = json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest", "name": cr.name_any(),
-                "uid": cr.meta().uid, "controller": true, "blockOwnerDeletion": true});
-            let mut order: Order = serde_json::from_value(json!({"apiVersion": "acme.cert-manager.io/v1", "kind": "Order",
-                "metadata": {"name": name, "namespace": ns, "ownerReferences": [owner], "labels": cr.labels(), "annotations": cr.annotations()},
-                "spec": {"issuerRef": {"name": ""}, "request": ""}}))
-            .map_err(|e| Error::CreateOrder(name.clone(), kube::Error::SerdeError(e)))?;
-            order.spec = spec;
-            orders
-                .create(&PostParams::default(), &order)
-                .await
-                .map_err(|e| Error::CreateOrder(format!("{ns}/{name}"), e))?
-        }
-    };
-    let status = order.status.unwrap_or_default();
-    match (status.state, status.certificate) {
-        (Some(AcmeState::Valid), Some(chain)) => {
-            conditions = conditions::set_request(
-                &conditions,
-                "Ready",
-                ConditionStatus::True,
-                "Issued",
-                "Certificate fetched from issuer successfully",
-            );
-            write_status(
-                &ctx,
-                &cr,
-                json!({"conditions": conditions, "certificate": chain}),
-            )
-            .await?;
-        }
-        (Some(state @ (AcmeState::Invalid | AcmeState::Errored | AcmeState::Expired)), _) => {
-            let state = serde_json::to_value(state)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
-            let message = format!(
-                "Failed to wait for order resource {name:?} to become ready: order is in {state:?} state: {}",
-                status.reason.unwrap_or_default()
-            );
-            conditions = conditions::set_request(
-                &conditions,
-                "Ready",
-                ConditionStatus::False,
-                "Failed",
-                &message,
-            );
-            write_status(
-                &ctx,
-                &cr,
-                json!({"conditions": conditions, "failureTime": Time(Timestamp::now())}),
-            )
-            .await?;
-        }
-        (state, _) => {
-            let state = state
-                .and_then(|s| serde_json::to_value(s).ok())
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
-            let message =
-                format!("Waiting on certificate issuance from order {ns}/{name}: {state:?}");
-            conditions = conditions::set_request(
-                &conditions,
-                "Ready",
-                ConditionStatus::False,
-                "Pending",
-                &message,
-            );
-            write_status(&ctx, &cr, json!({"conditions": conditions})).await?;
+    let mut pass = steps::Pass::new(&ctx, &cr);
+    let approver = ctx.settings.controllers.approver;
+    // Each step either ends the pass or learns something the next one
+    // needs; a table that chose steps without end is a bug, cut short.
+    for _ in 0..MOST_STEPS {
+        let step = plan::next_step(&cr, &pass.conditions, &pass.seen, approver);
+        if let steps::Flow::Done(action) = steps::run(&mut pass, step).await? {
+            pass.write().await?;
+            return Ok(action);
         }
     }
-    Ok(Action::await_change())
+    tracing::error!(request = %cr.name_any(), "the request's steps did not end a pass; trying again later");
+    Ok(Action::requeue(Duration::from_secs(30)))
 }
 
 fn error_policy(cr: Arc<CertificateRequest>, error: &Error, ctx: Arc<Context>) -> Action {
