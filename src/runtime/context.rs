@@ -8,6 +8,19 @@ use std::time::Duration;
 use crate::acme::session::{Accounts, IssuerStores};
 pub use crate::runtime::settings::Settings;
 
+/// A controller's context: the shared one, and the controller's own state.
+pub struct Scoped<S> {
+    pub shared: std::sync::Arc<Context>,
+    pub state: S,
+}
+
+impl<S> std::ops::Deref for Scoped<S> {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.shared
+    }
+}
+
 /// Shared by every reconcile.
 pub struct Context {
     pub client: kube::Client,

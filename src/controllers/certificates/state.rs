@@ -1,26 +1,13 @@
 //! What the Certificate controllers remember between reconciles: the
 //! temporary key Secrets' cache and the CAs' renewal suggestions.
 
-use std::ops::Deref;
-use std::sync::Arc;
-
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::Store;
 
-use crate::runtime::context::Context;
+use crate::runtime::context::Scoped;
 
 /// The controllers' context: the shared one and their own state.
-pub struct Ctx {
-    pub shared: Arc<Context>,
-    pub state: State,
-}
-
-impl Deref for Ctx {
-    type Target = Context;
-    fn deref(&self) -> &Context {
-        &self.shared
-    }
-}
+pub type Ctx = Scoped<State>;
 
 /// The Certificate controllers' own memory.
 pub struct State {

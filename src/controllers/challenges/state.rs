@@ -3,7 +3,6 @@
 //! `waitInsteadOfSelfCheck` has waited, and the solver modes' memory.
 
 use std::collections::HashMap;
-use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,22 +11,12 @@ use tokio::sync::mpsc;
 
 use super::schedule::InFlight;
 use crate::api::Challenge;
-use crate::runtime::context::Context;
+use crate::runtime::context::Scoped;
 use crate::runtime::counts::Counts;
 use crate::solver::state::Solvers;
 
 /// The controller's context: the shared one and its own state.
-pub struct Ctx {
-    pub shared: Arc<Context>,
-    pub state: State,
-}
-
-impl Deref for Ctx {
-    type Target = Context;
-    fn deref(&self) -> &Context {
-        &self.shared
-    }
-}
+pub type Ctx = Scoped<State>;
 
 /// The Challenge controller's own memory.
 pub struct State {

@@ -74,6 +74,7 @@ where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     set_ceiling(config, object.annotations());
+    let object_status = status;
     let generation = object.meta().generation;
     let target = Target {
         config,
@@ -93,7 +94,10 @@ where
             return Err(e);
         }
     };
-    if let Some(status) = status {
+    // Written only when it changed: an issuer looked at again (hourly, or
+    // for its Secret's change) that stands as it did costs no write.
+    let before = object_status;
+    if let Some(status) = status.filter(|s| Some(s) != before) {
         crate::runtime::status::apply(api, &name, CONTROLLER_NAME, &status)
             .await
             .map_err(Error::WriteStatus)?;
