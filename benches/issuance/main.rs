@@ -20,7 +20,8 @@
 //! certwright's modes; `BENCH_BREAKDOWN=1` prints each controller's API
 //! requests by verb and resource, and certwright's stages and self-checks;
 //! `BENCH_CONTROLLER_ARGS="--concurrent-reconciles=64"` adds flags to
-//! certwright's controller).
+//! certwright's controller; `BENCH_BASELINE_BINARY=path` first runs the
+//! same batches with that binary, an earlier build, as "before" rows).
 
 #[path = "../support/cluster.rs"]
 mod cluster;
@@ -100,6 +101,45 @@ const MODES: [(Subject, &str); 3] = [
         "sidecar",
     ),
 ];
+
+/// The same, run by `BENCH_BASELINE_BINARY` (the sidecar beside Traefik
+/// stays the built binary's).
+const BASELINE_MODES: [(Subject, &str); 3] = [
+    (
+        certwright("before: certwright shared mode", "pebble"),
+        "shared",
+    ),
+    (
+        certwright("before: certwright pod mode", "pebble-pod"),
+        "pod",
+    ),
+    (
+        certwright("before: certwright sidecar mode", "pebble-sidecar"),
+        "sidecar",
+    ),
+];
+
+/// certwright's flags in the bench: the self-check through the ingress
+/// router, the bench's poll interval, and `BENCH_CONTROLLER_ARGS`.
+fn controller_flags(router: std::net::SocketAddr) -> Vec<String> {
+    let mut flags: Vec<String> = [
+        "--http01-self-check-address",
+        &router.to_string(),
+        "--acme-poll-interval-ms",
+        &POLL_MS.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // BENCH_CONTROLLER_ARGS: more of certwright's flags, space-separated.
+    flags.extend(
+        std::env::var("BENCH_CONTROLLER_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string),
+    );
+    flags
+}
 
 const fn certwright(who: &'static str, issuer: &'static str) -> Subject {
     Subject {
@@ -256,60 +296,56 @@ async fn run(cluster: &'static LocalCluster, sizes: Vec<usize>) {
     let floor_only = std::env::var_os("BENCH_FLOOR_ONLY").is_some();
 
     if !floor_only && !skipped("certwright") {
-        let mut flags: Vec<String> = [
-            "--http01-self-check-address",
-            &router.to_string(),
-            "--acme-poll-interval-ms",
-            &POLL_MS.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        // BENCH_CONTROLLER_ARGS: more of certwright's flags, space-separated.
-        flags.extend(
-            std::env::var("BENCH_CONTROLLER_ARGS")
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(str::to_string),
-        );
-        deploy::controller(&client, &flags)
-            .await
-            .expect("controller");
-        for (subject, mode) in MODES {
-            cluster_issuer(
-                &client,
-                cluster,
-                &pebble,
-                subject.issuer,
-                // pebble is a private CA on this machine: the Let's
-                // Encrypt-sized request ceiling would be what is measured.
-                json!({"certwright.io/http01-solver-mode": mode,
-                    (certwright::acme::ceiling::ANNOTATION): "10000"}),
-            )
-            .await;
+        let mut runs = vec![("dev", MODES)];
+        if std::env::var_os("BENCH_BASELINE_BINARY").is_some() {
+            runs.insert(0, ("baseline", BASELINE_MODES));
         }
-        sidecar(cluster, &client).await;
-        for (m, (subject, mode)) in MODES.iter().enumerate() {
-            if skipped(mode) {
-                continue;
+        let mut sidecar_added = false;
+        for (tag, modes) in runs {
+            let flags = controller_flags(router);
+            deploy::controller_tagged(&client, tag, &flags)
+                .await
+                .expect("controller");
+            for (subject, mode) in modes {
+                cluster_issuer(
+                    &client,
+                    cluster,
+                    &pebble,
+                    subject.issuer,
+                    // pebble is a private CA on this machine: the Let's
+                    // Encrypt-sized request ceiling would be what is measured.
+                    json!({"certwright.io/http01-solver-mode": mode,
+                        (certwright::acme::ceiling::ANNOTATION): "10000"}),
+                )
+                .await;
             }
-            let _ = controllers::batch(cluster, 1, &format!("w{m}"), *subject).await;
-        }
-        for (b, n) in sizes.iter().enumerate() {
-            for (m, (subject, mode)) in MODES.iter().enumerate() {
+            if !sidecar_added {
+                sidecar(cluster, &client).await;
+                sidecar_added = true;
+            }
+            for (m, (subject, mode)) in modes.iter().enumerate() {
                 if skipped(mode) {
                     continue;
                 }
-                rows.push(noted(
-                    controllers::batch(cluster, *n, &format!("{b}m{m}"), *subject).await,
-                ));
+                let _ = controllers::batch(cluster, 1, &format!("w{tag}{m}"), *subject).await;
             }
+            for (b, n) in sizes.iter().enumerate() {
+                for (m, (subject, mode)) in modes.iter().enumerate() {
+                    if skipped(mode) {
+                        continue;
+                    }
+                    rows.push(noted(
+                        controllers::batch(cluster, *n, &format!("{b}{tag}{m}"), *subject).await,
+                    ));
+                }
+            }
+            // The next controller (or cert-manager) starts on an empty
+            // cluster, not on the last one's work.
+            clear(&client).await;
+            deploy::remove_controller(&client)
+                .await
+                .expect("certwright stopped");
         }
-        // cert-manager starts on an empty cluster, not on certwright's work.
-        clear(&client).await;
-        deploy::remove_controller(&client)
-            .await
-            .expect("certwright stopped");
     }
     if !floor_only && !skipped("cert-manager") {
         cert_manager::install(&client, &settings)

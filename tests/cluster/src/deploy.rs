@@ -333,6 +333,17 @@ fn chart_values(flags: &[String]) -> Vec<String> {
 /// the built binary, with `extra_args` after `controller`. A controller
 /// deployed before is replaced.
 pub async fn controller(client: &kube::Client, extra_args: &[String]) -> Result<(), String> {
+    controller_tagged(client, "dev", extra_args).await
+}
+
+/// As [`controller`], with the image tagged `tag`: the cluster maps each
+/// image it knows to a binary (`dev` to the one built; the issuance
+/// bench maps `baseline` to an earlier build, for a before and after).
+pub async fn controller_tagged(
+    client: &kube::Client,
+    tag: &str,
+    extra_args: &[String],
+) -> Result<(), String> {
     remove_controller(client).await?;
     apply(
         client,
@@ -341,7 +352,11 @@ pub async fn controller(client: &kube::Client, extra_args: &[String]) -> Result<
     .await?;
     // The post-install check (a hook Job) is tests/e2e/metrics.rs' to run.
     let mut values = chart_values(extra_args);
-    values.push("--no-hooks".into());
+    values.extend([
+        "--set".into(),
+        format!("image.tag={tag}"),
+        "--no-hooks".into(),
+    ]);
     for object in render_chart(&values)? {
         apply(client, object).await?;
     }
