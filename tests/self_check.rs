@@ -185,8 +185,20 @@ async fn every_failure_reads_as_its_cause() {
             "refused: validators do not follow redirects to a bare IP address",
         ),
     );
+    // What kind of failure each is: the metric label a failure is counted by.
+    let kinds = HashMap::from([
+        ("nope.test", "dns"),
+        ("missing.test", "not_routed"),
+        ("broken.test", "wrong_status"),
+        ("wrong.test", "wrong_answer"),
+        ("port.test", "redirect"),
+        ("loop.test", "redirect"),
+        ("ip.test", "redirect"),
+    ]);
     for (name, (probe, expected)) in cases {
-        let got = check(name, probe).await.expect_err(name);
+        let failure = check(name, probe).await.expect_err(name);
+        assert_eq!(failure.label(), kinds[name], "{name}: {failure}");
+        let got = failure.to_string();
         assert!(
             got.contains(expected),
             "{name}: {got:?} does not say {expected:?}"
@@ -203,7 +215,9 @@ async fn every_failure_reads_as_its_cause() {
         http_port: closed_port(),
         ..probe.clone()
     };
-    let got = check("ok.test", refused).await.expect_err("refused");
+    let failure = check("ok.test", refused).await.expect_err("refused");
+    assert_eq!(failure.label(), "unreachable", "{failure}");
+    let got = failure.to_string();
     assert!(
         got.contains("via 127.0.0.1:") && got.ends_with("connection refused"),
         "{got}"
@@ -213,7 +227,10 @@ async fn every_failure_reads_as_its_cause() {
         http_port: silent,
         ..probe.clone()
     };
-    let got = check("ok.test", hung).await.expect_err("timeout");
+    let got = check("ok.test", hung)
+        .await
+        .expect_err("timeout")
+        .to_string();
     assert!(got.ends_with("no answer within the timeout"), "{got}");
 
     // Without hairpin NAT: the request goes to the configured address with
@@ -325,13 +342,13 @@ fn a_redirect_into_the_clusters_networks_is_refused() {
             .map(|(_, r)| r.clone())
             .expect(name)
     };
-    let refused = got("public.test").expect_err("refused");
+    let refused = got("public.test").expect_err("refused").to_string();
     assert!(
         refused.contains("redirect to http://inside.test:80/.well-known/acme-challenge/tok_EN-1 refused: it resolves to 10.0.0.7, a private address"),
         "{refused}"
     );
     for name in ["meta.test", "private-meta.test"] {
-        let why = got(name).expect_err(name);
+        let why = got(name).expect_err(name).to_string();
         assert!(
             why.contains("169.254.169.254, a link-local address"),
             "{name}: {why}"

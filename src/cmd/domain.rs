@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::api::acme::AcmeChallengeSolver;
 use crate::controllers::orders::select::solver_for;
-use crate::solver::check::{Probe, reachable};
+use crate::solver::check::{Probe, SelfCheckFailure, reachable, token_path};
 
 /// The token fetched: never one a CA issues (those are 43 characters of
 /// base64url), so nothing can serve it by accident.
@@ -29,12 +29,10 @@ pub async fn check(probe: &Probe, name: &str) -> Result<String, String> {
         Ok(()) => Ok(format!(
             "{name}: something answered certwright's probe token with its own body: an odd server, but reachable"
         )),
-        Err(e) if e.contains("wrong status code 404") => {
-            let shown = e.split(": wrong status code").next().unwrap_or(&e);
-            Ok(format!(
-                "{name}: reachable as the CA fetches tokens: {shown} answered 404, as it should before an issuance (certwright routes each token only while its Challenge is presented)"
-            ))
-        }
+        Err(SelfCheckFailure::NotRouted(_)) => Ok(format!(
+            "{name}: reachable as the CA fetches tokens: GET http://{name}{} answered 404, as it should before an issuance (certwright routes each token only while its Challenge is presented)",
+            token_path(PROBE_TOKEN)
+        )),
         Err(e) => Err(format!(
             "{name}: the CA could not fetch an HTTP-01 token: {e}"
         )),

@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::certificate_request::CertificateRequestCondition;
+use crate::api::challenge::ChallengeCondition;
 use crate::api::meta::{Condition, ConditionStatus};
 
 /// The parts of a condition the bookkeeping needs.
@@ -14,29 +15,24 @@ trait Typed: Clone {
     fn transition(&self) -> Option<Time>;
 }
 
-impl Typed for Condition {
-    fn type_(&self) -> &str {
-        &self.type_
-    }
-    fn status(&self) -> ConditionStatus {
-        self.status
-    }
-    fn transition(&self) -> Option<Time> {
-        self.last_transition_time.clone()
-    }
+/// The condition types of the kinds, alike but for their reason's type.
+macro_rules! typed {
+    ($($kind:ty),*) => {$(
+        impl Typed for $kind {
+            fn type_(&self) -> &str {
+                &self.type_
+            }
+            fn status(&self) -> ConditionStatus {
+                self.status
+            }
+            fn transition(&self) -> Option<Time> {
+                self.last_transition_time.clone()
+            }
+        }
+    )*};
 }
 
-impl Typed for CertificateRequestCondition {
-    fn type_(&self) -> &str {
-        &self.type_
-    }
-    fn status(&self) -> ConditionStatus {
-        self.status
-    }
-    fn transition(&self) -> Option<Time> {
-        self.last_transition_time.clone()
-    }
-}
+typed!(Condition, CertificateRequestCondition, ChallengeCondition);
 
 /// The transition time of `type_` set to `status`: kept unless the status flips.
 fn transition_time<C: Typed>(
@@ -76,6 +72,24 @@ pub fn set_request(
         status,
         last_transition_time: transition_time(conditions, type_, status, Timestamp::now()),
         reason: Some(reason.to_string()),
+        message: Some(message.to_string()),
+    };
+    upsert(conditions, updated)
+}
+
+/// A Challenge's `conditions` with `type_` set.
+pub fn set_challenge(
+    conditions: &[ChallengeCondition],
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: &str,
+) -> Vec<ChallengeCondition> {
+    let updated = ChallengeCondition {
+        type_: type_.to_string(),
+        status,
+        last_transition_time: transition_time(conditions, type_, status, Timestamp::now()),
+        reason: reason.to_string(),
         message: Some(message.to_string()),
     };
     upsert(conditions, updated)

@@ -124,6 +124,12 @@ impl Context {
         };
     }
 
+    /// Whether `resource_version` of `uid` is our last write of it.
+    pub fn is_own_write(&self, uid: &str, resource_version: Option<&str>) -> bool {
+        let map = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        resource_version.is_some_and(|rv| map.get(uid).is_some_and(|w| w == rv))
+    }
+
     /// Whether a cached copy of `uid` at `resource_version` may predate
     /// our last write of it (then read it from the API server instead).
     pub fn behind(&self, uid: &str, resource_version: Option<&str>) -> bool {

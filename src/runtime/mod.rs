@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod context;
 pub mod counts;
 pub mod events;
+pub mod latest;
 pub mod leader;
 pub mod probes;
 pub mod reconcile_error;

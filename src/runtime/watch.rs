@@ -6,11 +6,17 @@
 //! - [`changes`]: a watch of objects written often (a request's status is
 //!   patched five times in an issuance) wakes the controller only when
 //!   what it reads of them changed.
+//! - [`Wake`]: a controller's own objects wake it on every change, or on
+//!   every change but its own status writes ([`not_status`]), so that a
+//!   write that records progress does not wake the object it was written
+//!   on before its next step is due.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
+use futures_util::future::Either;
 use futures_util::{Stream, StreamExt, future};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
@@ -18,11 +24,52 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+/// What wakes a controller of its own objects.
+pub enum Wake<K> {
+    /// Every change.
+    OnEveryChange,
+    /// A change of what [`not_status`] reads, or of the status by someone
+    /// else: the predicate says whether a version is the controller's own
+    /// write (a status another manager writes is acted on).
+    ExceptOwnStatus(Arc<dyn Fn(&K) -> bool + Send + Sync>),
+}
+
+impl<K> Wake<K> {
+    fn filter<S>(self, events: S) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+    where
+        K: Resource + Send + 'static,
+        S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    {
+        match self {
+            Wake::OnEveryChange => Either::Left(events.applied_objects()),
+            Wake::ExceptOwnStatus(own) => {
+                Either::Right(changes_or(events, not_status, move |o| !own(o)))
+            }
+        }
+    }
+}
+
+/// What someone besides the controller changes of an object: its spec
+/// (generation), labels, annotations and finalizers (its owners and
+/// deletion are always read). Status writes, the controller's own, pass
+/// unseen.
+pub fn not_status<K: Resource>(o: &K) -> serde_json::Value {
+    let meta = o.meta();
+    serde_json::json!([
+        meta.generation,
+        meta.labels,
+        meta.annotations,
+        meta.finalizers
+    ])
+}
+
 /// A cache of the objects `api` lists, and the stream of objects applied
-/// to it (for `Controller::for_stream`), both without managedFields.
+/// to it that `wake` passes (for `Controller::for_stream`), both without
+/// managedFields.
 pub fn trimmed<K>(
     api: Api<K>,
     config: watcher::Config,
+    wake: Wake<K>,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -32,16 +79,18 @@ where
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
     let (reader, events) = cached(api, config);
-    (reader, events.applied_objects())
+    (reader, wake.filter(events))
 }
 
 /// The stream of objects `api` lists, without managedFields, each applied
 /// to the shared cache first (one made before the controller, see
-/// [`crate::runtime::stores`]), which is marked listed after each full list.
+/// [`crate::runtime::stores`]), which is marked listed after each full list;
+/// `wake` says which of them are passed on.
 pub fn trimmed_into<K>(
     shared: &crate::runtime::stores::Shared<K>,
     api: Api<K>,
     config: watcher::Config,
+    wake: Wake<K>,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -64,9 +113,8 @@ where
             if let Ok(watcher::Event::InitDone) = event {
                 listed.send_replace(true);
             }
-        })
-        .applied_objects();
-    (reader, events)
+        });
+    (reader, wake.filter(events))
 }
 
 /// A cache of the objects `api` lists, without managedFields, and the
@@ -102,8 +150,21 @@ where
     K: Resource + Send + 'static,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 {
+    changes_or(events, fingerprint, |_| false)
+}
+
+/// Like [`changes`], also passing every applied version `also` picks.
+fn changes_or<K, S>(
+    events: S,
+    fingerprint: fn(&K) -> serde_json::Value,
+    also: impl Fn(&K) -> bool + Send + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource + Send + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
     let mut seen = Seen::default();
-    events.filter_map(move |event| future::ready(seen.pass(event, fingerprint)))
+    events.filter_map(move |event| future::ready(seen.pass(event, fingerprint, &also)))
 }
 
 /// The fingerprints last seen, by uid; a relist builds a fresh table, so
@@ -119,6 +180,7 @@ impl Seen {
         &mut self,
         event: Result<watcher::Event<K>, watcher::Error>,
         fingerprint: fn(&K) -> serde_json::Value,
+        also: &dyn Fn(&K) -> bool,
     ) -> Option<Result<K, watcher::Error>> {
         let print = |o: &K| {
             let mut hasher = std::hash::DefaultHasher::new();
@@ -151,7 +213,7 @@ impl Seen {
             Ok(watcher::Event::Apply(o)) => {
                 let print = print(&o);
                 let before = self.prints.insert(key(&o), print);
-                (before != Some(print)).then_some(Ok(o))
+                (before != Some(print) || also(&o)).then_some(Ok(o))
             }
             Ok(watcher::Event::Delete(o)) => {
                 self.prints.remove(&key(&o));
@@ -180,7 +242,7 @@ mod tests {
     }
 
     fn passed(seen: &mut Seen, event: watcher::Event<ConfigMap>) -> Option<String> {
-        seen.pass(Ok(event), read)
+        seen.pass(Ok(event), read, &|_| false)
             .map(|o| o.expect("object").name_any())
     }
 
@@ -210,6 +272,25 @@ mod tests {
             passed(&mut seen, Apply(map("a", "2", "z"))).as_deref(),
             Some("a"),
             "made again"
+        );
+    }
+
+    #[test]
+    fn a_write_not_our_own_passes_though_what_is_read_stands() {
+        use watcher::Event::*;
+        let mut seen = Seen::default();
+        let ours = |m: &ConfigMap| m.metadata.resource_version.as_deref() == Some("ours");
+        let not_ours = |m: &ConfigMap| !ours(m);
+        let mut pass = |event| {
+            seen.pass(Ok(event), read, &not_ours)
+                .map(|o| o.expect("object").name_any())
+        };
+        assert!(pass(Apply(map("a", "1", "x"))).is_some(), "new");
+        assert_eq!(pass(Apply(map("a", "1", "ours"))), None, "our own write");
+        assert_eq!(
+            pass(Apply(map("a", "1", "theirs"))).as_deref(),
+            Some("a"),
+            "someone else's"
         );
     }
 

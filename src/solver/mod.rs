@@ -13,6 +13,7 @@
 //! controller's `--http01-solver-mode`.
 
 pub mod check;
+pub mod dns01;
 pub mod ingress;
 pub mod pod;
 pub mod server;
@@ -86,7 +87,7 @@ impl Mode {
         self,
         solvers: &Solvers,
         challenge: &Challenge,
-    ) -> Result<Result<Option<SocketAddr>, String>, kube::Error> {
+    ) -> Result<Result<Option<SocketAddr>, check::SelfCheckFailure>, kube::Error> {
         let ns = challenge.namespace().unwrap_or_default();
         match self {
             Mode::Sidecar => Ok(Ok(None)),
@@ -94,10 +95,10 @@ impl Mode {
                 .await?
                 .map(Some)
                 .ok_or_else(|| {
-                    format!(
+                    check::SelfCheckFailure::SolverMissing(format!(
                         "the solver Service {ns}/{} does not exist",
                         solvers.settings.service
-                    )
+                    ))
                 })),
             Mode::Pod => {
                 Ok(solvers.pod_address(&ns, &ingress::resource_name(&challenge.name_any())))

@@ -2,6 +2,7 @@
 //! the per-namespace solver Services of the shared mode and the solver
 //! Pods of the pod mode.
 
+use super::check::SelfCheckFailure;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -89,11 +90,15 @@ impl Solvers {
     }
 
     /// Where a ready solver Pod answers, or why it cannot be asked yet.
-    pub fn pod_address(&self, namespace: &str, name: &str) -> Result<Option<SocketAddr>, String> {
+    pub fn pod_address(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<SocketAddr>, SelfCheckFailure> {
         let Some(pod) = self.pod(namespace, name) else {
-            return Err(format!(
+            return Err(SelfCheckFailure::SolverMissing(format!(
                 "the solver Pod {namespace}/{name} does not exist (yet)"
-            ));
+            )));
         };
         let status = pod.status.as_ref();
         let ready = status
@@ -118,10 +123,10 @@ impl Solvers {
                         )
                     })
                     .unwrap_or_default();
-                Err(format!(
+                Err(SelfCheckFailure::SolverNotReady(format!(
                     "the solver Pod {namespace}/{name} is not ready yet{}",
                     why.trim_end()
-                ))
+                )))
             }
         }
     }

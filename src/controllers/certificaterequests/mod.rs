@@ -152,6 +152,7 @@ pub async fn run(ctx: Arc<Context>) {
     let (store, requests) = crate::runtime::watch::trimmed(
         Api::<CertificateRequest>::all(ctx.client.clone()),
         watcher::Config::default(),
+        crate::runtime::watch::Wake::OnEveryChange,
     );
     Controller::for_stream(requests, store)
         // Only what a pass reads of an Order wakes its request.

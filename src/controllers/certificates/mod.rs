@@ -118,6 +118,7 @@ pub async fn run(shared: Arc<Context>) {
         &ctx.stores.certificates,
         Api::<Certificate>::all(ctx.client.clone()),
         watcher::Config::default(),
+        crate::runtime::watch::Wake::OnEveryChange,
     );
     let controller = Controller::for_stream(certificates, store);
     let (next_keys, next_key_events) = crate::runtime::watch::cached(

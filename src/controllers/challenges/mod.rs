@@ -23,7 +23,7 @@ use crate::solver::SOLVER_LABEL;
 use crate::solver::state::Solvers;
 use state::{Ctx, State};
 
-mod dns01;
+mod pass;
 mod plan;
 mod present;
 pub mod schedule;
@@ -44,7 +44,7 @@ const WARN_AFTER: u32 = 18;
 const FAST_CHECKS: u32 = 36;
 /// Most steps in one pass (a pass takes at most ten).
 const MOST_STEPS: usize = 16;
-pub use plan::FINALIZER;
+pub use plan::{FINALIZER, SOLVED};
 
 pub use crate::runtime::reconcile_error::Error;
 
@@ -63,9 +63,12 @@ pub fn self_check_delay(attempts: u32) -> Duration {
 async fn write(ctx: &Ctx, ch: &Challenge, status: &ChallengeStatus) -> Result<(), Error> {
     let api: Api<Challenge> =
         Api::namespaced(ctx.client.clone(), &ch.namespace().unwrap_or_default());
-    crate::runtime::status::apply(&api, &ch.name_any(), CONTROLLER_NAME, status)
-        .await
-        .map_err(|e| Error::WriteStatus("Challenge", e))
+    let written =
+        crate::runtime::status::apply_returning(&api, &ch.name_any(), CONTROLLER_NAME, status)
+            .await
+            .map_err(|e| Error::WriteStatus("Challenge", e))?;
+    ctx.state.latest.wrote(ch, written);
+    Ok(())
 }
 
 fn event(ctx: &Ctx, ch: &Challenge, type_: EventType, reason: &str, note: String) {
@@ -75,13 +78,15 @@ fn event(ctx: &Ctx, ch: &Challenge, type_: EventType, reason: &str, note: String
 
 async fn reconcile(ch: Arc<Challenge>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     crate::metrics::sync("challenges");
-    let mut pass = steps::Pass::new(&ctx, &ch);
+    // A timer may start the pass before the watch brought our last write.
+    let ch = ctx.state.latest.pick(ch);
+    let mut pass = pass::Pass::new(&ctx, &ch);
     let passes = ctx.settings.solver.passes;
     // Each step either ends the pass or learns something the next one
     // needs; a table that chose steps without end is a bug, cut short.
     for _ in 0..MOST_STEPS {
         let step = plan::next_step(&ch, &pass.status, &pass.seen, passes);
-        if let steps::Flow::Done(action) = steps::run(&mut pass, step).await? {
+        if let pass::Flow::Done(action) = steps::run(&mut pass, step).await? {
             pass.checkpoint().await?;
             return Ok(action);
         }
@@ -108,10 +113,16 @@ pub async fn run(shared: Arc<Context>, solvers: Arc<Solvers>) {
         state: State::new(solvers),
     });
     let solver_only = watcher::Config::default().labels(&format!("{SOLVER_LABEL}=true"));
+    // Our own status writes wake no Challenge (each pass says when its
+    // next step is due); another manager's do.
     let (store, challenges) = crate::runtime::watch::trimmed_into(
         &ctx.stores.challenges,
         Api::<Challenge>::all(ctx.client.clone()),
         watcher::Config::default(),
+        crate::runtime::watch::Wake::ExceptOwnStatus({
+            let ctx = ctx.clone();
+            Arc::new(move |ch: &Challenge| ctx.state.latest.is_ours(ch))
+        }),
     );
     let mut controller = Controller::for_stream(challenges, store)
         .with_config(ctx.settings.controller_config())

@@ -77,6 +77,11 @@ pub fn is_final(state: Option<AcmeState>) -> bool {
     )
 }
 
+/// The condition saying whether the token is reachable as the CA will
+/// fetch it (the self-checks' verdict): False with the failure's kind as
+/// its reason while the CA is not asked yet.
+pub const SOLVED: &str = "Solved";
+
 /// The reason of a solver with no challenge type.
 pub const UNSOLVABLE: &str = "The Challenge's solver has neither http01 nor dns01";
 
@@ -377,10 +382,9 @@ mod tests {
             verdict: Some(verdict),
             ..placed()
         };
-        let failed = with(Verdict::Failed {
-            reason: "404".into(),
-            missing: false,
-        });
+        let failed = with(Verdict::Failed(
+            crate::solver::check::SelfCheckFailure::NotRouted("404".into()),
+        ));
         assert_eq!(
             next_step(&http01(), &presented, &failed, 1),
             Step::SelfCheckFailed

@@ -3,12 +3,13 @@
 
 use instant_acme::ChallengeType;
 
-use super::{Error, dns01, self_check};
+use super::{Error, self_check};
 use crate::api::Challenge;
 use kube::ResourceExt;
 
 use super::state::Ctx;
 use crate::solver::Mode;
+use crate::solver::dns01::{self, Dns01};
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Presenter {
@@ -54,7 +55,7 @@ impl Presenter {
                 .present(&ctx.state.solvers, ch, again)
                 .await
                 .map_err(|e| Error::Api("solver resources".into(), e)),
-            Self::Dns01 => dns01::present(ctx, ch)
+            Self::Dns01 => dns01::present(&dns01(ctx), ch)
                 .await
                 .map_err(|e| Error::Api("the DNS-01 provider's Secret".into(), e)),
         }
@@ -71,7 +72,7 @@ impl Presenter {
                 Ok(()) => Ok(()),
                 Err(why) => Err(Error::Cleanup(why)),
             },
-            Self::Dns01 => match dns01::cleanup(ctx, ch)
+            Self::Dns01 => match dns01::cleanup(&dns01(ctx), ch)
                 .await
                 .map_err(|e| Error::Api("the DNS-01 provider's Secret".into(), e))?
             {
@@ -93,8 +94,20 @@ impl Presenter {
             Self::Http01(mode) => self_check::run(ctx, ch, mode)
                 .await
                 .map_err(|e| Error::Api("solver resources".into(), e)),
-            Self::Dns01 => Ok(dns01::check(ctx, ch).await),
+            Self::Dns01 => Ok(match dns01::check(&dns01(ctx), ch).await {
+                Ok(()) => self_check::Verdict::Passed(ctx.settings.solver.passes),
+                Err(failure) => self_check::Verdict::Failed(failure),
+            }),
         }
+    }
+}
+
+/// What DNS-01 works with.
+fn dns01(ctx: &Ctx) -> Dns01<'_> {
+    Dns01 {
+        client: &ctx.client,
+        settings: &ctx.settings.dns01,
+        cluster_resource_namespace: &ctx.settings.cluster_resource_namespace,
     }
 }
 

@@ -13,6 +13,7 @@ use super::schedule::InFlight;
 use crate::api::Challenge;
 use crate::runtime::context::Scoped;
 use crate::runtime::counts::Counts;
+use crate::runtime::latest::Latest;
 use crate::solver::state::Solvers;
 
 /// The controller's context: the shared one and its own state.
@@ -35,6 +36,8 @@ pub struct State {
     presented: Mutex<HashMap<String, Instant>>,
     /// The solver modes' client, settings and memory.
     pub solvers: Arc<Solvers>,
+    /// Challenges as our last writes returned them.
+    pub latest: Latest<Challenge>,
 }
 
 impl State {
@@ -48,6 +51,7 @@ impl State {
             self_check_failures: Counts::default(),
             presented: Mutex::default(),
             solvers,
+            latest: Latest::default(),
         }
     }
 

@@ -14,75 +14,21 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::plan::{FINALIZER, Seen, Step, UNSOLVABLE, is_final};
+use super::pass::{Flow, Pass, uid};
+use super::plan::{FINALIZER, SOLVED, Step, UNSOLVABLE, is_final};
 use super::present::Presenter;
 use super::self_check::Verdict;
 use super::state::Ctx;
 use super::validate::{Outcome, VALIDATE, accept_and_poll, retry_later};
-use super::{ASKING, Error, WARN_AFTER, event, self_check_delay, write};
+use super::{ASKING, Error, WARN_AFTER, event, self_check_delay};
 use crate::acme::errors::{Verdict as CaVerdict, classify};
 use crate::acme::session::{self, SessionError};
 use crate::api::challenge::ChallengeStatus;
+use crate::api::meta::ConditionStatus;
 use crate::api::order::AcmeState;
 use crate::api::{Challenge, Order};
+use crate::solver::check::SelfCheckFailure;
 use crate::solver::shared::WAITING_FOR_CA;
-
-/// One reconcile of one Challenge.
-pub(super) struct Pass<'a> {
-    pub ctx: &'a Ctx,
-    pub ch: &'a Challenge,
-    /// The status as this pass has made it so far.
-    pub status: ChallengeStatus,
-    /// The status as the API server has it (as far as this pass knows).
-    written: ChallengeStatus,
-    pub seen: Seen,
-}
-
-/// Whether the pass goes on after a step.
-pub(super) enum Flow {
-    Next,
-    Done(Action),
-}
-
-impl<'a> Pass<'a> {
-    pub fn new(ctx: &'a Ctx, ch: &'a Challenge) -> Self {
-        let status = ch.status.clone().unwrap_or_default();
-        let seen = Seen {
-            retry_left: ctx
-                .retries
-                .wait_left(&uid(ch), status.reason.as_deref(), Timestamp::now()),
-            ..Seen::default()
-        };
-        Self {
-            ctx,
-            ch,
-            written: status.clone(),
-            status,
-            seen,
-        }
-    }
-
-    /// Writes the status if the pass changed it since it was last written.
-    pub async fn checkpoint(&mut self) -> Result<(), Error> {
-        if self.status != self.written {
-            write(self.ctx, self.ch, &self.status).await?;
-            self.written = self.status.clone();
-        }
-        Ok(())
-    }
-
-    fn presenter(&self) -> Option<Presenter> {
-        self.seen
-            .presenter
-            .as_ref()
-            .and_then(|p| p.as_ref().ok())
-            .copied()
-    }
-}
-
-fn uid(ch: &Challenge) -> String {
-    ch.uid().unwrap_or_default()
-}
 
 /// Runs `step`.
 pub(super) async fn run(pass: &mut Pass<'_>, step: Step) -> Result<Flow, Error> {
@@ -123,6 +69,11 @@ fn forget(pass: &Pass<'_>) -> Flow {
     ctx.retries.forget(&uid);
     ctx.state.self_check_failures.forget(&uid);
     ctx.state.passes.forget(&uid);
+    if pass.ch.metadata.deletion_timestamp.is_some() {
+        // (A finished Challenge's last write is kept: a pass that an
+        // Ingress cleaned up starts before the watch has brought it.)
+        ctx.state.latest.forget(&uid);
+    }
     ctx.state.release(&uid);
     Flow::Done(Action::await_change())
 }
@@ -230,13 +181,15 @@ async fn adopt(
     if let Some(mode) = mode {
         patch["metadata"]["annotations"] = json!({(crate::solver::PRESENTED_MODE): mode.as_str()});
     }
-    api.patch(
-        &ch.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(patch),
-    )
-    .await
-    .map_err(|e| Error::Api(format!("Challenge {}", ch.name_any()), e))?;
+    let written = api
+        .patch(
+            &ch.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+        .map_err(|e| Error::Api(format!("Challenge {}", ch.name_any()), e))?;
+    ctx.state.latest.wrote(ch, written);
     Ok(())
 }
 
@@ -335,6 +288,18 @@ async fn present(pass: &mut Pass<'_>) -> Result<Flow, Error> {
     Ok(Flow::Next)
 }
 
+/// Sets the [`SOLVED`] condition.
+fn solved(status: &mut ChallengeStatus, verdict: ConditionStatus, reason: &str, message: &str) {
+    let conditions = status.conditions.take().unwrap_or_default();
+    status.conditions = Some(crate::runtime::conditions::set_challenge(
+        &conditions,
+        SOLVED,
+        verdict,
+        reason,
+        message,
+    ));
+}
+
 /// `waitInsteadOfSelfCheck`: a wait, from when it was first seen
 /// presented, in place of the checks.
 fn wait_instead_of_self_check(pass: &mut Pass<'_>, wait: Duration) -> Flow {
@@ -347,6 +312,12 @@ fn wait_instead_of_self_check(pass: &mut Pass<'_>, wait: Duration) -> Flow {
             Flow::Done(Action::requeue(left))
         }
         None => {
+            solved(
+                &mut pass.status,
+                ConditionStatus::True,
+                "WaitedInsteadOfSelfCheck",
+                "Waited out waitInsteadOfSelfCheck (no self-check)",
+            );
             pass.seen.verdict = Some(Verdict::Passed(pass.ctx.settings.solver.passes));
             Flow::Next
         }
@@ -367,6 +338,12 @@ async fn self_check(pass: &mut Pass<'_>) -> Result<Flow, Error> {
         if pass.status.reason.as_deref() != Some(WAITING_FOR_CA) {
             crate::metrics::stage_since("self_check_passed", ch.meta());
         }
+        solved(
+            &mut pass.status,
+            ConditionStatus::True,
+            "SelfCheckPassed",
+            "The token is reachable as the CA will fetch it",
+        );
         // Self-checks start over; the CA's run of failures does not.
         ctx.state.self_check_failures.forget(&uid(ch));
     }
@@ -376,7 +353,7 @@ async fn self_check(pass: &mut Pass<'_>) -> Result<Flow, Error> {
 
 async fn self_check_failed(pass: &mut Pass<'_>) -> Result<Flow, Error> {
     let (ctx, ch) = (pass.ctx, pass.ch);
-    let (Some(presenter), Some(Verdict::Failed { reason, missing })) =
+    let (Some(presenter), Some(Verdict::Failed(failure))) =
         (pass.presenter(), pass.seen.verdict.clone())
     else {
         return Ok(Flow::Next);
@@ -386,15 +363,22 @@ async fn self_check_failed(pass: &mut Pass<'_>) -> Result<Flow, Error> {
     let attempts = ctx.state.self_check_failures.bump(&uid);
     // (A solver just created may not be in the watch cache yet; an
     // ingress controller under load takes seconds to route.)
+    let missing = matches!(failure, SelfCheckFailure::SolverMissing(_));
     if (missing && attempts >= 3) || attempts.is_multiple_of(16) {
         // Someone may have removed the resources: present again.
         presenter.present(ctx, ch, true).await?.ok();
     }
     let reason = format!(
-        "Waiting for {} challenge propagation: {reason}",
+        "Waiting for {} challenge propagation: {failure}",
         presenter.kind()
     );
     let changed = pass.status.reason.as_deref() != Some(reason.as_str());
+    solved(
+        &mut pass.status,
+        ConditionStatus::False,
+        failure.reason(),
+        failure.message(),
+    );
     pass.status.reason = Some(reason.clone());
     // The first failures are the ingress controller picking the route up;
     // a failure that lasts is worth an event (and each new reason after).

@@ -10,8 +10,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::event;
+use super::pass::{Flow, Pass};
 use super::state::Ctx;
-use super::steps::{Flow, Pass};
 use crate::acme::session::Session;
 use crate::api::Challenge;
 use crate::api::order::AcmeState;

@@ -295,6 +295,7 @@ pub async fn run(ctx: Arc<Context>) {
     let (store, ingresses) = crate::runtime::watch::trimmed(
         Api::<Ingress>::all(ctx.client.clone()),
         watcher::Config::default(),
+        crate::runtime::watch::Wake::OnEveryChange,
     );
     Controller::for_stream(ingresses, store)
         .owns_stream(triggers)

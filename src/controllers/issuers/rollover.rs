@@ -12,7 +12,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
-use super::{Error, apply_secret_data};
+use super::Error;
+use super::key_secret::apply_secret_data;
 use crate::acme::account::{self, AccountError};
 use crate::acme::tls::Trust;
 use crate::pki::keys::PrivateKey;

@@ -9,8 +9,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::challenges::delete_challenges;
+use super::pass::{Flow, Pass};
 use super::status::{Error, event};
-use super::steps::{Flow, Pass};
 use crate::acme::errors::{UNTIL_SPEC_CHANGES, Verdict, classify, refuses_what_the_spec_makes};
 use crate::acme::retries::{Attempt, REPLACE};
 use crate::acme::retry::{Kind, Next, until};

@@ -31,6 +31,7 @@ mod budget;
 pub mod challenges;
 pub mod decide;
 mod failures;
+mod pass;
 mod place;
 mod plan;
 pub mod select;
@@ -49,12 +50,12 @@ async fn reconcile(
 ) -> Result<Action, Error> {
     crate::metrics::sync("orders");
     let name = order.name_any();
-    let mut pass = steps::Pass::new(&ctx, order, &cached);
+    let mut pass = pass::Pass::new(&ctx, order, &cached);
     // Each step either ends the pass or learns something the next one
     // needs; a table that chose steps without end is a bug, cut short.
     for _ in 0..MOST_STEPS {
         let step = plan::next_step(&pass.order, &pass.status, &pass.seen);
-        if let steps::Flow::Done(action) = steps::run(&mut pass, step).await? {
+        if let pass::Flow::Done(action) = steps::run(&mut pass, step).await? {
             pass.checkpoint().await?;
             return Ok(action);
         }
@@ -96,6 +97,17 @@ pub async fn run(ctx: Arc<Context>) {
     let (store, orders) = crate::runtime::watch::trimmed(
         Api::<Order>::all(ctx.client.clone()),
         watcher::Config::default(),
+        // Our own status writes wake no Order (each pass says when its next
+        // step is due); another manager's do.
+        crate::runtime::watch::Wake::ExceptOwnStatus({
+            let ctx = ctx.clone();
+            Arc::new(move |o: &Order| {
+                ctx.is_own_write(
+                    o.metadata.uid.as_deref().unwrap_or_default(),
+                    o.metadata.resource_version.as_deref(),
+                )
+            })
+        }),
     );
     Controller::for_stream(orders, store)
         .owns_stream(challenges)

@@ -9,8 +9,9 @@ use kube::{Resource, ResourceExt};
 
 use super::decide::{identifiers, order_state};
 use super::failures::{fail, held, on_acme_error};
+use super::pass::{Flow, Pass};
 use super::status::Error;
-use super::steps::{Flow, Pass, new_order};
+use instant_acme::NewOrder;
 
 /// Places the order, or says why it is not placed.
 pub(super) async fn place(pass: &mut Pass<'_>) -> Result<Flow, Error> {
@@ -194,4 +195,21 @@ fn replaces_refused(e: &instant_acme::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// A new order from `ids`, with the profile and the certificate it
+/// replaces when given.
+pub(super) fn new_order<'a>(
+    ids: &'a [Identifier],
+    profile: Option<&'a str>,
+    replaces: Option<instant_acme::CertificateIdentifier<'static>>,
+) -> NewOrder<'a> {
+    let mut new = NewOrder::new(ids);
+    if let Some(profile) = profile {
+        new = new.profile(profile);
+    }
+    if let Some(id) = replaces {
+        new = new.replaces(id);
+    }
+    new
 }

@@ -9,124 +9,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use instant_acme::{Identifier, NewOrder};
+use instant_acme::Identifier;
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
-use super::challenges::{delete_challenges, ensure_challenges, owned_by};
+use super::challenges::{delete_challenges, ensure_challenges};
 use super::decide::{authorization_state, challenge_type, identifiers, order_state};
 use super::failures::{fail, on_acme_error, replace, retry_later};
-use super::plan::{Challenges, Seen, Step};
-use super::status::{Error, event, write};
+use super::pass::{Flow, Pass};
+use super::plan::Step;
+use super::status::{Error, event};
 use crate::acme::session::{self, Session, SessionError};
-use crate::api::order::{AcmeAuthorization, AcmeChallenge, AcmeState, OrderStatus};
+use crate::api::order::{AcmeAuthorization, AcmeChallenge, AcmeState};
 use crate::api::{Challenge, Order};
-use crate::runtime::context::Context;
-
-/// One reconcile of one Order.
-pub(super) struct Pass<'a> {
-    pub ctx: &'a Context,
-    pub order: Arc<Order>,
-    /// The status as this pass has made it so far.
-    pub status: OrderStatus,
-    /// The status as the API server has it (as far as this pass knows).
-    written: OrderStatus,
-    pub seen: Seen,
-    /// The Order's Challenges, as the cache has them (not being deleted).
-    pub challenges: Vec<Challenge>,
-    pub session: Option<Arc<Session>>,
-    /// The order at the CA, once asked (or placed).
-    pub acme: Option<instant_acme::Order>,
-}
-
-/// Whether the pass goes on after a step.
-pub(super) enum Flow {
-    Next,
-    Done(Action),
-}
-
-impl<'a> Pass<'a> {
-    pub fn new(ctx: &'a Context, order: Arc<Order>, cached: &Store<Challenge>) -> Self {
-        let status = order.status.clone().unwrap_or_default();
-        let uid = order.uid().unwrap_or_default();
-        let seen = Seen {
-            behind: ctx.behind(&uid, order.resource_version().as_deref()),
-            retry_left: ctx
-                .retries
-                .wait_left(&uid, status.reason.as_deref(), Timestamp::now()),
-            ..Seen::default()
-        };
-        // Read from the cache that feeds this controller's triggers, so a
-        // pass woken by a Challenge sees at least that Challenge's news;
-        // one the cache misses yet is created again, which the API refuses
-        // harmlessly (409).
-        let ns = order.namespace();
-        let challenges: Vec<Challenge> = cached
-            .state()
-            .iter()
-            .filter(|c| {
-                c.namespace() == ns && owned_by(c, &order) && c.meta().deletion_timestamp.is_none()
-            })
-            .map(|c| Challenge::clone(c))
-            .collect();
-        let mut pass = Self {
-            ctx,
-            order,
-            written: status.clone(),
-            status,
-            seen,
-            challenges,
-            session: None,
-            acme: None,
-        };
-        pass.seen.challenges = pass.challenge_facts();
-        pass
-    }
-
-    /// What the plan reads of the Challenges.
-    fn challenge_facts(&self) -> Challenges {
-        let state = |c: &Challenge| c.status.as_ref().and_then(|s| s.state);
-        Challenges {
-            count: self.challenges.len(),
-            finished: self
-                .challenges
-                .iter()
-                .filter(|c| matches!(state(c), Some(AcmeState::Valid | AcmeState::Invalid)))
-                .count(),
-            any_invalid: self
-                .challenges
-                .iter()
-                .any(|c| state(c) == Some(AcmeState::Invalid)),
-            errored: self
-                .challenges
-                .iter()
-                .find(|c| state(c) == Some(AcmeState::Errored))
-                .map(|c| {
-                    let why = c.status.as_ref().and_then(|s| s.reason.clone());
-                    (c.name_any(), why.unwrap_or_default())
-                }),
-        }
-    }
-
-    /// Writes the status if the pass changed it since it was last written.
-    pub async fn checkpoint(&mut self) -> Result<(), Error> {
-        if self.status != self.written {
-            write(self.ctx, &self.order, &self.status).await?;
-            self.written = self.status.clone();
-        }
-        Ok(())
-    }
-
-    pub fn uid(&self) -> String {
-        self.order.uid().unwrap_or_default()
-    }
-}
 
 /// Runs `step`.
 pub(super) async fn run(pass: &mut Pass<'_>, step: Step) -> Result<Flow, Error> {
@@ -193,9 +93,7 @@ async fn read_fresh(pass: &mut Pass<'_>) -> Result<Flow, Error> {
                 status.reason.as_deref(),
                 Timestamp::now(),
             );
-            pass.order = Arc::new(fresh);
-            pass.written = status.clone();
-            pass.status = status;
+            pass.read_fresh(fresh);
             pass.seen.fresh = true;
             Ok(Flow::Next)
         }
@@ -488,21 +386,4 @@ async fn preferred_chain(
         "no chain matches the preferred chain; keeping the default"
     );
     Ok(default)
-}
-
-/// A new order from `ids`, with the profile and the certificate it
-/// replaces when given.
-pub(super) fn new_order<'a>(
-    ids: &'a [Identifier],
-    profile: Option<&'a str>,
-    replaces: Option<instant_acme::CertificateIdentifier<'static>>,
-) -> NewOrder<'a> {
-    let mut new = NewOrder::new(ids);
-    if let Some(profile) = profile {
-        new = new.profile(profile);
-    }
-    if let Some(id) = replaces {
-        new = new.replaces(id);
-    }
-    new
 }

@@ -17,14 +17,20 @@
 //!
 //! Every failure is a sentence a user can act on, for the Challenge's reason.
 
+pub mod failure;
 pub mod http;
 pub mod internal;
+
+pub use failure::SelfCheckFailure;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use self::http::Failure;
 use crate::dns::lookup::{self, NoAddress};
+use SelfCheckFailure::{
+    Dns, NotRouted, Redirect, SolverUnreachable, Unreachable, WrongAnswer, WrongStatus,
+};
 
 /// How much of a wrong body the reason shows, at most (as cert-manager).
 const EXCERPT: usize = 24;
@@ -90,18 +96,19 @@ pub async fn in_cluster(
     domain: &str,
     token: &str,
     key: &str,
-) -> Result<(), String> {
+) -> Result<(), SelfCheckFailure> {
     let path = token_path(token);
     let answer = http::get(addr, false, domain, &path, Duration::from_secs(3))
         .await
-        .map_err(|e| format!("the solver at {addr} does not answer: {e}"))?;
+        .map_err(|e| SolverUnreachable(format!("the solver at {addr} does not answer: {e}")))?;
     if answer.status != 200 {
-        return Err(format!(
+        return Err(SolverUnreachable(format!(
             "the solver at {addr} answered {} for {domain}{path}, expected 200 (it does not hold this token)",
             answer.status
-        ));
+        )));
     }
-    body_matches(&answer.body, key).map_err(|e| format!("the solver at {addr}: {e}"))
+    body_matches(&answer.body, key)
+        .map_err(|e| SolverUnreachable(format!("the solver at {addr}: {e}")))
 }
 
 /// A URL the check is about to fetch.
@@ -190,7 +197,7 @@ async fn addresses(
     probe: &Probe,
     domain: &str,
     target: &Target,
-) -> Result<Vec<SocketAddr>, String> {
+) -> Result<Vec<SocketAddr>, SelfCheckFailure> {
     if let Some(via) = probe.via.as_deref()
         && target.host == domain
     {
@@ -206,7 +213,7 @@ async fn addresses(
             Err(_) => tokio::net::lookup_host((host, port))
                 .await
                 .map(|a| a.collect())
-                .map_err(|e| format!("resolving the self-check address {via}: {e}")),
+                .map_err(|e| Dns(format!("resolving the self-check address {via}: {e}"))),
         };
     }
     let host = target.host.as_str();
@@ -223,12 +230,12 @@ async fn addresses(
             Ok(found) => {
                 let found: Vec<SocketAddr> = found.collect();
                 if found.is_empty() {
-                    Err(format!("{host} has no A or AAAA record"))
+                    Err(Dns(format!("{host} has no A or AAAA record")))
                 } else {
                     Ok(found)
                 }
             }
-            Err(e) => Err(format!("no such name: {host} does not resolve ({e})")),
+            Err(e) => Err(Dns(format!("no such name: {host} does not resolve ({e})"))),
         };
     }
     match lookup::resolve(&probe.nameservers, host).await {
@@ -236,18 +243,23 @@ async fn addresses(
             .into_iter()
             .map(|ip| SocketAddr::new(ip, target.port))
             .collect()),
-        Err(NoAddress::NoSuchName) => Err(format!(
+        Err(NoAddress::NoSuchName) => Err(Dns(format!(
             "no such name: {host} does not exist (NXDOMAIN) at the nameservers {:?}",
             probe.nameservers
-        )),
-        Err(NoAddress::NoRecords) => Err(format!("{host} has no A or AAAA record")),
-        Err(NoAddress::Failed(why)) => Err(format!("resolving {host}: {why}")),
+        ))),
+        Err(NoAddress::NoRecords) => Err(Dns(format!("{host} has no A or AAAA record"))),
+        Err(NoAddress::Failed(why)) => Err(Dns(format!("resolving {host}: {why}"))),
     }
 }
 
 /// Ok when `http://domain/.well-known/acme-challenge/token` answers
 /// exactly `key` as the CA will fetch it; otherwise what went wrong.
-pub async fn reachable(probe: &Probe, domain: &str, token: &str, key: &str) -> Result<(), String> {
+pub async fn reachable(
+    probe: &Probe,
+    domain: &str,
+    token: &str,
+    key: &str,
+) -> Result<(), SelfCheckFailure> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     // An IPv6 identifier is bracketed in the URL and the Host header.
     let domain = match domain.parse::<std::net::Ipv6Addr>() {
@@ -268,7 +280,7 @@ pub async fn reachable(probe: &Probe, domain: &str, token: &str, key: &str) -> R
     loop {
         let mut addrs = addresses(probe, &domain, &target)
             .await
-            .map_err(|e| format!("{shown}: {e}"))?;
+            .map_err(|e| e.map(|e| format!("{shown}: {e}")))?;
         if seen.len() == 1 {
             first_ips = addrs.iter().map(SocketAddr::ip).collect();
         } else {
@@ -280,7 +292,9 @@ pub async fn reachable(probe: &Probe, domain: &str, token: &str, key: &str) -> R
                 keep
             });
             if let (true, Some(why)) = (addrs.is_empty(), why) {
-                return Err(format!("{shown}: redirect to {target} refused: {why}"));
+                return Err(Redirect(format!(
+                    "{shown}: redirect to {target} refused: {why}"
+                )));
             }
         }
         let mut answer = Err(Failure::Other("no address".into()));
@@ -305,37 +319,38 @@ pub async fn reachable(probe: &Probe, domain: &str, token: &str, key: &str) -> R
             String::new()
         };
         let via = tried.join(", ");
-        let answer = answer.map_err(|e| format!("{shown}{hop} via {via}: {e}"))?;
+        let answer = answer.map_err(|e| Unreachable(format!("{shown}{hop} via {via}: {e}")))?;
         if matches!(answer.status, 301 | 302 | 303 | 307 | 308) {
             let location = answer.location.unwrap_or_default();
-            let next =
-                follow(probe, &target, &location).map_err(|e| format!("{shown}{hop}: {e}"))?;
+            let next = follow(probe, &target, &location)
+                .map_err(|e| Redirect(format!("{shown}{hop}: {e}")))?;
             if seen.contains(&next) {
-                return Err(format!(
+                return Err(Redirect(format!(
                     "{shown}: redirect loop: {target} redirects back to {next}"
-                ));
+                )));
             }
             if seen.len() > MAX_REDIRECTS {
-                return Err(format!(
+                return Err(Redirect(format!(
                     "{shown}: more than {MAX_REDIRECTS} redirects (validators stop there)"
-                ));
+                )));
             }
             seen.push(next.clone());
             target = next;
             continue;
         }
         if answer.status == 404 {
-            return Err(format!(
+            return Err(NotRouted(format!(
                 "{shown}{hop} via {via}: wrong status code 404, expected 200: not routed; no Ingress that the ingress controller serves routes this host and path to the solver"
-            ));
+            )));
         }
         if answer.status != 200 {
-            return Err(format!(
+            return Err(WrongStatus(format!(
                 "{shown}{hop} via {via}: wrong status code {}, expected 200",
                 answer.status
-            ));
+            )));
         }
-        return body_matches(&answer.body, key).map_err(|e| format!("{shown}{hop} via {via}: {e}"));
+        return body_matches(&answer.body, key)
+            .map_err(|e| WrongAnswer(format!("{shown}{hop} via {via}: {e}")));
     }
 }
 

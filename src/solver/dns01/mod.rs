@@ -10,22 +10,30 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::self_check::Verdict;
 use crate::api::Challenge;
 use crate::api::dns01::{CloudflareProvider, CnameStrategy, Rfc2136Provider, WebhookProvider};
 use crate::api::meta::SecretKeySelector;
+use crate::dns::Dns01Settings;
 use crate::dns::lookup;
 use crate::dns::tsig::{Algorithm, Key};
 use crate::dns::update::{self, Updater};
-use crate::runtime::context::Context;
+use crate::solver::check::SelfCheckFailure;
+
+/// What DNS-01 presents and checks with.
+pub struct Dns01<'a> {
+    pub client: &'a kube::Client,
+    pub settings: &'a Dns01Settings,
+    /// Where a ClusterIssuer's Secrets are.
+    pub cluster_resource_namespace: &'a str,
+}
 
 mod cloudflare;
 mod webhook;
 
 /// The nameservers lookups go to.
-fn recursive(ctx: &Context) -> Vec<SocketAddr> {
-    if !ctx.settings.dns01.recursive_nameservers.is_empty() {
-        return ctx.settings.dns01.recursive_nameservers.clone();
+fn recursive(ctx: &Dns01<'_>) -> Vec<SocketAddr> {
+    if !ctx.settings.recursive_nameservers.is_empty() {
+        return ctx.settings.recursive_nameservers.clone();
     }
     std::fs::read_to_string("/etc/resolv.conf")
         .unwrap_or_default()
@@ -55,9 +63,9 @@ struct Target {
 
 /// The issuer's namespace for Secrets: the Challenge's, or the cluster
 /// resource namespace for a ClusterIssuer.
-fn resource_namespace(ctx: &Context, ch: &Challenge) -> String {
+fn resource_namespace(ctx: &Dns01<'_>, ch: &Challenge) -> String {
     match ch.spec.issuer_ref.kind.as_deref() {
-        Some("ClusterIssuer") => ctx.settings.cluster_resource_namespace.clone(),
+        Some("ClusterIssuer") => ctx.cluster_resource_namespace.to_string(),
         _ => ch.namespace().unwrap_or_default(),
     }
 }
@@ -65,7 +73,7 @@ fn resource_namespace(ctx: &Context, ch: &Challenge) -> String {
 /// The Secret entry `key` of `name` (named by the solver's `field`), in
 /// the issuer's namespace for Secrets.
 async fn secret_entry(
-    ctx: &Context,
+    ctx: &Dns01<'_>,
     ch: &Challenge,
     field: &str,
     selector: &SecretKeySelector,
@@ -102,7 +110,7 @@ macro_rules! or_say {
 }
 
 async fn rfc2136(
-    ctx: &Context,
+    ctx: &Dns01<'_>,
     ch: &Challenge,
     rfc: &Rfc2136Provider,
     fqdn: &str,
@@ -151,7 +159,7 @@ async fn rfc2136(
 }
 
 async fn cloudflare(
-    ctx: &Context,
+    ctx: &Dns01<'_>,
     ch: &Challenge,
     cf: &CloudflareProvider,
 ) -> Result<Result<Provider, String>, kube::Error> {
@@ -174,7 +182,7 @@ async fn cloudflare(
     };
     let http = or_say!(cloudflare::client());
     Ok(Ok(Provider::Cloudflare(cloudflare::Cloudflare {
-        base: ctx.settings.dns01.cloudflare_api_url.clone(),
+        base: ctx.settings.cloudflare_api_url.clone(),
         auth,
         http,
     })))
@@ -183,7 +191,7 @@ async fn cloudflare(
 /// A webhook solver is told the zone too, found on the recursive
 /// nameservers as cert-manager finds it.
 async fn webhook(
-    ctx: &Context,
+    ctx: &Dns01<'_>,
     ch: &Challenge,
     hook: &WebhookProvider,
     fqdn: &str,
@@ -209,7 +217,7 @@ async fn webhook(
     }))
 }
 
-async fn target(ctx: &Context, ch: &Challenge) -> Result<Result<Target, String>, kube::Error> {
+async fn target(ctx: &Dns01<'_>, ch: &Challenge) -> Result<Result<Target, String>, kube::Error> {
     let Some(dns) = ch.spec.solver.dns01.as_ref() else {
         return Ok(Err("the Challenge has no dns01 solver".into()));
     };
@@ -243,53 +251,43 @@ async fn target(ctx: &Context, ch: &Challenge) -> Result<Result<Target, String>,
 }
 
 /// Adds our TXT value. Ok(Err) says why it cannot be.
-pub async fn present(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>, kube::Error> {
+pub async fn present(ctx: &Dns01<'_>, ch: &Challenge) -> Result<Result<(), String>, kube::Error> {
     let target = or_say!(target(ctx, ch).await?);
     let value = &ch.spec.key;
     Ok(match &target.provider {
         Provider::Rfc2136 { updater, zone } => updater.add_txt(zone, &target.fqdn, value).await,
         Provider::Cloudflare(cf) => cf.present(&target.fqdn, value).await,
-        Provider::Webhook(hook) => {
-            hook.call(&ctx.client, webhook::Action::Present, value)
-                .await
-        }
+        Provider::Webhook(hook) => hook.call(ctx.client, webhook::Action::Present, value).await,
     })
 }
 
 /// Removes our TXT value (and only it). Ok(Err) says why it could not be.
-pub async fn cleanup(ctx: &Context, ch: &Challenge) -> Result<Result<(), String>, kube::Error> {
+pub async fn cleanup(ctx: &Dns01<'_>, ch: &Challenge) -> Result<Result<(), String>, kube::Error> {
     let target = or_say!(target(ctx, ch).await?);
     let value = &ch.spec.key;
     Ok(match &target.provider {
         Provider::Rfc2136 { updater, zone } => updater.delete_txt(zone, &target.fqdn, value).await,
         Provider::Cloudflare(cf) => cf.clean_up(&target.fqdn, value).await,
-        Provider::Webhook(hook) => {
-            hook.call(&ctx.client, webhook::Action::CleanUp, value)
-                .await
-        }
+        Provider::Webhook(hook) => hook.call(ctx.client, webhook::Action::CleanUp, value).await,
     })
 }
 
 /// Whether every nameserver that counts has our value: each
 /// authoritative nameserver of the zone (CNAMEs followed), or with
 /// `--dns01-recursive-nameservers-only` each recursive one.
-pub async fn check(ctx: &Context, ch: &Challenge) -> Verdict {
+pub async fn check(ctx: &Dns01<'_>, ch: &Challenge) -> Result<(), SelfCheckFailure> {
     let fqdn = format!("_acme-challenge.{}", ch.spec.dns_name.trim_end_matches('.'));
-    match check_name(ctx, &fqdn, &ch.spec.key).await {
-        Ok(()) => Verdict::Passed(ctx.settings.solver.passes),
-        Err(reason) => Verdict::Failed {
-            reason,
-            missing: false,
-        },
-    }
+    check_name(ctx, &fqdn, &ch.spec.key)
+        .await
+        .map_err(SelfCheckFailure::NotPropagated)
 }
 
-async fn check_name(ctx: &Context, fqdn: &str, value: &str) -> Result<(), String> {
+async fn check_name(ctx: &Dns01<'_>, fqdn: &str, value: &str) -> Result<(), String> {
     let resolvers = recursive(ctx);
     if resolvers.is_empty() {
         return Err("no nameserver to check with: set --dns01-recursive-nameservers".into());
     }
-    if ctx.settings.dns01.recursive_only {
+    if ctx.settings.recursive_only {
         for server in &resolvers {
             let found = lookup::txt(*server, fqdn, true).await?;
             if !found.values.iter().any(|v| v == value) {
