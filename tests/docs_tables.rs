@@ -1,16 +1,54 @@
-//! The README's table of chart values is generated from the comments in
-//! `charts/certwright/values.yaml`; this test fails when the two drift apart,
-//! or when a value has no comment to explain it.
+//! The docs' generated tables, checked for drift:
+//! - the chart values (`docs/configuration.md`), from the comments in
+//!   `charts/certwright/values.yaml` (a value without one fails too);
+//! - the controller's flags (`docs/configuration.md`), from the command
+//!   line's own help;
+//! - certwright's metrics (`docs/operations.md`): every series the registry
+//!   defines has a row, and no row names a series it does not.
 //!
-//! Regenerate with `UPDATE_README=1 cargo test --test chart_values`.
+//! Regenerate the first two with `UPDATE_DOCS=1 cargo test --test docs_tables`.
 
 use certwright_testcluster::deploy::chart_dir;
 use serde_yaml_ng::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const BEGIN: &str =
-    "<!-- values table: generated from charts/certwright/values.yaml by tests/chart_values.rs -->";
+    "<!-- values table: generated from charts/certwright/values.yaml by tests/docs_tables.rs -->";
 const END: &str = "<!-- end of values table -->";
+const FLAGS_BEGIN: &str =
+    "<!-- flags table: generated from `certwright controller --help` by tests/docs_tables.rs -->";
+const FLAGS_END: &str = "<!-- end of flags table -->";
+
+fn doc(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs")
+        .join(name)
+}
+
+/// Checks that the text between `begin` and `end` in `path` is `table`
+/// (or writes it there, with UPDATE_DOCS set).
+fn generated(path: &Path, begin: &str, end: &str, table: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let shown = path.display();
+    let (head, rest) = text
+        .split_once(begin)
+        .unwrap_or_else(|| panic!("{shown} holds the marker {begin}"));
+    let (current, tail) = rest
+        .split_once(end)
+        .unwrap_or_else(|| panic!("{shown} holds the marker {end}"));
+    let wanted = format!("\n{table}\n");
+    if current == wanted {
+        return;
+    }
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(path, format!("{head}{begin}{wanted}{end}{tail}")).unwrap();
+        return;
+    }
+    panic!(
+        "{shown}: a generated table drifted; regenerate it with \
+         `UPDATE_DOCS=1 cargo test --test docs_tables`.\nWanted:\n{wanted}"
+    );
+}
 
 /// A key of values.yaml, with the comment block right above it.
 #[derive(Debug, PartialEq)]
@@ -107,32 +145,101 @@ fn table(text: &str) -> Result<String, Vec<String>> {
 }
 
 #[test]
-fn the_readme_values_table_is_generated_from_values_yaml() {
+fn the_values_table_is_generated_from_values_yaml() {
     let text = std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap();
     let table = table(&text).unwrap_or_else(|keys| {
-        panic!(
-            "values.yaml: give these keys a comment (the README's table is made of them): {keys:?}"
-        )
+        panic!("values.yaml: give these keys a comment (the docs' table is made of them): {keys:?}")
     });
-    let readme_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-    let readme = std::fs::read_to_string(&readme_path).unwrap();
-    let (head, rest) = readme
-        .split_once(BEGIN)
-        .expect("README.md holds the values table's begin marker");
-    let (current, tail) = rest
-        .split_once(END)
-        .expect("README.md holds the values table's end marker");
-    let wanted = format!("\n{table}\n");
-    if current == wanted {
-        return;
+    generated(&doc("configuration.md"), BEGIN, END, &table);
+}
+
+/// One line of help text, for a table cell.
+fn cell(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
+#[test]
+fn the_flags_table_is_generated_from_the_command_line() {
+    use clap::CommandFactory;
+    let cli = certwright::cli::Cli::command();
+    let controller = cli
+        .find_subcommand("controller")
+        .expect("a controller subcommand");
+    let mut rows = vec![
+        "| flag | env | default | meaning |".to_string(),
+        "| --- | --- | --- | --- |".to_string(),
+    ];
+    for arg in controller.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        let flag = match arg.get_short() {
+            Some(short) => format!("`-{short}`, `--{long}`"),
+            None => format!("`--{long}`"),
+        };
+        let env = arg
+            .get_env()
+            .map(|e| format!("`{}`", e.to_string_lossy()))
+            .unwrap_or_default();
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| format!("`{}`", v.to_string_lossy()))
+            .collect();
+        let help = arg
+            .get_long_help()
+            .or(arg.get_help())
+            .map(|h| cell(&h.to_string()))
+            .unwrap_or_default();
+        rows.push(format!(
+            "| {flag} | {env} | {} | {help} |",
+            defaults.join(", ")
+        ));
     }
-    if std::env::var_os("UPDATE_README").is_some() {
-        std::fs::write(&readme_path, format!("{head}{BEGIN}{wanted}{END}{tail}")).unwrap();
-        return;
-    }
-    panic!(
-        "README.md's values table differs from values.yaml; regenerate it with \
-         `UPDATE_README=1 cargo test --test chart_values`.\nWanted:\n{wanted}"
+    generated(
+        &doc("configuration.md"),
+        FLAGS_BEGIN,
+        FLAGS_END,
+        &rows.join("\n"),
+    );
+}
+
+#[test]
+fn every_certwright_series_has_a_row_in_the_metrics_table() {
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics/mod.rs"))
+            .unwrap();
+    let names = |text: &str, prefix: &str| -> std::collections::BTreeSet<String> {
+        text.split(prefix)
+            .skip(1)
+            .map(|rest| {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                format!("certwright_{name}")
+            })
+            .collect()
+    };
+    let defined = names(
+        source.split("#[cfg(test)]").next().unwrap_or_default(),
+        "\"certwright_",
+    );
+    let page = std::fs::read_to_string(doc("operations.md")).unwrap();
+    // The first cell of each row of certwright's series.
+    let cells: String = page
+        .lines()
+        .filter(|l| l.starts_with("| `certwright_"))
+        .filter_map(|l| l.split('|').nth(1))
+        .collect();
+    let documented = names(&cells, "`certwright_");
+    assert_eq!(
+        defined, documented,
+        "docs/operations.md's table of certwright's series against src/metrics/mod.rs"
     );
 }
 

@@ -141,7 +141,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         stages: histogram(
             &r,
             "certwright_stage_duration_seconds",
-            "Time to reach each stage of an issuance, from the stage's start (see the README).",
+            "Time to reach each stage of an issuance, from the stage's start (see docs/operations.md).",
             &["stage"],
             slow_buckets(),
         ),
