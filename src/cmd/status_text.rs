@@ -3,7 +3,7 @@
 //! with its conditions and events, ending with the last error in plain
 //! words and what to do about it. Pure: the tree is read by `status`.
 
-use crate::controllers::challenges::SOLVED;
+use crate::controllers::challenges::SELF_CHECK_FAILED;
 use std::fmt::Write;
 
 use k8s_openapi::api::core::v1::{Event, Secret};
@@ -472,7 +472,7 @@ fn diagnosis(
         if !reason.is_empty() && state != "valid" {
             let todo = if state == "invalid" || state == "errored" {
                 format!("the CA refused this name; fix what the reason says, then {renew}")
-            } else if condition(&conditions(&s), SOLVED).is_some_and(|c| c.status == "False") {
+            } else if view.events.iter().any(|e| e.reason == SELF_CHECK_FAILED) {
                 "the CA is not asked until the token is reachable as the CA will fetch it; fix what the reason says (routing, DNS, firewall): certwright retries on its own".to_string()
             } else {
                 format!(

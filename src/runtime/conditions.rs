@@ -5,7 +5,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::certificate_request::CertificateRequestCondition;
-use crate::api::challenge::ChallengeCondition;
 use crate::api::meta::{Condition, ConditionStatus};
 
 /// The parts of a condition the bookkeeping needs.
@@ -32,7 +31,7 @@ macro_rules! typed {
     )*};
 }
 
-typed!(Condition, CertificateRequestCondition, ChallengeCondition);
+typed!(Condition, CertificateRequestCondition);
 
 /// The transition time of `type_` set to `status`: kept unless the status flips.
 fn transition_time<C: Typed>(
@@ -72,24 +71,6 @@ pub fn set_request(
         status,
         last_transition_time: transition_time(conditions, type_, status, Timestamp::now()),
         reason: Some(reason.to_string()),
-        message: Some(message.to_string()),
-    };
-    upsert(conditions, updated)
-}
-
-/// A Challenge's `conditions` with `type_` set.
-pub fn set_challenge(
-    conditions: &[ChallengeCondition],
-    type_: &str,
-    status: ConditionStatus,
-    reason: &str,
-    message: &str,
-) -> Vec<ChallengeCondition> {
-    let updated = ChallengeCondition {
-        type_: type_.to_string(),
-        status,
-        last_transition_time: transition_time(conditions, type_, status, Timestamp::now()),
-        reason: reason.to_string(),
         message: Some(message.to_string()),
     };
     upsert(conditions, updated)

@@ -113,7 +113,7 @@ fn golden(name: &str, got: &str) {
     let want = std::fs::read_to_string(&path).unwrap_or_default();
     assert_eq!(
         got, want,
-        "{name} differs; if the change is meant, regenerate with UPDATE_GOLDEN=1 cargo test --test cli"
+        "{name} differs; if the change is meant, regenerate with UPDATE_GOLDEN=1 cargo test --test e2e cli::"
     );
 }
 

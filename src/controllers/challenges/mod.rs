@@ -44,7 +44,7 @@ const WARN_AFTER: u32 = 18;
 const FAST_CHECKS: u32 = 36;
 /// Most steps in one pass (a pass takes at most ten).
 const MOST_STEPS: usize = 16;
-pub use plan::{FINALIZER, SOLVED};
+pub use plan::{FINALIZER, SELF_CHECK_FAILED};
 
 pub use crate::runtime::reconcile_error::Error;
 

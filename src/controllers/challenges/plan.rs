@@ -77,10 +77,9 @@ pub fn is_final(state: Option<AcmeState>) -> bool {
     )
 }
 
-/// The condition saying whether the token is reachable as the CA will
-/// fetch it (the self-checks' verdict): False with the failure's kind as
-/// its reason while the CA is not asked yet.
-pub const SOLVED: &str = "Solved";
+/// The reason of the Warning event a self-check failure that lasts gets
+/// (the CA is not asked until the token is reachable).
+pub const SELF_CHECK_FAILED: &str = "SelfCheckFailed";
 
 /// The reason of a solver with no challenge type.
 pub const UNSOLVABLE: &str = "The Challenge's solver has neither http01 nor dns01";

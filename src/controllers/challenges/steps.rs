@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::pass::{Flow, Pass, uid};
-use super::plan::{FINALIZER, SOLVED, Step, UNSOLVABLE, is_final};
+use super::plan::{FINALIZER, SELF_CHECK_FAILED, Step, UNSOLVABLE, is_final};
 use super::present::Presenter;
 use super::self_check::Verdict;
 use super::state::Ctx;
@@ -23,8 +23,6 @@ use super::validate::{Outcome, VALIDATE, accept_and_poll, retry_later};
 use super::{ASKING, Error, WARN_AFTER, event, self_check_delay};
 use crate::acme::errors::{Verdict as CaVerdict, classify};
 use crate::acme::session::{self, SessionError};
-use crate::api::challenge::ChallengeStatus;
-use crate::api::meta::ConditionStatus;
 use crate::api::order::AcmeState;
 use crate::api::{Challenge, Order};
 use crate::solver::check::SelfCheckFailure;
@@ -288,18 +286,6 @@ async fn present(pass: &mut Pass<'_>) -> Result<Flow, Error> {
     Ok(Flow::Next)
 }
 
-/// Sets the [`SOLVED`] condition.
-fn solved(status: &mut ChallengeStatus, verdict: ConditionStatus, reason: &str, message: &str) {
-    let conditions = status.conditions.take().unwrap_or_default();
-    status.conditions = Some(crate::runtime::conditions::set_challenge(
-        &conditions,
-        SOLVED,
-        verdict,
-        reason,
-        message,
-    ));
-}
-
 /// `waitInsteadOfSelfCheck`: a wait, from when it was first seen
 /// presented, in place of the checks.
 fn wait_instead_of_self_check(pass: &mut Pass<'_>, wait: Duration) -> Flow {
@@ -312,12 +298,6 @@ fn wait_instead_of_self_check(pass: &mut Pass<'_>, wait: Duration) -> Flow {
             Flow::Done(Action::requeue(left))
         }
         None => {
-            solved(
-                &mut pass.status,
-                ConditionStatus::True,
-                "WaitedInsteadOfSelfCheck",
-                "Waited out waitInsteadOfSelfCheck (no self-check)",
-            );
             pass.seen.verdict = Some(Verdict::Passed(pass.ctx.settings.solver.passes));
             Flow::Next
         }
@@ -338,12 +318,6 @@ async fn self_check(pass: &mut Pass<'_>) -> Result<Flow, Error> {
         if pass.status.reason.as_deref() != Some(WAITING_FOR_CA) {
             crate::metrics::stage_since("self_check_passed", ch.meta());
         }
-        solved(
-            &mut pass.status,
-            ConditionStatus::True,
-            "SelfCheckPassed",
-            "The token is reachable as the CA will fetch it",
-        );
         // Self-checks start over; the CA's run of failures does not.
         ctx.state.self_check_failures.forget(&uid(ch));
     }
@@ -373,17 +347,11 @@ async fn self_check_failed(pass: &mut Pass<'_>) -> Result<Flow, Error> {
         presenter.kind()
     );
     let changed = pass.status.reason.as_deref() != Some(reason.as_str());
-    solved(
-        &mut pass.status,
-        ConditionStatus::False,
-        failure.reason(),
-        failure.message(),
-    );
     pass.status.reason = Some(reason.clone());
     // The first failures are the ingress controller picking the route up;
     // a failure that lasts is worth an event (and each new reason after).
     if attempts == WARN_AFTER || (changed && attempts > WARN_AFTER) {
-        event(ctx, ch, EventType::Warning, "SelfCheckFailed", reason);
+        event(ctx, ch, EventType::Warning, SELF_CHECK_FAILED, reason);
     }
     Ok(Flow::Done(Action::requeue(self_check_delay(attempts))))
 }

@@ -48,22 +48,6 @@ impl SelfCheckFailure {
         }
     }
 
-    /// The failure's kind, as a condition reason (CamelCase).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            SolverMissing(_) => "SolverMissing",
-            SolverNotReady(_) => "SolverNotReady",
-            SolverUnreachable(_) => "SolverUnreachable",
-            Dns(_) => "NameNotResolved",
-            Redirect(_) => "RedirectRefused",
-            NotRouted(_) => "NotRouted",
-            WrongStatus(_) => "WrongStatus",
-            WrongAnswer(_) => "WrongAnswer",
-            Unreachable(_) => "Unreachable",
-            NotPropagated(_) => "NotPropagated",
-        }
-    }
-
     /// The message.
     pub fn message(&self) -> &str {
         match self {
