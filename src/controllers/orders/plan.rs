@@ -122,7 +122,7 @@ pub fn next_step(order: &Order, status: &OrderStatus, seen: &Seen) -> Step {
             .count();
         let c = &seen.challenges;
         if c.count < pending {
-            return Step::CreateChallenges;
+            return create_challenges(seen);
         }
         if c.finished < pending && !c.any_invalid {
             return Step::AwaitChallenges;
@@ -139,12 +139,23 @@ pub fn next_step(order: &Order, status: &OrderStatus, seen: &Seen) -> Step {
         return Step::RecordAuthorizations;
     }
     match acme {
-        instant_acme::OrderStatus::Pending => Step::CreateChallenges,
+        instant_acme::OrderStatus::Pending => create_challenges(seen),
         instant_acme::OrderStatus::Invalid => Step::MarkInvalid,
         instant_acme::OrderStatus::Ready if !seen.finalized => Step::Finalize,
         instant_acme::OrderStatus::Ready
         | instant_acme::OrderStatus::Processing
         | instant_acme::OrderStatus::Valid => Step::FetchCertificate,
+    }
+}
+
+/// Challenges are made from the Order as the API server has it: each
+/// carries the order's URL, and a cache behind another manager's write
+/// (a lost order's URL replaced) would hand them the old one.
+fn create_challenges(seen: &Seen) -> Step {
+    if seen.fresh {
+        Step::CreateChallenges
+    } else {
+        Step::ReadFresh
     }
 }
 
@@ -221,12 +232,30 @@ mod tests {
         );
         let cached = Seen {
             session: true,
+            challenges: challenges(2, 0, false),
             ..Default::default()
         };
         assert_eq!(
             next_step(&order(), &placed(), &cached),
-            Step::CreateChallenges,
+            Step::AwaitChallenges,
             "a cache that saw our write is trusted"
+        );
+        let missing = Seen {
+            session: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            next_step(&order(), &placed(), &missing),
+            Step::ReadFresh,
+            "Challenges are made from the Order as the API server has it"
+        );
+        let fresh = Seen {
+            fresh: true,
+            ..missing
+        };
+        assert_eq!(
+            next_step(&order(), &placed(), &fresh),
+            Step::CreateChallenges
         );
     }
 

@@ -77,6 +77,14 @@ async fn a_lost_order_another_manager_wrote_is_replaced() {
             Some((kube::ResourceExt::name_any(&o), url))
         })
         .await;
+    // Its Challenge made (with the URL it had), so that the one made after
+    // the Update below carries the lost URL.
+    let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), "taken");
+    env.wait("the Order's Challenge", 60, || async {
+        let listed = challenges.list(&ListParams::default()).await.ok()?;
+        (!listed.items.is_empty()).then_some(())
+    })
+    .await;
     // cert-manager's Update, naming an order the CA never had.
     let lost = format!("{}nonexistent", url.trim_end_matches(|c| c != '/'));
     let other = PatchParams {
@@ -91,8 +99,8 @@ async fn a_lost_order_another_manager_wrote_is_replaced() {
         )
         .await
         .expect("another manager's url");
-    // Its Challenges gone too, so the Order (not they) asks the CA next.
-    let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), "taken");
+    // Its Challenges gone too: the Order makes them again from the order
+    // as it stands now, and they ask the CA for the lost order.
     for ch in challenges
         .list(&ListParams::default())
         .await
