@@ -216,13 +216,19 @@ pub struct ControllerArgs {
     /// Name of the leader Lease.
     #[arg(long, default_value = "certwright-controller")]
     pub leader_election_lease_name: String,
-    /// How long a leader that stopped renewing keeps the Lease.
+    /// How long a leader that stopped renewing keeps the Lease (cert-manager's
+    /// default). Replicas trust the duration the Lease record states, kept
+    /// within 5 s to 1 h, as client-go does.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub leader_election_lease_duration: std::time::Duration,
-    /// How long the leader tries to renew before it stops reconciling.
+    /// How long the leader tries to renew before it stops reconciling. Every
+    /// try is cut off by what is left of it, so a renewal hung on a
+    /// half-open connection cannot keep a stale leader acting after another
+    /// could take over. Keep it above twice the API server's latency.
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     pub leader_election_renew_deadline: std::time::Duration,
-    /// How often replicas try to acquire or renew the Lease.
+    /// How often replicas try to acquire or renew the Lease (a Go duration:
+    /// `90s`, `1m30s`, `500ms`, as the other two).
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub leader_election_retry_period: std::time::Duration,
     /// This replica's identity in the Lease; the Pod name by default.
