@@ -14,24 +14,29 @@ trait Typed: Clone {
     fn transition(&self) -> Option<Time>;
 }
 
-/// The condition types of the kinds, alike but for their reason's type.
-macro_rules! typed {
-    ($($kind:ty),*) => {$(
-        impl Typed for $kind {
-            fn type_(&self) -> &str {
-                &self.type_
-            }
-            fn status(&self) -> ConditionStatus {
-                self.status
-            }
-            fn transition(&self) -> Option<Time> {
-                self.last_transition_time.clone()
-            }
-        }
-    )*};
+impl Typed for Condition {
+    fn type_(&self) -> &str {
+        &self.type_
+    }
+    fn status(&self) -> ConditionStatus {
+        self.status
+    }
+    fn transition(&self) -> Option<Time> {
+        self.last_transition_time.clone()
+    }
 }
 
-typed!(Condition, CertificateRequestCondition);
+impl Typed for CertificateRequestCondition {
+    fn type_(&self) -> &str {
+        &self.type_
+    }
+    fn status(&self) -> ConditionStatus {
+        self.status
+    }
+    fn transition(&self) -> Option<Time> {
+        self.last_transition_time.clone()
+    }
+}
 
 /// The transition time of `type_` set to `status`: kept unless the status flips.
 fn transition_time<C: Typed>(
