@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
 use futures_util::future::Either;
 use futures_util::{Stream, StreamExt, future};
@@ -31,7 +30,7 @@ pub enum Wake<K> {
     /// A change of what [`not_status`] reads, or of the status by someone
     /// else: the predicate says whether a version is the controller's own
     /// write (a status another manager writes is acted on).
-    ExceptOwnStatus(Arc<dyn Fn(&K) -> bool + Send + Sync>),
+    ExceptOwnStatus(Box<dyn Fn(&K) -> bool + Send>),
 }
 
 impl<K> Wake<K> {

@@ -121,7 +121,7 @@ pub async fn run(shared: Arc<Context>, solvers: Arc<Solvers>) {
         watcher::Config::default(),
         crate::runtime::watch::Wake::ExceptOwnStatus({
             let ctx = ctx.clone();
-            Arc::new(move |ch: &Challenge| ctx.state.latest.is_ours(ch))
+            Box::new(move |ch: &Challenge| ctx.state.latest.is_ours(ch))
         }),
     );
     let mut controller = Controller::for_stream(challenges, store)

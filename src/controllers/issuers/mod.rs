@@ -78,13 +78,14 @@ struct Target<'a> {
 /// account key and registering its account on the way, and when to look
 /// again.
 async fn evaluate(ctx: &Context, t: Target<'_>) -> Result<(Option<IssuerStatus>, Action), Error> {
+    let acme = steps::Acme::of(ctx, &t);
     let mut pass = steps::Pass::new(ctx, &t);
     let mut action = None;
     // Each step either ends the pass or learns something the next one
     // needs; a table that chose steps without end is a bug, cut short.
     for _ in 0..MOST_STEPS {
         let step = plan::next_step(t.config, &pass.seen);
-        if let steps::Flow::Done(then) = steps::run(&mut pass, step).await? {
+        if let steps::Flow::Done(then) = steps::run(&mut pass, acme.as_ref(), step).await? {
             action = Some(then);
             break;
         }

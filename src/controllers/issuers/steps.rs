@@ -43,8 +43,8 @@ pub(super) enum Flow {
     Done(Action),
 }
 
-/// The parts of an ACME issuer the steps use.
-struct Acme<'a> {
+/// The parts of an ACME issuer the steps use, made once per pass.
+pub(super) struct Acme<'a> {
     spec: &'a AcmeIssuer,
     trust: Trust,
     email: Option<&'a str>,
@@ -53,6 +53,27 @@ struct Acme<'a> {
     /// `namespace/name` of the key Secret, for messages.
     secret_id: String,
     secrets: Api<Secret>,
+}
+
+impl<'a> Acme<'a> {
+    /// The issuer's ACME parts (None: it is not an ACME issuer).
+    pub fn of(ctx: &Context, t: &Target<'a>) -> Option<Self> {
+        let spec = t.config.acme.as_ref()?;
+        let secret_name = spec.private_key_secret_ref.name.as_str();
+        Some(Self {
+            spec,
+            trust: crate::acme::session::trust(spec),
+            email: spec.email.as_deref().filter(|e| !e.is_empty()),
+            secret_name,
+            data_key: spec
+                .private_key_secret_ref
+                .key
+                .clone()
+                .unwrap_or_else(|| "tls.key".into()),
+            secret_id: format!("{}/{secret_name}", t.secret_namespace),
+            secrets: Api::namespaced(ctx.client.clone(), &t.secret_namespace),
+        })
+    }
 }
 
 impl<'a> Pass<'a> {
@@ -65,24 +86,6 @@ impl<'a> Pass<'a> {
             data: BTreeMap::new(),
             rolled_over: None,
         }
-    }
-
-    fn acme(&self) -> Option<Acme<'a>> {
-        let spec = self.t.config.acme.as_ref()?;
-        let secret_name = spec.private_key_secret_ref.name.as_str();
-        Some(Acme {
-            spec,
-            trust: crate::acme::session::trust(spec),
-            email: spec.email.as_deref().filter(|e| !e.is_empty()),
-            secret_name,
-            data_key: spec
-                .private_key_secret_ref
-                .key
-                .clone()
-                .unwrap_or_else(|| "tls.key".into()),
-            secret_id: format!("{}/{secret_name}", self.t.secret_namespace),
-            secrets: Api::namespaced(self.ctx.client.clone(), &self.t.secret_namespace),
-        })
     }
 
     /// Ends the pass with the Ready condition set so.
@@ -137,30 +140,22 @@ impl<'a> Pass<'a> {
     }
 }
 
-/// Runs `step`.
-pub(super) async fn run(pass: &mut Pass<'_>, step: Step) -> Result<Flow, Error> {
-    let Some(acme) = pass.acme() else {
+/// Runs `step` for the issuer whose ACME parts are `acme`.
+pub(super) async fn run(
+    pass: &mut Pass<'_>,
+    acme: Option<&Acme<'_>>,
+    step: Step,
+) -> Result<Flow, Error> {
+    let Some(acme) = acme else {
+        // (Without spec.acme the plan chooses Unsupported only.)
         return Ok(match step {
-            Step::Unsupported { reason, message } => pass.verdict(
-                ConditionStatus::False,
-                reason,
-                &message,
-                None,
-                Action::await_change(),
-            ),
-            // (The plan chooses no other step without spec.acme.)
+            Step::Unsupported { reason, message } => unsupported(pass, reason, &message),
             _ => Flow::Done(Action::await_change()),
         });
     };
     match step {
-        Step::Unsupported { reason, message } => Ok(pass.verdict(
-            ConditionStatus::False,
-            reason,
-            &message,
-            None,
-            Action::await_change(),
-        )),
-        Step::ReadKey => read_key(pass, &acme).await,
+        Step::Unsupported { reason, message } => Ok(unsupported(pass, reason, &message)),
+        Step::ReadKey => read_key(pass, acme).await,
         Step::WaitForRetry(left) => Ok(Flow::Done(Action::requeue(left))),
         Step::MissingKey => {
             let message = format!(
@@ -175,12 +170,23 @@ pub(super) async fn run(pass: &mut Pass<'_>, step: Step) -> Result<Flow, Error> 
                 Action::requeue(Duration::from_secs(60)),
             ))
         }
-        Step::RegisterBound => register_bound(pass, &acme).await,
-        Step::GenerateKey => generate_key(pass, &acme).await,
-        Step::ParseKey => Ok(parse_key(pass, &acme)),
-        Step::RollOver => roll_over(pass, &acme).await,
-        Step::Register => register(pass, &acme).await,
+        Step::RegisterBound => register_bound(pass, acme).await,
+        Step::GenerateKey => generate_key(pass, acme).await,
+        Step::ParseKey => Ok(parse_key(pass, acme)),
+        Step::RollOver => roll_over(pass, acme).await,
+        Step::Register => register(pass, acme).await,
     }
+}
+
+/// Not an issuer certwright serves: said, until its spec changes.
+fn unsupported(pass: &mut Pass<'_>, reason: &str, message: &str) -> Flow {
+    pass.verdict(
+        ConditionStatus::False,
+        reason,
+        message,
+        None,
+        Action::await_change(),
+    )
 }
 
 /// What a run of failed registrations was tried from: the spec and the key.

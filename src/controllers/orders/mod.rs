@@ -101,7 +101,7 @@ pub async fn run(ctx: Arc<Context>) {
         // step is due); another manager's do.
         crate::runtime::watch::Wake::ExceptOwnStatus({
             let ctx = ctx.clone();
-            Arc::new(move |o: &Order| {
+            Box::new(move |o: &Order| {
                 ctx.is_own_write(
                     o.metadata.uid.as_deref().unwrap_or_default(),
                     o.metadata.resource_version.as_deref(),

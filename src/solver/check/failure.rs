@@ -48,15 +48,6 @@ impl SelfCheckFailure {
         }
     }
 
-    /// The message.
-    pub fn message(&self) -> &str {
-        match self {
-            SolverMissing(m) | SolverNotReady(m) | SolverUnreachable(m) | Dns(m) | Redirect(m)
-            | NotRouted(m) | WrongStatus(m) | WrongAnswer(m) | Unreachable(m)
-            | NotPropagated(m) => m,
-        }
-    }
-
     /// The same failure with its message rewritten by `f` (context added).
     pub fn map(self, f: impl FnOnce(String) -> String) -> Self {
         match self {
@@ -76,7 +67,10 @@ impl SelfCheckFailure {
 
 impl fmt::Display for SelfCheckFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.message())
+        let (SolverMissing(m) | SolverNotReady(m) | SolverUnreachable(m) | Dns(m) | Redirect(m)
+        | NotRouted(m) | WrongStatus(m) | WrongAnswer(m) | Unreachable(m) | NotPropagated(m)) =
+            self;
+        f.write_str(m)
     }
 }
 
