@@ -534,18 +534,16 @@ async fn an_ingress_class_nobody_serves_fails_the_self_check_and_the_ca_is_never
     )
     .await;
     let challenges: Api<Challenge> = Api::namespaced(env.client.clone(), "apps");
-    let status = env
+    let reason = env
         .wait("the self-check to say why", 60, || {
             let challenges = challenges.clone();
             async move {
                 let listed = challenges.list(&ListParams::default()).await.ok()?;
-                let status = listed.items.first()?.status.clone()?;
-                let reason = status.reason.as_deref()?;
-                reason.contains("not routed").then_some(status)
+                let reason = listed.items.first()?.status.as_ref()?.reason.clone()?;
+                reason.contains("not routed").then_some(reason)
             }
         })
         .await;
-    let reason = status.reason.clone().unwrap_or_default();
     assert!(
         reason.starts_with("Waiting for HTTP-01 challenge propagation: ")
             && reason.contains("wrong status code 404")
