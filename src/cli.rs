@@ -201,6 +201,12 @@ pub struct ControllerArgs {
     /// Where the probes `/livez` and `/readyz` are served.
     #[arg(long, default_value = "0.0.0.0:9403")]
     pub health_listen_address: std::net::SocketAddr,
+    /// `/readyz` fails once the HTTP-01 token watch has been failing for
+    /// this many seconds: the replica leaves its Services' endpoints
+    /// rather than serve tokens that may be stale, and comes back when a
+    /// fresh list succeeds.
+    #[arg(long, default_value_t = 30)]
+    pub token_watch_grace_seconds: u64,
     /// On shutdown, keep serving the tokens the CA was asked to validate
     /// until their Challenges finish, for this many seconds at most (keep
     /// it under the Pod's terminationGracePeriodSeconds; 0: not at all).

@@ -193,7 +193,10 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         } else {
             None
         };
-        let health = Arc::new(probes::Health::new(elector.clone()));
+        let health = Arc::new(probes::Health::new(
+            elector.clone(),
+            Duration::from_secs(args.token_watch_grace_seconds),
+        ));
         let leading = match &elector {
             Some(e) => e.subscribe(),
             None => {
@@ -213,7 +216,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         let serving = crate::solver::shared::serve(
             client.clone(),
             solver_addr,
-            &health.tokens_synced,
+            &health.tokens,
             tokens.clone(),
         );
         tokio::pin!(serving);

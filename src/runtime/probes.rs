@@ -5,7 +5,9 @@
 //! wall clock jumped against the monotonic one (renewal times would be
 //! computed from a wrong "now": a restart starts clean); `/readyz` holds
 //! once every watch this replica runs has listed (the tokens it serves,
-//! and the controllers' caches while it leads).
+//! and the controllers' caches while it leads), and fails again while the
+//! token watch has been failing for longer than a grace: a replica that
+//! may serve stale tokens leaves its Services' endpoints.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use hyper::StatusCode;
 
 use crate::runtime::leader::Elector;
 use crate::solver::server::{self, Handler, Limits};
+use crate::solver::shared::TokenWatch;
 
 /// A leader that has not renewed for its renew deadline plus this is stuck.
 const LEADER_GRACE: Duration = Duration::from_secs(20);
@@ -24,8 +27,10 @@ pub const MAX_CLOCK_JUMP: Duration = Duration::from_secs(60);
 
 /// What the probes report, shared with whoever knows.
 pub struct Health {
-    /// The shared solver's token table has been filled once.
-    pub tokens_synced: AtomicBool,
+    /// The shared solver's token watch.
+    pub tokens: TokenWatch,
+    /// How long the token watch may fail before the replica is not ready.
+    token_watch_grace: Duration,
     /// The leader's controller caches have listed (false while not leading).
     pub caches_synced: AtomicBool,
     /// Whether this replica leads (always, without leader election).
@@ -35,9 +40,10 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn new(elector: Option<Arc<Elector>>) -> Self {
+    pub fn new(elector: Option<Arc<Elector>>, token_watch_grace: Duration) -> Self {
         Self {
-            tokens_synced: AtomicBool::new(false),
+            tokens: TokenWatch::default(),
+            token_watch_grace,
             caches_synced: AtomicBool::new(false),
             elector,
             started_wall: SystemTime::now(),
@@ -71,8 +77,19 @@ impl Health {
 
     /// Ok, or what has not synced yet.
     pub fn readyz(&self) -> Result<(), String> {
-        if !self.tokens_synced.load(Ordering::Relaxed) {
+        if !self.tokens.listed() {
             return Err("the HTTP-01 token watch has not listed yet".into());
+        }
+        if let Some(failing) = self
+            .tokens
+            .failing_for()
+            .filter(|f| *f > self.token_watch_grace)
+        {
+            return Err(format!(
+                "the HTTP-01 token watch has been failing for {} s (grace {} s): the tokens served may be stale",
+                failing.as_secs(),
+                self.token_watch_grace.as_secs()
+            ));
         }
         if self.leading() && !self.caches_synced.load(Ordering::Relaxed) {
             return Err("leading, and the controllers' caches have not listed yet".into());
@@ -172,12 +189,29 @@ mod tests {
 
     #[test]
     fn readiness_waits_for_the_tokens_and_the_leaders_caches() {
-        let health = Health::new(None);
+        let health = Health::new(None, Duration::from_secs(30));
         assert!(health.readyz().is_err_and(|e| e.contains("token")));
-        health.tokens_synced.store(true, Ordering::Relaxed);
+        health.tokens.up();
         assert!(health.readyz().is_err_and(|e| e.contains("caches")));
         health.caches_synced.store(true, Ordering::Relaxed);
         assert!(health.readyz().is_ok());
         assert!(health.livez().is_ok());
+    }
+
+    #[test]
+    fn readiness_fails_while_the_token_watch_fails_past_its_grace() {
+        let health = Health::new(None, Duration::ZERO);
+        health.tokens.up();
+        health.caches_synced.store(true, Ordering::Relaxed);
+        health.tokens.failed();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(health.readyz().is_err_and(|e| e.contains("failing for")));
+        health.tokens.up();
+        assert!(health.readyz().is_ok());
+        let patient = Health::new(None, Duration::from_secs(30));
+        patient.tokens.up();
+        patient.caches_synced.store(true, Ordering::Relaxed);
+        patient.tokens.failed();
+        assert!(patient.readyz().is_ok(), "within its grace");
     }
 }

@@ -263,84 +263,134 @@ fn accepted(ch: &Challenge) -> bool {
         .is_some_and(|r| r == WAITING_FOR_CA || crate::acme::retry::Run::parse(r).is_some())
 }
 
+/// How the token watch is doing, for `/readyz`: listed once, and since
+/// when it has been failing.
+#[derive(Debug, Default)]
+pub struct TokenWatch {
+    listed: std::sync::atomic::AtomicBool,
+    failing_since: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl TokenWatch {
+    /// The table was filled from a complete list at least once.
+    pub fn listed(&self) -> bool {
+        self.listed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How long the watch has been failing, if it is.
+    pub fn failing_for(&self) -> Option<std::time::Duration> {
+        self.failing_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|since| since.elapsed())
+    }
+
+    pub(crate) fn up(&self) {
+        self.listed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        *self.failing_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    pub(crate) fn failed(&self) {
+        self.failing_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(std::time::Instant::now);
+    }
+}
+
+/// The pause before the `failures`-th fresh list of a failing token watch:
+/// 1 s, doubling, at most 30 s.
+fn relist_pause(failures: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(1u64 << failures.saturating_sub(1).min(5))
+        .min(std::time::Duration::from_secs(30))
+}
+
 /// Fills `tokens` from a watch on every Challenge (those `keep` accepts),
-/// until the watch ends.
-/// `synced` turns true once the table was filled from a complete list.
+/// for ever. `health` says when the table was first filled from a complete
+/// list, and since when the watch has been failing: a failed watch is
+/// started again from a fresh list after a growing pause, so only a list
+/// that succeeds says the watch is back (a watch that resumes quietly
+/// gives no sign of it).
 pub async fn fill(
     client: kube::Client,
     tokens: Tokens,
     keep: impl Fn(&Challenge) -> bool,
-    synced: &std::sync::atomic::AtomicBool,
+    health: &TokenWatch,
 ) {
     let entry = |ch: &Challenge| entry(ch).filter(|_| keep(ch));
     let api: Api<Challenge> = Api::all(client);
-    let mut by_uid: HashMap<String, String> = HashMap::new();
-    let mut fresh: Option<HashMap<String, Presented>> = None;
-    let mut fresh_uids: HashMap<String, String> = HashMap::new();
-    // A failing watch backs off (up to a minute) instead of relisting at once.
-    let mut events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    while let Some(event) = events.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::warn!(error = %e, "watching Challenges for the token table failed; retrying with backoff");
-                continue;
-            }
-        };
-        match event {
-            watcher::Event::Init => {
-                fresh = Some(HashMap::new());
-                fresh_uids.clear();
-            }
-            watcher::Event::InitApply(ch) => {
-                if let (Some(table), Some((token, presented))) = (fresh.as_mut(), entry(&ch)) {
-                    fresh_uids.insert(ch.uid().unwrap_or_default(), token.clone());
-                    table.insert(token, presented);
+    let mut failures = 0;
+    loop {
+        let mut by_uid: HashMap<String, String> = HashMap::new();
+        let mut fresh: Option<HashMap<String, Presented>> = None;
+        let mut fresh_uids: HashMap<String, String> = HashMap::new();
+        let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!(error = %e, "watching Challenges for the token table failed; listing them again after a pause");
+                    health.failed();
+                    break;
                 }
-            }
-            watcher::Event::InitDone => {
-                if let Some(table) = fresh.take() {
-                    *tokens.write().unwrap_or_else(|e| e.into_inner()) = table;
-                    by_uid = std::mem::take(&mut fresh_uids);
-                    synced.store(true, std::sync::atomic::Ordering::Relaxed);
+            };
+            match event {
+                watcher::Event::Init => {
+                    fresh = Some(HashMap::new());
+                    fresh_uids.clear();
                 }
-            }
-            watcher::Event::Apply(ch) => {
-                let uid = ch.uid().unwrap_or_default();
-                let mut table = tokens.write().unwrap_or_else(|e| e.into_inner());
-                if let Some(old) = by_uid.remove(&uid) {
-                    table.remove(&old);
+                watcher::Event::InitApply(ch) => {
+                    if let (Some(table), Some((token, presented))) = (fresh.as_mut(), entry(&ch)) {
+                        fresh_uids.insert(ch.uid().unwrap_or_default(), token.clone());
+                        table.insert(token, presented);
+                    }
                 }
-                if let Some((token, presented)) = entry(&ch) {
-                    by_uid.insert(uid, token.clone());
-                    table.insert(token, presented);
+                watcher::Event::InitDone => {
+                    if let Some(table) = fresh.take() {
+                        *tokens.write().unwrap_or_else(|e| e.into_inner()) = table;
+                        by_uid = std::mem::take(&mut fresh_uids);
+                        health.up();
+                        failures = 0;
+                    }
                 }
-            }
-            watcher::Event::Delete(ch) => {
-                if let Some(old) = by_uid.remove(&ch.uid().unwrap_or_default()) {
-                    tokens
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&old);
+                watcher::Event::Apply(ch) => {
+                    let uid = ch.uid().unwrap_or_default();
+                    let mut table = tokens.write().unwrap_or_else(|e| e.into_inner());
+                    if let Some(old) = by_uid.remove(&uid) {
+                        table.remove(&old);
+                    }
+                    if let Some((token, presented)) = entry(&ch) {
+                        by_uid.insert(uid, token.clone());
+                        table.insert(token, presented);
+                    }
+                }
+                watcher::Event::Delete(ch) => {
+                    if let Some(old) = by_uid.remove(&ch.uid().unwrap_or_default()) {
+                        tokens
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&old);
+                    }
                 }
             }
         }
+        failures += 1;
+        tokio::time::sleep(relist_pause(failures)).await;
     }
 }
 
 /// Serves every live Challenge's token on `addr` (the shared solver),
-/// kept in `tokens`; `synced` turns true once every live token is known.
+/// kept in `tokens`; `health` says how the watch behind them is doing.
 pub async fn serve(
     client: kube::Client,
     addr: SocketAddr,
-    synced: &std::sync::atomic::AtomicBool,
+    health: &TokenWatch,
     tokens: Tokens,
 ) -> std::io::Result<()> {
     tokio::select! {
         served = server::serve(addr, tokens.clone()) => served,
-        () = fill(client, tokens, |_| true, synced) => Ok(()),
+        () = fill(client, tokens, |_| true, health) => Ok(()),
     }
 }
 
@@ -374,6 +424,19 @@ mod tests {
             "one family per slice"
         );
         assert_eq!(dual["endpoints"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn a_failing_token_watch_lists_again_after_a_growing_pause() {
+        let pauses: Vec<u64> = (1..=8).map(|n| relist_pause(n).as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 30, 30, 30]);
+        let health = TokenWatch::default();
+        assert!(!health.listed());
+        health.failed();
+        assert!(health.failing_for().is_some());
+        health.up();
+        assert!(health.listed());
+        assert_eq!(health.failing_for(), None);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub async fn serve(
             // Which issuers are in sidecar mode is known before any
             // Challenge is judged.
             stores.ready().await;
-            let synced = std::sync::atomic::AtomicBool::new(false);
+            let health = super::shared::TokenWatch::default();
             let keep = move |ch: &crate::api::Challenge| {
                 if let Some(mode) = Mode::recorded(ch.annotations()) {
                     return mode == Mode::Sidecar;
@@ -45,7 +45,7 @@ pub async fn serve(
                     stores.annotations(&ch.namespace().unwrap_or_default(), &ch.spec.issuer_ref);
                 Mode::from_annotations(&annotations, default) == Ok(Mode::Sidecar)
             };
-            super::shared::fill(client, tokens, keep, &synced).await;
+            super::shared::fill(client, tokens, keep, &health).await;
         }
     };
     tokio::select! {
