@@ -70,6 +70,17 @@ impl Env {
     /// Starts the cluster, pebble (changed by `pebble`), the CRDs and the
     /// controller (with `extra` flags), and a ClusterIssuer `pebble`.
     pub async fn start(pebble: impl FnOnce(&mut PebbleOptions), extra: &[&str]) -> Env {
+        Self::start_with_chart(pebble, extra, &[]).await
+    }
+
+    /// As [`Env::start`], with more `helm template` arguments for the
+    /// controller's chart (`deploy::real_node_values()` runs it on the real
+    /// node).
+    pub async fn start_with_chart(
+        pebble: impl FnOnce(&mut PebbleOptions),
+        extra: &[&str],
+        chart: &[String],
+    ) -> Env {
         certwright::install_crypto_provider();
         let binary = env!("CARGO_BIN_EXE_certwright");
         let cluster = super::local_cluster().await;
@@ -106,7 +117,7 @@ impl Env {
             &cluster.control_plane().audit_log(),
         )
         .mark();
-        deploy::controller(&client, &args)
+        deploy::controller_with_values(&client, "dev", &args, chart)
             .await
             .expect("controller");
         let env = Env {
@@ -257,7 +268,18 @@ impl Env {
         let mut out = String::new();
         for pod in deploy::controller_pods(&self.client).await {
             out.push_str(&format!("--- {pod}\n"));
-            out.push_str(&self.cluster.pod_log(deploy::NAMESPACE, &pod));
+            let mut log = self.cluster.pod_log(deploy::NAMESPACE, &pod);
+            if log.is_empty() {
+                // A real node's Pod: its log is the kubelet's to serve.
+                log = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(
+                    self.client.clone(),
+                    deploy::NAMESPACE,
+                )
+                .logs(&pod, &Default::default())
+                .await
+                .unwrap_or_default();
+            }
+            out.push_str(&log);
         }
         out
     }

@@ -22,7 +22,7 @@ use serde_json::json;
 const PEBBLE_NAME: &str = "pebble.certwright.test";
 
 /// Where `scripts/build-image-binary` leaves the binary.
-fn image_binary() -> PathBuf {
+pub(crate) fn image_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));

@@ -25,6 +25,7 @@ mod leader;
 mod local_cluster;
 mod metrics;
 mod rbac;
+mod real_node;
 mod renewal;
 mod secrets;
 mod solver_modes;

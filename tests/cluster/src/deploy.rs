@@ -344,6 +344,17 @@ pub async fn controller_tagged(
     tag: &str,
     extra_args: &[String],
 ) -> Result<(), String> {
+    controller_with_values(client, tag, extra_args, &[]).await
+}
+
+/// As [`controller_tagged`], with more `helm template` arguments
+/// (`--set`, `--set-json`), after the local cluster's.
+pub async fn controller_with_values(
+    client: &kube::Client,
+    tag: &str,
+    extra_args: &[String],
+    chart_args: &[String],
+) -> Result<(), String> {
     remove_controller(client).await?;
     apply(
         client,
@@ -357,6 +368,7 @@ pub async fn controller_tagged(
         format!("image.tag={tag}"),
         "--no-hooks".into(),
     ]);
+    values.extend(chart_args.iter().cloned());
     for object in render_chart(&values)? {
         apply(client, object).await?;
     }
@@ -394,6 +406,24 @@ pub async fn delete_deployment(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// The chart's values that run the controller on the real node
+/// ([`crate::node`]): its image, built and imported there, and the
+/// placement that selects the node and tolerates its taint.
+pub fn real_node_values() -> Vec<String> {
+    let (selector, tolerations) = crate::node::placement();
+    vec![
+        "--set".into(),
+        format!(
+            "image.repository={}",
+            crate::node::images::CERTWRIGHT_REPOSITORY
+        ),
+        "--set-json".into(),
+        format!("nodeSelector={selector}"),
+        "--set-json".into(),
+        format!("tolerations={tolerations}"),
+    ]
 }
 
 /// The controller Pods' names.

@@ -7,6 +7,8 @@
 //!   proxy, audit log).
 //! - [`pebble`], [`acme_proxy`], [`connect_proxy`]: the ACME side.
 //! - [`bind`]: BIND 9, the authoritative DNS server of the DNS-01 tests.
+//! - [`node`]: a real node beside it (containerd, kubelet, kube-proxy,
+//!   kube-scheduler), running images built by buildah.
 //! - [`deploy`]: certwright installed as the chart installs it.
 //! - [`cert_manager`]: cert-manager itself, from its chart and module.
 //! - [`process`], [`netns`]: children that die with the run, namespaces
@@ -21,6 +23,7 @@ pub mod connect_proxy;
 pub mod control_plane;
 pub mod deploy;
 pub mod netns;
+pub mod node;
 pub mod pebble;
 pub mod process;
 pub mod tools;

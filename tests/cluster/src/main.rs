@@ -16,12 +16,14 @@ const USAGE: &str =
     "usage: certwright-testcluster [--certwright PATH] [--kubeconfig PATH] [--state-dir DIR] [--with-controller]
   --certwright PATH   the certwright binary Pods run (default: next to this binary)
   --with-controller   also deploy `certwright controller` in the cluster, as the chart would
+  --real-node         also start the real node (containerd, kubelet, kube-proxy, kube-scheduler)
   --kubeconfig PATH   where to write the kubeconfig (default: <state-dir>/kubeconfig)
   --state-dir DIR     where to write the kubeconfig and pebble's roots (default: a temp dir)";
 
 struct Args {
     certwright: PathBuf,
     with_controller: bool,
+    real_node: bool,
     kubeconfig: Option<PathBuf>,
     state_dir: PathBuf,
 }
@@ -31,6 +33,7 @@ fn parse() -> Result<Args, String> {
     let mut args = Args {
         certwright: me.with_file_name("certwright"),
         with_controller: false,
+        real_node: false,
         kubeconfig: None,
         state_dir: std::env::temp_dir()
             .join(format!("certwright-testcluster-{}", std::process::id())),
@@ -43,6 +46,7 @@ fn parse() -> Result<Args, String> {
             "--kubeconfig" => args.kubeconfig = Some(PathBuf::from(value("--kubeconfig")?)),
             "--state-dir" => args.state_dir = PathBuf::from(value("--state-dir")?),
             "--with-controller" => args.with_controller = true,
+            "--real-node" => args.real_node = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -72,6 +76,13 @@ async fn start(cluster: &LocalCluster, args: &Args) -> Result<(Pebble, PathBuf, 
         .map_err(|e| e.to_string())?;
     std::fs::write(args.state_dir.join("acme-directory"), &pebble.directory_url)
         .map_err(|e| e.to_string())?;
+    if args.real_node {
+        let node = cluster.real_node(&image_binary(&args.certwright)).await?;
+        eprintln!(
+            "the real node runs; its daemons log in {}",
+            node.dir().display()
+        );
+    }
     if args.with_controller {
         let flags = [
             "--http01-self-check-address".to_string(),
@@ -82,6 +93,17 @@ async fn start(cluster: &LocalCluster, args: &Args) -> Result<(Pebble, PathBuf, 
         certwright_testcluster::deploy::controller(&client, &flags).await?;
     }
     Ok((pebble, kubeconfig, roots))
+}
+
+/// The static binary `scripts/build-image-binary` builds beside `certwright`
+/// (`<target>/x86_64-unknown-linux-gnu/image-test/certwright`), if there is
+/// one; else `certwright` itself.
+fn image_binary(certwright: &std::path::Path) -> PathBuf {
+    let target = certwright.parent().and_then(|p| p.parent());
+    target
+        .map(|t| t.join("x86_64-unknown-linux-gnu/image-test/certwright"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| certwright.to_path_buf())
 }
 
 fn main() -> ExitCode {

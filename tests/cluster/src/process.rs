@@ -35,11 +35,16 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Request>> {
 
 /// Makes `command` die with SIGKILL when the spawner (so this process) dies.
 pub fn die_with_parent(command: &mut Command) {
+    signal_on_parent_death(command, libc::SIGKILL);
+}
+
+/// Makes `command` get `signal` when the spawner (so this process) dies.
+fn signal_on_parent_death(command: &mut Command, signal: libc::c_int) {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: prctl and getppid are async-signal-safe system calls.
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
                 return Err(io::Error::last_os_error());
             }
             // The parent may have died before prctl took effect.
@@ -63,7 +68,16 @@ impl Process {
     pub fn spawn(name: &str, command: Command, log: &Path) -> Result<Self, String> {
         let out =
             std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
-        Self::spawn_into(name, command, log, out)
+        Self::spawn_into(name, command, log, out, libc::SIGKILL)
+    }
+
+    /// As [`Self::spawn`], but the child gets SIGTERM rather than SIGKILL
+    /// when this process dies, so it can clean up what outlives it (the
+    /// real node's holder kills the node's cgroup).
+    pub fn spawn_guardian(name: &str, command: Command, log: &Path) -> Result<Self, String> {
+        let out =
+            std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        Self::spawn_into(name, command, log, out, libc::SIGTERM)
     }
 
     /// The same, appending to `log` (a restarted container's).
@@ -73,7 +87,7 @@ impl Process {
             .append(true)
             .open(log)
             .map_err(|e| format!("opening {}: {e}", log.display()))?;
-        Self::spawn_into(name, command, log, out)
+        Self::spawn_into(name, command, log, out, libc::SIGKILL)
     }
 
     fn spawn_into(
@@ -81,10 +95,11 @@ impl Process {
         mut command: Command,
         log: &Path,
         out: std::fs::File,
+        death_signal: libc::c_int,
     ) -> Result<Self, String> {
         let err = out.try_clone().map_err(|e| e.to_string())?;
         command.stdin(Stdio::null()).stdout(out).stderr(err);
-        die_with_parent(&mut command);
+        signal_on_parent_death(&mut command, death_signal);
         let program = command.get_program().to_string_lossy().into_owned();
         let (tx, rx) = mpsc::channel();
         spawner()
@@ -101,6 +116,10 @@ impl Process {
             child,
             log: log.to_path_buf(),
         })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn id(&self) -> u32 {

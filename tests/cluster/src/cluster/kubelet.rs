@@ -1,7 +1,8 @@
 //! The process kubelet: an ordinary client of the real API server, as the
 //! Node `local` (`system:node:local`, so the Node authorizer and
 //! NodeRestriction apply). It registers the Node, renews its Lease, binds
-//! unscheduled Pods to it (as the scheduler would), and runs Pods whose
+//! unscheduled Pods to it (as the scheduler would; those tolerating the
+//! real node's taint are left to kube-scheduler), and runs Pods whose
 //! images it knows (certwright's, Traefik's) through [`super::pod_runner`],
 //! and finishes a Pod's deletion once its processes are gone.
 
@@ -198,6 +199,10 @@ async fn bind_loop(client: kube::Client) {
             _ => continue,
         };
         for pod in pods {
+            // The real node's Pods are kube-scheduler's to place.
+            if tolerates_real_node(&pod) {
+                continue;
+            }
             let (Some(ns), Some(name)) = (pod.metadata.namespace, pod.metadata.name) else {
                 continue;
             };
@@ -214,6 +219,16 @@ async fn bind_loop(client: kube::Client) {
                 .await;
         }
     }
+}
+
+fn tolerates_real_node(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_ref())
+        .is_some_and(|t| {
+            t.iter()
+                .any(|t| t.key.as_deref() == Some(crate::node::TAINT))
+        })
 }
 
 /// Watches the Pods bound to this node and keeps their processes in step.

@@ -128,6 +128,8 @@ pub struct LocalCluster {
     ingress_forward: SocketAddr,
     kubeconfig: PathBuf,
     routes: SafetyRoutes,
+    /// The real node, once a test asked for it.
+    real_node: tokio::sync::OnceCell<Arc<crate::node::RealNode>>,
 }
 
 /// `unreachable` routes in this process's namespace for the cluster's
@@ -149,7 +151,7 @@ fn add_safety_routes() -> Result<Vec<&'static str>, String> {
         .map_err(|e| format!("running ip route: {e} (install iproute2)"))?;
     let table = String::from_utf8_lossy(&out.stdout);
     let mut added = Vec::new();
-    for range in [POD_CIDR, SERVICE_CIDR] {
+    for range in [POD_CIDR, SERVICE_CIDR, crate::node::RANGE] {
         let prefix = range.split('.').take(2).collect::<Vec<_>>().join(".") + ".";
         if let Some(line) = table
             .lines()
@@ -362,6 +364,7 @@ impl LocalCluster {
             ingress_forward,
             kubeconfig,
             routes,
+            real_node: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -470,6 +473,37 @@ impl LocalCluster {
             Ok(out) => out,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
+    }
+
+    /// The real node (started on first use, with certwright's image from
+    /// `certwright_binary` tagged `dev`).
+    pub async fn real_node(
+        &self,
+        certwright_binary: &Path,
+    ) -> Result<Arc<crate::node::RealNode>, String> {
+        let shared = self.shared.clone();
+        let binary = certwright_binary.to_path_buf();
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the node runtime runs")
+            .handle()
+            .clone();
+        self.real_node
+            .get_or_try_init(|| async move {
+                let node = runtime
+                    .spawn(
+                        async move { crate::node::RealNode::start(&shared, &binary, "dev").await },
+                    )
+                    .await
+                    .map_err(|e| format!("starting the real node: {e}"))??;
+                // Never dropped (the cluster is shared): when the run exits,
+                // the node's daemons die with it and its holder kills the
+                // node's cgroup.
+                Ok::<_, String>(Arc::new(node))
+            })
+            .await
+            .cloned()
     }
 
     /// Where Pod logs (`pod-<namespace>-<name>.log`) are written.

@@ -247,6 +247,9 @@ impl ControlPlane {
                 "--enable-admission-plugins=NodeRestriction,OwnerReferencesPermissionEnforcement"
                     .into(),
                 "--endpoint-reconciler-type=none".into(),
+                format!("--kubelet-client-certificate={}", p("kubelet-client.crt")),
+                format!("--kubelet-client-key={}", p("kubelet-client.key")),
+                "--kubelet-preferred-address-types=InternalIP".into(),
                 "--allow-privileged=true".into(),
                 format!("--requestheader-client-ca-file={}", p("front-proxy-ca.crt")),
                 "--requestheader-allowed-names=front-proxy-client".into(),

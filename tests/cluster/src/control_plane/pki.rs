@@ -114,6 +114,13 @@ impl Files {
         files.put("ca", &files.ca.pair)?;
         files.put("front-proxy-ca", &files.front_proxy_ca.pair)?;
         files.put("apiserver", &files.ca.server("kube-apiserver", dns, ips)?)?;
+        // What kube-apiserver shows a kubelet (logs, exec, port-forward).
+        files.put(
+            "kubelet-client",
+            &files
+                .ca
+                .client("kube-apiserver-kubelet-client", &["system:masters"])?,
+        )?;
         files.put(
             "front-proxy-client",
             &files.front_proxy_ca.client("front-proxy-client", &[])?,
