@@ -302,8 +302,11 @@ impl TokenWatch {
 /// The pause before the `failures`-th fresh list of a failing token watch:
 /// 1 s, doubling, at most 30 s.
 fn relist_pause(failures: u32) -> std::time::Duration {
-    std::time::Duration::from_secs(1u64 << failures.saturating_sub(1).min(5))
-        .min(std::time::Duration::from_secs(30))
+    const RELIST: crate::runtime::settings::Backoff = crate::runtime::settings::Backoff {
+        min: std::time::Duration::from_secs(1),
+        max: std::time::Duration::from_secs(30),
+    };
+    RELIST.after_failure(failures, None)
 }
 
 /// Fills `tokens` from a watch on every Challenge (those `keep` accepts),
