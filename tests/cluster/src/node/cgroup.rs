@@ -23,7 +23,7 @@ pub enum Version {
     V2,
 }
 
-pub fn version() -> Version {
+fn version() -> Version {
     if Path::new(ROOT).join("cgroup.controllers").exists() {
         Version::V2
     } else {
@@ -34,8 +34,8 @@ pub fn version() -> Version {
 /// The roots of the hierarchies a cgroup lives in: the unified one, or each
 /// v1 controller's (a joint mount such as `cpu,cpuacct` once), and the
 /// named `systemd` one, which the kubelet checks too.
-fn hierarchies() -> Vec<PathBuf> {
-    if version() == Version::V2 {
+fn hierarchies(version: Version) -> Vec<PathBuf> {
+    if version == Version::V2 {
         return vec![PathBuf::from(ROOT)];
     }
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
@@ -57,21 +57,29 @@ fn hierarchies() -> Vec<PathBuf> {
 #[derive(Debug)]
 pub struct NodeCgroup {
     name: String,
+    version: Version,
     hierarchies: Vec<PathBuf>,
 }
+
+/// The controllers a v2 cgroup hands down to its children.
+const V2_CONTROLLERS: &str = "+cpu +cpuset +io +memory +pids";
 
 impl NodeCgroup {
     /// Creates the cgroup of this run's node.
     pub fn create() -> Result<Self, String> {
+        let version = version();
         let node = Self {
             name: format!("{PREFIX}{}", std::process::id()),
-            hierarchies: hierarchies(),
+            version,
+            hierarchies: hierarchies(version),
         };
         node.kill_and_remove();
-        if version() == Version::V2 {
+        if version == Version::V2 {
             // Children get controllers only where their parent hands them down.
-            let all = "+cpu +cpuset +io +memory +pids";
-            let _ = std::fs::write(Path::new(ROOT).join("cgroup.subtree_control"), all);
+            let _ = std::fs::write(
+                Path::new(ROOT).join("cgroup.subtree_control"),
+                V2_CONTROLLERS,
+            );
         }
         for dir in node.dirs() {
             for sub in ["", "daemons", "pods"] {
@@ -80,9 +88,8 @@ impl NodeCgroup {
                     .map_err(|e| format!("creating the cgroup {}: {e}", path.display()))?;
                 inherit_cpuset(&path);
             }
-            if version() == Version::V2 {
-                let all = "+cpu +cpuset +io +memory +pids";
-                std::fs::write(dir.join("cgroup.subtree_control"), all)
+            if version == Version::V2 {
+                std::fs::write(dir.join("cgroup.subtree_control"), V2_CONTROLLERS)
                     .map_err(|e| format!("enabling controllers in {}: {e}", dir.display()))?;
             }
         }
@@ -152,12 +159,14 @@ impl NodeCgroup {
     /// the container's process, in bytes.
     pub fn memory_limit_of(&self, pid: i32) -> Option<u64> {
         let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let (file, path) = match version() {
+        let (root, file, path) = match self.version {
             Version::V2 => (
+                PathBuf::from(ROOT),
                 "memory.max",
                 cgroups.lines().find_map(|l| l.strip_prefix("0::"))?,
             ),
             Version::V1 => (
+                PathBuf::from(ROOT).join("memory"),
                 "memory.limit_in_bytes",
                 cgroups.lines().find_map(|l| {
                     let mut parts = l.splitn(3, ':');
@@ -168,10 +177,6 @@ impl NodeCgroup {
                         .then_some(path)
                 })?,
             ),
-        };
-        let root = match version() {
-            Version::V2 => PathBuf::from(ROOT),
-            Version::V1 => PathBuf::from(ROOT).join("memory"),
         };
         let text =
             std::fs::read_to_string(root.join(path.trim_start_matches('/')).join(file)).ok()?;
@@ -251,7 +256,7 @@ fn kill_and_remove(dirs: &[PathBuf]) {
 /// Tears down node cgroups left by runs that are gone (a SIGKILLed run
 /// whose holder could not act).
 pub fn remove_stale() {
-    let hierarchies = hierarchies();
+    let hierarchies = hierarchies(version());
     let Some(first) = hierarchies.first() else {
         return;
     };
