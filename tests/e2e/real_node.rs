@@ -93,11 +93,8 @@ fn restart_count(pod: &Pod) -> i32 {
 /// The container's main process, as the kernel sees it.
 fn main_process(node: &RealNode, pod: &Pod) -> i32 {
     let id = container_status(pod).container_id.expect("a container id");
-    let pids = node.container_processes(&id);
-    *pids
-        .iter()
-        .min()
-        .unwrap_or_else(|| panic!("no process in the cgroup of {id}"))
+    node.main_process(&id)
+        .expect("the container's main process")
 }
 
 /// A `/proc/<pid>/status` field.
@@ -140,6 +137,24 @@ async fn in_solver_endpoints(env: &Env, pod: &Pod) -> bool {
     listed.iter().flat_map(|s| &s.endpoints).any(|e| {
         e.addresses.contains(&ip) && e.conditions.as_ref().and_then(|c| c.ready) == Some(true)
     })
+}
+
+/// The Orders of Certificate `resumed`: name and ACME URL.
+async fn resumed_orders(orders: &Api<Order>) -> Vec<(Option<String>, Option<String>)> {
+    orders
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| {
+            o.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("resumed-"))
+        })
+        .map(|o| (o.metadata.name, o.status.and_then(|s| s.url)))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,19 +292,13 @@ async fn the_image_runs_restricted_on_a_real_node_and_survives_a_kill() {
     let orders: Api<Order> = Api::namespaced(env.client.clone(), "real-node");
     let placed = env
         .wait("the Order placed and refused once", 60, || async {
-            let listed = orders.list(&Default::default()).await.ok()?;
-            let order = listed.items.into_iter().find(|o| {
-                o.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("resumed-"))
-            })?;
-            let url = order.status.as_ref()?.url.clone()?;
+            let (name, url) = resumed_orders(&orders).await.into_iter().next()?;
+            let placed = (name?, url?);
             env.proxy
                 .seen()
                 .iter()
                 .any(|s| s.injected)
-                .then_some((order.metadata.name?, url))
+                .then_some(placed)
         })
         .await;
     let id = container_status(&pod).container_id.expect("a container id");
@@ -303,20 +312,7 @@ async fn the_image_runs_restricted_on_a_real_node_and_survives_a_kill() {
     assert_eq!(terminated.exit_code, 137, "{terminated:?}");
     env.proxy.clear_faults();
     env.certificate_ready("real-node", "resumed", 1).await;
-    let after: Vec<(Option<String>, Option<String>)> = orders
-        .list(&Default::default())
-        .await
-        .expect("orders")
-        .items
-        .into_iter()
-        .filter(|o| {
-            o.metadata
-                .name
-                .as_deref()
-                .is_some_and(|n| n.starts_with("resumed-"))
-        })
-        .map(|o| (o.metadata.name, o.status.and_then(|s| s.url)))
-        .collect();
+    let after = resumed_orders(&orders).await;
     assert_eq!(
         after,
         [(Some(placed.0), Some(placed.1))],

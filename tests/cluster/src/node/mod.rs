@@ -222,21 +222,21 @@ impl RealNode {
         &self.dir
     }
 
-    /// The processes of a container (`containerd://<id>`, as its Pod's
-    /// status says), found by its cgroup.
-    pub fn container_processes(&self, container_id: &str) -> Vec<i32> {
+    /// A container's main process (`containerd://<id>`, as its Pod's
+    /// status says): the lowest pid in its cgroup.
+    pub fn main_process(&self, container_id: &str) -> Result<i32, String> {
         let id = container_id.rsplit("//").next().unwrap_or(container_id);
-        self.cgroup.processes_of(id)
-    }
-
-    /// SIGKILLs a container's main process (the lowest pid in its cgroup),
-    /// as the kernel's OOM killer or a crash would end it; says which.
-    pub fn kill_container(&self, container_id: &str) -> Result<i32, String> {
-        let pid = self
-            .container_processes(container_id)
+        self.cgroup
+            .processes_of(id)
             .into_iter()
             .min()
-            .ok_or_else(|| format!("no process in the cgroup of {container_id}"))?;
+            .ok_or_else(|| format!("no process in the cgroup of {container_id}"))
+    }
+
+    /// SIGKILLs a container's [main process](Self::main_process), as the
+    /// kernel's OOM killer or a crash would end it; says which.
+    pub fn kill_container(&self, container_id: &str) -> Result<i32, String> {
+        let pid = self.main_process(container_id)?;
         // SAFETY: kill(2) on a process of the node's own cgroup.
         match unsafe { libc::kill(pid, libc::SIGKILL) } {
             0 => Ok(pid),
